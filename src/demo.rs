@@ -1,0 +1,113 @@
+//! Synthetic problems: the built-in demo case and the benchmarks' posteriors.
+//!
+//! A demo model has geometric adstock (normalised, l_max 6) followed by logistic
+//! saturation, parameters drawn per draw and cell from fixed ranges with a seeded
+//! generator, so that the same size and seed always give the same case.
+
+use crate::adstock::{Adstock, AdstockKind};
+use crate::model::{Array, Dim, Model, Posterior};
+use crate::saturation::Saturation;
+use crate::scenario::Scenario;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The size of a synthetic case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DemoSize {
+    /// Channels.
+    pub channels: usize,
+    /// Geos (1: no geo dim).
+    pub geos: usize,
+    /// Posterior draws (one chain).
+    pub draws: usize,
+}
+
+/// The CLI's `demo` case: 5 channels × 3 geos, 2000 draws.
+pub const DEMO: DemoSize = DemoSize {
+    channels: 5,
+    geos: 3,
+    draws: 2000,
+};
+
+/// A synthetic model and a scenario (12 periods, 100 per cell and period).
+///
+/// ```
+/// use mmm_budget::demo;
+/// let (model, scenario) = demo::case(&demo::DEMO, 42);
+/// assert_eq!(model.num_cells(), 15);
+/// assert_eq!(scenario.total_budget, 1500.0);
+/// ```
+pub fn case(size: &DemoSize, seed: u64) -> (Model, Scenario) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let channels: Vec<String> = (0..size.channels).map(|i| format!("ch{i}")).collect();
+    let dims = if size.geos > 1 {
+        vec![Dim {
+            name: "geo".into(),
+            coords: (0..size.geos).map(|i| format!("g{i}")).collect(),
+        }]
+    } else {
+        vec![]
+    };
+    let cells = size.channels * size.geos;
+    let (dim_names, cell_shape): (Vec<&str>, Vec<usize>) = if size.geos > 1 {
+        (vec!["geo", "channel"], vec![size.geos, size.channels])
+    } else {
+        (vec!["channel"], vec![size.channels])
+    };
+    let mut full_dims = vec!["draw"];
+    full_dims.extend(&dim_names);
+    let mut full_shape = vec![size.draws];
+    full_shape.extend(&cell_shape);
+    // Per-cell centres, per-draw spread around them.
+    let centre = |rng: &mut StdRng, lo: f64, hi: f64| -> Vec<f64> {
+        (0..cells).map(|_| rng.random_range(lo..hi)).collect()
+    };
+    let alpha_c = centre(&mut rng, 0.2, 0.7);
+    let lam_c = centre(&mut rng, 0.5, 3.0);
+    let beta_c = centre(&mut rng, 0.05, 0.4);
+    let draws = |rng: &mut StdRng, centres: &[f64], spread: f64, clamp: (f64, f64)| -> Vec<f64> {
+        let mut v = Vec::with_capacity(size.draws * cells);
+        for _ in 0..size.draws {
+            for &c in centres {
+                let x: f64 = c * (1.0 + spread * rng.random_range(-1.0..1.0));
+                v.push(x.clamp(clamp.0, clamp.1));
+            }
+        }
+        v
+    };
+    let mut posterior = Posterior::default();
+    let mut insert = |name: &str, values: Vec<f64>| {
+        let array = Array {
+            dims: full_dims.iter().map(|s| s.to_string()).collect(),
+            shape: full_shape.clone(),
+            values,
+        };
+        posterior.arrays.insert(name.to_string(), array);
+    };
+    insert("adstock_alpha", draws(&mut rng, &alpha_c, 0.3, (0.0, 0.95)));
+    insert("saturation_lam", draws(&mut rng, &lam_c, 0.3, (0.05, 10.0)));
+    insert(
+        "saturation_beta",
+        draws(&mut rng, &beta_c, 0.3, (0.0, 10.0)),
+    );
+    let scale: Vec<f64> = (0..cells).map(|_| rng.random_range(50.0..500.0)).collect();
+    let model = Model {
+        channels,
+        dims,
+        adstock: Adstock {
+            kind: AdstockKind::Geometric,
+            l_max: 6,
+            normalize: true,
+        },
+        saturation: Saturation::Logistic,
+        adstock_first: true,
+        channel_scale: Array {
+            dims: dim_names.iter().map(|s| s.to_string()).collect(),
+            shape: cell_shape,
+            values: scale,
+        },
+        target_scale: Array::scalar(1000.0),
+        posterior,
+    };
+    (model, Scenario::new(12, 100.0 * cells as f64))
+}

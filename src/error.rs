@@ -1,0 +1,115 @@
+//! Typed errors. Every variant names where the bad input came from (a file, or
+//! `model`/`scenario` for values built in code), the field, the value and what was
+//! expected, so that the CLI can print one line that tells the user what to fix.
+
+use std::path::PathBuf;
+
+/// The library's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON document is not valid JSON or does not have the expected structure.
+    #[error("{path}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// serde_json's message, with line and column.
+        message: String,
+    },
+    /// An NPY/NPZ archive could not be decoded.
+    #[error("{path}: {message}")]
+    Npz {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A field holds a value outside what is allowed.
+    #[error("{context}: {field} = {value}: expected {expected}")]
+    InvalidValue {
+        /// The file (or `model` / `scenario` for values built in code).
+        context: String,
+        /// The field, as a path: `bounds[2].max`, `saturation_lam[draw 3, cell tv]`.
+        field: String,
+        /// The offending value, printed.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+    /// An array has the wrong shape.
+    #[error("{context}: {field} has shape {found:?}, expected {expected}")]
+    Shape {
+        /// The file (or `model` / `scenario`).
+        context: String,
+        /// The array.
+        field: String,
+        /// Its shape.
+        found: Vec<usize>,
+        /// The shape (or rule) it should have followed.
+        expected: String,
+    },
+    /// A required posterior array is missing.
+    #[error("{context}: missing array `{name}` (needed by {needed_by}); arrays present: {present}")]
+    MissingArray {
+        /// The archive.
+        context: String,
+        /// The array's name.
+        name: String,
+        /// The transformation that needs it.
+        needed_by: String,
+        /// The names that are present, comma-separated.
+        present: String,
+    },
+    /// An evaluator failed (device lost, out of memory, …).
+    #[error("evaluator `{backend}`: {message}")]
+    Device {
+        /// Which evaluator.
+        backend: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Shorthand for `Result<T, mmm_budget::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The same error with the context `from` (e.g. `"scenario"`) replaced by `to`
+    /// (e.g. the file's path); other errors are returned unchanged.
+    pub fn recontext(mut self, from: &str, to: &str) -> Self {
+        match &mut self {
+            Error::InvalidValue { context, .. }
+            | Error::Shape { context, .. }
+            | Error::MissingArray { context, .. }
+                if context == from =>
+            {
+                *context = to.to_string()
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// An [`Error::InvalidValue`] from printable parts.
+    pub fn invalid(
+        context: impl Into<String>,
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        Error::InvalidValue {
+            context: context.into(),
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+}

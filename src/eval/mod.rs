@@ -1,0 +1,126 @@
+//! Evaluators: every posterior draw's response to an allocation, with the gradient
+//! and curvature reductions the solver needs, in one call for all draws.
+//!
+//! For a per-period allocation x over the optimized cells the response of draw d is
+//! separable (see [`crate::problem`] for the unit pattern p_tc):
+//! R_d(x) = Σ_c r_dc(x_c), with, when adstock comes first,
+//! - r_dc = τ_c Σ_(t<N+L) g(x_c q_tcd),
+//! - r'_dc = τ_c Σ_t g'(x_c q_tcd) q_tcd,
+//! - r''_dc = τ_c Σ_t g''(x_c q_tcd) q_tcd²,
+//!
+//! where q_tcd = Σ_l w_l(θ_dc) p_(t−l)c is the adstocked unit pattern. When saturation
+//! comes first, adstock redistributes g(z) over time without losing any of it inside
+//! the N+L window, so r_dc = τ_c W_dc Σ_(t<N) g(x_c p_tc) with W_dc = Σ_l w_l
+//! (1 when normalised). The Hessian of every R_d is diagonal.
+//!
+//! An evaluator returns R_d for every draw and, for draw weights u_d (the utility's
+//! ∂U/∂R_d), the reductions Σ_d u_d r_dc, Σ_d u_d r'_dc and Σ_d u_d r''_dc per cell.
+
+mod cpu;
+
+pub use cpu::CpuEvaluator;
+
+use crate::error::Result;
+
+/// Weights u_d of the draws in the per-cell reductions.
+#[derive(Clone, Copy, Debug)]
+pub enum DrawWeights<'a> {
+    /// u_d = 1/D: the reductions are means over draws.
+    Uniform,
+    /// One weight per draw.
+    PerDraw(&'a [f64]),
+}
+
+impl DrawWeights<'_> {
+    /// u_d.
+    #[inline]
+    pub fn get(&self, d: usize, num_draws: usize) -> f64 {
+        match self {
+            DrawWeights::Uniform => 1.0 / num_draws as f64,
+            DrawWeights::PerDraw(u) => u[d],
+        }
+    }
+}
+
+/// The result of [`Evaluator::evaluate`]; buffers are reused across calls.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// R_d for every draw.
+    pub responses: Vec<f64>,
+    /// Σ_d u_d r_dc per cell (with uniform weights: the mean contribution).
+    pub contributions: Vec<f64>,
+    /// Σ_d u_d r'_dc per cell: the gradient of Σ_d u_d R_d.
+    pub gradient: Vec<f64>,
+    /// Σ_d u_d r''_dc per cell: the (diagonal) Hessian of Σ_d u_d R_d.
+    pub curvature: Vec<f64>,
+}
+
+impl Evaluation {
+    /// Buffers for `num_draws` draws and `num_cells` cells.
+    pub fn new(num_draws: usize, num_cells: usize) -> Self {
+        Evaluation {
+            responses: vec![0.0; num_draws],
+            contributions: vec![0.0; num_cells],
+            gradient: vec![0.0; num_cells],
+            curvature: vec![0.0; num_cells],
+        }
+    }
+}
+
+/// The result of [`Evaluator::evaluate_time_varying`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TimeVaryingEvaluation {
+    /// R_d for every draw.
+    pub responses: Vec<f64>,
+    /// Σ_d u_d ∂R_d/∂X_τc, cell-major: `gradient[c * N + τ]`.
+    pub gradient: Vec<f64>,
+}
+
+impl TimeVaryingEvaluation {
+    /// Buffers for `num_draws` draws, `num_cells` cells and `num_periods` periods.
+    pub fn new(num_draws: usize, num_cells: usize, num_periods: usize) -> Self {
+        TimeVaryingEvaluation {
+            responses: vec![0.0; num_draws],
+            gradient: vec![0.0; num_cells * num_periods],
+        }
+    }
+}
+
+/// Evaluates the response of every posterior draw to an allocation.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 50 }, 7);
+/// let problem = Problem::new(&model, &scenario).unwrap();
+/// let mut ev = CpuEvaluator::new(&problem).unwrap();
+/// let x = problem.uniform_allocation();
+/// let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
+/// ev.evaluate(&x, DrawWeights::Uniform, &mut out).unwrap();
+/// let mean: f64 = out.responses.iter().sum::<f64>() / out.responses.len() as f64;
+/// let by_cell: f64 = out.contributions.iter().sum();
+/// assert!((mean - by_cell).abs() <= 1e-9 * mean.abs());
+/// ```
+pub trait Evaluator {
+    /// D.
+    fn num_draws(&self) -> usize;
+    /// n: optimized cells.
+    fn num_cells(&self) -> usize;
+    /// N.
+    fn num_periods(&self) -> usize;
+    /// What runs the evaluation, e.g. `cpu (f64, 2 threads)` or the GPU adapter's name.
+    fn describe(&self) -> String;
+    /// R_d for every draw at the per-period allocation `x` (n values).
+    fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()>;
+    /// R_d for every draw and the per-cell reductions weighted by `weights`.
+    fn evaluate(&mut self, x: &[f64], weights: DrawWeights<'_>, out: &mut Evaluation)
+    -> Result<()>;
+    /// The time-varying form: `x[c * N + t]` is the spend of cell c in period t
+    /// (no time distribution applies). Gives R_d and Σ_d u_d ∂R_d/∂X_tc, the
+    /// adjoint convolution: ∂R_d/∂X_τc = τ_c/(κ_τc s_c) Σ_l w_l g'(a_(τ+l)cd).
+    fn evaluate_time_varying(
+        &mut self,
+        x: &[f64],
+        weights: DrawWeights<'_>,
+        out: &mut TimeVaryingEvaluation,
+    ) -> Result<()>;
+}

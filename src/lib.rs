@@ -1,0 +1,42 @@
+//! # mmm-budget
+//!
+//! Splits a marketing budget across budget cells (channels × geos × …) using the
+//! posterior of a fitted Bayesian marketing-mix model, following PyMC-Marketing's
+//! conventions exactly.
+//!
+//! Data flows one way: [`Model`] + [`Scenario`] → [`Problem`] (checked and resolved)
+//! → an [`Evaluator`] (every draw's response, gradient and curvature) → a
+//! [`Utility`] over draws → the solver → a result.
+//!
+//! ```
+//! use mmm_budget::*;
+//! let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 100 }, 1);
+//! let problem = Problem::new(&model, &scenario)?;
+//! let mut ev = CpuEvaluator::new(&problem)?;
+//! let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+//! ev.evaluate(&problem.uniform_allocation(), DrawWeights::Uniform, &mut out)?;
+//! println!("mean response {}", problem.utility.value(&out.responses));
+//! # Ok::<(), mmm_budget::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod adstock;
+pub mod demo;
+pub mod error;
+pub mod eval;
+pub mod io;
+pub mod model;
+pub mod problem;
+pub mod report;
+pub mod saturation;
+pub mod scenario;
+pub mod utility;
+
+pub use adstock::{Adstock, AdstockKind};
+pub use error::{Error, Result};
+pub use eval::{CpuEvaluator, DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
+pub use model::{Array, Cell, Dim, Model, Posterior};
+pub use problem::{CellInfo, Problem};
+pub use saturation::{Domain, Saturation};
+pub use scenario::{BoundRule, BudgetConstraint, PeriodRule, Scenario, Selector};
+pub use utility::Utility;

@@ -1,0 +1,606 @@
+//! A model and a scenario, checked and resolved per optimized cell and draw: the form
+//! the evaluators and the solver work on.
+//!
+//! Spend of optimized cell c in period t, for a per-period budget x_c
+//! (PyMC-Marketing's `BudgetOptimizer`):
+//! S_tc = x_c · N · φ_tc for t < N (S_tc = x_c when no time distribution is given),
+//! and 0 for the L carry-over periods N ≤ t < N+L. The model's input is
+//! z_tc = S_tc / (κ_tc s_c) = x_c p_tc with the **unit pattern**
+//! p_tc = N φ_tc / (κ_tc s_c).
+
+use crate::adstock::Adstock;
+use crate::error::{Error, Result};
+use crate::model::{Array, Broadcast, Model};
+use crate::saturation::Saturation;
+use crate::scenario::{BudgetConstraint, PeriodRule, Scenario, Selector};
+use crate::utility::Utility;
+
+/// One optimized cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellInfo {
+    /// Index among all of the model's cells.
+    pub model_index: usize,
+    /// `(dim, coordinate)` pairs, the extra dims first and `channel` last.
+    pub coords: Vec<(String, String)>,
+    /// The coordinates joined by `/`.
+    pub label: String,
+}
+
+impl CellInfo {
+    /// The coordinate along `dim`.
+    pub fn coord(&self, dim: &str) -> Option<&str> {
+        self.coords
+            .iter()
+            .find(|(d, _)| d == dim)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
+/// A checked model + scenario, resolved over the optimized cells.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 10 }, 0);
+/// let problem = Problem::new(&model, &scenario).unwrap();
+/// assert_eq!(problem.num_cells(), 3);
+/// assert!(problem.num_draws() > 1);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// The adstock transformation.
+    pub adstock: Adstock,
+    /// The saturation curve.
+    pub saturation: Saturation,
+    /// Adstock before saturation.
+    pub adstock_first: bool,
+    /// N.
+    pub num_periods: usize,
+    /// The optimized cells, in model order.
+    pub cells: Vec<CellInfo>,
+    /// τ_c per optimized cell.
+    pub target_scale: Vec<f64>,
+    /// p_tc, optimized-cell-major: `pattern[c * N + t]`.
+    pub pattern: Vec<f64>,
+    /// 1/(κ_tc s_c), media units per unit of spend, `[c * N + t]`: the time-varying
+    /// form's input scale.
+    pub input_scale: Vec<f64>,
+    /// Adstock parameters, `[draw][cell][parameter]`.
+    pub adstock_params: Vec<f64>,
+    /// Saturation parameters, `[draw][cell][parameter]`.
+    pub saturation_params: Vec<f64>,
+    /// D.
+    num_draws: usize,
+    /// B, per period.
+    pub total_budget: f64,
+    /// The budget constraint.
+    pub budget_constraint: BudgetConstraint,
+    /// Lower bound per optimized cell (per period).
+    pub lower: Vec<f64>,
+    /// Upper bound per optimized cell (per period).
+    pub upper: Vec<f64>,
+    /// Linear constraints as the scenario gave them.
+    pub constraints: Vec<String>,
+    /// The utility.
+    pub utility: Utility,
+    /// The scenario's start allocation, per optimized cell.
+    pub start: Option<Vec<f64>>,
+    /// Dim names of the model in cell order (extra dims, then `channel`).
+    pub dim_names: Vec<String>,
+}
+
+impl Problem {
+    /// Checks the model and the scenario and resolves them. Every error names the
+    /// part (`model`, `posterior`, `scenario`), the field and the value.
+    pub fn new(model: &Model, scenario: &Scenario) -> Result<Self> {
+        model.validate_structure("model")?;
+        let all_cells = model.cells();
+        let labels: Vec<String> = all_cells.iter().map(|c| model.cell_label(c)).collect();
+        let dim_names: Vec<String> = model.dim_names().iter().map(|s| s.to_string()).collect();
+
+        // Scales.
+        let channel_scale = per_cell(model, "channel_scale", &model.channel_scale)?;
+        let target_scale = per_cell(model, "target_scale", &model.target_scale)?;
+        for (name, values) in [
+            ("channel_scale", &channel_scale),
+            ("target_scale", &target_scale),
+        ] {
+            if let Some(c) = values.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(Error::invalid(
+                    "model",
+                    format!("{name}[{}]", labels[c]),
+                    values[c],
+                    "a finite number > 0",
+                ));
+            }
+        }
+
+        // Scenario basics.
+        let n_periods = scenario.num_periods;
+        if n_periods == 0 {
+            return Err(Error::invalid(
+                "scenario",
+                "num_periods",
+                0,
+                "an integer >= 1",
+            ));
+        }
+        let budget = scenario.total_budget;
+        if !(budget.is_finite() && budget >= 0.0) {
+            return Err(Error::invalid(
+                "scenario",
+                "total_budget",
+                budget,
+                "a finite number >= 0",
+            ));
+        }
+
+        // Mask.
+        let mask = match &scenario.optimize {
+            None => vec![true; all_cells.len()],
+            Some(selectors) => {
+                let mut mask = vec![false; all_cells.len()];
+                for (i, s) in selectors.iter().enumerate() {
+                    for (m, hit) in
+                        mask.iter_mut()
+                            .zip(select(model, s, &format!("optimize[{i}]"))?)
+                    {
+                        *m |= hit;
+                    }
+                }
+                if !mask.iter().any(|&m| m) {
+                    return Err(Error::invalid(
+                        "scenario",
+                        "optimize",
+                        "[]",
+                        "selectors that pick at least one cell",
+                    ));
+                }
+                mask
+            }
+        };
+        let opt: Vec<usize> = (0..all_cells.len()).filter(|&c| mask[c]).collect();
+        let cells: Vec<CellInfo> = opt
+            .iter()
+            .map(|&c| CellInfo {
+                model_index: c,
+                coords: all_cells[c]
+                    .coords
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &i)| (dim_names[k].clone(), model.coords_of(k)[i].clone()))
+                    .collect(),
+                label: labels[c].clone(),
+            })
+            .collect();
+
+        // Bounds.
+        let mut lower = vec![0.0; all_cells.len()];
+        let mut upper = vec![budget; all_cells.len()];
+        for (i, rule) in scenario.bounds.iter().enumerate() {
+            let hits = select(model, &rule.select, &format!("bounds[{i}].select"))?;
+            for (side, value, target) in
+                [("min", rule.min, &mut lower), ("max", rule.max, &mut upper)]
+            {
+                if let Some(v) = value {
+                    if !(v.is_finite() && v >= 0.0) {
+                        return Err(Error::invalid(
+                            "scenario",
+                            format!("bounds[{i}].{side}"),
+                            v,
+                            "a finite number >= 0",
+                        ));
+                    }
+                    for (t, &hit) in target.iter_mut().zip(&hits) {
+                        if hit {
+                            *t = v;
+                        }
+                    }
+                }
+            }
+        }
+        for &c in &opt {
+            if lower[c] > upper[c] {
+                return Err(Error::invalid(
+                    "scenario",
+                    format!("bounds of cell {}", labels[c]),
+                    format!("[{}, {}]", lower[c], upper[c]),
+                    "min <= max",
+                ));
+            }
+        }
+
+        // Time distribution and cost per unit.
+        let factors = period_values(
+            model,
+            &scenario.time_distribution,
+            n_periods,
+            "time_distribution",
+            |v| v.is_finite() && v >= 0.0,
+        )?;
+        for (c, f) in factors.iter().enumerate() {
+            if let Some(f) = f {
+                let sum: f64 = f.iter().sum();
+                if (sum - 1.0).abs() > 1e-6 {
+                    return Err(Error::invalid(
+                        "scenario",
+                        format!("time_distribution of cell {}", labels[c]),
+                        format!("factors summing to {sum}"),
+                        "factors that sum to 1 over the periods",
+                    ));
+                }
+            }
+        }
+        let costs = period_values(
+            model,
+            &scenario.cost_per_unit,
+            n_periods,
+            "cost_per_unit",
+            |v| v.is_finite() && v > 0.0,
+        )?;
+        let mut pattern = Vec::with_capacity(opt.len() * n_periods);
+        let mut input_scale = Vec::with_capacity(opt.len() * n_periods);
+        for &c in &opt {
+            for t in 0..n_periods {
+                let kappa = costs[c].as_ref().map_or(1.0, |k| k[t]);
+                input_scale.push(1.0 / kappa / channel_scale[c]);
+                // PyMC-Marketing's order: ((x φ) N) / κ, then / s in the model.
+                let mut p = match &factors[c] {
+                    Some(f) => f[t] * n_periods as f64,
+                    None => 1.0,
+                };
+                if let Some(k) = &costs[c] {
+                    p /= k[t];
+                }
+                pattern.push(p / channel_scale[c]);
+            }
+        }
+
+        // Posterior.
+        let read =
+            |prefix: &str,
+             names: &[&str],
+             needed_by: &str|
+             -> Result<Vec<(String, &Array, Broadcast)>> {
+                names
+                    .iter()
+                    .map(|p| {
+                        let name = format!("{prefix}_{p}");
+                        let array = model.posterior.arrays.get(&name).ok_or_else(|| {
+                            Error::MissingArray {
+                                context: "posterior".into(),
+                                name: name.clone(),
+                                needed_by: needed_by.into(),
+                                present: model
+                                    .posterior
+                                    .arrays
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            }
+                        })?;
+                        let b = model.broadcast("posterior", &name, array, true)?;
+                        Ok((name, array, b))
+                    })
+                    .collect()
+            };
+        let ad = read(
+            "adstock",
+            model.adstock.kind.parameters(),
+            &format!("adstock `{}`", model.adstock.kind),
+        )?;
+        let sat = read(
+            "saturation",
+            model.saturation.parameters(),
+            &format!("saturation `{}`", model.saturation),
+        )?;
+        let mut num_draws = None;
+        for (name, _, b) in ad.iter().chain(&sat) {
+            match num_draws {
+                None => num_draws = Some((b.num_draws(), name.clone())),
+                Some((d, ref first)) if d != b.num_draws() => {
+                    return Err(Error::invalid(
+                        "posterior",
+                        format!("{name} draws (chain × draw)"),
+                        b.num_draws(),
+                        format!("{d} draws, as in {first}"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let num_draws = match num_draws {
+            Some((d, _)) if d > 0 => d,
+            Some((_, name)) => {
+                return Err(Error::invalid(
+                    "posterior",
+                    format!("{name} draws"),
+                    0,
+                    "at least one draw",
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    "posterior",
+                    "arrays",
+                    "none",
+                    "at least one posterior parameter array",
+                ));
+            }
+        };
+        let gather = |params: &[(String, &Array, Broadcast)],
+                      domains: &[crate::saturation::Domain]|
+         -> Result<Vec<f64>> {
+            let np = params.len();
+            let mut out = vec![0.0; num_draws * opt.len() * np];
+            for d in 0..num_draws {
+                for (j, &c) in opt.iter().enumerate() {
+                    for (k, (name, array, b)) in params.iter().enumerate() {
+                        let v = array.values[b.index(d, c)];
+                        if !domains[k].contains(v) {
+                            let draws = b.draw.0;
+                            return Err(Error::invalid(
+                                "posterior",
+                                format!(
+                                    "{name}[chain {}, draw {}, cell {}]",
+                                    d / draws,
+                                    d % draws,
+                                    labels[c]
+                                ),
+                                v,
+                                domains[k].expected(),
+                            ));
+                        }
+                        out[(d * opt.len() + j) * np + k] = v;
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let adstock_params = gather(&ad, model.adstock.kind.domains())?;
+        let saturation_params = gather(&sat, model.saturation.domains())?;
+
+        // Adstock weights must be finite for every draw and cell.
+        let na = model.adstock.kind.parameters().len();
+        let mut w = vec![0.0; model.adstock.kernel_len()];
+        for (i, p) in adstock_params
+            .chunks(na.max(1))
+            .enumerate()
+            .take(num_draws * opt.len())
+        {
+            model.adstock.weights(if na == 0 { &[] } else { p }, &mut w);
+            if let Some(bad) = w.iter().find(|v| !v.is_finite()) {
+                let (d, j) = (i / opt.len(), i % opt.len());
+                return Err(Error::invalid(
+                    "posterior",
+                    format!(
+                        "adstock weights of draw {d}, cell {} (parameters {:?})",
+                        labels[opt[j]], p
+                    ),
+                    bad,
+                    "finite weights (the parameters give weights that are all zero or undefined)",
+                ));
+            }
+        }
+
+        let mut problem = Problem {
+            adstock: model.adstock,
+            saturation: model.saturation,
+            adstock_first: model.adstock_first,
+            num_periods: n_periods,
+            target_scale: opt.iter().map(|&c| target_scale[c]).collect(),
+            pattern,
+            input_scale,
+            adstock_params,
+            saturation_params,
+            num_draws,
+            total_budget: budget,
+            budget_constraint: scenario.budget_constraint,
+            lower: opt.iter().map(|&c| lower[c]).collect(),
+            upper: opt.iter().map(|&c| upper[c]).collect(),
+            constraints: scenario.constraints.clone(),
+            utility: scenario.utility,
+            start: None,
+            dim_names,
+            cells,
+        };
+        if let Some(start) = &scenario.start {
+            problem.start = Some(problem.allocation_from(model, start, "start")?);
+        }
+        Ok(problem)
+    }
+
+    /// D: the number of posterior draws (chain × draw).
+    pub fn num_draws(&self) -> usize {
+        self.num_draws
+    }
+
+    /// n: the number of optimized cells.
+    pub fn num_cells(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The adstock parameters of draw `d`, optimized cell `c`.
+    #[inline]
+    pub fn adstock_params_of(&self, d: usize, c: usize) -> &[f64] {
+        let np = self.adstock.kind.parameters().len();
+        let i = (d * self.cells.len() + c) * np;
+        &self.adstock_params[i..i + np]
+    }
+
+    /// The saturation parameters of draw `d`, optimized cell `c`.
+    #[inline]
+    pub fn saturation_params_of(&self, d: usize, c: usize) -> &[f64] {
+        let np = self.saturation.parameters().len();
+        let i = (d * self.cells.len() + c) * np;
+        &self.saturation_params[i..i + np]
+    }
+
+    /// 1/(κ_tc s_c) for t < N of optimized cell `c`.
+    #[inline]
+    pub fn input_scale_of(&self, c: usize) -> &[f64] {
+        &self.input_scale[c * self.num_periods..(c + 1) * self.num_periods]
+    }
+
+    /// Checks an allocation over the optimized cells: n finite values >= 0.
+    pub fn check_allocation(&self, x: &[f64], len: usize) -> Result<()> {
+        if x.len() != len {
+            return Err(Error::Shape {
+                context: "allocation".into(),
+                field: "x".into(),
+                found: vec![x.len()],
+                expected: format!("{len} values"),
+            });
+        }
+        if let Some(i) = x.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+            let label = &self.cells[i / (len / self.num_cells()).max(1)].label;
+            return Err(Error::invalid(
+                "allocation",
+                format!("x[{i}] (cell {label})"),
+                x[i],
+                "a finite number >= 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// p_tc for t < N of optimized cell `c`.
+    #[inline]
+    pub fn pattern_of(&self, c: usize) -> &[f64] {
+        &self.pattern[c * self.num_periods..(c + 1) * self.num_periods]
+    }
+
+    /// The budget spread evenly over the optimized cells (B/n each), the start
+    /// PyMC-Marketing uses.
+    pub fn uniform_allocation(&self) -> Vec<f64> {
+        vec![self.total_budget / self.num_cells() as f64; self.num_cells()]
+    }
+
+    /// Resolves `(selector, budget per period)` entries to an allocation over the
+    /// optimized cells. Cells no entry names get 0; an entry that names a cell not
+    /// optimized with a budget other than 0 is an error.
+    pub fn allocation_from(
+        &self,
+        model: &Model,
+        entries: &[(Selector, f64)],
+        field: &str,
+    ) -> Result<Vec<f64>> {
+        let mut x = vec![0.0; self.num_cells()];
+        for (i, (selector, value)) in entries.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            if !(value.is_finite() && *value >= 0.0) {
+                return Err(Error::invalid(
+                    "allocation",
+                    format!("{field}.budget"),
+                    value,
+                    "a finite number >= 0",
+                ));
+            }
+            let hits = select(model, selector, &field)
+                .map_err(|e| e.recontext("scenario", "allocation"))?;
+            for (c, hit) in hits.iter().enumerate() {
+                if !hit {
+                    continue;
+                }
+                match self.cells.iter().position(|cell| cell.model_index == c) {
+                    Some(j) => x[j] = *value,
+                    None if *value == 0.0 => {}
+                    None => {
+                        return Err(Error::invalid(
+                            "allocation",
+                            field.clone(),
+                            format!("{value} for cell {}", model.cell_label(&model.cells()[c])),
+                            "budget only for optimized cells",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// Which of the model's cells a selector picks.
+pub(crate) fn select(model: &Model, selector: &Selector, field: &str) -> Result<Vec<bool>> {
+    let names = model.dim_names();
+    let mut wanted: Vec<Option<usize>> = vec![None; names.len()];
+    for (dim, coord) in selector {
+        let k = names.iter().position(|n| n == dim).ok_or_else(|| {
+            Error::invalid(
+                "scenario",
+                format!("{field}.{dim}"),
+                format!("{dim:?}"),
+                format!("a dim among {names:?}"),
+            )
+        })?;
+        let i = model
+            .coords_of(k)
+            .iter()
+            .position(|c| c == coord)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "scenario",
+                    format!("{field}.{dim}"),
+                    format!("{coord:?}"),
+                    format!("a coordinate of `{dim}` among {:?}", model.coords_of(k)),
+                )
+            })?;
+        wanted[k] = Some(i);
+    }
+    Ok(model
+        .cells()
+        .iter()
+        .map(|c| {
+            c.coords
+                .iter()
+                .zip(&wanted)
+                .all(|(i, w)| w.is_none_or(|w| w == *i))
+        })
+        .collect())
+}
+
+fn per_cell(model: &Model, field: &str, array: &Array) -> Result<Vec<f64>> {
+    let b = model.broadcast("model", field, array, false)?;
+    Ok(b.offsets.iter().map(|&o| array.values[o]).collect())
+}
+
+fn period_values(
+    model: &Model,
+    rules: &[PeriodRule],
+    n_periods: usize,
+    field: &str,
+    ok: impl Fn(f64) -> bool,
+) -> Result<Vec<Option<Vec<f64>>>> {
+    let mut out = vec![None; model.num_cells()];
+    for (i, rule) in rules.iter().enumerate() {
+        let hits = select(model, &rule.select, &format!("{field}[{i}].select"))?;
+        let values = if rule.values.len() == n_periods {
+            rule.values.clone()
+        } else {
+            return Err(Error::Shape {
+                context: "scenario".into(),
+                field: format!("{field}[{i}]"),
+                found: vec![rule.values.len()],
+                expected: format!("{n_periods} values, one per period (num_periods)"),
+            });
+        };
+        if let Some(t) = values.iter().position(|&v| !ok(v)) {
+            return Err(Error::invalid(
+                "scenario",
+                format!("{field}[{i}][{t}]"),
+                values[t],
+                if field == "cost_per_unit" {
+                    "a finite number > 0"
+                } else {
+                    "a finite number >= 0"
+                },
+            ));
+        }
+        for (o, hit) in out.iter_mut().zip(hits) {
+            if hit {
+                *o = Some(values.clone());
+            }
+        }
+    }
+    Ok(out)
+}

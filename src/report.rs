@@ -1,0 +1,216 @@
+//! What an allocation is worth: the utility, the response's distribution over draws,
+//! and each cell's budget, mean contribution, ROI and marginal ROI, in JSON and as a
+//! table.
+//!
+//! Units: `budget` is per period (PyMC-Marketing's convention) and `budget_window`
+//! the money spent over the N periods (N × budget). Contributions are totals over the
+//! window and its carry-over tail. ROI = mean contribution / budget_window; marginal
+//! ROI = ∂E[R]/∂budget_window = (∂E[R]/∂x_c) / N: the response to one more unit of
+//! money spread over the window like the rest.
+
+use crate::error::Result;
+use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::problem::Problem;
+use crate::utility::quantile;
+use serde_json::{Map, Value, json};
+use std::fmt::Write;
+
+/// One cell's line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellReport {
+    /// `(dim, coordinate)` pairs, `channel` last.
+    pub coords: Vec<(String, String)>,
+    /// The cell's label.
+    pub label: String,
+    /// x_c, per period.
+    pub budget: f64,
+    /// N x_c, over the window.
+    pub budget_window: f64,
+    /// E[r_c]: mean contribution over draws (window plus carry-over).
+    pub mean_contribution: f64,
+    /// E[r_c] / (N x_c); `None` when the cell spends nothing.
+    pub roi: Option<f64>,
+    /// (∂E[R]/∂x_c) / N.
+    pub marginal_roi: f64,
+}
+
+/// An allocation's evaluation.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 2, geos: 1, draws: 30 }, 3);
+/// let problem = Problem::new(&model, &scenario).unwrap();
+/// let mut ev = CpuEvaluator::new(&problem).unwrap();
+/// let report = report::Report::new(&problem, &mut ev, &problem.uniform_allocation()).unwrap();
+/// assert_eq!(report.cells.len(), 2);
+/// assert!(report.response_quantiles[0] <= report.response_quantiles[2]);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// The utility's name.
+    pub utility_kind: String,
+    /// U at the allocation.
+    pub utility: f64,
+    /// E[R] over draws.
+    pub mean_response: f64,
+    /// The 5%, 50% and 95% quantiles of R over draws.
+    pub response_quantiles: [f64; 3],
+    /// N.
+    pub num_periods: usize,
+    /// B, per period.
+    pub total_budget: f64,
+    /// Σ_c x_c, per period.
+    pub allocated: f64,
+    /// Per cell.
+    pub cells: Vec<CellReport>,
+    /// Draws.
+    pub num_draws: usize,
+    /// The evaluator that computed it.
+    pub backend: String,
+}
+
+/// The quantile levels of [`Report::response_quantiles`].
+pub const QUANTILES: [f64; 3] = [0.05, 0.5, 0.95];
+
+impl Report {
+    /// Evaluates `x` (per period, over the optimized cells) with `ev`.
+    pub fn new(problem: &Problem, ev: &mut dyn Evaluator, x: &[f64]) -> Result<Self> {
+        let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
+        ev.evaluate(x, DrawWeights::Uniform, &mut out)?;
+        let n_periods = problem.num_periods as f64;
+        let cells = problem
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| CellReport {
+                coords: cell.coords.clone(),
+                label: cell.label.clone(),
+                budget: x[c],
+                budget_window: n_periods * x[c],
+                mean_contribution: out.contributions[c],
+                roi: (x[c] > 0.0).then(|| out.contributions[c] / (n_periods * x[c])),
+                marginal_roi: out.gradient[c] / n_periods,
+            })
+            .collect();
+        Ok(Report {
+            utility_kind: problem.utility.name().into(),
+            utility: problem.utility.value(&out.responses),
+            mean_response: out.responses.iter().sum::<f64>() / out.responses.len() as f64,
+            response_quantiles: QUANTILES.map(|q| quantile(&out.responses, q)),
+            num_periods: problem.num_periods,
+            total_budget: problem.total_budget,
+            allocated: x.iter().sum(),
+            cells,
+            num_draws: problem.num_draws(),
+            backend: ev.describe(),
+        })
+    }
+
+    /// The JSON form: `{"utility", "mean_response", "response_quantiles": {"0.05",
+    /// "0.5", "0.95"}, "cells": [{"channel", <dim>…, "budget", "budget_window",
+    /// "mean_contribution", "roi", "marginal_roi"}], …}` with the units spelled out.
+    pub fn to_json(&self) -> Value {
+        let cells: Vec<Value> = self
+            .cells
+            .iter()
+            .map(|c| {
+                let mut m = Map::new();
+                for (d, v) in c.coords.iter().rev() {
+                    m.insert(d.clone(), json!(v));
+                }
+                m.insert("budget".into(), json!(c.budget));
+                m.insert("budget_window".into(), json!(c.budget_window));
+                m.insert("mean_contribution".into(), json!(c.mean_contribution));
+                m.insert("roi".into(), json!(c.roi));
+                m.insert("marginal_roi".into(), json!(c.marginal_roi));
+                Value::Object(m)
+            })
+            .collect();
+        let mut q = Map::new();
+        for (level, v) in QUANTILES.iter().zip(self.response_quantiles) {
+            q.insert(level.to_string(), json!(v));
+        }
+        json!({
+            "utility_kind": self.utility_kind,
+            "utility": self.utility,
+            "mean_response": self.mean_response,
+            "response_quantiles": q,
+            "num_periods": self.num_periods,
+            "num_draws": self.num_draws,
+            "total_budget": self.total_budget,
+            "total_budget_window": self.total_budget * self.num_periods as f64,
+            "allocated": self.allocated,
+            "allocated_window": self.allocated * self.num_periods as f64,
+            "units": {
+                "budget": "per period (PyMC-Marketing's convention)",
+                "budget_window": "over the num_periods window: num_periods × budget",
+                "mean_contribution": "mean over draws of the response summed over the window and its l_max carry-over periods",
+                "roi": "mean_contribution / budget_window",
+                "marginal_roi": "d mean_response / d budget_window",
+            },
+            "backend": self.backend,
+            "cells": cells,
+        })
+    }
+
+    /// A readable table: one line a cell, then the totals.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let width = self
+            .cells
+            .iter()
+            .map(|c| c.label.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let n = self.num_periods as f64;
+        let _ = writeln!(
+            s,
+            "{:width$}  {:>12}  {:>14}  {:>7}  {:>14}  {:>9}  {:>9}",
+            "cell", "budget/period", "budget/window", "share", "contribution", "ROI", "mROI"
+        );
+        for c in &self.cells {
+            let share = if self.allocated > 0.0 {
+                c.budget / self.allocated
+            } else {
+                0.0
+            };
+            let roi = c.roi.map_or_else(|| "-".to_string(), |r| format!("{r:.4}"));
+            let _ = writeln!(
+                s,
+                "{:width$}  {:>12.4}  {:>14.2}  {:>6.2}%  {:>14.4}  {:>9}  {:>9.4}",
+                c.label,
+                c.budget,
+                c.budget_window,
+                100.0 * share,
+                c.mean_contribution,
+                roi,
+                c.marginal_roi
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{:width$}  {:>12.4}  {:>14.2}  {:>7}  {:>14.4}",
+            "total",
+            self.allocated,
+            self.allocated * n,
+            "",
+            self.cells.iter().map(|c| c.mean_contribution).sum::<f64>()
+        );
+        let _ = writeln!(
+            s,
+            "budget {} per period = {} over {} periods; {} draws; utility ({}) {:.6}; mean response {:.6}; 5/50/95% {:.4} / {:.4} / {:.4}",
+            self.total_budget,
+            self.total_budget * n,
+            self.num_periods,
+            self.num_draws,
+            self.utility_kind,
+            self.utility,
+            self.mean_response,
+            self.response_quantiles[0],
+            self.response_quantiles[1],
+            self.response_quantiles[2]
+        );
+        s
+    }
+}

@@ -1,0 +1,114 @@
+//! A budget scenario: the window, the total budget and its constraint, bounds, which
+//! cells are optimized, how each cell's budget spreads over the periods, cost per
+//! unit, extra constraints and the utility.
+//!
+//! Units: x_c is the budget **per period** of cell c, as in PyMC-Marketing; over the
+//! window of N periods a cell spends N · x_c. `total_budget` B is per period too
+//! (Σ_c x_c = B), so the money spent over the window is N · B.
+
+use crate::utility::Utility;
+use std::collections::BTreeMap;
+
+/// Picks cells by coordinate: a map from dim name (`channel`, `geo`, …) to one
+/// coordinate. The empty selector picks every cell.
+pub type Selector = BTreeMap<String, String>;
+
+/// How the per-period budgets relate to the total budget B.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BudgetConstraint {
+    /// Σ_c x_c = B (PyMC-Marketing's default).
+    #[default]
+    Equal,
+    /// Σ_c x_c ≤ B.
+    AtMost,
+    /// No budget constraint (bounds and other constraints only).
+    None,
+}
+
+impl BudgetConstraint {
+    /// The kind for its scenario name: `equal`, `at_most`, `none`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "equal" => BudgetConstraint::Equal,
+            "at_most" => BudgetConstraint::AtMost,
+            "none" => BudgetConstraint::None,
+            _ => return Option::None,
+        })
+    }
+}
+
+/// Bounds on the per-period budget of the selected cells; a later rule overrides an
+/// earlier one for the cells both select. A missing side keeps the earlier value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BoundRule {
+    /// Which cells.
+    pub select: Selector,
+    /// Lower bound per period.
+    pub min: Option<f64>,
+    /// Upper bound per period.
+    pub max: Option<f64>,
+}
+
+/// A value per period for the selected cells (time distribution factors, or cost per
+/// unit); later rules override earlier ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeriodRule {
+    /// Which cells.
+    pub select: Selector,
+    /// N values, one per period.
+    pub values: Vec<f64>,
+}
+
+/// A budget scenario.
+///
+/// ```
+/// use mmm_budget::*;
+/// let scenario = Scenario::new(12, 2000.0);
+/// assert_eq!(scenario.budget_constraint, BudgetConstraint::Equal);
+/// assert!(scenario.bounds.is_empty()); // default bounds: [0, total_budget]
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// N: the number of periods the budget is spent over (the carry-over tail of
+    /// `l_max` periods comes after them).
+    pub num_periods: usize,
+    /// B: the total budget **per period**.
+    pub total_budget: f64,
+    /// How Σ_c x_c relates to B.
+    pub budget_constraint: BudgetConstraint,
+    /// Bounds; every cell starts at [0, B].
+    pub bounds: Vec<BoundRule>,
+    /// The cells to optimize (a union of selectors); `None` optimizes every cell.
+    /// Cells left out spend nothing.
+    pub optimize: Option<Vec<Selector>>,
+    /// φ_tc: the share of a cell's window budget spent in period t (sums to 1);
+    /// cells no rule selects spend evenly.
+    pub time_distribution: Vec<PeriodRule>,
+    /// κ_tc > 0: money per media unit in period t; cells no rule selects have κ = 1.
+    pub cost_per_unit: Vec<PeriodRule>,
+    /// Linear constraints as strings, e.g. `sum(channel=tv) <= 0.3 * total`.
+    pub constraints: Vec<String>,
+    /// What to maximise over the posterior draws.
+    pub utility: Utility,
+    /// A start allocation (per-period budget of each selected cell).
+    pub start: Option<Vec<(Selector, f64)>>,
+}
+
+impl Scenario {
+    /// A scenario of `num_periods` periods and `total_budget` per period, with every
+    /// other field at its default.
+    pub fn new(num_periods: usize, total_budget: f64) -> Self {
+        Scenario {
+            num_periods,
+            total_budget,
+            budget_constraint: BudgetConstraint::Equal,
+            bounds: vec![],
+            optimize: None,
+            time_distribution: vec![],
+            cost_per_unit: vec![],
+            constraints: vec![],
+            utility: Utility::Mean,
+            start: None,
+        }
+    }
+}
