@@ -212,12 +212,17 @@ pub fn convolve(w: &[f64], z: &[f64], a: &mut [f64]) {
 
 /// The adjoint of [`convolve`]: y_s = Σ_l w_l v_(s+l) for s = 0..y.len(), with v_t = 0
 /// for t ≥ v.len(). If a = conv(w, z) then ∂(Σ_t v_t a_t)/∂z_s = y_s.
+///
+/// Zero weights are skipped: a lag with w_l = 0 does not link z_s to a_(s+l), so an
+/// infinite v there (a curve with g'(0) = ∞) must not turn into NaN.
 pub fn convolve_adjoint(w: &[f64], v: &[f64], y: &mut [f64]) {
     for (s, ys) in y.iter_mut().enumerate() {
         let hi = w.len().min(v.len().saturating_sub(s));
         let mut acc = 0.0;
         for l in 0..hi {
-            acc += w[l] * v[s + l];
+            if w[l] != 0.0 {
+                acc += w[l] * v[s + l];
+            }
         }
         *ys = acc;
     }

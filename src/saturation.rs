@@ -243,6 +243,37 @@ impl Saturation {
     }
 }
 
+impl Saturation {
+    /// [g(xq), q g'(xq), q² g''(xq)]: the terms of r, r' and r'' for one period's
+    /// adstocked unit pattern q and per-period budget x.
+    ///
+    /// For the power-law curves (`root`, `hill`) and x > 0 they are computed as
+    /// q g' = α g / x and q² g'' = α(α−1) g / x² (root) and the like, which stay
+    /// finite where xq is so small that g'(xq) or g''(xq) alone would overflow.
+    #[inline]
+    pub fn term_derivatives(&self, x: f64, q: f64, p: &[f64]) -> [f64; 3] {
+        match self {
+            Saturation::Root if x > 0.0 => {
+                let (alpha, beta) = (p[0], p[1]);
+                let g = beta * (x * q).powf(alpha);
+                let g1 = alpha * g / x;
+                [g, g1, (alpha - 1.0) * g1 / x]
+            }
+            Saturation::Hill if x > 0.0 => {
+                let (s, kappa, beta) = (p[0], p[1], p[2]);
+                let u = (x * q / kappa).powf(s);
+                let v = 1.0 / (1.0 + u);
+                let g1 = beta * s * u * v * v / x;
+                [beta * (1.0 - v), g1, g1 * v * (s - 1.0 - u - s * u) / x]
+            }
+            _ => {
+                let [g, g1, g2] = self.derivatives(x * q, p);
+                [g, q * g1, q * q * g2]
+            }
+        }
+    }
+}
+
 impl fmt::Display for Saturation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

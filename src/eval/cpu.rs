@@ -186,24 +186,24 @@ fn push_runs(values: &[f64], multiplicity: f64, out: &mut Vec<(f64, f64)>) {
 #[inline]
 fn cell_sums(sat: Saturation, params: &[f64], x: f64, terms: &[(f64, f64)]) -> [f64; 3] {
     #[inline(always)]
-    fn accumulate(x: f64, terms: &[(f64, f64)], f: impl Fn(f64) -> [f64; 3]) -> [f64; 3] {
+    fn accumulate(terms: &[(f64, f64)], f: impl Fn(f64) -> [f64; 3]) -> [f64; 3] {
         let mut s = [0.0; 3];
         for &(q, m) in terms {
-            let [g, g1, g2] = f(x * q);
+            let [g, g1, g2] = f(q);
             s[0] += m * g;
-            s[1] += m * q * g1;
-            s[2] += m * q * q * g2;
+            s[1] += m * g1;
+            s[2] += m * g2;
         }
         s
     }
     match sat {
         Saturation::Logistic => {
             let (lam, beta) = (params[0], params[1]);
-            accumulate(x, terms, |a| {
-                Saturation::Logistic.derivatives(a, &[lam, beta])
+            accumulate(terms, |q| {
+                Saturation::Logistic.term_derivatives(x, q, &[lam, beta])
             })
         }
-        _ => accumulate(x, terms, |a| sat.derivatives(a, params)),
+        _ => accumulate(terms, |q| sat.term_derivatives(x, q, params)),
     }
 }
 

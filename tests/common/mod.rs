@@ -1,0 +1,151 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use mmm_budget::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+
+/// A parameter value drawn inside the kind's usual range.
+fn draw_param(rng: &mut StdRng, name: &str, l_max: usize) -> f64 {
+    match name {
+        "alpha" => rng.random_range(0.05..0.95),
+        "theta" => rng.random_range(0.0..(l_max as f64 - 1.0).max(0.5)),
+        "lam" => rng.random_range(0.3..3.0),
+        "k" => rng.random_range(0.5..3.0),
+        "beta" => rng.random_range(0.2..2.0),
+        "slope" => rng.random_range(0.5..3.0),
+        "kappa" => rng.random_range(0.3..3.0),
+        "sigma" => rng.random_range(0.2..2.0),
+        "b" => rng.random_range(0.3..3.0),
+        "c" => rng.random_range(0.3..3.0),
+        other => panic!("no range for {other}"),
+    }
+}
+
+/// Options for [`random_problem`].
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub draws: usize,
+    pub channels: usize,
+    pub geos: usize,
+    pub periods: usize,
+    pub l_max: usize,
+}
+
+/// A random model and scenario of the given kinds: every parameter drawn per draw and
+/// cell, geo-varying channel scales, a per-geo target scale, and (when asked) a
+/// non-uniform time distribution and cost per unit.
+pub fn random_case(
+    seed: u64,
+    shape: Shape,
+    adstock: AdstockKind,
+    saturation: Saturation,
+    adstock_first: bool,
+    time_varying_inputs: bool,
+) -> (Model, Scenario) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let l_max = if adstock == AdstockKind::WeibullPdf {
+        shape.l_max.max(2)
+    } else {
+        shape.l_max
+    };
+    let geos: Vec<String> = (0..shape.geos).map(|g| format!("g{g}")).collect();
+    let channels: Vec<String> = (0..shape.channels).map(|c| format!("c{c}")).collect();
+    let mut posterior = Posterior::default();
+    let names = adstock
+        .parameters()
+        .iter()
+        .map(|p| ("adstock", *p))
+        .chain(saturation.parameters().iter().map(|p| ("saturation", *p)));
+    for (prefix, p) in names {
+        let n = shape.draws * shape.geos * shape.channels;
+        let values = (0..n).map(|_| draw_param(&mut rng, p, l_max)).collect();
+        posterior.arrays.insert(
+            format!("{prefix}_{p}"),
+            Array::new(
+                &["chain", "draw", "geo", "channel"],
+                &[1, shape.draws, shape.geos, shape.channels],
+                values,
+            )
+            .unwrap(),
+        );
+    }
+    let scales = (0..shape.geos * shape.channels)
+        .map(|_| rng.random_range(0.5..3.0))
+        .collect();
+    let targets = (0..shape.geos)
+        .map(|_| rng.random_range(0.5..2.0))
+        .collect();
+    let model = Model {
+        channels,
+        dims: vec![Dim {
+            name: "geo".into(),
+            coords: geos,
+        }],
+        adstock: Adstock {
+            kind: adstock,
+            l_max,
+            normalize: rng.random_bool(0.7),
+        },
+        saturation,
+        adstock_first,
+        channel_scale: Array::new(&["geo", "channel"], &[shape.geos, shape.channels], scales)
+            .unwrap(),
+        target_scale: Array::new(&["geo"], &[shape.geos], targets).unwrap(),
+        posterior,
+    };
+    let mut scenario = Scenario::new(shape.periods, 2.0 * (shape.geos * shape.channels) as f64);
+    if time_varying_inputs {
+        let mut f: Vec<f64> = (0..shape.periods)
+            .map(|_| rng.random_range(0.2..1.0))
+            .collect();
+        let s: f64 = f.iter().sum();
+        f.iter_mut().for_each(|v| *v /= s);
+        scenario.time_distribution.push(PeriodRule {
+            select: Selector::new(),
+            values: f,
+        });
+        let k = (0..shape.periods)
+            .map(|_| rng.random_range(0.5..2.0))
+            .collect();
+        let mut sel = Selector::new();
+        sel.insert("channel".into(), "c0".into());
+        scenario.cost_per_unit.push(PeriodRule {
+            select: sel,
+            values: k,
+        });
+    }
+    (model, scenario)
+}
+
+/// Writes an NPZ archive of float64 arrays (uncompressed, as `numpy.savez` does).
+pub fn write_npz(path: &Path, arrays: &[(&str, Vec<u64>, Vec<f64>)]) {
+    use npyz::WriterBuilder;
+    use std::io::Write;
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, shape, values) in arrays {
+        let mut buf = Vec::new();
+        {
+            let mut w = npyz::WriteOptions::<f64>::new()
+                .default_dtype()
+                .shape(shape)
+                .writer(&mut buf)
+                .begin_nd()
+                .unwrap();
+            w.extend(values.iter().copied()).unwrap();
+            w.finish().unwrap();
+        }
+        zip.start_file(format!("{name}.npy"), opts).unwrap();
+        zip.write_all(&buf).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// |a − b| ≤ rtol · max(|a|, |b|, floor).
+pub fn close(a: f64, b: f64, rtol: f64, floor: f64) -> bool {
+    (a - b).abs() <= rtol * a.abs().max(b.abs()).max(floor)
+}
