@@ -148,3 +148,87 @@ fn reference_cases_reproduce_pymc_marketing_objectives() {
         );
     }
 }
+
+fn entries(v: &Value, key: &str) -> Vec<(Selector, f64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let mut s = Selector::new();
+            for (k, v) in e.as_object().unwrap() {
+                if k != key {
+                    s.insert(k.clone(), v.as_str().unwrap().to_string());
+                }
+            }
+            (s, e[key].as_f64().unwrap())
+        })
+        .collect()
+}
+
+/// Other adstock × saturation pairs, saturation first, unnormalised weights, a
+/// time distribution and a cost per unit, end to end: the objective and its gradient
+/// as PyMC-Marketing's BudgetOptimizer computes them
+/// (tests/fixtures/make_pymc_response_fixtures.py).
+#[test]
+fn budget_optimizer_objective_and_gradient_match_on_other_kinds() {
+    let root = Path::new("tests/data/pymc_e2e");
+    let mut seen = 0;
+    for dir in std::fs::read_dir(root).unwrap() {
+        let dir = dir.unwrap().path();
+        let case = load_case(&dir, None).unwrap();
+        let problem = case.problem().unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let x = problem
+            .allocation_from(
+                &case.model,
+                &entries(&expected["allocation"], "budget"),
+                "allocation",
+            )
+            .unwrap();
+        let mut ev = CpuEvaluator::new(&problem).unwrap();
+        let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+        ev.evaluate(&x, DrawWeights::Uniform, &mut out).unwrap();
+        let objective = Utility::Mean.value(&out.responses);
+        let e = expected["objective"].as_f64().unwrap();
+        assert!(
+            close(objective, e, 1e-9, 0.0),
+            "{}: objective {objective} vs {e}",
+            dir.display()
+        );
+        // The gradient entries may be negative, so compare them one by one.
+        // null where PyTensor's own gradient is NaN (see the script).
+        let g: Vec<Option<f64>> = expected["gradient"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["value"].as_f64())
+            .collect();
+        let order: Vec<usize> = entries(&expected["allocation"], "budget")
+            .iter()
+            .map(|(s, _)| {
+                problem
+                    .cells
+                    .iter()
+                    .position(|c| s.iter().all(|(d, v)| c.coord(d) == Some(v)))
+                    .unwrap()
+            })
+            .collect();
+        let scale = g.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (k, &c) in order.iter().enumerate() {
+            assert!(out.gradient[c].is_finite());
+            if let Some(gk) = g[k] {
+                assert!(
+                    close(out.gradient[c], gk, 1e-8, scale),
+                    "{}: gradient of {} {} vs {gk}",
+                    dir.display(),
+                    problem.cells[c].label,
+                    out.gradient[c]
+                );
+            }
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+}
