@@ -68,6 +68,32 @@ pub enum Error {
         /// The names that are present, comma-separated.
         present: String,
     },
+    /// A constraint string could not be parsed or refers to unknown cells.
+    #[error("{context}: constraints[{index}] {text:?}: column {column}: {message}")]
+    Constraint {
+        /// The file (or `scenario`).
+        context: String,
+        /// Which constraint.
+        index: usize,
+        /// Its text.
+        text: String,
+        /// 1-based column where the problem starts.
+        column: usize,
+        /// What was found and what was expected.
+        message: String,
+    },
+    /// Solver settings out of range.
+    #[error("{context}: settings.{field} = {value}: expected {expected}")]
+    Settings {
+        /// Where the settings came from (`settings` or the scenario file's `options`).
+        context: String,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        expected: &'static str,
+    },
     /// An evaluator failed (device lost, out of memory, …).
     #[error("evaluator `{backend}`: {message}")]
     Device {
@@ -89,6 +115,8 @@ impl Error {
             Error::InvalidValue { context, .. }
             | Error::Shape { context, .. }
             | Error::MissingArray { context, .. }
+            | Error::Constraint { context, .. }
+            | Error::Settings { context, .. }
                 if context == from =>
             {
                 *context = to.to_string()

@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod adstock;
+pub mod constraint;
 pub mod demo;
 pub mod error;
 pub mod eval;
@@ -30,13 +31,18 @@ pub mod problem;
 pub mod report;
 pub mod saturation;
 pub mod scenario;
+pub mod solution;
+pub mod sqp;
 pub mod utility;
 
 pub use adstock::{Adstock, AdstockKind};
+pub use constraint::{LinearConstraint, NonlinearConstraint, Sense};
 pub use error::{Error, Result};
 pub use eval::{CpuEvaluator, DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
 pub use model::{Array, Cell, Dim, Model, Posterior};
 pub use problem::{CellInfo, Problem};
 pub use saturation::{Domain, Saturation};
 pub use scenario::{BoundRule, BudgetConstraint, PeriodRule, Scenario, Selector};
+pub use solution::{IterationInfo, Multiplier, Solution, Status};
+pub use sqp::{HessianMode, Settings, Solver};
 pub use utility::Utility;

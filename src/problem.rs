@@ -9,6 +9,7 @@
 //! p_tc = N φ_tc / (κ_tc s_c).
 
 use crate::adstock::Adstock;
+use crate::constraint::LinearConstraint;
 use crate::error::{Error, Result};
 use crate::model::{Array, Broadcast, Model};
 use crate::saturation::Saturation;
@@ -78,8 +79,8 @@ pub struct Problem {
     pub lower: Vec<f64>,
     /// Upper bound per optimized cell (per period).
     pub upper: Vec<f64>,
-    /// Linear constraints as the scenario gave them.
-    pub constraints: Vec<String>,
+    /// Linear constraints, parsed from the scenario's strings.
+    pub linear_constraints: Vec<LinearConstraint>,
     /// The utility.
     pub utility: Utility,
     /// The scenario's start allocation, per optimized cell.
@@ -398,12 +399,16 @@ impl Problem {
             budget_constraint: scenario.budget_constraint,
             lower: opt.iter().map(|&c| lower[c]).collect(),
             upper: opt.iter().map(|&c| upper[c]).collect(),
-            constraints: scenario.constraints.clone(),
+            linear_constraints: vec![],
             utility: scenario.utility,
             start: None,
             dim_names,
             cells,
         };
+        for (i, text) in scenario.constraints.iter().enumerate() {
+            let c = LinearConstraint::parse_indexed(text, i, model, &problem.cells, budget)?;
+            problem.linear_constraints.push(c);
+        }
         if let Some(start) = &scenario.start {
             problem.start = Some(problem.allocation_from(model, start, "start")?);
         }

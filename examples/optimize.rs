@@ -1,0 +1,49 @@
+//! Builds a small problem in code, optimizes it and prints the allocation.
+//!
+//!     cargo run --release --example optimize
+
+use mmm_budget::*;
+
+fn main() -> Result<()> {
+    // Three channels, 500 posterior draws of a geometric-adstock → logistic model.
+    let (model, mut scenario) = demo::case(
+        &demo::DemoSize {
+            channels: 3,
+            geos: 1,
+            draws: 500,
+        },
+        11,
+    );
+    scenario.total_budget = 300.0; // per period, over 12 periods
+    scenario.bounds.push(BoundRule {
+        select: [("channel".to_string(), "ch0".to_string())].into(),
+        min: Some(50.0),
+        max: None,
+    });
+    scenario.constraints.push("ch1 <= 0.5 * total".into());
+    let problem = Problem::new(&model, &scenario)?;
+    let mut evaluator = CpuEvaluator::new(&problem)?;
+    let solution = Solver::new(&problem, &mut evaluator, Settings::default())?.solve()?;
+    println!("{}: {}", solution.status, solution.message);
+    for (cell, x) in problem.cells.iter().zip(&solution.allocation) {
+        println!(
+            "{:>6}: {:>9.3} per period ({:>10.2} over {} periods)",
+            cell.label,
+            x,
+            x * problem.num_periods as f64,
+            problem.num_periods
+        );
+    }
+    println!(
+        "mean response {:.3} (start {:.3})",
+        solution.mean_response, solution.start_mean_response
+    );
+    for m in solution
+        .multipliers
+        .iter()
+        .filter(|m| m.value != 0.0 && !m.constraint.contains("bound"))
+    {
+        println!("multiplier of {}: {:.6}", m.constraint, m.value);
+    }
+    Ok(())
+}

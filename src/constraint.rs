@@ -1,0 +1,546 @@
+//! Constraints beyond bounds and the budget: linear ones over cells, parsed from
+//! strings, and nonlinear ones given as functions with gradients.
+//!
+//! The string grammar (whitespace free):
+//!
+//! ```text
+//! constraint := expr ("<=" | ">=" | "==") expr
+//! expr       := term (("+" | "-") term)*
+//! term       := unary (("*" | "/") unary)*      (a product may hold one cell sum at most)
+//! unary      := "-" unary | atom
+//! atom       := number | "total" | "sum(" [key "=" value ("," key "=" value)*] ")"
+//!             | name | "(" expr ")"
+//! ```
+//!
+//! `total` is the total budget per period; `sum(channel=tv, geo=north)` is the summed
+//! per-period budget of the optimized cells that match; a bare `name` is a channel
+//! when the model has no extra dims; values may be quoted (`"Brand A"`); numbers may
+//! use scientific notation. Examples: `sum(channel=tv) <= 0.3 * total`,
+//! `tv + 2 * radio <= 400`, `sum(product="Brand A") >= 0.5 * total`.
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::problem::CellInfo;
+use std::fmt;
+
+/// The relation of a constraint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sense {
+    /// lhs ≤ rhs.
+    LessEqual,
+    /// lhs ≥ rhs.
+    GreaterEqual,
+    /// lhs = rhs.
+    Equal,
+}
+
+impl fmt::Display for Sense {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Sense::LessEqual => "<=",
+            Sense::GreaterEqual => ">=",
+            Sense::Equal => "==",
+        })
+    }
+}
+
+/// A linear constraint a·x (sense) b over the optimized cells' per-period budgets.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 2, geos: 1, draws: 5 }, 0);
+/// let problem = Problem::new(&model, &scenario).unwrap();
+/// let c = LinearConstraint::parse("ch0 + 2 * ch1 <= 0.5 * total", &model, &problem.cells, problem.total_budget).unwrap();
+/// assert_eq!(c.coefficients, vec![1.0, 2.0]);
+/// assert_eq!(c.rhs, 0.5 * problem.total_budget);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearConstraint {
+    /// A name for reports (the source string, for parsed constraints).
+    pub name: String,
+    /// a: one coefficient per optimized cell.
+    pub coefficients: Vec<f64>,
+    /// The relation.
+    pub sense: Sense,
+    /// b.
+    pub rhs: f64,
+}
+
+/// A function of the allocation: writes ∇c into `gradient` and returns c(x).
+pub type ConstraintFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<f64> + Send>;
+
+/// A nonlinear constraint c(x) (sense) rhs, given by a function that returns c and
+/// writes its gradient.
+///
+/// ```
+/// use mmm_budget::*;
+/// // Σ x_c² ≤ 10
+/// let c = NonlinearConstraint::new("squares", Sense::LessEqual, 10.0, |x: &[f64], g: &mut [f64]| {
+///     for (g, x) in g.iter_mut().zip(x) { *g = 2.0 * x; }
+///     Ok(x.iter().map(|v| v * v).sum())
+/// });
+/// assert_eq!(c.name, "squares");
+/// ```
+pub struct NonlinearConstraint {
+    /// A name for reports.
+    pub name: String,
+    /// The relation.
+    pub sense: Sense,
+    /// The right-hand side.
+    pub rhs: f64,
+    /// c(x) and its gradient.
+    pub function: ConstraintFn,
+}
+
+impl NonlinearConstraint {
+    /// A nonlinear constraint from a closure.
+    pub fn new(
+        name: impl Into<String>,
+        sense: Sense,
+        rhs: f64,
+        function: impl FnMut(&[f64], &mut [f64]) -> Result<f64> + Send + 'static,
+    ) -> Self {
+        NonlinearConstraint {
+            name: name.into(),
+            sense,
+            rhs,
+            function: Box::new(function),
+        }
+    }
+}
+
+impl fmt::Debug for NonlinearConstraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "NonlinearConstraint({:?} {} {})",
+            self.name, self.sense, self.rhs
+        )
+    }
+}
+
+/// A parse failure: the byte offset where it starts and what went wrong.
+struct ParseError {
+    at: usize,
+    message: String,
+}
+
+type Parsed<T> = std::result::Result<T, ParseError>;
+
+/// An affine expression: coefficients per optimized cell, and a constant.
+#[derive(Clone)]
+struct Affine {
+    coefficients: Vec<f64>,
+    constant: f64,
+}
+
+impl Affine {
+    fn constant(n: usize, v: f64) -> Self {
+        Affine {
+            coefficients: vec![0.0; n],
+            constant: v,
+        }
+    }
+
+    fn is_constant(&self) -> bool {
+        self.coefficients.iter().all(|&c| c == 0.0)
+    }
+
+    fn scale(mut self, k: f64) -> Self {
+        self.coefficients.iter_mut().for_each(|c| *c *= k);
+        self.constant *= k;
+        self
+    }
+
+    fn add(mut self, other: &Affine, sign: f64) -> Self {
+        for (a, b) in self.coefficients.iter_mut().zip(&other.coefficients) {
+            *a += sign * b;
+        }
+        self.constant += sign * other.constant;
+        self
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+    model: &'a Model,
+    cells: &'a [CellInfo],
+    total: f64,
+}
+
+impl LinearConstraint {
+    /// Parses a constraint string over the optimized `cells` of `model`; `total` is
+    /// the total budget per period.
+    pub fn parse(text: &str, model: &Model, cells: &[CellInfo], total: f64) -> Result<Self> {
+        Self::parse_indexed(text, 0, model, cells, total)
+    }
+
+    pub(crate) fn parse_indexed(
+        text: &str,
+        index: usize,
+        model: &Model,
+        cells: &[CellInfo],
+        total: f64,
+    ) -> Result<Self> {
+        let mut p = Parser {
+            text,
+            pos: 0,
+            model,
+            cells,
+            total,
+        };
+        p.constraint().map_err(|e| Error::Constraint {
+            context: "scenario".into(),
+            index,
+            text: text.into(),
+            column: text[..e.at.min(text.len())].chars().count() + 1,
+            message: e.message,
+        })
+    }
+}
+
+impl Parser<'_> {
+    fn n(&self) -> usize {
+        self.cells.len()
+    }
+
+    fn fail<T>(&self, at: usize, message: impl Into<String>) -> Parsed<T> {
+        Err(ParseError {
+            at,
+            message: message.into(),
+        })
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(c) = self.text[self.pos..].chars().next() {
+            if c.is_whitespace() {
+                self.pos += c.len_utf8();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.skip_ws();
+        self.text[self.pos..].chars().next()
+    }
+
+    fn eat(&mut self, s: &str) -> bool {
+        self.skip_ws();
+        if self.text[self.pos..].starts_with(s) {
+            self.pos += s.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn found(&mut self) -> String {
+        match self.peek() {
+            None => "end of input".into(),
+            Some(_) => {
+                let rest: String = self.text[self.pos..].chars().take(12).collect();
+                format!("{rest:?}")
+            }
+        }
+    }
+
+    fn constraint(&mut self) -> Parsed<LinearConstraint> {
+        let lhs = self.expr()?;
+        let op_at = {
+            self.skip_ws();
+            self.pos
+        };
+        let sense = if self.eat("<=") {
+            Sense::LessEqual
+        } else if self.eat(">=") {
+            Sense::GreaterEqual
+        } else if self.eat("==") {
+            Sense::Equal
+        } else {
+            let found = self.found();
+            return self.fail(
+                op_at,
+                format!("expected an operator <=, >= or ==, or + - * /; found {found}"),
+            );
+        };
+        let rhs = self.expr()?;
+        if self.peek().is_some() {
+            let (at, found) = (self.pos, self.found());
+            return self.fail(at, format!("expected end of constraint; found {found}"));
+        }
+        let diff = lhs.add(&rhs, -1.0);
+        if diff.is_constant() {
+            return self.fail(0, "the constraint involves no optimized cell");
+        }
+        Ok(LinearConstraint {
+            name: self.text.trim().to_string(),
+            coefficients: diff.coefficients,
+            sense,
+            rhs: -diff.constant,
+        })
+    }
+
+    fn expr(&mut self) -> Parsed<Affine> {
+        let mut acc = self.term()?;
+        loop {
+            if self.eat("+") {
+                acc = acc.add(&self.term()?, 1.0);
+            } else if self.eat("-") {
+                acc = acc.add(&self.term()?, -1.0);
+            } else {
+                return Ok(acc);
+            }
+        }
+    }
+
+    fn term(&mut self) -> Parsed<Affine> {
+        let mut acc = self.unary()?;
+        loop {
+            self.skip_ws();
+            let at = self.pos;
+            if self.eat("*") {
+                let rhs = self.unary()?;
+                acc = match (acc.is_constant(), rhs.is_constant()) {
+                    (_, true) => acc.scale(rhs.constant),
+                    (true, false) => rhs.scale(acc.constant),
+                    (false, false) => {
+                        return self.fail(at, "a product of two cell sums is not linear");
+                    }
+                };
+            } else if self.eat("/") {
+                let rhs = self.unary()?;
+                if !rhs.is_constant() {
+                    return self.fail(at, "division by a cell sum is not linear");
+                }
+                if rhs.constant == 0.0 {
+                    return self.fail(at, "division by zero");
+                }
+                acc = acc.scale(1.0 / rhs.constant);
+            } else {
+                return Ok(acc);
+            }
+        }
+    }
+
+    fn unary(&mut self) -> Parsed<Affine> {
+        if self.eat("-") {
+            return Ok(self.unary()?.scale(-1.0));
+        }
+        self.atom()
+    }
+
+    fn atom(&mut self) -> Parsed<Affine> {
+        self.skip_ws();
+        let at = self.pos;
+        match self.peek() {
+            Some('(') => {
+                self.pos += 1;
+                let e = self.expr()?;
+                if !self.eat(")") {
+                    let (at, found) = (self.pos, self.found());
+                    return self.fail(at, format!("expected ')'; found {found}"));
+                }
+                Ok(e)
+            }
+            Some(c) if c.is_ascii_digit() || c == '.' => {
+                self.number().map(|v| Affine::constant(self.n(), v))
+            }
+            Some(c) if c.is_alphabetic() || c == '_' => {
+                let name = self.identifier();
+                match name.as_str() {
+                    "total" => Ok(Affine::constant(self.n(), self.total)),
+                    "sum" => self.sum(),
+                    _ => self.bare_name(at, &name),
+                }
+            }
+            Some('"') => {
+                let name = self.quoted()?;
+                self.bare_name(at, &name)
+            }
+            _ => {
+                let found = self.found();
+                self.fail(
+                    at,
+                    format!(
+                        "expected a number, `total`, `sum(...)`, a channel or '('; found {found}"
+                    ),
+                )
+            }
+        }
+    }
+
+    fn number(&mut self) -> Parsed<f64> {
+        let start = self.pos;
+        let bytes = self.text.as_bytes();
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_digit() || bytes[end] == b'.') {
+            end += 1;
+        }
+        if end < bytes.len() && (bytes[end] == b'e' || bytes[end] == b'E') {
+            let mut e = end + 1;
+            if e < bytes.len() && (bytes[e] == b'+' || bytes[e] == b'-') {
+                e += 1;
+            }
+            if e < bytes.len() && bytes[e].is_ascii_digit() {
+                while e < bytes.len() && bytes[e].is_ascii_digit() {
+                    e += 1;
+                }
+                end = e;
+            }
+        }
+        match self.text[start..end].parse::<f64>() {
+            Ok(v) if v.is_finite() => {
+                self.pos = end;
+                Ok(v)
+            }
+            _ => self.fail(
+                start,
+                format!("expected a number; found {:?}", &self.text[start..end]),
+            ),
+        }
+    }
+
+    fn identifier(&mut self) -> String {
+        self.skip_ws();
+        let start = self.pos;
+        for c in self.text[start..].chars() {
+            if c.is_alphanumeric() || c == '_' || c == '.' {
+                self.pos += c.len_utf8();
+            } else {
+                break;
+            }
+        }
+        self.text[start..self.pos].to_string()
+    }
+
+    fn quoted(&mut self) -> Parsed<String> {
+        self.skip_ws();
+        let start = self.pos;
+        self.pos += 1; // the opening quote
+        match self.text[self.pos..].find('"') {
+            Some(len) => {
+                let s = self.text[self.pos..self.pos + len].to_string();
+                self.pos += len + 1;
+                Ok(s)
+            }
+            None => self.fail(start, "unterminated quoted name"),
+        }
+    }
+
+    fn value(&mut self) -> Parsed<String> {
+        match self.peek() {
+            Some('"') => self.quoted(),
+            _ => {
+                let at = self.pos;
+                let v = self.identifier();
+                if v.is_empty() {
+                    let found = self.found();
+                    return self.fail(at, format!("expected a coordinate; found {found}"));
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// `sum(` has been read up to the name; reads the selector list.
+    fn sum(&mut self) -> Parsed<Affine> {
+        if !self.eat("(") {
+            let (p, found) = (self.pos, self.found());
+            return self.fail(p, format!("expected '(' after `sum`; found {found}"));
+        }
+        let dims = self.model.dim_names();
+        let mut wanted: Vec<(String, String)> = vec![];
+        if !self.eat(")") {
+            loop {
+                self.skip_ws();
+                let key_at = self.pos;
+                let key = self.identifier();
+                if !dims.contains(&key.as_str()) {
+                    return self.fail(
+                        key_at,
+                        format!("unknown dim {key:?}; expected one of {dims:?}"),
+                    );
+                }
+                if !self.eat("=") {
+                    let (p, found) = (self.pos, self.found());
+                    return self.fail(p, format!("expected '=' after `{key}`; found {found}"));
+                }
+                self.skip_ws();
+                let value_at = self.pos;
+                let value = self.value()?;
+                let k = dims.iter().position(|d| *d == key).unwrap_or(0);
+                if !self.model.coords_of(k).contains(&value) {
+                    return self.fail(
+                        value_at,
+                        format!(
+                            "unknown coordinate {value:?} of `{key}`; expected one of {:?}",
+                            self.model.coords_of(k)
+                        ),
+                    );
+                }
+                wanted.push((key, value));
+                if self.eat(")") {
+                    break;
+                }
+                if !self.eat(",") {
+                    let (p, found) = (self.pos, self.found());
+                    return self.fail(p, format!("expected ',' or ')'; found {found}"));
+                }
+            }
+        }
+        let coefficients = self
+            .cells
+            .iter()
+            .map(|c| {
+                if wanted.iter().all(|(d, v)| c.coord(d) == Some(v.as_str())) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Affine {
+            coefficients,
+            constant: 0.0,
+        })
+    }
+
+    fn bare_name(&mut self, at: usize, name: &str) -> Parsed<Affine> {
+        if !self.model.dims.is_empty() {
+            return self.fail(
+                at,
+                format!(
+                    "bare name {name:?}: the model has dims {:?}; write sum(channel={name}, …)",
+                    self.model.dim_names()
+                ),
+            );
+        }
+        if !self.model.channels.iter().any(|c| c == name) {
+            return self.fail(
+                at,
+                format!(
+                    "unknown channel {name:?}; expected one of {:?}",
+                    self.model.channels
+                ),
+            );
+        }
+        let coefficients = self
+            .cells
+            .iter()
+            .map(|c| {
+                if c.coord("channel") == Some(name) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Ok(Affine {
+            coefficients,
+            constant: 0.0,
+        })
+    }
+}

@@ -1,0 +1,1591 @@
+//! Sequential quadratic programming over Clarabel QPs.
+//!
+//! The solver maximises U(x) over the per-period allocation x subject to bounds, the
+//! budget constraint, linear constraints and nonlinear ones. It works in scaled
+//! variables y = x/s (s = the total budget, or the largest upper bound when the budget
+//! is 0) and minimises f(y) = −U(s y)/|U₀| with U₀ the utility at the start.
+//!
+//! Each iteration, at y_k:
+//! 1. the evaluator gives U, ∇U and, for utilities with constant draw weights (the
+//!    mean), the exact diagonal Hessian Σ_d u_d r''_dc; where a curve is locally convex
+//!    the diagonal is raised to a small positive floor so the QP stays convex. With
+//!    nonlinear constraints (whose Hessians are not known) a damped BFGS model of the
+//!    Lagrangian's Hessian is used instead;
+//! 2. Clarabel solves the QP min ½pᵀHp + ∇fᵀp subject to the linear rows at y_k + p
+//!    (equalities in a zero cone, inequalities and bounds in a nonnegative cone) and the
+//!    nonlinear constraints linearised with elastic slacks t ≥ 0 penalised by ρΣt, so
+//!    the QP is always feasible once the linear rows are; the sparsity is built once
+//!    and only values change between iterations;
+//! 3. the KKT residual at y_k is computed from the QP's multipliers; below `gtol`
+//!    (with violation below `ctol`) the solve ends there;
+//! 4. a backtracking line search on the ℓ1 merit f + ν Σ violation takes the step.
+//!
+//! Before the first iteration the start is projected (a QP) onto the linear rows:
+//! when they admit no point, the solve ends `Infeasible`, naming the rows of
+//! Clarabel's infeasibility certificate.
+
+use crate::constraint::{NonlinearConstraint, Sense};
+use crate::error::{Error, Result};
+use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::problem::Problem;
+use crate::scenario::BudgetConstraint;
+use crate::solution::{IterationInfo, Multiplier, Solution, Status};
+use clarabel::algebra::CscMatrix;
+use clarabel::solver::{
+    DefaultSettings, DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT,
+};
+use std::time::Instant;
+
+/// How the QP's Hessian is formed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HessianMode {
+    /// Exact where the evaluator gives it (mean utility, no nonlinear constraints),
+    /// BFGS otherwise.
+    #[default]
+    Auto,
+    /// The evaluator's diagonal curvature, regularised to positive definite.
+    Exact,
+    /// Damped BFGS on the Lagrangian, started from the regularised exact diagonal.
+    Bfgs,
+}
+
+/// Solver settings.
+///
+/// ```
+/// use mmm_budget::Settings;
+/// let s = Settings::default().max_iter(50).gtol(1e-9);
+/// assert!(s.validate().is_ok());
+/// assert!(Settings::default().gtol(-1.0).validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Iteration limit.
+    pub max_iter: usize,
+    /// Wall-time limit in seconds (∞: none).
+    pub time_limit: f64,
+    /// KKT residual tolerance (scaled: marginal returns relative to U₀ per budget unit s).
+    pub gtol: f64,
+    /// Constraint violation tolerance (relative to each constraint's scale).
+    pub ctol: f64,
+    /// Relative objective change below which progress is deemed stalled.
+    pub ftol: f64,
+    /// Step size (‖Δx‖∞ / s) below which progress is deemed stalled.
+    pub xtol: f64,
+    /// 0 silent, 1 a closing report, 2 a line per iteration (on stderr).
+    pub verbose: u8,
+    /// How the QP's Hessian is formed.
+    pub hessian: HessianMode,
+    /// A start allocation (per period, over the optimized cells); default: the
+    /// problem's start, else the budget spread evenly, projected onto the constraints.
+    pub start: Option<Vec<f64>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_iter: 200,
+            time_limit: f64::INFINITY,
+            gtol: 1e-8,
+            ctol: 1e-9,
+            ftol: 1e-15,
+            xtol: 1e-14,
+            verbose: 0,
+            hessian: HessianMode::Auto,
+            start: None,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($name:ident, $t:ty) => {
+        #[doc = concat!("Sets `", stringify!($name), "`.")]
+        pub fn $name(mut self, v: $t) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
+impl Settings {
+    setter!(max_iter, usize);
+    setter!(time_limit, f64);
+    setter!(gtol, f64);
+    setter!(ctol, f64);
+    setter!(ftol, f64);
+    setter!(xtol, f64);
+    setter!(verbose, u8);
+    setter!(hessian, HessianMode);
+
+    /// Sets the start allocation.
+    pub fn start(mut self, x: Vec<f64>) -> Self {
+        self.start = Some(x);
+        self
+    }
+
+    /// Checks every field, naming the first one out of range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, value: f64, expected: &'static str| Error::Settings {
+            context: "settings".into(),
+            field,
+            value: value.to_string(),
+            expected,
+        };
+        if self.max_iter == 0 {
+            return Err(bad("max_iter", 0.0, "an integer >= 1"));
+        }
+        if self.time_limit.is_nan() || self.time_limit <= 0.0 {
+            return Err(bad("time_limit", self.time_limit, "seconds > 0"));
+        }
+        for (field, v) in [
+            ("gtol", self.gtol),
+            ("ctol", self.ctol),
+            ("ftol", self.ftol),
+            ("xtol", self.xtol),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(field, v, "a finite number >= 0"));
+            }
+        }
+        if self.verbose > 2 {
+            return Err(bad("verbose", self.verbose as f64, "0, 1 or 2"));
+        }
+        Ok(())
+    }
+
+    /// Settings from a scenario's `options` object (`max_iter`, `time_limit`, `gtol`,
+    /// `ctol`, `ftol`, `xtol`, `verbose`, `hessian`: "auto" | "exact" | "bfgs").
+    pub fn from_options(
+        options: &serde_json::Map<String, serde_json::Value>,
+        context: &str,
+    ) -> Result<Self> {
+        let mut s = Settings::default();
+        for (key, v) in options {
+            let bad = |expected: &'static str| {
+                Error::invalid(context, format!("options.{key}"), v, expected)
+            };
+            let num = || v.as_f64().ok_or_else(|| bad("a number"));
+            match key.as_str() {
+                "max_iter" => {
+                    s.max_iter = v.as_u64().ok_or_else(|| bad("an integer >= 1"))? as usize
+                }
+                "time_limit" => s.time_limit = num()?,
+                "gtol" => s.gtol = num()?,
+                "ctol" => s.ctol = num()?,
+                "ftol" => s.ftol = num()?,
+                "xtol" => s.xtol = num()?,
+                "verbose" => {
+                    s.verbose = v
+                        .as_u64()
+                        .filter(|&x| x <= 2)
+                        .ok_or_else(|| bad("0, 1 or 2"))? as u8
+                }
+                "hessian" => {
+                    s.hessian = match v.as_str() {
+                        Some("auto") => HessianMode::Auto,
+                        Some("exact") => HessianMode::Exact,
+                        Some("bfgs") => HessianMode::Bfgs,
+                        _ => return Err(bad(r#""auto", "exact" or "bfgs""#)),
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        "one of max_iter, time_limit, gtol, ctol, ftol, xtol, verbose, hessian",
+                    ));
+                }
+            }
+        }
+        s.validate().map_err(|e| e.recontext("settings", context))?;
+        Ok(s)
+    }
+}
+
+/// Which user constraint a QP row comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Origin {
+    Budget,
+    Linear(usize),
+    Upper(usize),
+    Lower(usize),
+    /// Lower bound = upper bound: one equality row (two inequalities would leave the
+    /// interior-point QP no interior).
+    Fixed(usize),
+}
+
+/// A linear row a·y ≤ rhs (or = rhs) in scaled variables; `sign` is −1 when the user
+/// wrote `>=` and the row was negated.
+#[derive(Clone, Debug)]
+struct Row {
+    coefficients: Vec<(usize, f64)>,
+    rhs: f64,
+    equality: bool,
+    sign: f64,
+    origin: Origin,
+}
+
+/// A nonlinear constraint's scaled form: sign·(c(x) − rhs)/scale ≤ 0 (or = 0).
+struct NonlinearRow {
+    sign: f64,
+    equality: bool,
+    scale: f64,
+}
+
+/// Everything known at one iterate.
+#[derive(Clone, Debug)]
+struct Point {
+    y: Vec<f64>,
+    f: f64,
+    utility: f64,
+    mean_response: f64,
+    /// ∇_y f.
+    g: Vec<f64>,
+    /// ∇_x U.
+    grad_u: Vec<f64>,
+    /// ∂E[R]/∂x.
+    marginal: Vec<f64>,
+    /// −(s²/|U₀|) Σ_d u_d r''_dc (exact diagonal of ∇²f), before regularisation.
+    h: Vec<f64>,
+    /// Scaled nonlinear row values sign·(c − rhs)/scale.
+    nl_values: Vec<f64>,
+    /// Their gradients in y, row-major (m_nl × n).
+    nl_grads: Vec<f64>,
+    /// c(x) of each nonlinear constraint.
+    nl_raw: Vec<f64>,
+    /// ∇c(x), row-major.
+    nl_raw_grads: Vec<f64>,
+}
+
+/// A QP's answer.
+struct QpResult {
+    p: Vec<f64>,
+    t: Vec<f64>,
+    /// Multipliers of the linear rows (in `rows` order), then of the nonlinear rows.
+    z_lin: Vec<f64>,
+    z_nl: Vec<f64>,
+    reduced: bool,
+}
+
+enum QpOutcome {
+    Solved(QpResult),
+    Failed(SolverStatus),
+}
+
+/// The SQP solver for one problem.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 200 }, 5);
+/// let problem = Problem::new(&model, &scenario)?;
+/// let mut ev = CpuEvaluator::new(&problem)?;
+/// let solution = Solver::new(&problem, &mut ev, Settings::default())?.solve()?;
+/// assert_eq!(solution.status, Status::Solved);
+/// assert!(solution.utility >= solution.start_utility);
+/// let spent: f64 = solution.allocation.iter().sum();
+/// assert!((spent - problem.total_budget).abs() <= 1e-9 * problem.total_budget);
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
+pub struct Solver<'a> {
+    problem: &'a Problem,
+    evaluator: &'a mut dyn Evaluator,
+    settings: Settings,
+    nonlinear: Vec<NonlinearConstraint>,
+    callback: Option<Box<dyn FnMut(&IterationInfo) -> bool + 'a>>,
+}
+
+/// The elastic penalty on the linearised nonlinear constraints' slacks.
+const ELASTIC_PENALTY: f64 = 1e5;
+
+impl<'a> Solver<'a> {
+    /// A solver for `problem` evaluated by `evaluator` (which must have been built for
+    /// the same problem).
+    pub fn new(
+        problem: &'a Problem,
+        evaluator: &'a mut dyn Evaluator,
+        settings: Settings,
+    ) -> Result<Self> {
+        settings.validate()?;
+        if evaluator.num_cells() != problem.num_cells()
+            || evaluator.num_draws() != problem.num_draws()
+        {
+            return Err(Error::invalid(
+                "solver",
+                "evaluator",
+                format!(
+                    "{} draws × {} cells",
+                    evaluator.num_draws(),
+                    evaluator.num_cells()
+                ),
+                format!(
+                    "the problem's {} draws × {} cells",
+                    problem.num_draws(),
+                    problem.num_cells()
+                ),
+            ));
+        }
+        Ok(Solver {
+            problem,
+            evaluator,
+            settings,
+            nonlinear: vec![],
+            callback: None,
+        })
+    }
+
+    /// Adds a nonlinear constraint.
+    pub fn with_nonlinear(mut self, c: NonlinearConstraint) -> Self {
+        self.nonlinear.push(c);
+        self
+    }
+
+    /// Sets the per-iteration callback; returning false stops the solve (`Stopped`).
+    pub fn with_callback(mut self, f: impl FnMut(&IterationInfo) -> bool + 'a) -> Self {
+        self.callback = Some(Box::new(f));
+        self
+    }
+
+    /// Runs the SQP loop.
+    pub fn solve(mut self) -> Result<Solution> {
+        let started = Instant::now();
+        let p = self.problem;
+        let n = p.num_cells();
+        let scale = if p.total_budget > 0.0 {
+            p.total_budget
+        } else {
+            p.upper.iter().copied().fold(0.0, f64::max).max(1.0)
+        };
+        let lower: Vec<f64> = p.lower.iter().map(|v| v / scale).collect();
+        let upper: Vec<f64> = p.upper.iter().map(|v| v / scale).collect();
+        let rows = linear_rows(p, scale);
+
+        // Start: settings, scenario, or uniform; projected onto the linear rows.
+        let x0 = match (&self.settings.start, &p.start) {
+            (Some(x), _) | (None, Some(x)) => {
+                p.check_allocation(x, n)
+                    .map_err(|e| e.recontext("allocation", "start"))?;
+                x.clone()
+            }
+            _ => p.uniform_allocation(),
+        };
+        let y0: Vec<f64> = x0.iter().map(|v| v / scale).collect();
+        let y0 = match project(p, &rows, &y0, n)? {
+            Ok(y) => y,
+            Err(conflicting) => {
+                return Ok(self.infeasible(conflicting, started, scale));
+            }
+        };
+
+        // Nonlinear rows' scales from their value at the start.
+        let mut nl_rows = Vec::with_capacity(self.nonlinear.len());
+        let mut gbuf = vec![0.0; n];
+        let x_start: Vec<f64> = clamp_scaled(&y0, &lower, &upper)
+            .iter()
+            .map(|v| v * scale)
+            .collect();
+        for c in self.nonlinear.iter_mut() {
+            let v = (c.function)(&x_start, &mut gbuf)?;
+            nl_rows.push(NonlinearRow {
+                sign: if c.sense == Sense::GreaterEqual {
+                    -1.0
+                } else {
+                    1.0
+                },
+                equality: c.sense == Sense::Equal,
+                scale: c.rhs.abs().max(v.abs()).max(1e-12),
+            });
+        }
+
+        let mut ctx = Context {
+            evaluator: &mut *self.evaluator,
+            nonlinear: &mut self.nonlinear,
+            nl_rows: &nl_rows,
+            problem: p,
+            scale,
+            f0: 1.0,
+            lower: &lower,
+            upper: &upper,
+            evaluations: 0,
+            out: Evaluation::new(p.num_draws(), n),
+            weights: vec![0.0; p.num_draws()],
+            ngrad: vec![0.0; n],
+        };
+        let start = ctx.point(&y0)?;
+        ctx.f0 = start.utility.abs().max(1e-300);
+        let mut point = ctx.rescale(start);
+        let start_point = point.clone();
+
+        let exact = match self.settings.hessian {
+            HessianMode::Exact => true,
+            HessianMode::Bfgs => false,
+            HessianMode::Auto => nl_rows.is_empty() && p.utility.has_constant_weights(),
+        };
+        let mut qp = Qp::new(&rows, &nl_rows, n, exact)?;
+        let mut bfgs = if exact {
+            None
+        } else {
+            Some(initial_bfgs(&point.h, n))
+        };
+        let mut nu = 0.0f64;
+        let mut trace: Vec<IterationInfo> = vec![];
+        let mut stalled = None::<&'static str>;
+        let mut last_qp: Option<QpResult> = None;
+        let mut status = Status::MaxIterations;
+        let mut message = format!("reached max_iter = {}", self.settings.max_iter);
+        let mut iterations = 0;
+
+        loop {
+            // QP at the current point.
+            let hess = match &bfgs {
+                Some(b) => b.clone(),
+                None => regularised(&point.h),
+            };
+            let result = match qp.solve(&rows, &point, &hess, &nl_rows, n)? {
+                QpOutcome::Solved(r) => r,
+                QpOutcome::Failed(s) => {
+                    status = Status::NumericalError;
+                    message = format!(
+                        "the QP subproblem failed at iteration {}: Clarabel status {s:?}",
+                        iterations + 1
+                    );
+                    break;
+                }
+            };
+            iterations += 1;
+            let kkt = kkt_scaled(&rows, &nl_rows, &point, &result, n);
+            let violation = violation_scaled(&rows, &point, n);
+            let info_at = |step: f64, alpha: f64, evaluations: usize| IterationInfo {
+                iteration: iterations,
+                utility: point.utility,
+                kkt_residual: kkt,
+                violation,
+                step,
+                alpha,
+                evaluations,
+                elapsed: started.elapsed().as_secs_f64(),
+            };
+            let converged =
+                kkt <= self.settings.gtol && violation <= self.settings.ctol && !result.reduced;
+            if converged || stalled.is_some() {
+                if converged {
+                    status = Status::Solved;
+                    message = format!("KKT residual {kkt:.2e} <= gtol; violation {violation:.2e}");
+                } else {
+                    status = Status::AlmostSolved;
+                    message = format!(
+                        "progress stalled ({}) with KKT residual {kkt:.2e} > gtol = {:.0e}",
+                        stalled.unwrap_or(""),
+                        self.settings.gtol
+                    );
+                }
+                trace.push(info_at(0.0, 0.0, ctx.evaluations));
+                last_qp = Some(result);
+                break;
+            }
+            if iterations >= self.settings.max_iter {
+                trace.push(info_at(0.0, 0.0, ctx.evaluations));
+                last_qp = Some(result);
+                break;
+            }
+            if started.elapsed().as_secs_f64() >= self.settings.time_limit {
+                status = Status::MaxTime;
+                message = format!("reached time_limit = {} s", self.settings.time_limit);
+                trace.push(info_at(0.0, 0.0, ctx.evaluations));
+                last_qp = Some(result);
+                break;
+            }
+
+            // Line search on the ℓ1 merit.
+            nu = nu.max(1.1 * result.z_nl.iter().fold(0.0f64, |m, z| m.max(z.abs())));
+            let merit = |pt: &Point| pt.f + nu * nl_violation(&nl_rows, &pt.nl_values);
+            let phi0 = merit(&point);
+            let gp: f64 = point.g.iter().zip(&result.p).map(|(g, p)| g * p).sum();
+            let t_sum: f64 = result.t.iter().sum();
+            let slope = gp - nu * (nl_violation(&nl_rows, &point.nl_values) - t_sum);
+            let step_norm = result.p.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            // Decreases below a few hundred ulps of the merit cannot be measured: the
+            // test allows that much noise, so a Newton step near the optimum is taken.
+            let noise = 1e-13 * phi0.abs().max(1e-300);
+            if slope >= noise || step_norm == 0.0 {
+                status = if kkt <= 100.0 * self.settings.gtol {
+                    Status::AlmostSolved
+                } else {
+                    Status::LineSearchFailed
+                };
+                message = format!(
+                    "the QP step is not a descent direction (slope {slope:.2e}); KKT residual {kkt:.2e}"
+                );
+                trace.push(info_at(0.0, 0.0, ctx.evaluations));
+                last_qp = Some(result);
+                break;
+            }
+            let mut alpha = 1.0;
+            let accepted = loop {
+                let trial: Vec<f64> = point
+                    .y
+                    .iter()
+                    .zip(&result.p)
+                    .map(|(y, p)| y + alpha * p)
+                    .collect();
+                match ctx.point(&trial) {
+                    Ok(pt) => {
+                        let pt = ctx.rescale(pt);
+                        if pt.f.is_finite()
+                            && merit(&pt) <= phi0 + 1e-4 * alpha * slope.min(0.0) + noise
+                        {
+                            break Some(pt);
+                        }
+                    }
+                    Err(Error::Device { .. }) | Err(Error::InvalidValue { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                alpha *= 0.5;
+                if alpha < 1e-12 {
+                    break None;
+                }
+            };
+            let Some(new_point) = accepted else {
+                status = if kkt <= 100.0 * self.settings.gtol {
+                    Status::AlmostSolved
+                } else {
+                    Status::LineSearchFailed
+                };
+                message =
+                    format!("no sufficient decrease along the QP step; KKT residual {kkt:.2e}");
+                trace.push(info_at(0.0, 0.0, ctx.evaluations));
+                last_qp = Some(result);
+                break;
+            };
+            let step = alpha * step_norm;
+            let info = info_at(step, alpha, ctx.evaluations);
+            if self.settings.verbose >= 2 {
+                eprintln!(
+                    "iter {:>4}  utility {:>16.9e}  kkt {:>9.2e}  viol {:>9.2e}  step {:>9.2e}  alpha {:>6.4}",
+                    info.iteration,
+                    info.utility,
+                    info.kkt_residual,
+                    info.violation,
+                    info.step,
+                    info.alpha
+                );
+            }
+            let keep_going = self.callback.as_mut().is_none_or(|cb| cb(&info));
+            trace.push(info);
+            // Stall detection: decided at the next QP, so that the final multipliers
+            // belong to the final point.
+            let df = (new_point.f - point.f).abs();
+            if df <= self.settings.ftol * point.f.abs().max(1e-300) {
+                stalled = Some("ftol");
+            } else if step <= self.settings.xtol {
+                stalled = Some("xtol");
+            }
+            if let Some(b) = bfgs.as_mut() {
+                bfgs_update(b, &point, &new_point, &result.z_nl, n);
+            }
+            point = new_point;
+            if !keep_going {
+                status = Status::Stopped;
+                message = "stopped by the callback".into();
+                last_qp = None;
+                break;
+            }
+        }
+
+        // Multipliers at the final point (a QP there when the loop ended after a step).
+        let result = match last_qp {
+            Some(r) => Some(r),
+            None => {
+                let hess = match &bfgs {
+                    Some(b) => b.clone(),
+                    None => regularised(&point.h),
+                };
+                match qp.solve(&rows, &point, &hess, &nl_rows, n)? {
+                    QpOutcome::Solved(r) => Some(r),
+                    QpOutcome::Failed(_) => None,
+                }
+            }
+        };
+        // Polish: bounds exactly, the budget to rounding.
+        let mut x: Vec<f64> = point.y.iter().map(|v| v * scale).collect();
+        polish(p, &mut x);
+        let y: Vec<f64> = x.iter().map(|v| v / scale).collect();
+        let final_point = if y != point.y {
+            let pt = ctx.point(&y)?;
+            ctx.rescale(pt)
+        } else {
+            point
+        };
+        let (multipliers, kkt_residual) = match &result {
+            Some(r) => {
+                let (lin, nonlin) = user_lambdas(&rows, &nl_rows, r, ctx.f0, scale);
+                (
+                    multiplier_list(p, &rows, ctx.nonlinear, &lin, &nonlin),
+                    kkt_user(
+                        &rows,
+                        ctx.nonlinear,
+                        &x,
+                        &final_point,
+                        &lin,
+                        &nonlin,
+                        ctx.f0,
+                        scale,
+                    ),
+                )
+            }
+            None => (vec![], f64::NAN),
+        };
+        if status == Status::Solved
+            && result
+                .as_ref()
+                .is_some_and(|r| r.t.iter().any(|&t| t > self.settings.ctol))
+        {
+            status = Status::Infeasible;
+        }
+        let violation = violation_scaled(&rows, &final_point, n)
+            .max(nl_violation(&nl_rows, &final_point.nl_values));
+        let evaluations = ctx.evaluations;
+        let solution = Solution {
+            status,
+            message,
+            allocation: x,
+            utility: final_point.utility,
+            mean_response: final_point.mean_response,
+            start_allocation: start_point.y.iter().map(|v| v * scale).collect(),
+            start_utility: start_point.utility,
+            start_mean_response: start_point.mean_response,
+            iterations,
+            evaluations,
+            kkt_residual,
+            violation,
+            multipliers,
+            marginal_response: final_point.marginal.clone(),
+            conflicting: vec![],
+            trace,
+            seconds: started.elapsed().as_secs_f64(),
+            backend: ctx.evaluator.describe(),
+            scale,
+        };
+        if self.settings.verbose >= 1 {
+            eprintln!(
+                "{}: {} after {} iterations, {} evaluations, {:.3} s; utility {:.9e} (start {:.9e}); KKT residual {:.2e}",
+                solution.status,
+                solution.message,
+                solution.iterations,
+                solution.evaluations,
+                solution.seconds,
+                solution.utility,
+                solution.start_utility,
+                solution.kkt_residual
+            );
+        }
+        Ok(solution)
+    }
+
+    fn infeasible(&self, conflicting: Vec<String>, started: Instant, scale: f64) -> Solution {
+        let message = format!("no allocation satisfies: {}", conflicting.join("; "));
+        if self.settings.verbose >= 1 {
+            eprintln!("infeasible: {message}");
+        }
+        Solution {
+            status: Status::Infeasible,
+            message,
+            allocation: vec![],
+            utility: f64::NAN,
+            mean_response: f64::NAN,
+            start_allocation: vec![],
+            start_utility: f64::NAN,
+            start_mean_response: f64::NAN,
+            iterations: 0,
+            evaluations: 0,
+            kkt_residual: f64::NAN,
+            violation: f64::NAN,
+            multipliers: vec![],
+            marginal_response: vec![],
+            conflicting,
+            trace: vec![],
+            seconds: started.elapsed().as_secs_f64(),
+            backend: self.evaluator.describe(),
+            scale,
+        }
+    }
+}
+
+/// The evaluation side of the loop.
+struct Context<'e> {
+    evaluator: &'e mut dyn Evaluator,
+    nonlinear: &'e mut [NonlinearConstraint],
+    nl_rows: &'e [NonlinearRow],
+    problem: &'e Problem,
+    scale: f64,
+    f0: f64,
+    lower: &'e [f64],
+    upper: &'e [f64],
+    evaluations: usize,
+    out: Evaluation,
+    weights: Vec<f64>,
+    ngrad: Vec<f64>,
+}
+
+/// Distance (in scaled units) within which an iterate is put exactly on its bound:
+/// the interior-point QP leaves active bounds at about its tolerance, and an exact
+/// bound makes the complementarity part of the KKT residual exact.
+const SNAP: f64 = 1e-10;
+
+/// Clamps y onto the bounds and snaps values within [`SNAP`] of a bound onto it.
+fn clamp_scaled(y: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
+    y.iter()
+        .zip(lower.iter().zip(upper))
+        .map(|(v, (l, u))| {
+            if *v <= l + SNAP {
+                *l
+            } else if *v >= u - SNAP {
+                *u
+            } else {
+                *v
+            }
+        })
+        .collect()
+}
+
+impl Context<'_> {
+    /// Evaluates at y (clamped onto the bounds), unscaled: f, g and h are filled by
+    /// [`Context::rescale`].
+    fn point(&mut self, y: &[f64]) -> Result<Point> {
+        let y = clamp_scaled(y, self.lower, self.upper);
+        let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
+        let p = self.problem;
+        let n = x.len();
+        if p.utility.has_constant_weights() {
+            self.evaluator
+                .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
+            self.evaluations += 1;
+        } else {
+            self.evaluator.responses(&x, &mut self.out.responses)?;
+            p.utility.weights(&self.out.responses, &mut self.weights);
+            self.evaluator
+                .evaluate(&x, DrawWeights::PerDraw(&self.weights), &mut self.out)?;
+            self.evaluations += 2;
+        }
+        let utility = p.utility.value(&self.out.responses);
+        let mean_response =
+            self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
+        let grad_u = self.out.gradient.clone();
+        let marginal = if p.utility.has_constant_weights() {
+            grad_u.clone()
+        } else {
+            // ∂E[R]/∂x needs uniform weights.
+            let mut o = Evaluation::new(p.num_draws(), n);
+            self.evaluator.evaluate(&x, DrawWeights::Uniform, &mut o)?;
+            self.evaluations += 1;
+            o.gradient
+        };
+        let mut nl_values = Vec::with_capacity(self.nonlinear.len());
+        let mut nl_grads = Vec::with_capacity(self.nonlinear.len() * n);
+        let mut nl_raw = Vec::with_capacity(self.nonlinear.len());
+        let mut nl_raw_grads = Vec::with_capacity(self.nonlinear.len() * n);
+        for (c, row) in self.nonlinear.iter_mut().zip(self.nl_rows) {
+            let v = (c.function)(&x, &mut self.ngrad)?;
+            nl_raw.push(v);
+            nl_raw_grads.extend_from_slice(&self.ngrad);
+            nl_values.push(row.sign * (v - c.rhs) / row.scale);
+            nl_grads.extend(
+                self.ngrad
+                    .iter()
+                    .map(|g| row.sign * g * self.scale / row.scale),
+            );
+        }
+        Ok(Point {
+            y,
+            f: utility,
+            utility,
+            mean_response,
+            g: grad_u.clone(),
+            grad_u,
+            marginal,
+            h: self.out.curvature.clone(),
+            nl_values,
+            nl_grads,
+            nl_raw,
+            nl_raw_grads,
+        })
+    }
+
+    /// Turns U, ∇U, ∇²U into f = −U/|U₀|, ∇_y f, ∇²_y f, with non-finite gradient
+    /// entries (curves with g'(0) = ∞) replaced by a large finite slope.
+    fn rescale(&self, mut pt: Point) -> Point {
+        let k = self.scale / self.f0;
+        pt.f = -pt.utility / self.f0;
+        let finite_max = pt
+            .grad_u
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        let big = 1e6 * (finite_max * k).max(1.0);
+        pt.g = pt
+            .grad_u
+            .iter()
+            .map(|v| {
+                let s = -v * k;
+                if s.is_finite() { s } else { -big * v.signum() }
+            })
+            .collect();
+        let kk = self.scale * k;
+        pt.h =
+            pt.h.iter()
+                .map(|v| {
+                    let s = -v * kk;
+                    if s.is_finite() { s } else { 0.0 }
+                })
+                .collect();
+        pt
+    }
+}
+
+/// The linear rows: the budget, the scenario's linear constraints, upper and lower
+/// bounds, in scaled variables.
+fn linear_rows(p: &Problem, scale: f64) -> Vec<Row> {
+    let n = p.num_cells();
+    let mut rows = vec![];
+    match p.budget_constraint {
+        BudgetConstraint::Equal | BudgetConstraint::AtMost => rows.push(Row {
+            coefficients: (0..n).map(|c| (c, 1.0)).collect(),
+            rhs: p.total_budget / scale,
+            equality: p.budget_constraint == BudgetConstraint::Equal,
+            sign: 1.0,
+            origin: Origin::Budget,
+        }),
+        BudgetConstraint::None => {}
+    }
+    for (i, c) in p.linear_constraints.iter().enumerate() {
+        let sign = if c.sense == Sense::GreaterEqual {
+            -1.0
+        } else {
+            1.0
+        };
+        rows.push(Row {
+            coefficients: c
+                .coefficients
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| **a != 0.0)
+                .map(|(j, a)| (j, sign * a))
+                .collect(),
+            rhs: sign * c.rhs / scale,
+            equality: c.sense == Sense::Equal,
+            sign,
+            origin: Origin::Linear(i),
+        });
+    }
+    for c in 0..n {
+        let fixed = p.lower[c] == p.upper[c];
+        rows.push(Row {
+            coefficients: vec![(c, 1.0)],
+            rhs: p.upper[c] / scale,
+            equality: fixed,
+            sign: 1.0,
+            origin: if fixed {
+                Origin::Fixed(c)
+            } else {
+                Origin::Upper(c)
+            },
+        });
+    }
+    for c in (0..n).filter(|&c| p.lower[c] != p.upper[c]) {
+        rows.push(Row {
+            coefficients: vec![(c, -1.0)],
+            rhs: -p.lower[c] / scale,
+            equality: false,
+            sign: -1.0,
+            origin: Origin::Lower(c),
+        });
+    }
+    rows
+}
+
+fn clarabel_settings() -> DefaultSettings<f64> {
+    DefaultSettingsBuilder::default()
+        .verbose(false)
+        .presolve_enable(false)
+        .input_sparse_dropzeros(false)
+        .tol_gap_abs(1e-11)
+        .tol_gap_rel(1e-11)
+        .tol_feas(1e-11)
+        .tol_infeas_abs(1e-9)
+        .tol_infeas_rel(1e-9)
+        .max_iter(500)
+        .build()
+        .expect("constant Clarabel settings are valid")
+}
+
+/// A CSC matrix with a fixed pattern built from rows of (column, value) entries;
+/// `slot[r][k]` is where entry k of row r lives in `nzval`.
+struct Pattern {
+    matrix: CscMatrix<f64>,
+    slot: Vec<Vec<usize>>,
+}
+
+impl Pattern {
+    fn new(rows: &[Vec<(usize, f64)>], ncols: usize) -> Self {
+        let mut counts = vec![0usize; ncols];
+        for r in rows {
+            for &(c, _) in r {
+                counts[c] += 1;
+            }
+        }
+        let mut colptr = vec![0usize; ncols + 1];
+        for c in 0..ncols {
+            colptr[c + 1] = colptr[c] + counts[c];
+        }
+        let nnz = colptr[ncols];
+        let mut next = colptr.clone();
+        let mut rowval = vec![0usize; nnz];
+        let mut nzval = vec![0.0; nnz];
+        let mut slot = Vec::with_capacity(rows.len());
+        // Rows in increasing order, so each column's row indices come out sorted.
+        for (i, r) in rows.iter().enumerate() {
+            let mut s = Vec::with_capacity(r.len());
+            for &(c, v) in r {
+                let k = next[c];
+                next[c] += 1;
+                rowval[k] = i;
+                nzval[k] = v;
+                s.push(k);
+            }
+            slot.push(s);
+        }
+        Pattern {
+            matrix: CscMatrix::new(rows.len(), ncols, colptr, rowval, nzval),
+            slot,
+        }
+    }
+
+    fn values(&self, rows: &[Vec<(usize, f64)>]) -> Vec<f64> {
+        let mut nz = vec![0.0; self.matrix.nzval.len()];
+        for (r, s) in rows.iter().zip(&self.slot) {
+            for (&(_, v), &k) in r.iter().zip(s) {
+                nz[k] = v;
+            }
+        }
+        nz
+    }
+}
+
+/// Projects y0 onto the linear rows: min ½‖y − y0‖². `Err(names)` when the rows admit
+/// no point, naming the rows of the infeasibility certificate.
+fn project(
+    p: &Problem,
+    rows: &[Row],
+    y0: &[f64],
+    n: usize,
+) -> Result<std::result::Result<Vec<f64>, Vec<String>>> {
+    let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
+    let ordered: Vec<&Row> = eq.iter().chain(&ineq).copied().collect();
+    let a_rows: Vec<Vec<(usize, f64)>> = ordered.iter().map(|r| r.coefficients.clone()).collect();
+    let a = Pattern::new(&a_rows, n);
+    let b: Vec<f64> = ordered.iter().map(|r| r.rhs).collect();
+    let p_mat = Pattern::new(&(0..n).map(|c| vec![(c, 1.0)]).collect::<Vec<_>>(), n).matrix;
+    let q: Vec<f64> = y0.iter().map(|v| -v).collect();
+    let cones = [
+        SupportedConeT::ZeroConeT(eq.len()),
+        SupportedConeT::NonnegativeConeT(ineq.len()),
+    ];
+    let mut solver = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
+        .map_err(|e| {
+            Error::invalid(
+                "solver",
+                "projection QP",
+                format!("{e:?}"),
+                "a well-formed QP",
+            )
+        })?;
+    solver.solve();
+    let sol = &solver.solution;
+    match sol.status {
+        SolverStatus::Solved | SolverStatus::AlmostSolved => Ok(Ok(sol.x.clone())),
+        SolverStatus::PrimalInfeasible | SolverStatus::AlmostPrimalInfeasible => {
+            let zmax = sol.z.iter().fold(0.0f64, |m, z| m.max(z.abs()));
+            let involved: Vec<Origin> = ordered
+                .iter()
+                .zip(&sol.z)
+                .filter(|(_, z)| z.abs() > 1e-6 * zmax)
+                .map(|(r, _)| r.origin)
+                .collect();
+            Ok(Err(describe_rows(p, &involved)))
+        }
+        s => Err(Error::invalid(
+            "solver",
+            "projection onto the constraints",
+            format!("Clarabel status {s:?}"),
+            "a solved projection QP",
+        )),
+    }
+}
+
+/// Names for certificate rows; bounds are grouped.
+fn describe_rows(p: &Problem, origins: &[Origin]) -> Vec<String> {
+    let mut out = vec![];
+    let mut upper = vec![];
+    let mut lower = vec![];
+    for o in origins {
+        match o {
+            Origin::Budget => out.push(format!(
+                "budget (sum {} {})",
+                if p.budget_constraint == BudgetConstraint::Equal {
+                    "=="
+                } else {
+                    "<="
+                },
+                p.total_budget
+            )),
+            Origin::Linear(i) => out.push(format!(
+                "constraints[{i}] ({})",
+                p.linear_constraints[*i].name
+            )),
+            Origin::Upper(c) => upper.push(*c),
+            Origin::Fixed(c) => {
+                upper.push(*c);
+                lower.push(*c);
+            }
+            Origin::Lower(c) => lower.push(*c),
+        }
+    }
+    for (side, cells, values) in [("upper", &upper, &p.upper), ("lower", &lower, &p.lower)] {
+        if !cells.is_empty() {
+            let list: Vec<String> = cells
+                .iter()
+                .map(|&c| format!("{} {}", p.cells[c].label, values[c]))
+                .collect();
+            out.push(format!("{side} bounds of {}", list.join(", ")));
+        }
+    }
+    out
+}
+
+/// The SQP's QP with its pattern built once. Cells whose bounds are equal are not
+/// QP variables (their step is 0); rows left without a variable are left out, and the
+/// multiplier of a pinned cell's bound comes from stationarity.
+struct Qp {
+    solver: Option<DefaultSolver<f64>>,
+    a: Pattern,
+    p: Pattern,
+    /// The free cells (QP columns 0..free.len()).
+    free: Vec<usize>,
+    /// QP column of each cell.
+    column: Vec<Option<usize>>,
+    nt: usize,
+    n_eq: usize,
+    order: Vec<QpRow>,
+    exact: bool,
+}
+
+#[derive(Clone, Copy)]
+enum QpRow {
+    Linear(usize),
+    /// Nonlinear row j; its first slack's index.
+    Nonlinear(usize, usize),
+    Slack(usize),
+}
+
+impl Qp {
+    fn new(rows: &[Row], nl: &[NonlinearRow], n: usize, exact: bool) -> Result<Self> {
+        let fixed: Vec<bool> = {
+            let mut f = vec![false; n];
+            for r in rows {
+                if let Origin::Fixed(c) = r.origin {
+                    f[c] = true;
+                }
+            }
+            f
+        };
+        let free: Vec<usize> = (0..n).filter(|&c| !fixed[c]).collect();
+        let mut column = vec![None; n];
+        for (k, &c) in free.iter().enumerate() {
+            column[c] = Some(k);
+        }
+        let nf = free.len();
+        let nt: usize = nl.iter().map(|r| if r.equality { 2 } else { 1 }).sum();
+        let nv = nf + nt;
+        let mut slack_of = vec![0; nl.len()];
+        let mut t = 0;
+        for (j, r) in nl.iter().enumerate() {
+            slack_of[j] = t;
+            t += if r.equality { 2 } else { 1 };
+        }
+        let has_free = |r: &Row| r.coefficients.iter().any(|&(c, _)| column[c].is_some());
+        let mut order = vec![];
+        for equality in [true, false] {
+            for (i, r) in rows.iter().enumerate() {
+                if r.equality == equality && has_free(r) {
+                    order.push(QpRow::Linear(i));
+                }
+            }
+            for (j, r) in nl.iter().enumerate() {
+                if r.equality == equality {
+                    order.push(QpRow::Nonlinear(j, slack_of[j]));
+                }
+            }
+        }
+        let n_eq = order
+            .iter()
+            .take_while(|o| match **o {
+                QpRow::Linear(i) => rows[i].equality,
+                QpRow::Nonlinear(j, _) => nl[j].equality,
+                QpRow::Slack(_) => false,
+            })
+            .count();
+        order.extend((0..nt).map(QpRow::Slack));
+        let mut qp = Qp {
+            solver: None,
+            a: Pattern::new(&[], 0),
+            p: Pattern::new(&[], 0),
+            free,
+            column,
+            nt,
+            n_eq,
+            order,
+            exact,
+        };
+        let a_rows = qp.a_rows(rows, nl, &vec![1.0; nl.len() * n], n);
+        qp.a = Pattern::new(&a_rows, nv);
+        let p_rows: Vec<Vec<(usize, f64)>> = if exact {
+            (0..nv)
+                .map(|c| if c < nf { vec![(c, 1.0)] } else { vec![] })
+                .collect()
+        } else {
+            (0..nv)
+                .map(|i| {
+                    if i < nf {
+                        (i..nf).map(|j| (j, 1.0)).collect()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect()
+        };
+        qp.p = Pattern::new(&p_rows, nv);
+        Ok(qp)
+    }
+
+    fn a_rows(
+        &self,
+        rows: &[Row],
+        nl: &[NonlinearRow],
+        nl_grads: &[f64],
+        n: usize,
+    ) -> Vec<Vec<(usize, f64)>> {
+        let nf = self.free.len();
+        self.order
+            .iter()
+            .map(|o| match *o {
+                QpRow::Linear(i) => rows[i]
+                    .coefficients
+                    .iter()
+                    .filter_map(|&(c, a)| self.column[c].map(|k| (k, a)))
+                    .collect(),
+                QpRow::Nonlinear(j, t) => {
+                    let mut e: Vec<(usize, f64)> = self
+                        .free
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &c)| (k, nl_grads[j * n + c]))
+                        .collect();
+                    e.push((nf + t, -1.0));
+                    if nl[j].equality {
+                        e.push((nf + t + 1, 1.0));
+                    }
+                    e
+                }
+                QpRow::Slack(k) => vec![(nf + k, -1.0)],
+            })
+            .collect()
+    }
+
+    fn solve(
+        &mut self,
+        rows: &[Row],
+        pt: &Point,
+        hess: &Hessian,
+        nl: &[NonlinearRow],
+        n: usize,
+    ) -> Result<QpOutcome> {
+        let nf = self.free.len();
+        let nv = nf + self.nt;
+        let mut z_lin = vec![0.0; rows.len()];
+        let mut z_nl = vec![0.0; nl.len()];
+        let mut p = vec![0.0; n];
+        let mut t = vec![0.0; self.nt];
+        let mut reduced = false;
+        if nv > 0 {
+            let a_rows = self.a_rows(rows, nl, &pt.nl_grads, n);
+            let a_nz = self.a.values(&a_rows);
+            let b: Vec<f64> = self
+                .order
+                .iter()
+                .map(|o| match *o {
+                    QpRow::Linear(i) => {
+                        let r = &rows[i];
+                        r.rhs
+                            - r.coefficients
+                                .iter()
+                                .map(|&(c, a)| a * pt.y[c])
+                                .sum::<f64>()
+                    }
+                    QpRow::Nonlinear(j, _) => -pt.nl_values[j],
+                    QpRow::Slack(_) => 0.0,
+                })
+                .collect();
+            let mut q: Vec<f64> = self.free.iter().map(|&c| pt.g[c]).collect();
+            q.extend(std::iter::repeat_n(ELASTIC_PENALTY, self.nt));
+            let p_rows: Vec<Vec<(usize, f64)>> = match hess {
+                Hessian::Diagonal(h) => (0..nv)
+                    .map(|k| {
+                        if k < nf {
+                            vec![(k, h[self.free[k]])]
+                        } else {
+                            vec![]
+                        }
+                    })
+                    .collect(),
+                Hessian::Dense(m) => (0..nv)
+                    .map(|i| {
+                        if i < nf {
+                            (i..nf)
+                                .map(|j| (j, m[self.free[i] * n + self.free[j]]))
+                                .collect()
+                        } else {
+                            vec![]
+                        }
+                    })
+                    .collect(),
+            };
+            debug_assert_eq!(matches!(hess, Hessian::Diagonal(_)), self.exact);
+            let p_nz = self.p.values(&p_rows);
+            let updated = match self.solver.as_mut() {
+                Some(s) => {
+                    s.update_P(&p_nz).is_ok()
+                        && s.update_A(&a_nz).is_ok()
+                        && s.update_q(&q).is_ok()
+                        && s.update_b(&b).is_ok()
+                }
+                None => false,
+            };
+            if !updated {
+                let mut a = self.a.matrix.clone();
+                a.nzval.copy_from_slice(&a_nz);
+                let mut pm = self.p.matrix.clone();
+                pm.nzval.copy_from_slice(&p_nz);
+                let cones = [
+                    SupportedConeT::ZeroConeT(self.n_eq),
+                    SupportedConeT::NonnegativeConeT(self.order.len() - self.n_eq),
+                ];
+                let solver = DefaultSolver::new(&pm, &q, &a, &b, &cones, clarabel_settings())
+                    .map_err(|e| {
+                        Error::invalid(
+                            "solver",
+                            "QP subproblem",
+                            format!("{e:?}"),
+                            "a well-formed QP",
+                        )
+                    })?;
+                self.solver = Some(solver);
+            }
+            let solver = self.solver.as_mut().expect("set above");
+            solver.solve();
+            let sol = &solver.solution;
+            reduced = match sol.status {
+                SolverStatus::Solved => false,
+                SolverStatus::AlmostSolved => true,
+                s => return Ok(QpOutcome::Failed(s)),
+            };
+            for (o, z) in self.order.iter().zip(&sol.z) {
+                match *o {
+                    QpRow::Linear(i) => z_lin[i] = *z,
+                    QpRow::Nonlinear(j, _) => z_nl[j] = *z,
+                    QpRow::Slack(_) => {}
+                }
+            }
+            for (k, &c) in self.free.iter().enumerate() {
+                p[c] = sol.x[k];
+            }
+            t.copy_from_slice(&sol.x[nf..]);
+        }
+        // A pinned cell's bound takes up whatever the other rows leave of its gradient.
+        let mut residual = pt.g.clone();
+        for (r, z) in rows.iter().zip(&z_lin) {
+            for &(c, a) in &r.coefficients {
+                residual[c] += z * a;
+            }
+        }
+        for (j, z) in z_nl.iter().enumerate() {
+            for (c, res) in residual.iter_mut().enumerate() {
+                *res += z * pt.nl_grads[j * n + c];
+            }
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if let Origin::Fixed(c) = r.origin {
+                z_lin[i] = -residual[c];
+            }
+        }
+        Ok(QpOutcome::Solved(QpResult {
+            p,
+            t,
+            z_lin,
+            z_nl,
+            reduced,
+        }))
+    }
+}
+
+/// The QP's Hessian block.
+#[derive(Clone, Debug)]
+enum Hessian {
+    Diagonal(Vec<f64>),
+    /// Row-major n × n.
+    Dense(Vec<f64>),
+}
+
+/// The exact diagonal raised to a floor: 1e-8 × the largest entry (or 1e-8).
+fn regularised(h: &[f64]) -> Hessian {
+    let top = h.iter().fold(0.0f64, |m, v| m.max(*v));
+    let floor = 1e-8 * top.max(1.0);
+    Hessian::Diagonal(h.iter().map(|v| v.max(floor)).collect())
+}
+
+fn initial_bfgs(h: &[f64], n: usize) -> Hessian {
+    let Hessian::Diagonal(d) = regularised(h) else {
+        unreachable!()
+    };
+    let mut m = vec![0.0; n * n];
+    for i in 0..n {
+        m[i * n + i] = d[i].max(1e-4);
+    }
+    Hessian::Dense(m)
+}
+
+/// Powell-damped BFGS update of the Lagrangian's Hessian model.
+fn bfgs_update(b: &mut Hessian, old: &Point, new: &Point, z_nl: &[f64], n: usize) {
+    let Hessian::Dense(m) = b else { return };
+    let s: Vec<f64> = new.y.iter().zip(&old.y).map(|(a, b)| a - b).collect();
+    let mut r: Vec<f64> = new.g.iter().zip(&old.g).map(|(a, b)| a - b).collect();
+    for (j, z) in z_nl.iter().enumerate() {
+        for c in 0..n {
+            r[c] += z * (new.nl_grads[j * n + c] - old.nl_grads[j * n + c]);
+        }
+    }
+    let bs: Vec<f64> = (0..n)
+        .map(|i| (0..n).map(|j| m[i * n + j] * s[j]).sum())
+        .collect();
+    let sbs: f64 = s.iter().zip(&bs).map(|(a, b)| a * b).sum();
+    if !(sbs > 0.0) {
+        return;
+    }
+    let sr: f64 = s.iter().zip(&r).map(|(a, b)| a * b).sum();
+    let theta = if sr >= 0.2 * sbs {
+        1.0
+    } else {
+        0.8 * sbs / (sbs - sr)
+    };
+    for (ri, bsi) in r.iter_mut().zip(&bs) {
+        *ri = theta * *ri + (1.0 - theta) * bsi;
+    }
+    let sr: f64 = s.iter().zip(&r).map(|(a, b)| a * b).sum();
+    if !(sr > 0.0) || !sr.is_finite() {
+        return;
+    }
+    for i in 0..n {
+        for j in 0..n {
+            m[i * n + j] += r[i] * r[j] / sr - bs[i] * bs[j] / sbs;
+        }
+    }
+}
+
+fn nl_violation(nl: &[NonlinearRow], values: &[f64]) -> f64 {
+    nl.iter()
+        .zip(values)
+        .map(|(r, v)| if r.equality { v.abs() } else { v.max(0.0) })
+        .sum()
+}
+
+/// Largest violation of the linear rows at the point.
+fn violation_scaled(rows: &[Row], pt: &Point, _n: usize) -> f64 {
+    rows.iter()
+        .map(|r| {
+            let v = r
+                .coefficients
+                .iter()
+                .map(|&(c, a)| a * pt.y[c])
+                .sum::<f64>()
+                - r.rhs;
+            if r.equality { v.abs() } else { v.max(0.0) }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// KKT residual at the point with the QP's multipliers, in scaled units.
+fn kkt_scaled(rows: &[Row], nl: &[NonlinearRow], pt: &Point, qp: &QpResult, n: usize) -> f64 {
+    let mut stat = pt.g.clone();
+    let mut comp = 0.0f64;
+    for (r, z) in rows.iter().zip(&qp.z_lin) {
+        for &(c, a) in &r.coefficients {
+            stat[c] += z * a;
+        }
+        if !r.equality {
+            let slack = r.rhs
+                - r.coefficients
+                    .iter()
+                    .map(|&(c, a)| a * pt.y[c])
+                    .sum::<f64>();
+            comp = comp.max((z * slack).abs());
+        }
+    }
+    for (j, (r, z)) in nl.iter().zip(&qp.z_nl).enumerate() {
+        for (c, s) in stat.iter_mut().enumerate() {
+            *s += z * pt.nl_grads[j * n + c];
+        }
+        if !r.equality {
+            comp = comp.max((z * pt.nl_values[j]).abs());
+        }
+    }
+    stat.iter().fold(comp, |m, v| m.max(v.abs()))
+}
+
+/// Multipliers in user units, λ = ∂U*/∂rhs: one per linear row (in `rows` order)
+/// and one per nonlinear constraint. ∇U = Σ λ_i ∇lhs_i at a KKT point.
+fn user_lambdas(
+    rows: &[Row],
+    nl: &[NonlinearRow],
+    qp: &QpResult,
+    f0: f64,
+    scale: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let lin = rows
+        .iter()
+        .zip(&qp.z_lin)
+        .map(|(r, z)| r.sign * z * f0 / scale)
+        .collect();
+    let nonlin = nl
+        .iter()
+        .zip(&qp.z_nl)
+        .map(|(r, z)| r.sign * z * f0 / r.scale)
+        .collect();
+    (lin, nonlin)
+}
+
+/// The reported list: budget, linear constraints, nonlinear constraints, then every
+/// cell's upper and lower bound (a pinned cell's one multiplier split by sign).
+fn multiplier_list(
+    p: &Problem,
+    rows: &[Row],
+    nonlinear: &[NonlinearConstraint],
+    lin: &[f64],
+    nonlin: &[f64],
+) -> Vec<Multiplier> {
+    let mut out = vec![];
+    let mut upper = vec![0.0; p.num_cells()];
+    let mut lower = vec![0.0; p.num_cells()];
+    for (r, &value) in rows.iter().zip(lin) {
+        match r.origin {
+            Origin::Budget => out.push(Multiplier {
+                constraint: "budget".into(),
+                value,
+            }),
+            Origin::Linear(i) => out.push(Multiplier {
+                constraint: p.linear_constraints[i].name.clone(),
+                value,
+            }),
+            Origin::Upper(c) => upper[c] = value,
+            Origin::Lower(c) => lower[c] = value,
+            Origin::Fixed(c) => {
+                upper[c] = value.max(0.0);
+                lower[c] = value.min(0.0);
+            }
+        }
+    }
+    for (c, &value) in nonlinear.iter().zip(nonlin) {
+        out.push(Multiplier {
+            constraint: c.name.clone(),
+            value,
+        });
+    }
+    for (c, cell) in p.cells.iter().enumerate() {
+        out.push(Multiplier {
+            constraint: format!("upper bound of {}", cell.label),
+            value: upper[c],
+        });
+        out.push(Multiplier {
+            constraint: format!("lower bound of {}", cell.label),
+            value: lower[c],
+        });
+    }
+    out
+}
+
+/// The reported KKT residual at x from the user-unit multipliers (see
+/// [`Solution::kkt_residual`]).
+#[allow(clippy::too_many_arguments)]
+fn kkt_user(
+    rows: &[Row],
+    nonlinear: &[NonlinearConstraint],
+    x: &[f64],
+    pt: &Point,
+    lin: &[f64],
+    nonlin: &[f64],
+    f0: f64,
+    scale: f64,
+) -> f64 {
+    let n = x.len();
+    let mut stat = pt.grad_u.clone();
+    let mut comp = 0.0f64;
+    for (r, lambda) in rows.iter().zip(lin) {
+        // In user form the row is lhs = sign · a·x against rhs = sign · rhs_row · s.
+        let lhs: f64 = r.coefficients.iter().map(|&(c, a)| a * x[c]).sum();
+        for &(c, a) in &r.coefficients {
+            stat[c] -= lambda * r.sign * a;
+        }
+        if !r.equality {
+            comp = comp.max((lambda * (r.rhs * scale - lhs)).abs());
+        }
+    }
+    for (j, (lambda, c)) in nonlin.iter().zip(nonlinear).enumerate() {
+        for (k, s) in stat.iter_mut().enumerate() {
+            *s -= lambda * pt.nl_raw_grads[j * n + k];
+        }
+        if c.sense != Sense::Equal {
+            comp = comp.max((lambda * (c.rhs - pt.nl_raw[j])).abs());
+        }
+    }
+    let k = scale / f0;
+    stat.iter().map(|v| v.abs() * k).fold(comp / f0, f64::max)
+}
+
+/// Clamps onto the bounds and restores Σx = B (or Σx ≤ B) by spreading the residual
+/// over cells with room; the changes are at the QP's tolerance.
+fn polish(p: &Problem, x: &mut [f64]) {
+    for (c, v) in x.iter_mut().enumerate() {
+        *v = v.clamp(p.lower[c], p.upper[c]);
+    }
+    let target = match p.budget_constraint {
+        BudgetConstraint::Equal => p.total_budget,
+        BudgetConstraint::AtMost if x.iter().sum::<f64>() > p.total_budget => p.total_budget,
+        _ => return,
+    };
+    for _ in 0..3 {
+        let residual = target - x.iter().sum::<f64>();
+        if residual == 0.0 {
+            return;
+        }
+        let room: Vec<f64> = (0..x.len())
+            .map(|c| {
+                if residual > 0.0 {
+                    p.upper[c] - x[c]
+                } else {
+                    x[c] - p.lower[c]
+                }
+            })
+            .collect();
+        let total_room: f64 = room.iter().sum();
+        if total_room <= 0.0 {
+            return;
+        }
+        for c in 0..x.len() {
+            x[c] = (x[c] + residual * room[c] / total_room).clamp(p.lower[c], p.upper[c]);
+        }
+    }
+}

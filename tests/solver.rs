@@ -1,0 +1,437 @@
+//! The SQP solver: known optima, the reference cases, KKT conditions recomputed from
+//! the returned multipliers, infeasible and degenerate problems.
+
+mod common;
+
+use mmm_budget::io::load_case;
+use mmm_budget::*;
+use serde_json::Value;
+use std::path::Path;
+
+/// Σ_c α_c x_c / (λ_c + x_c) over 8 channels, one draw, no adstock, one period.
+fn michaelis_menten_problem() -> (Model, Scenario) {
+    let alpha = [0.5, 0.3, 0.3, 0.5, 0.5, 0.4, 0.4, 0.3];
+    let lam = [0.3, 0.6, 0.3, 0.1, 0.2, 0.9, 0.3, 0.7];
+    let mut posterior = Posterior::default();
+    posterior.arrays.insert(
+        "saturation_alpha".into(),
+        Array::new(&["draw", "channel"], &[1, 8], alpha.to_vec()).unwrap(),
+    );
+    posterior.arrays.insert(
+        "saturation_lam".into(),
+        Array::new(&["draw", "channel"], &[1, 8], lam.to_vec()).unwrap(),
+    );
+    let model = Model {
+        channels: (0..8).map(|i| format!("c{i}")).collect(),
+        dims: vec![],
+        adstock: Adstock {
+            kind: AdstockKind::None,
+            l_max: 1,
+            normalize: true,
+        },
+        saturation: Saturation::MichaelisMenten,
+        adstock_first: true,
+        channel_scale: Array::scalar(1.0),
+        target_scale: Array::scalar(1.0),
+        posterior,
+    };
+    (model, Scenario::new(1, 1.0))
+}
+
+fn solve(problem: &Problem, settings: Settings) -> Solution {
+    let mut ev = CpuEvaluator::new(problem).unwrap();
+    Solver::new(problem, &mut ev, settings)
+        .unwrap()
+        .solve()
+        .unwrap()
+}
+
+/// Recomputes the KKT residual from the returned allocation and multipliers:
+/// (s/|U₀|)‖∇U − Σ λ_i ∇lhs_i‖∞ and max |λ_i slack_i| / |U₀|.
+fn recomputed_kkt(problem: &Problem, s: &Solution) -> f64 {
+    let n = problem.num_cells();
+    let mut ev = CpuEvaluator::new(problem).unwrap();
+    let mut out = Evaluation::new(problem.num_draws(), n);
+    ev.evaluate(&s.allocation, DrawWeights::Uniform, &mut out)
+        .unwrap();
+    let mut stat = out.gradient.clone();
+    let mut comp = 0.0f64;
+    let x = &s.allocation;
+    let value = |name: &str| {
+        s.multipliers
+            .iter()
+            .find(|m| m.constraint == name)
+            .map(|m| m.value)
+            .unwrap()
+    };
+    if problem.budget_constraint != BudgetConstraint::None {
+        let l = value("budget");
+        stat.iter_mut().for_each(|g| *g -= l);
+        let slack = problem.total_budget - x.iter().sum::<f64>();
+        comp = comp.max((l * slack).abs());
+    }
+    for c in &problem.linear_constraints {
+        let l = value(&c.name);
+        for (g, a) in stat.iter_mut().zip(&c.coefficients) {
+            *g -= l * a;
+        }
+        let lhs: f64 = c.coefficients.iter().zip(x).map(|(a, x)| a * x).sum();
+        comp = comp.max((l * (c.rhs - lhs)).abs());
+    }
+    for (i, cell) in problem.cells.iter().enumerate() {
+        let (lu, ll) = (
+            value(&format!("upper bound of {}", cell.label)),
+            value(&format!("lower bound of {}", cell.label)),
+        );
+        assert!(
+            lu >= -1e-9 && ll <= 1e-9,
+            "bound multipliers have the wrong sign: {lu}, {ll}"
+        );
+        stat[i] -= lu + ll;
+        comp = comp
+            .max((lu * (problem.upper[i] - x[i])).abs())
+            .max((ll * (problem.lower[i] - x[i])).abs());
+    }
+    let u0 = s.start_utility.abs();
+    stat.iter()
+        .fold(comp / u0, |m, g| m.max(g.abs() * s.scale / u0))
+}
+
+fn assert_feasible(problem: &Problem, x: &[f64], tol: f64) {
+    let b = problem.total_budget;
+    for (i, v) in x.iter().enumerate() {
+        assert!(
+            *v >= problem.lower[i] && *v <= problem.upper[i],
+            "cell {i}: {v} outside [{}, {}]",
+            problem.lower[i],
+            problem.upper[i]
+        );
+    }
+    let sum: f64 = x.iter().sum();
+    match problem.budget_constraint {
+        BudgetConstraint::Equal => {
+            assert!((sum - b).abs() <= tol * b.max(1.0), "budget: {sum} vs {b}")
+        }
+        BudgetConstraint::AtMost => assert!(sum <= b * (1.0 + tol)),
+        BudgetConstraint::None => {}
+    }
+    for c in &problem.linear_constraints {
+        let lhs: f64 = c.coefficients.iter().zip(x).map(|(a, x)| a * x).sum();
+        let t = tol * c.rhs.abs().max(b);
+        match c.sense {
+            Sense::LessEqual => assert!(lhs <= c.rhs + t, "{}: {lhs}", c.name),
+            Sense::GreaterEqual => assert!(lhs >= c.rhs - t, "{}: {lhs}", c.name),
+            Sense::Equal => assert!((lhs - c.rhs).abs() <= t, "{}: {lhs}", c.name),
+        }
+    }
+}
+
+#[test]
+fn michaelis_menten_textbook_optimum() {
+    let (model, scenario) = michaelis_menten_problem();
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let s = solve(&problem, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    let expected = [0.2415, 0.0, 0.1194, 0.2126, 0.2421, 0.0, 0.1843, 0.0];
+    for (x, e) in s.allocation.iter().zip(expected) {
+        assert!((x - e).abs() < 1e-4, "{:?}", s.allocation);
+    }
+    assert!((s.utility - 1.07).abs() < 5e-3, "{}", s.utility);
+    // The optimum equalises marginal returns α λ / (λ + x)² among funded channels.
+    let alpha = [0.5, 0.3, 0.3, 0.5, 0.5, 0.4, 0.4, 0.3];
+    let lam = [0.3, 0.6, 0.3, 0.1, 0.2, 0.9, 0.3, 0.7];
+    let budget = s
+        .multipliers
+        .iter()
+        .find(|m| m.constraint == "budget")
+        .unwrap()
+        .value;
+    for c in 0..8 {
+        let mr = alpha[c] * lam[c] / (lam[c] + s.allocation[c]).powi(2);
+        if s.allocation[c] > 1e-9 {
+            assert!((mr - budget).abs() < 1e-8, "channel {c}: {mr} vs {budget}");
+        } else {
+            assert!(mr <= budget + 1e-8);
+        }
+    }
+    assert!(recomputed_kkt(&problem, &s) <= Settings::default().gtol);
+    // Damped BFGS reaches the same point.
+    let b = solve(&problem, Settings::default().hessian(HessianMode::Bfgs));
+    assert!(
+        matches!(b.status, Status::Solved | Status::AlmostSolved),
+        "{}",
+        b.message
+    );
+    assert!((b.utility - s.utility).abs() <= 1e-9 * s.utility);
+}
+
+#[test]
+fn reference_cases_reach_pymc_marketing_or_better() {
+    for name in ["s3", "m8x4", "l20x10"] {
+        let dir = Path::new("tests/data").join(name);
+        let case = load_case(&dir, None).unwrap();
+        let problem = case.problem().unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let theirs = expected["objective"].as_f64().unwrap();
+        let s = solve(&problem, Settings::default());
+        assert_eq!(s.status, Status::Solved, "{name}: {}", s.message);
+        assert!(
+            s.utility >= theirs * (1.0 - 1e-7),
+            "{name}: {} < PyMC-Marketing's {theirs}",
+            s.utility
+        );
+        if name == "l20x10" {
+            // expected.json holds the exact optimum here.
+            assert!(
+                (s.utility - theirs).abs() <= 1e-7 * theirs,
+                "{name}: {} vs exact {theirs}",
+                s.utility
+            );
+        }
+        assert_feasible(&problem, &s.allocation, 1e-9);
+        let kkt = recomputed_kkt(&problem, &s);
+        assert!(
+            kkt <= Settings::default().gtol,
+            "{name}: recomputed KKT residual {kkt:e}"
+        );
+        assert!(
+            (kkt - s.kkt_residual).abs() <= 1e-9,
+            "{name}: reported {} vs recomputed {kkt}",
+            s.kkt_residual
+        );
+        assert!(s.iterations < 40, "{name}: {} iterations", s.iterations);
+    }
+}
+
+#[test]
+fn linear_constraints_and_bounds_hold() {
+    let case = load_case(Path::new("tests/data/m8x4"), None).unwrap();
+    let mut scenario = case.scenario.clone();
+    scenario.constraints = vec![
+        "sum(channel=ch4) <= 0.1 * total".into(),
+        "sum(geo=g0) >= 700".into(),
+        "sum(channel=ch1, geo=g2) == 50".into(),
+        "sum(channel=ch0) + 2*sum(channel=ch3) >= 2.5e2".into(),
+    ];
+    scenario.bounds.push(BoundRule {
+        select: [("geo".to_string(), "g3".to_string())].into(),
+        min: Some(10.0),
+        max: Some(80.0),
+    });
+    let problem = Problem::new(&case.model, &scenario).unwrap();
+    let s = solve(&problem, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert_feasible(&problem, &s.allocation, 1e-9);
+    assert!(recomputed_kkt(&problem, &s) <= Settings::default().gtol);
+    // The active ≥ constraint has a multiplier ≤ 0, the ≤ one ≥ 0.
+    let m = |name: &str| {
+        s.multipliers
+            .iter()
+            .find(|m| m.constraint == name)
+            .unwrap()
+            .value
+    };
+    assert!(m("sum(channel=ch4) <= 0.1 * total") >= 0.0);
+    assert!(m("sum(geo=g0) >= 700") <= 1e-12);
+}
+
+fn s3_with(edit: impl FnOnce(&mut Scenario)) -> (Model, Problem) {
+    let case = load_case(Path::new("tests/data/s3"), None).unwrap();
+    let mut scenario = case.scenario.clone();
+    edit(&mut scenario);
+    let problem = Problem::new(&case.model, &scenario).unwrap();
+    (case.model, problem)
+}
+
+fn sel(channel: &str) -> Selector {
+    [("channel".to_string(), channel.to_string())].into()
+}
+
+#[test]
+fn infeasible_problems_name_the_constraints() {
+    // Lower bounds above the budget.
+    let (_, p) = s3_with(|s| {
+        s.bounds.push(BoundRule {
+            select: Selector::new(),
+            min: Some(120.0),
+            max: None,
+        })
+    });
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Infeasible);
+    assert!(s.allocation.is_empty());
+    assert!(
+        s.message.contains("budget") && s.message.contains("lower bounds of ch0 120"),
+        "{}",
+        s.message
+    );
+    // Contradictory constraints.
+    let (_, p) = s3_with(|s| s.constraints = vec!["ch0 >= 200".into(), "ch0 + ch1 <= 150".into()]);
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Infeasible);
+    assert!(
+        s.message.contains("ch0 >= 200") && s.message.contains("ch0 + ch1 <= 150"),
+        "{}",
+        s.message
+    );
+    // Upper bounds below an equality budget.
+    let (_, p) = s3_with(|s| {
+        s.bounds.push(BoundRule {
+            select: Selector::new(),
+            min: None,
+            max: Some(50.0),
+        })
+    });
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Infeasible);
+    assert!(s.message.contains("upper bounds"), "{}", s.message);
+}
+
+#[test]
+fn degenerate_problems() {
+    // Bounds that pin every cell (and sum to the budget).
+    let (_, p) = s3_with(|s| {
+        for (c, v) in [("ch0", 50.0), ("ch1", 100.0), ("ch2", 150.0)] {
+            s.bounds.push(BoundRule {
+                select: sel(c),
+                min: Some(v),
+                max: Some(v),
+            });
+        }
+    });
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert_eq!(s.allocation, vec![50.0, 100.0, 150.0]);
+    // A zero budget.
+    let (_, p) = s3_with(|s| s.total_budget = 0.0);
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert_eq!(s.allocation, vec![0.0; 3]);
+    assert_eq!(s.utility, 0.0);
+    // A budget with no room: lower bounds sum to it.
+    let (_, p) = s3_with(|s| {
+        s.bounds.push(BoundRule {
+            select: Selector::new(),
+            min: Some(100.0),
+            max: None,
+        })
+    });
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    for x in &s.allocation {
+        assert!((x - 100.0).abs() < 1e-9);
+    }
+    // At most the budget, and no budget constraint at all (bounds only).
+    let (_, p) = s3_with(|s| s.budget_constraint = BudgetConstraint::AtMost);
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(s.allocation.iter().sum::<f64>() <= 300.0 * (1.0 + 1e-12));
+    let (_, p) = s3_with(|s| {
+        s.budget_constraint = BudgetConstraint::None;
+        s.bounds.push(BoundRule {
+            select: Selector::new(),
+            min: None,
+            max: Some(90.0),
+        });
+    });
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(
+        s.allocation.iter().all(|x| (x - 90.0).abs() < 1e-9),
+        "{:?}",
+        s.allocation
+    );
+}
+
+#[test]
+fn a_problem_at_its_optimum_stops_in_one_iteration() {
+    let (_, p) = s3_with(|_| {});
+    let first = solve(&p, Settings::default());
+    let again = solve(&p, Settings::default().start(first.allocation.clone()));
+    assert_eq!(again.status, Status::Solved);
+    assert_eq!(again.iterations, 1, "{:?}", again.trace);
+}
+
+#[test]
+fn callback_trace_and_limits() {
+    let (_, p) = s3_with(|_| {});
+    let mut seen = 0;
+    let s = {
+        let mut ev = CpuEvaluator::new(&p).unwrap();
+        Solver::new(&p, &mut ev, Settings::default())
+            .unwrap()
+            .with_callback(|info| {
+                seen += 1;
+                info.iteration < 2
+            })
+            .solve()
+            .unwrap()
+    };
+    assert_eq!(s.status, Status::Stopped);
+    assert_eq!(seen, 2);
+    assert_eq!(s.trace.len(), 2);
+    assert_feasible(&p, &s.allocation, 1e-9);
+    let s = solve(&p, Settings::default().max_iter(1));
+    assert_eq!(s.status, Status::MaxIterations);
+    assert!(!s.allocation.is_empty());
+    let e = Settings::default()
+        .gtol(f64::NAN)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gtol") && e.contains("NaN"), "{e}");
+}
+
+#[test]
+fn nonlinear_constraints_through_the_api() {
+    // Cap the sum of squares of the per-period budgets: active at the optimum.
+    let (_, p) = s3_with(|_| {});
+    let free = solve(&p, Settings::default());
+    let cap = 0.97 * free.allocation.iter().map(|x| x * x).sum::<f64>();
+    let c = NonlinearConstraint::new(
+        "sum of squares",
+        Sense::LessEqual,
+        cap,
+        |x: &[f64], g: &mut [f64]| {
+            for (g, x) in g.iter_mut().zip(x) {
+                *g = 2.0 * x;
+            }
+            Ok(x.iter().map(|v| v * v).sum())
+        },
+    );
+    let mut ev = CpuEvaluator::new(&p).unwrap();
+    let s = Solver::new(&p, &mut ev, Settings::default())
+        .unwrap()
+        .with_nonlinear(c)
+        .solve()
+        .unwrap();
+    assert!(
+        matches!(s.status, Status::Solved),
+        "{}: {}",
+        s.status,
+        s.message
+    );
+    let sq: f64 = s.allocation.iter().map(|x| x * x).sum();
+    assert!(sq <= cap * (1.0 + 1e-8), "{sq} > {cap}");
+    assert!(s.utility < free.utility);
+    let lambda = s
+        .multipliers
+        .iter()
+        .find(|m| m.constraint == "sum of squares")
+        .unwrap()
+        .value;
+    assert!(lambda > 0.0);
+    // Stationarity with the nonlinear multiplier: ∇U = λ_B 1 + λ ∇c (interior cells).
+    let budget = s
+        .multipliers
+        .iter()
+        .find(|m| m.constraint == "budget")
+        .unwrap()
+        .value;
+    for (c, x) in s.allocation.iter().enumerate() {
+        let r = s.marginal_response[c] - budget - lambda * 2.0 * x;
+        assert!(r.abs() * s.scale / s.start_utility <= 1e-6, "cell {c}: {r}");
+    }
+}
