@@ -1,9 +1,13 @@
 //! The `mmm-budget` command line.
+//!
+//! Exit codes: 0 solved (or evaluated), 2 bad input or a device error, 3 infeasible,
+//! 4 any other solver outcome (almost solved, iteration or time limit, line-search or
+//! numerical failure).
 
-use clap::{Parser, Subcommand};
-use mmm_budget::io::{load_allocation, load_case, write_json};
-use mmm_budget::report::Report;
-use mmm_budget::{CpuEvaluator, Problem};
+use clap::{Args, Parser, Subcommand};
+use mmm_budget::io::{load_allocation, load_case, write_case, write_csv, write_json};
+use mmm_budget::report::{Report, solution_json, solution_table};
+use mmm_budget::{Backend, Error, Model, Problem, Scenario, Settings, Solver, Status, demo};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,6 +16,9 @@ use std::process::ExitCode;
     name = "mmm-budget",
     version,
     about = "Budget allocation over a Bayesian MMM posterior"
+)]
+#[command(
+    after_help = "Budgets are per period (PyMC-Marketing's convention); tables and JSON also show the total over the window.\nExit codes: 0 solved, 2 bad input or device error, 3 infeasible, 4 other solver outcomes."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +43,43 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Optimize the allocation of a case.
+    Optimize {
+        /// The case folder (model.json, posterior.npz, scenario.json).
+        case: PathBuf,
+        /// A scenario file to use instead of CASE/scenario.json.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Optimize a demo case built into the binary (5 channels × 3 geos, 2000 draws).
+    Demo {
+        /// Also write the demo case as a case folder here.
+        #[arg(long)]
+        write_case: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Total budget per period, replacing the scenario's.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Evaluator: auto, cpu or gpu.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the per-cell table as CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// 0 silent, 1 a closing report, 2 a line per iteration (stderr).
+    #[arg(long)]
+    verbose: Option<u8>,
 }
 
 fn main() -> ExitCode {
@@ -60,22 +104,103 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             let case = load_case(&case, scenario.as_deref())?;
             let problem = case.problem()?;
             let x = allocation_of(&problem, &case.model, &allocation)?;
-            let mut ev = CpuEvaluator::new(&problem)?;
-            let report = Report::new(&problem, &mut ev, &x)?;
+            let mut ev = Backend::Cpu.evaluator(&problem)?;
+            let report = Report::new(&problem, ev.as_mut(), &x)?;
             print!("{}", report.table());
             if let Some(path) = out {
                 write_json(&path, &report.to_json())?;
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Optimize {
+            case,
+            scenario,
+            run,
+        } => {
+            let case = load_case(&case, scenario.as_deref())?;
+            let settings =
+                Settings::from_options(&case.options, &case.scenario_path.display().to_string())?;
+            let mut s = case.scenario.clone();
+            if let Some(b) = run.budget {
+                s.total_budget = b;
+            }
+            let problem = Problem::new(&case.model, &s).map_err(|e| {
+                e.recontext("model", &case.dir.join("model.json").display().to_string())
+                    .recontext("posterior", &case.posterior_path.display().to_string())
+                    .recontext("scenario", &case.scenario_path.display().to_string())
+            })?;
+            optimize(&problem, settings, &run)
+        }
+        Command::Demo {
+            write_case: dir,
+            run,
+        } => {
+            let (model, scenario) = demo::case(&demo::DEMO, 42);
+            if let Some(dir) = dir {
+                write_case(&dir, &model, &scenario)?;
+                eprintln!("wrote the demo case to {}", dir.display());
+            }
+            demo_run(&model, scenario, &run)
+        }
     }
 }
 
-fn allocation_of(
+fn demo_run(model: &Model, mut scenario: Scenario, run: &RunArgs) -> mmm_budget::Result<ExitCode> {
+    if let Some(b) = run.budget {
+        scenario.total_budget = b;
+    }
+    let problem = Problem::new(model, &scenario)?;
+    println!(
+        "demo: {} channels × {} geos, {} draws, {} periods + {} carry-over; budget {} per period",
+        model.channels.len(),
+        model.dims.first().map_or(1, |d| d.coords.len()),
+        problem.num_draws(),
+        problem.num_periods,
+        problem.adstock.l_max,
+        problem.total_budget
+    );
+    optimize(&problem, Settings::default(), run)
+}
+
+fn optimize(
     problem: &Problem,
-    model: &mmm_budget::Model,
-    spec: &str,
-) -> mmm_budget::Result<Vec<f64>> {
+    mut settings: Settings,
+    run: &RunArgs,
+) -> mmm_budget::Result<ExitCode> {
+    if let Some(v) = run.verbose {
+        settings.verbose = v;
+        settings.validate()?;
+    }
+    let backend = Backend::from_name(&run.backend).ok_or_else(|| {
+        Error::invalid(
+            "command line",
+            "--backend",
+            format!("{:?}", run.backend),
+            "auto, cpu or gpu",
+        )
+    })?;
+    let mut ev = backend.evaluator(problem)?;
+    let solution = Solver::new(problem, ev.as_mut(), settings)?.solve()?;
+    let report = if solution.allocation.is_empty() {
+        None
+    } else {
+        Some(Report::new(problem, ev.as_mut(), &solution.allocation)?)
+    };
+    print!("{}", solution_table(report.as_ref(), &solution));
+    if let Some(path) = &run.out {
+        write_json(path, &solution_json(report.as_ref(), &solution))?;
+    }
+    if let (Some(path), Some(r)) = (&run.csv, &report) {
+        write_csv(path, r)?;
+    }
+    Ok(match solution.status {
+        Status::Solved => ExitCode::SUCCESS,
+        Status::Infeasible => ExitCode::from(3),
+        _ => ExitCode::from(4),
+    })
+}
+
+fn allocation_of(problem: &Problem, model: &Model, spec: &str) -> mmm_budget::Result<Vec<f64>> {
     if spec == "uniform" {
         return Ok(problem.uniform_allocation());
     }

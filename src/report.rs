@@ -11,6 +11,7 @@
 use crate::error::Result;
 use crate::eval::{DrawWeights, Evaluation, Evaluator};
 use crate::problem::Problem;
+use crate::solution::{Solution, Status};
 use crate::utility::quantile;
 use serde_json::{Map, Value, json};
 use std::fmt::Write;
@@ -213,4 +214,83 @@ impl Report {
         );
         s
     }
+}
+
+/// The JSON of an optimization: the optimum's [`Report::to_json`] (absent when
+/// infeasible) plus `status`, `message`, `start`, `multipliers`, `iterations`,
+/// `evaluations`, `backend`, `seconds`, `kkt_residual`, `violation` and, when
+/// infeasible, `conflicting`.
+pub fn solution_json(report: Option<&Report>, solution: &Solution) -> Value {
+    let mut v = report.map_or_else(|| json!({}), Report::to_json);
+    let o = v.as_object_mut().expect("an object");
+    o.insert("status".into(), json!(solution.status.name()));
+    o.insert("message".into(), json!(solution.message));
+    if solution.status != Status::Infeasible {
+        o.insert(
+            "start".into(),
+            json!({"utility": solution.start_utility, "mean_response": solution.start_mean_response}),
+        );
+    }
+    let multipliers: Vec<Value> = solution
+        .multipliers
+        .iter()
+        .map(|m| json!({"constraint": m.constraint, "value": m.value}))
+        .collect();
+    o.insert("multipliers".into(), Value::Array(multipliers));
+    o.insert(
+        "multipliers_units".into(),
+        json!("d utility / d right-hand side, per period (the budget's: per extra unit of budget per period)"),
+    );
+    o.insert("iterations".into(), json!(solution.iterations));
+    o.insert("evaluations".into(), json!(solution.evaluations));
+    o.insert("backend".into(), json!(solution.backend));
+    o.insert("seconds".into(), json!(solution.seconds));
+    o.insert("kkt_residual".into(), json!(solution.kkt_residual));
+    o.insert("violation".into(), json!(solution.violation));
+    if !solution.conflicting.is_empty() {
+        o.insert("conflicting".into(), json!(solution.conflicting));
+    }
+    v
+}
+
+/// The readable summary of an optimization: the status, start vs optimum, the table,
+/// and the multipliers of the budget and of the linear/nonlinear constraints.
+pub fn solution_table(report: Option<&Report>, solution: &Solution) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "status: {} ({})", solution.status, solution.message);
+    let Some(report) = report else {
+        return s;
+    };
+    s.push_str(&report.table());
+    let gain = solution.utility - solution.start_utility;
+    let _ = writeln!(
+        s,
+        "utility: start {:.6} -> optimum {:.6} ({:+.4}%); mean response {:.6} -> {:.6}",
+        solution.start_utility,
+        solution.utility,
+        100.0 * gain / solution.start_utility.abs().max(f64::MIN_POSITIVE),
+        solution.start_mean_response,
+        solution.mean_response
+    );
+    for m in solution
+        .multipliers
+        .iter()
+        .filter(|m| !m.constraint.contains(" bound of "))
+    {
+        let _ = writeln!(
+            s,
+            "multiplier of {}: {:.6} (per unit of its right-hand side)",
+            m.constraint, m.value
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{} iterations, {} evaluations, {:.3} s on {}; KKT residual {:.1e}",
+        solution.iterations,
+        solution.evaluations,
+        solution.seconds,
+        solution.backend,
+        solution.kkt_residual
+    );
+    s
 }

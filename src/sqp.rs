@@ -1571,9 +1571,15 @@ fn polish(p: &Problem, x: &mut [f64]) {
         if residual == 0.0 {
             return;
         }
+        // Cells strictly inside their bounds take the residual; bound-active cells stay
+        // exactly on their bound unless no other cell has room.
+        let inside = |c: usize| x[c] > p.lower[c] && x[c] < p.upper[c];
+        let any_inside = (0..x.len()).any(inside);
         let room: Vec<f64> = (0..x.len())
             .map(|c| {
-                if residual > 0.0 {
+                if any_inside && !inside(c) {
+                    0.0
+                } else if residual > 0.0 {
                     p.upper[c] - x[c]
                 } else {
                     x[c] - p.lower[c]

@@ -102,3 +102,154 @@ fn errors_are_one_line_and_non_zero() {
             .contains("missing.json")
     );
 }
+
+#[test]
+fn demo_solves_and_writes_a_case_that_optimize_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("demo");
+    let out = dir.path().join("demo.json");
+    let o = bin()
+        .args(["demo", "--write-case"])
+        .arg(&case)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("status: solved"), "{text}");
+    let demo: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    // The written case optimizes to the same utility.
+    let out2 = dir.path().join("case.json");
+    let csv = dir.path().join("case.csv");
+    let o = bin()
+        .arg("optimize")
+        .arg(&case)
+        .arg("--out")
+        .arg(&out2)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out2).unwrap()).unwrap();
+    let (a, b) = (
+        demo["utility"].as_f64().unwrap(),
+        v["utility"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-9 * a, "{a} vs {b}");
+    assert_eq!(v["status"], "solved");
+    for key in [
+        "message",
+        "start",
+        "multipliers",
+        "iterations",
+        "evaluations",
+        "backend",
+        "seconds",
+        "cells",
+        "response_quantiles",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert!(v["start"]["utility"].as_f64().unwrap() < b);
+    assert_eq!(v["multipliers"][0]["constraint"], "budget");
+    let lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        lines[0],
+        "geo,channel,budget,budget_window,share,mean_contribution,roi,marginal_roi"
+    );
+    assert_eq!(lines.len(), 16);
+}
+
+#[test]
+fn optimize_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.json", "posterior.npz"] {
+        std::fs::copy(format!("tests/data/s3/{f}"), dir.path().join(f)).unwrap();
+    }
+    // Infeasible: exit 3, the status in the JSON, no cells.
+    std::fs::write(
+        dir.path().join("scenario.json"),
+        r#"{"num_periods": 8, "total_budget": 300, "constraints": ["ch0 >= 200", "ch0 + ch1 <= 150"]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("r.json");
+    let o = bin()
+        .arg("optimize")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["status"], "infeasible");
+    assert!(v.get("cells").is_none());
+    assert!(v["message"].as_str().unwrap().contains("ch0 >= 200"));
+    // An iteration limit: exit 4.
+    std::fs::write(
+        dir.path().join("scenario.json"),
+        r#"{"num_periods": 8, "total_budget": 300, "options": {"max_iter": 1}}"#,
+    )
+    .unwrap();
+    let o = bin().arg("optimize").arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    // Bad options and a constraint that does not parse: exit 2, one line naming the column.
+    std::fs::write(
+        dir.path().join("scenario.json"),
+        r#"{"num_periods": 8, "total_budget": 300, "options": {"gtoll": 1}}"#,
+    )
+    .unwrap();
+    let o = bin().arg("optimize").arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8(o.stderr)
+            .unwrap()
+            .contains("options.gtoll")
+    );
+    std::fs::write(
+        dir.path().join("scenario.json"),
+        r#"{"num_periods": 8, "total_budget": 300, "constraints": ["ch0 + ch9 <= 5"]}"#,
+    )
+    .unwrap();
+    let o = bin().arg("optimize").arg(dir.path()).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("constraints[0]")
+            && err.contains("column 7")
+            && err.contains("unknown channel \"ch9\""),
+        "{err}"
+    );
+    // --budget replaces the scenario's.
+    std::fs::write(
+        dir.path().join("scenario.json"),
+        r#"{"num_periods": 8, "total_budget": 300}"#,
+    )
+    .unwrap();
+    let o = bin()
+        .arg("optimize")
+        .arg(dir.path())
+        .args(["--budget", "600", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["total_budget"], 600.0);
+}

@@ -22,6 +22,42 @@ pub use cpu::CpuEvaluator;
 
 use crate::error::Result;
 
+/// Which evaluator to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The f64 CPU evaluator.
+    Cpu,
+    /// The GPU evaluator.
+    Gpu,
+    /// The GPU when one is available, else the CPU.
+    #[default]
+    Auto,
+}
+
+impl Backend {
+    /// The backend for its CLI name: `cpu`, `gpu`, `auto`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "cpu" => Some(Backend::Cpu),
+            "gpu" => Some(Backend::Gpu),
+            "auto" => Some(Backend::Auto),
+            _ => None,
+        }
+    }
+
+    /// An evaluator for `problem` on this backend. This build has no GPU evaluator
+    /// yet: `Gpu` is an [`crate::Error::Device`], and `Auto` runs on the CPU.
+    pub fn evaluator(&self, problem: &crate::Problem) -> Result<Box<dyn Evaluator>> {
+        match self {
+            Backend::Cpu | Backend::Auto => Ok(Box::new(CpuEvaluator::new(problem)?)),
+            Backend::Gpu => Err(crate::Error::Device {
+                backend: "gpu".into(),
+                message: "this build has no GPU evaluator; use --backend cpu or auto".into(),
+            }),
+        }
+    }
+}
+
 /// Weights u_d of the draws in the per-cell reductions.
 #[derive(Clone, Copy, Debug)]
 pub enum DrawWeights<'a> {

@@ -119,30 +119,18 @@ pub fn random_case(
     (model, scenario)
 }
 
-/// Writes an NPZ archive of float64 arrays (uncompressed, as `numpy.savez` does).
+/// Writes an NPZ archive of float64 arrays.
 pub fn write_npz(path: &Path, arrays: &[(&str, Vec<u64>, Vec<f64>)]) {
-    use npyz::WriterBuilder;
-    use std::io::Write;
-    let file = std::fs::File::create(path).unwrap();
-    let mut zip = zip::ZipWriter::new(file);
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, shape, values) in arrays {
-        let mut buf = Vec::new();
-        {
-            let mut w = npyz::WriteOptions::<f64>::new()
-                .default_dtype()
-                .shape(shape)
-                .writer(&mut buf)
-                .begin_nd()
-                .unwrap();
-            w.extend(values.iter().copied()).unwrap();
-            w.finish().unwrap();
-        }
-        zip.start_file(format!("{name}.npy"), opts).unwrap();
-        zip.write_all(&buf).unwrap();
-    }
-    zip.finish().unwrap();
+    let shapes: Vec<Vec<usize>> = arrays
+        .iter()
+        .map(|a| a.1.iter().map(|&s| s as usize).collect())
+        .collect();
+    let list: Vec<(&str, &[usize], &[f64])> = arrays
+        .iter()
+        .zip(&shapes)
+        .map(|(a, s)| (a.0, s.as_slice(), a.2.as_slice()))
+        .collect();
+    mmm_budget::io::write_npz(path, &list).unwrap();
 }
 
 /// |a − b| ≤ rtol · max(|a|, |b|, floor).
