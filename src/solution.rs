@@ -114,6 +114,13 @@ pub struct Solution {
     pub multipliers: Vec<Multiplier>,
     /// ∂E[R]/∂x_c per optimized cell (per period).
     pub marginal_response: Vec<f64>,
+    /// E[r_c]: each cell's mean contribution over the window and its carry-over.
+    pub mean_contribution: Vec<f64>,
+    /// E[r_c] / (N x_c): return per unit of money spent over the window; `None` for a
+    /// cell that spends nothing.
+    pub roi: Vec<Option<f64>>,
+    /// (∂E[R]/∂x_c) / N: the return of one more unit of money over the window.
+    pub marginal_roi: Vec<f64>,
     /// The constraints involved when `Infeasible`.
     pub conflicting: Vec<String>,
     /// One entry per iteration.

@@ -240,8 +240,8 @@ struct Point {
     g: Vec<f64>,
     /// ∇_x U.
     grad_u: Vec<f64>,
-    /// ∂E[R]/∂x.
-    marginal: Vec<f64>,
+    /// Σ_d u_d r_dc (for the mean: the mean contribution of each cell).
+    contributions: Vec<f64>,
     /// −(s²/|U₀|) Σ_d u_d r''_dc (exact diagonal of ∇²f), before regularisation.
     h: Vec<f64>,
     /// Scaled nonlinear row values sign·(c − rhs)/scale.
@@ -640,6 +640,26 @@ impl<'a> Solver<'a> {
         }
         let violation = violation_scaled(&rows, &final_point, n)
             .max(nl_violation(&nl_rows, &final_point.nl_values));
+        // E[r_c] and ∂E[R]/∂x_c: the point's own reductions for the mean, one uniform
+        // evaluation otherwise.
+        let (marginal_response, mean_contribution) = if p.utility.has_constant_weights() {
+            (
+                final_point.grad_u.clone(),
+                final_point.contributions.clone(),
+            )
+        } else {
+            let mut o = Evaluation::new(p.num_draws(), n);
+            ctx.evaluator.evaluate(&x, DrawWeights::Uniform, &mut o)?;
+            ctx.evaluations += 1;
+            (o.gradient, o.contributions)
+        };
+        let periods = p.num_periods as f64;
+        let roi = x
+            .iter()
+            .zip(&mean_contribution)
+            .map(|(x, r)| (*x > 0.0).then(|| r / (periods * x)))
+            .collect();
+        let marginal_roi = marginal_response.iter().map(|g| g / periods).collect();
         let evaluations = ctx.evaluations;
         let solution = Solution {
             status,
@@ -655,7 +675,10 @@ impl<'a> Solver<'a> {
             kkt_residual,
             violation,
             multipliers,
-            marginal_response: final_point.marginal.clone(),
+            marginal_response,
+            mean_contribution,
+            roi,
+            marginal_roi,
             conflicting: vec![],
             trace,
             seconds: started.elapsed().as_secs_f64(),
@@ -698,6 +721,9 @@ impl<'a> Solver<'a> {
             violation: f64::NAN,
             multipliers: vec![],
             marginal_response: vec![],
+            mean_contribution: vec![],
+            roi: vec![],
+            marginal_roi: vec![],
             conflicting,
             trace: vec![],
             seconds: started.elapsed().as_secs_f64(),
@@ -767,15 +793,6 @@ impl Context<'_> {
         let mean_response =
             self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
         let grad_u = self.out.gradient.clone();
-        let marginal = if p.utility.has_constant_weights() {
-            grad_u.clone()
-        } else {
-            // ∂E[R]/∂x needs uniform weights.
-            let mut o = Evaluation::new(p.num_draws(), n);
-            self.evaluator.evaluate(&x, DrawWeights::Uniform, &mut o)?;
-            self.evaluations += 1;
-            o.gradient
-        };
         let mut nl_values = Vec::with_capacity(self.nonlinear.len());
         let mut nl_grads = Vec::with_capacity(self.nonlinear.len() * n);
         let mut nl_raw = Vec::with_capacity(self.nonlinear.len());
@@ -798,7 +815,7 @@ impl Context<'_> {
             mean_response,
             g: grad_u.clone(),
             grad_u,
-            marginal,
+            contributions: self.out.contributions.clone(),
             h: self.out.curvature.clone(),
             nl_values,
             nl_grads,

@@ -155,6 +155,17 @@ fn michaelis_menten_textbook_optimum() {
         }
     }
     assert!(recomputed_kkt(&problem, &s) <= Settings::default().gtol);
+    // ROI and marginal ROI per cell (one period: money over the window = x).
+    for c in 0..8 {
+        let x = s.allocation[c];
+        let f = alpha[c] * x / (lam[c] + x);
+        assert!((s.mean_contribution[c] - f).abs() < 1e-15);
+        match s.roi[c] {
+            Some(r) => assert!((r - f / x).abs() < 1e-12),
+            None => assert_eq!(x, 0.0),
+        }
+        assert_eq!(s.marginal_roi[c], s.marginal_response[c]);
+    }
     // Damped BFGS reaches the same point.
     let b = solve(&problem, Settings::default().hessian(HessianMode::Bfgs));
     assert!(
