@@ -38,7 +38,10 @@ pub mod utility;
 pub use adstock::{Adstock, AdstockKind};
 pub use constraint::{LinearConstraint, NonlinearConstraint, Sense};
 pub use error::{Error, Result};
-pub use eval::{Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
+pub use eval::{
+    Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
+    GpuOptions, Selected, TimeVaryingEvaluation,
+};
 pub use model::{Array, Cell, Dim, Model, Posterior};
 pub use problem::{CellInfo, Problem};
 pub use saturation::{Domain, Saturation};

@@ -7,7 +7,10 @@
 use clap::{Args, Parser, Subcommand};
 use mmm_budget::io::{load_allocation, load_case, write_case, write_csv, write_json};
 use mmm_budget::report::{Report, solution_json, solution_table};
-use mmm_budget::{Backend, Error, Model, Problem, Scenario, Settings, Solver, Status, demo};
+use mmm_budget::{
+    Backend, CpuEvaluator, Error, Evaluator, GpuOptions, Model, Problem, Scenario, Settings,
+    Solution, Solver, Status, demo,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -68,9 +71,12 @@ struct RunArgs {
     /// Total budget per period, replacing the scenario's.
     #[arg(long)]
     budget: Option<f64>,
-    /// Evaluator: auto, cpu or gpu.
+    /// Evaluator: auto (a hardware GPU if present, else the CPU), cpu or gpu.
     #[arg(long, default_value = "auto")]
     backend: String,
+    /// GPU only: store the posterior parameters as f16 (half the device memory).
+    #[arg(long)]
+    f16: bool,
     /// Write the result as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -104,8 +110,8 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             let case = load_case(&case, scenario.as_deref())?;
             let problem = case.problem()?;
             let x = allocation_of(&problem, &case.model, &allocation)?;
-            let mut ev = Backend::Cpu.evaluator(&problem)?;
-            let report = Report::new(&problem, ev.as_mut(), &x)?;
+            let mut ev = CpuEvaluator::new(&problem)?;
+            let report = Report::new(&problem, &mut ev, &x)?;
             print!("{}", report.table());
             if let Some(path) = out {
                 write_json(&path, &report.to_json())?;
@@ -179,8 +185,26 @@ fn optimize(
             "auto, cpu or gpu",
         )
     })?;
-    let mut ev = backend.evaluator(problem)?;
-    let solution = Solver::new(problem, ev.as_mut(), settings)?.solve()?;
+    let options = GpuOptions {
+        f16_parameters: run.f16,
+        ..Default::default()
+    };
+    let selected = backend.evaluator(problem, &options)?;
+    if let Some(w) = &selected.warning {
+        eprintln!("warning: {w}");
+    }
+    let mut ev = selected.evaluator;
+    let solution = match solve(problem, ev.as_mut(), &settings) {
+        // Under auto, a device failure during the solve falls back to the CPU.
+        Err(e @ Error::Device { .. })
+            if backend == Backend::Auto && ev.describe().starts_with("gpu") =>
+        {
+            eprintln!("warning: {e}; running on the CPU");
+            ev = Box::new(CpuEvaluator::new(problem)?);
+            solve(problem, ev.as_mut(), &settings)?
+        }
+        other => other?,
+    };
     let report = if solution.allocation.is_empty() {
         None
     } else {
@@ -198,6 +222,14 @@ fn optimize(
         Status::Infeasible => ExitCode::from(3),
         _ => ExitCode::from(4),
     })
+}
+
+fn solve(
+    problem: &Problem,
+    ev: &mut dyn Evaluator,
+    settings: &Settings,
+) -> mmm_budget::Result<Solution> {
+    Solver::new(problem, ev, settings.clone())?.solve()
 }
 
 fn allocation_of(problem: &Problem, model: &Model, spec: &str) -> mmm_budget::Result<Vec<f64>> {

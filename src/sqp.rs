@@ -430,6 +430,10 @@ impl<'a> Solver<'a> {
         let mut status = Status::MaxIterations;
         let mut message = format!("reached max_iter = {}", self.settings.max_iter);
         let mut iterations = 0;
+        // An evaluator in f32 cannot resolve marginal returns below ~30 ulps: the
+        // tolerance becomes max(gtol, 30 ε) and the message says so.
+        let precision = ctx.evaluator.precision();
+        let gtol = self.settings.gtol.max(30.0 * precision);
 
         loop {
             // QP at the current point.
@@ -461,18 +465,23 @@ impl<'a> Solver<'a> {
                 evaluations,
                 elapsed: started.elapsed().as_secs_f64(),
             };
-            let converged =
-                kkt <= self.settings.gtol && violation <= self.settings.ctol && !result.reduced;
+            let converged = kkt <= gtol && violation <= self.settings.ctol && !result.reduced;
             if converged || stalled.is_some() {
                 if converged {
                     status = Status::Solved;
-                    message = format!("KKT residual {kkt:.2e} <= gtol; violation {violation:.2e}");
+                    message = if gtol > self.settings.gtol {
+                        format!(
+                            "KKT residual {kkt:.2e} <= {gtol:.1e} (gtol raised from {:.0e} to 30 ulps of the evaluator's precision); violation {violation:.2e}",
+                            self.settings.gtol
+                        )
+                    } else {
+                        format!("KKT residual {kkt:.2e} <= gtol; violation {violation:.2e}")
+                    };
                 } else {
                     status = Status::AlmostSolved;
                     message = format!(
-                        "progress stalled ({}) with KKT residual {kkt:.2e} > gtol = {:.0e}",
+                        "progress stalled ({}) with KKT residual {kkt:.2e} > gtol = {gtol:.0e}",
                         stalled.unwrap_or(""),
-                        self.settings.gtol
                     );
                 }
                 trace.push(info_at(0.0, 0.0, ctx.evaluations));
@@ -502,9 +511,9 @@ impl<'a> Solver<'a> {
             let step_norm = result.p.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             // Decreases below a few hundred ulps of the merit cannot be measured: the
             // test allows that much noise, so a Newton step near the optimum is taken.
-            let noise = 1e-13 * phi0.abs().max(1e-300);
+            let noise = (1e-13f64).max(10.0 * precision) * phi0.abs().max(1e-300);
             if slope >= noise || step_norm == 0.0 {
-                status = if kkt <= 100.0 * self.settings.gtol {
+                status = if kkt <= 100.0 * gtol {
                     Status::AlmostSolved
                 } else {
                     Status::LineSearchFailed
@@ -542,7 +551,7 @@ impl<'a> Solver<'a> {
                 }
             };
             let Some(new_point) = accepted else {
-                status = if kkt <= 100.0 * self.settings.gtol {
+                status = if kkt <= 100.0 * gtol {
                     Status::AlmostSolved
                 } else {
                     Status::LineSearchFailed

@@ -17,8 +17,10 @@
 //! ∂U/∂R_d), the reductions Σ_d u_d r_dc, Σ_d u_d r'_dc and Σ_d u_d r''_dc per cell.
 
 mod cpu;
+mod gpu;
 
 pub use cpu::CpuEvaluator;
+pub use gpu::{GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL};
 
 use crate::error::Result;
 
@@ -45,17 +47,48 @@ impl Backend {
         }
     }
 
-    /// An evaluator for `problem` on this backend. This build has no GPU evaluator
-    /// yet: `Gpu` is an [`crate::Error::Device`], and `Auto` runs on the CPU.
-    pub fn evaluator(&self, problem: &crate::Problem) -> Result<Box<dyn Evaluator>> {
+    /// An evaluator for `problem` on this backend. `Gpu` fails with an
+    /// [`crate::Error::Device`] when no adapter can run it; `Auto` takes a hardware GPU
+    /// when there is one and otherwise the CPU (a software adapter such as lavapipe is
+    /// slower than the CPU evaluator), saying why in `warning` when a GPU was expected
+    /// but failed.
+    pub fn evaluator(&self, problem: &crate::Problem, options: &GpuOptions) -> Result<Selected> {
+        let cpu = |warning| -> Result<Selected> {
+            Ok(Selected {
+                evaluator: Box::new(CpuEvaluator::new(problem)?),
+                warning,
+            })
+        };
         match self {
-            Backend::Cpu | Backend::Auto => Ok(Box::new(CpuEvaluator::new(problem)?)),
-            Backend::Gpu => Err(crate::Error::Device {
-                backend: "gpu".into(),
-                message: "this build has no GPU evaluator; use --backend cpu or auto".into(),
+            Backend::Cpu => cpu(None),
+            Backend::Gpu => Ok(Selected {
+                evaluator: Box::new(GpuEvaluator::new(problem, options)?),
+                warning: None,
             }),
+            Backend::Auto => match GpuContext::new() {
+                Ok(ctx) if !ctx.is_software() => {
+                    match GpuEvaluator::with_context(std::sync::Arc::new(ctx), problem, options) {
+                        Ok(g) => Ok(Selected {
+                            evaluator: Box::new(g),
+                            warning: None,
+                        }),
+                        Err(e) => cpu(Some(format!(
+                            "the GPU evaluator failed ({e}); running on the CPU"
+                        ))),
+                    }
+                }
+                _ => cpu(None),
+            },
         }
     }
+}
+
+/// An evaluator chosen by [`Backend::evaluator`].
+pub struct Selected {
+    /// The evaluator.
+    pub evaluator: Box<dyn Evaluator>,
+    /// Why `Auto` fell back to the CPU, when it did after a failure.
+    pub warning: Option<String>,
 }
 
 /// Weights u_d of the draws in the per-cell reductions.
@@ -145,6 +178,11 @@ pub trait Evaluator {
     fn num_periods(&self) -> usize;
     /// What runs the evaluation, e.g. `cpu (f64, 2 threads)` or the GPU adapter's name.
     fn describe(&self) -> String;
+    /// The relative precision of its arithmetic (f64: 2.2e-16; f32: 1.2e-7). The
+    /// solver cannot drive the KKT residual much below it and adjusts its tolerances.
+    fn precision(&self) -> f64 {
+        f64::EPSILON
+    }
     /// R_d for every draw at the per-period allocation `x` (n values).
     fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()>;
     /// R_d for every draw and the per-cell reductions weighted by `weights`.

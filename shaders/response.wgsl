@@ -1,0 +1,410 @@
+// Response of every posterior draw to an allocation, with the per-cell reductions
+// the solver needs (mmm_budget::eval::gpu). One invocation per (draw, group of
+// cells); a workgroup holds WG consecutive draws and walks its group's cells together
+// (groups are short enough that no invocation loops more than llvmpipe's 65535
+// iterations, and give small posteriors more parallelism), reducing
+// Σ_d u_d τ_c [r, r', r''] (constant form) or Σ_d u_d ∂R_d/∂X_tc (time-varying form)
+// over its draws into one partial per (workgroup, cell). f32 throughout; the host
+// finishes the sums in f64.
+//
+// Formulas (PyMC-Marketing 0.19.2; see src/adstock.rs, src/saturation.rs,
+// src/eval/mod.rs): with the adstocked unit pattern q_t = Σ_l w_l p_(t−l),
+//   r = τ Σ_(t<N+L) g(x q_t),  r' = τ Σ_t q_t g'(x q_t),  r'' = τ Σ_t q_t² g''(x q_t)
+// (adstock first), or r = τ W Σ_(t<N) g(x p_t) with W = Σ_l w_l (saturation first).
+
+// Kinds, fixed per pipeline.
+override ADSTOCK: u32;        // 0 geometric, 1 delayed, 2 binomial, 3 weibull_pdf, 4 weibull_cdf, 5 none
+override SATURATION: u32;     // 0 logistic, 1 inverse_scaled_logistic, 2 michaelis_menten, 3 hill,
+                              // 4 hill_sigmoid, 5 tanh, 6 root, 7 none
+override ADSTOCK_FIRST: bool;
+override NORMALIZE: bool;
+override L_MAX: u32;          // L
+override KERNEL: u32;         // number of weights: L, L+1 (weibull_cdf) or 1 (none)
+override N_PERIODS: u32;      // N
+override N_ADSTOCK: u32;      // adstock parameters per (draw, cell)
+override N_SATURATION: u32;   // saturation parameters per (draw, cell)
+override PACKED_F16: bool;    // parameters stored as pairs of f16 in each u32
+
+const WG: u32 = 256u;
+const MAX_KERNEL: u32 = 64u;
+const MAX_WINDOW: u32 = 512u;
+const LN_3: f32 = 1.0986122886681098;
+
+struct Dims {
+    draws: u32,            // draws in this chunk
+    cells: u32,
+    draw_offset: u32,      // first draw of the chunk
+    block_offset: u32,     // first workgroup (block) of the chunk
+    total_draws: u32,
+    per_draw_weights: u32, // 0: u_d = 1/total_draws; 1: weights[d]
+    width: u32,            // partial values per cell: 3, or N (time-varying)
+    cells_per_group: u32,  // cells an invocation walks (workgroup_id.y picks the group)
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> params: array<u32>;     // chunk-local [p][c][d]
+@group(0) @binding(2) var<storage, read> pattern: array<f32>;    // [c][t]: p_tc, or 1/(κ_tc s_c)
+@group(0) @binding(3) var<storage, read> tau: array<f32>;        // [c]
+@group(0) @binding(4) var<storage, read> alloc: array<f32>;      // [c], or [c][t]
+@group(0) @binding(5) var<storage, read> weights: array<f32>;    // [D]
+@group(0) @binding(6) var<storage, read_write> responses: array<f32>; // [group][D]
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // [block][c][width]
+
+var<private> w: array<f32, MAX_KERNEL>;
+var<private> v: array<f32, MAX_WINDOW>;
+var<private> sp: array<f32, 3>;
+var<private> inf_bits: u32 = 0x7f800000u;
+var<workgroup> sh0: array<f32, WG>;
+var<workgroup> sh1: array<f32, WG>;
+var<workgroup> sh2: array<f32, WG>;
+
+fn param(p: u32, c: u32, d: u32) -> f32 {
+    let i = (p * dims.cells + c) * dims.draws + d;
+    if (PACKED_F16) {
+        let pair = unpack2x16float(params[i >> 1u]);
+        return select(pair.x, pair.y, (i & 1u) == 1u);
+    }
+    return bitcast<f32>(params[i]);
+}
+
+// a^b for a >= 0, with 0^0 = 1 and 0^b = 0 for b > 0 (pow is undefined at 0).
+fn pow0(a: f32, b: f32) -> f32 {
+    if (a == 0.0) {
+        return select(0.0, 1.0, b == 0.0);
+    }
+    return pow(a, b);
+}
+
+// Fills w[0..KERNEL) for draw d, cell c; returns Σ w.
+fn adstock_weights(c: u32, d: u32) -> f32 {
+    let lmax = f32(L_MAX);
+    switch ADSTOCK {
+        case 0u: { // geometric: α^l
+            let alpha = param(0u, c, d);
+            var a = 1.0;
+            for (var l = 0u; l < KERNEL; l++) {
+                w[l] = a;
+                a = a * alpha;
+            }
+        }
+        case 1u: { // delayed: α^((l−θ)²)
+            let alpha = param(0u, c, d);
+            let theta = param(1u, c, d);
+            for (var l = 0u; l < KERNEL; l++) {
+                let e = (f32(l) - theta) * (f32(l) - theta);
+                w[l] = pow0(alpha, e);
+            }
+        }
+        case 2u: { // binomial: (1 − l/(L+1))^(1/α − 1)
+            let e = 1.0 / param(0u, c, d) - 1.0;
+            for (var l = 0u; l < KERNEL; l++) {
+                w[l] = select(pow(1.0 - f32(l) / (lmax + 1.0), e), 1.0, l == 0u);
+            }
+        }
+        case 3u: { // weibull_pdf, min-max scaled
+            let lam = param(0u, c, d);
+            let k = param(1u, c, d);
+            var lo = 3.4e38;
+            var hi = -3.4e38;
+            for (var l = 0u; l < KERNEL; l++) {
+                let z = f32(l + 1u) / lam;
+                let pdf = k / lam * pow(z, k - 1.0) * exp(-pow(z, k));
+                w[l] = pdf;
+                lo = min(lo, pdf);
+                hi = max(hi, pdf);
+            }
+            for (var l = 0u; l < KERNEL; l++) {
+                w[l] = (w[l] - lo) / (hi - lo);
+            }
+        }
+        case 4u: { // weibull_cdf: cumulative product of survival values, L+1 weights
+            let lam = param(0u, c, d);
+            let k = param(1u, c, d);
+            w[0] = 1.0;
+            for (var l = 1u; l < KERNEL; l++) {
+                w[l] = w[l - 1u] * exp(-pow(f32(l) / lam, k));
+            }
+        }
+        default: {
+            w[0] = 1.0;
+        }
+    }
+    var total = 0.0;
+    for (var l = 0u; l < KERNEL; l++) {
+        total += w[l];
+    }
+    if (NORMALIZE) {
+        for (var l = 0u; l < KERNEL; l++) {
+            w[l] = w[l] / total;
+        }
+        return 1.0;
+    }
+    return total;
+}
+
+fn load_saturation(c: u32, d: u32) {
+    for (var j = 0u; j < N_SATURATION; j++) {
+        sp[j] = param(N_ADSTOCK + j, c, d);
+    }
+}
+
+// +∞, made at run time (a constant expression may not overflow).
+fn infinity() -> f32 {
+    return bitcast<f32>(inf_bits);
+}
+
+// [g, g', g''] at a >= 0 for the cell's loaded parameters; limits at a = 0.
+fn derivatives(a: f32) -> vec3<f32> {
+    switch SATURATION {
+        case 0u, 1u: { // logistic: β (1 − e)/(1 + e), e = exp(−λa)
+            var lam = sp[0];
+            if (SATURATION == 1u) {
+                lam = LN_3 / sp[0];
+            }
+            let beta = sp[1];
+            let e = exp(-lam * a);
+            let t = (1.0 - e) / (1.0 + e);
+            let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
+            let h = 0.5 * lam;
+            return vec3(beta * t, beta * h * sech2, -2.0 * beta * h * h * t * sech2);
+        }
+        case 2u: { // michaelis_menten: α a / (λ + a)
+            let alpha = sp[0];
+            let lam = sp[1];
+            let inv = 1.0 / (lam + a);
+            let g1 = alpha * lam * inv * inv;
+            return vec3(alpha * a * inv, g1, -2.0 * g1 * inv);
+        }
+        case 3u: { // hill: β (1 − κ^s/(κ^s + a^s))
+            let s = sp[0];
+            let kappa = sp[1];
+            let beta = sp[2];
+            if (a == 0.0) {
+                if (s == 1.0) {
+                    return vec3(0.0, beta / kappa, -2.0 * beta / (kappa * kappa));
+                }
+                if (s < 1.0) {
+                    return vec3(0.0, beta * infinity(), -beta * infinity());
+                }
+                if (s < 2.0) {
+                    return vec3(0.0, 0.0, beta * infinity());
+                }
+                if (s == 2.0) {
+                    return vec3(0.0, 0.0, 2.0 * beta / (kappa * kappa));
+                }
+                return vec3(0.0);
+            }
+            let u = pow(a / kappa, s);
+            let vv = 1.0 / (1.0 + u);
+            let h1 = s * u * vv * vv / a;
+            let h2 = h1 * vv * (s - 1.0 - u - s * u) / a;
+            return vec3(beta * (1.0 - vv), beta * h1, beta * h2);
+        }
+        case 4u: { // hill_sigmoid: σ/(1 + e^(−β(a−λ))) − σ/(1 + e^(βλ))
+            let sigma = sp[0];
+            let beta = sp[1];
+            let lam = sp[2];
+            let s = 1.0 / (1.0 + exp(-beta * (a - lam)));
+            let s1 = s * (1.0 - s);
+            return vec3(sigma * s - sigma / (1.0 + exp(beta * lam)), sigma * beta * s1, sigma * beta * beta * s1 * (1.0 - 2.0 * s));
+        }
+        case 5u: { // tanh: b tanh(a/(b c))
+            let b = sp[0];
+            let cc = sp[1];
+            let e = exp(-2.0 * a / (b * cc));
+            let t = (1.0 - e) / (1.0 + e);
+            let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
+            return vec3(b * t, sech2 / cc, -2.0 * t * sech2 / (b * cc * cc));
+        }
+        case 6u: { // root: β a^α
+            let alpha = sp[0];
+            let beta = sp[1];
+            if (a == 0.0) {
+                let g1 = select(select(0.0, beta * infinity(), alpha < 1.0), beta, alpha == 1.0);
+                var g2 = 0.0;
+                if (alpha < 1.0) { g2 = -beta * infinity(); }
+                if (alpha > 1.0 && alpha < 2.0) { g2 = beta * infinity(); }
+                if (alpha == 2.0) { g2 = 2.0 * beta; }
+                return vec3(0.0, g1, g2);
+            }
+            let g = beta * pow(a, alpha);
+            return vec3(g, alpha * g / a, alpha * (alpha - 1.0) * g / (a * a));
+        }
+        default: { // none: β a
+            return vec3(sp[0] * a, sp[0], 0.0);
+        }
+    }
+}
+
+// [g(xq), q g'(xq), q² g''(xq)], the power-law curves in a form that does not
+// overflow for tiny xq (as Saturation::term_derivatives on the CPU).
+fn term(x: f32, q: f32) -> vec3<f32> {
+    if (x > 0.0 && (SATURATION == 3u || SATURATION == 6u)) {
+        if (SATURATION == 6u) {
+            let alpha = sp[0];
+            let g = sp[1] * pow(x * q, alpha);
+            let g1 = alpha * g / x;
+            return vec3(g, g1, (alpha - 1.0) * g1 / x);
+        }
+        let s = sp[0];
+        let u = pow(x * q / sp[1], s);
+        let vv = 1.0 / (1.0 + u);
+        let g1 = sp[2] * s * u * vv * vv / x;
+        return vec3(sp[2] * (1.0 - vv), g1, g1 * vv * (s - 1.0 - u - s * u) / x);
+    }
+    let r = derivatives(x * q);
+    return vec3(r.x, q * r.y, q * q * r.z);
+}
+
+fn draw_weight(gd: u32) -> f32 {
+    if (dims.per_draw_weights == 1u) {
+        return weights[gd];
+    }
+    return 1.0 / f32(dims.total_draws);
+}
+
+// Tree reduction of sh0..sh2 over the workgroup; every invocation must call it.
+fn reduce3(lid: u32) {
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        workgroupBarrier();
+        if (lid < stride) {
+            sh0[lid] += sh0[lid + stride];
+            sh1[lid] += sh1[lid + stride];
+            sh2[lid] += sh2[lid + stride];
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = lid3.x;
+    let d = wid.x * WG + lid;
+    let valid = d < dims.draws;
+    let gd = dims.draw_offset + d;
+    var u = 0.0;
+    if (valid) {
+        u = draw_weight(gd);
+    }
+    let block = dims.block_offset + wid.x;
+    let window = N_PERIODS + L_MAX;
+    let first = wid.y * dims.cells_per_group;
+    let last = min(dims.cells, first + dims.cells_per_group);
+    var total = 0.0;
+    for (var c = first; c < last; c++) {
+        var acc = vec3<f32>(0.0);
+        if (valid) {
+            let wsum = adstock_weights(c, d);
+            load_saturation(c, d);
+            let x = alloc[c];
+            let base = c * N_PERIODS;
+            if (ADSTOCK_FIRST) {
+                for (var t = 0u; t < window; t++) {
+                    var q = 0.0;
+                    let lo = select(0u, t + 1u - N_PERIODS, t + 1u > N_PERIODS);
+                    let hi = min(t + 1u, KERNEL);
+                    for (var l = lo; l < hi; l++) {
+                        q += w[l] * pattern[base + t - l];
+                    }
+                    if (q != 0.0) {
+                        acc += term(x, q);
+                    }
+                }
+            } else {
+                for (var t = 0u; t < N_PERIODS; t++) {
+                    let q = pattern[base + t];
+                    if (q != 0.0) {
+                        acc += wsum * term(x, q);
+                    }
+                }
+            }
+            acc = tau[c] * acc;
+            total += acc.x;
+        }
+        sh0[lid] = u * acc.x;
+        sh1[lid] = u * acc.y;
+        sh2[lid] = u * acc.z;
+        reduce3(lid);
+        if (lid == 0u) {
+            let o = (block * dims.cells + c) * 3u;
+            partials[o] = sh0[0];
+            partials[o + 1u] = sh1[0];
+            partials[o + 2u] = sh2[0];
+        }
+        workgroupBarrier();
+    }
+    if (valid) {
+        responses[wid.y * dims.total_draws + gd] = total;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = lid3.x;
+    let d = wid.x * WG + lid;
+    let valid = d < dims.draws;
+    let gd = dims.draw_offset + d;
+    var u = 0.0;
+    if (valid) {
+        u = draw_weight(gd);
+    }
+    let block = dims.block_offset + wid.x;
+    let window = N_PERIODS + L_MAX;
+    let first = wid.y * dims.cells_per_group;
+    let last = min(dims.cells, first + dims.cells_per_group);
+    var total = 0.0;
+    for (var c = first; c < last; c++) {
+        let base = c * N_PERIODS;
+        var wsum = 0.0;
+        if (valid) {
+            wsum = adstock_weights(c, d);
+            load_saturation(c, d);
+            if (ADSTOCK_FIRST) {
+                for (var t = 0u; t < window; t++) {
+                    var a = 0.0;
+                    let lo = select(0u, t + 1u - N_PERIODS, t + 1u > N_PERIODS);
+                    let hi = min(t + 1u, KERNEL);
+                    for (var l = lo; l < hi; l++) {
+                        a += w[l] * alloc[base + t - l] * pattern[base + t - l];
+                    }
+                    let gg = derivatives(a);
+                    total += tau[c] * gg.x;
+                    v[t] = gg.y;
+                }
+            } else {
+                for (var t = 0u; t < N_PERIODS; t++) {
+                    let gg = derivatives(alloc[base + t] * pattern[base + t]);
+                    total += tau[c] * wsum * gg.x;
+                    v[t] = gg.y;
+                }
+            }
+        }
+        for (var t = 0u; t < N_PERIODS; t++) {
+            var grad = 0.0;
+            if (valid) {
+                if (ADSTOCK_FIRST) {
+                    let hi = min(KERNEL, window - t);
+                    for (var l = 0u; l < hi; l++) {
+                        if (w[l] != 0.0) {
+                            grad += w[l] * v[t + l];
+                        }
+                    }
+                } else {
+                    grad = wsum * v[t];
+                }
+                grad = tau[c] * pattern[base + t] * grad;
+            }
+            sh0[lid] = u * grad;
+            sh1[lid] = 0.0;
+            sh2[lid] = 0.0;
+            reduce3(lid);
+            if (lid == 0u) {
+                partials[(block * dims.cells + c) * N_PERIODS + t] = sh0[0];
+            }
+            workgroupBarrier();
+        }
+    }
+    if (valid) {
+        responses[wid.y * dims.total_draws + gd] = total;
+    }
+}

@@ -1,0 +1,774 @@
+//! The GPU evaluator: WGSL compute shaders on wgpu (shaders/response.wgsl,
+//! shaders/reduce.wgsl). Every wgpu call of the crate lives in this module.
+//!
+//! Parameters are uploaded once per problem as f32 (or packed f16 pairs), laid out
+//! `[parameter][cell][draw]` so that neighbouring invocations (draws) read
+//! neighbouring words. Posteriors larger than one storage binding are split into
+//! chunks of draws sized from the adapter's limits. Each evaluation uploads the
+//! allocation (n or n·N floats) and the draw weights (D floats, when not uniform),
+//! runs one pass per chunk (a 2-D grid: blocks of draws × groups of cells) and two
+//! reduction passes (over blocks for the per-cell sums, over cell groups for the
+//! responses), and reads back 2·D + 2·width·n floats, which the host finishes in f64.
+
+mod context;
+
+pub use context::GpuContext;
+
+use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
+use crate::adstock::AdstockKind;
+use crate::error::{Error, Result};
+use crate::problem::Problem;
+use crate::saturation::Saturation;
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// The response and derivative kernels.
+pub const RESPONSE_WGSL: &str = include_str!("../../../shaders/response.wgsl");
+/// The block reduction kernel.
+pub const REDUCE_WGSL: &str = include_str!("../../../shaders/reduce.wgsl");
+
+/// Invocations per workgroup (WG in the shaders).
+const WG: u64 = 256;
+/// Largest kernel (l_max + 1) and window (N + l_max) the shaders hold per invocation.
+const MAX_KERNEL: usize = 64;
+const MAX_WINDOW: usize = 512;
+
+/// Options of the GPU evaluator.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuOptions {
+    /// Store the posterior parameters as f16 (half the memory; about 3 significant
+    /// digits per parameter, see the README for the measured effect on the objective).
+    pub f16_parameters: bool,
+    /// Cap on the bytes of one parameter chunk (default: the adapter's storage-binding
+    /// and buffer limits). Tests use it to force several chunks.
+    pub max_chunk_bytes: Option<u64>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Dims {
+    draws: u32,
+    cells: u32,
+    draw_offset: u32,
+    block_offset: u32,
+    total_draws: u32,
+    per_draw_weights: u32,
+    width: u32,
+    cells_per_group: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReduceDims {
+    blocks: u32,
+    width: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+/// One chunk of draws with its parameters.
+struct Chunk {
+    draws: u32,
+    draw_offset: u32,
+    block_offset: u32,
+    blocks: u32,
+    dims: wgpu::Buffer,
+    constant: wgpu::BindGroup,
+    varying: wgpu::BindGroup,
+}
+
+/// Evaluates every draw on a GPU (f32 on the device, sums finished in f64).
+///
+/// ```no_run
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DEMO, 42);
+/// let problem = Problem::new(&model, &scenario)?;
+/// let mut ev = GpuEvaluator::new(&problem, &GpuOptions::default())?;
+/// let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
+/// ev.evaluate(&problem.uniform_allocation(), DrawWeights::Uniform, &mut out)?;
+/// println!("{} on {}", problem.utility.value(&out.responses), ev.describe());
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
+pub struct GpuEvaluator {
+    ctx: Arc<GpuContext>,
+    num_draws: usize,
+    num_cells: usize,
+    num_periods: usize,
+    f16: bool,
+    chunks: Vec<Chunk>,
+    total_blocks: u32,
+    constant_pipeline: wgpu::ComputePipeline,
+    /// Built on first use: the solver never needs it.
+    varying_pipeline: Option<wgpu::ComputePipeline>,
+    response_module: wgpu::ShaderModule,
+    layout: wgpu::BindGroupLayout,
+    constants: Vec<(&'static str, f64)>,
+    reduce_pipeline: wgpu::ComputePipeline,
+    reduce_dims: wgpu::Buffer,
+    reduce_bind: wgpu::BindGroup,
+    /// Cells per invocation, and the number of cell groups (dispatch y).
+    cells_per_group: u32,
+    groups: u32,
+    response_dims: wgpu::Buffer,
+    response_bind: wgpu::BindGroup,
+    response_sums: wgpu::Buffer,
+    alloc: wgpu::Buffer,
+    weights: wgpu::Buffer,
+    sums: wgpu::Buffer,
+    read_responses: wgpu::Buffer,
+    read_sums: wgpu::Buffer,
+    /// Parameter bytes on the device.
+    parameter_bytes: u64,
+}
+
+fn adstock_code(k: AdstockKind) -> u32 {
+    match k {
+        AdstockKind::Geometric => 0,
+        AdstockKind::Delayed => 1,
+        AdstockKind::Binomial => 2,
+        AdstockKind::WeibullPdf => 3,
+        AdstockKind::WeibullCdf => 4,
+        AdstockKind::None => 5,
+    }
+}
+
+fn saturation_code(s: Saturation) -> u32 {
+    match s {
+        Saturation::Logistic => 0,
+        Saturation::InverseScaledLogistic => 1,
+        Saturation::MichaelisMenten => 2,
+        Saturation::Hill => 3,
+        Saturation::HillSigmoid => 4,
+        Saturation::Tanh => 5,
+        Saturation::Root => 6,
+        Saturation::None => 7,
+    }
+}
+
+impl GpuEvaluator {
+    /// An evaluator on a new device (the first high-performance adapter).
+    pub fn new(problem: &Problem, options: &GpuOptions) -> Result<Self> {
+        Self::with_context(Arc::new(GpuContext::new()?), problem, options)
+    }
+
+    /// An evaluator on an existing device (share one device among evaluators).
+    pub fn with_context(
+        ctx: Arc<GpuContext>,
+        problem: &Problem,
+        options: &GpuOptions,
+    ) -> Result<Self> {
+        let (nd, n, np) = (
+            problem.num_draws(),
+            problem.num_cells(),
+            problem.num_periods,
+        );
+        let kernel = problem.adstock.kernel_len();
+        let window = np + problem.adstock.l_max;
+        if kernel > MAX_KERNEL || window > MAX_WINDOW {
+            return Err(ctx.error(format!(
+                "the kernels hold at most {MAX_KERNEL} adstock weights and {MAX_WINDOW} periods plus carry-over; this problem has {kernel} and {window}"
+            )));
+        }
+        let na = problem.adstock.kind.parameters().len();
+        let ns = problem.saturation.parameters().len();
+        let np_total = (na + ns) as u64;
+        let limits = ctx.limits();
+        let f16 = options.f16_parameters;
+        let bytes_per_value: u64 = if f16 { 2 } else { 4 };
+        let cap = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(options.max_chunk_bytes.unwrap_or(u64::MAX));
+        // Draws per chunk: a multiple of WG whose parameters fit in `cap`.
+        let per_draw = np_total * n as u64 * bytes_per_value;
+        let mut chunk_draws = (cap / per_draw.max(1)) / WG * WG;
+        if chunk_draws == 0 {
+            return Err(ctx.error(format!(
+                "{WG} draws of {n} cells need {} bytes of parameters, above the device's binding limit of {cap} bytes",
+                per_draw * WG
+            )));
+        }
+        chunk_draws = chunk_draws.min((nd as u64).div_ceil(WG) * WG);
+        let scope = ctx.scope();
+
+        let device = ctx.device();
+        let module = |label: &str, src: &str| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            })
+        };
+        let response_module = module("response.wgsl", RESPONSE_WGSL);
+        let reduce_module = module("reduce.wgsl", REDUCE_WGSL);
+        let constants: Vec<(&str, f64)> = vec![
+            ("ADSTOCK", adstock_code(problem.adstock.kind) as f64),
+            ("SATURATION", saturation_code(problem.saturation) as f64),
+            (
+                "ADSTOCK_FIRST",
+                if problem.adstock_first { 1.0 } else { 0.0 },
+            ),
+            (
+                "NORMALIZE",
+                if problem.adstock.normalize { 1.0 } else { 0.0 },
+            ),
+            ("L_MAX", problem.adstock.l_max as f64),
+            ("KERNEL", kernel as f64),
+            ("N_PERIODS", np as f64),
+            ("N_ADSTOCK", na as f64),
+            ("N_SATURATION", ns as f64),
+            ("PACKED_F16", if f16 { 1.0 } else { 0.0 }),
+        ];
+        let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let uniform = |binding: u32| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("response"),
+            entries: &[
+                uniform(0),
+                storage(1, true),
+                storage(2, true),
+                storage(3, true),
+                storage(4, true),
+                storage(5, true),
+                storage(6, false),
+                storage(7, false),
+            ],
+        });
+        let reduce_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("reduce"),
+            entries: &[uniform(0), storage(1, true), storage(2, false)],
+        });
+        let pipeline = |layout: &wgpu::BindGroupLayout,
+                        module: &wgpu::ShaderModule,
+                        entry: &str,
+                        constants: &[(&str, f64)]| {
+            compute_pipeline(device, layout, module, entry, constants)
+        };
+        let constant_pipeline = pipeline(&layout, &response_module, "constant_form", &constants);
+        let reduce_pipeline = pipeline(&reduce_layout, &reduce_module, "reduce_blocks", &[]);
+
+        // Per-problem data.
+        let f32s = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+        let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            })
+        };
+        let storage_ro = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let pattern = init(
+            "pattern",
+            bytemuck::cast_slice(&f32s(&problem.pattern)),
+            storage_ro,
+        );
+        let input_scale = init(
+            "input scale",
+            bytemuck::cast_slice(&f32s(&problem.input_scale)),
+            storage_ro,
+        );
+        let tau = init(
+            "tau",
+            bytemuck::cast_slice(&f32s(&problem.target_scale)),
+            storage_ro,
+        );
+        let empty = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(16),
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let alloc = empty("allocation", (n * np) as u64 * 4, storage_ro);
+        let weights = empty("draw weights", nd as u64 * 4, storage_ro);
+        // Cells per invocation: llvmpipe stops any invocation after 65535 loop
+        // iterations in all, so keep each well below that (a generous per-cell count).
+        let per_cell = 2 * np * kernel + 10 * np + window + 3 * kernel + 32;
+        let cells_per_group = (30_000 / per_cell).clamp(1, n) as u32;
+        let groups = (n as u32).div_ceil(cells_per_group);
+        let responses = empty(
+            "responses",
+            groups as u64 * nd as u64 * 4,
+            wgpu::BufferUsages::STORAGE,
+        );
+        let response_sums = empty(
+            "response sums",
+            nd as u64 * 8,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let width_max = (n * np.max(3)) as u64;
+        let total_blocks = (nd as u64).div_ceil(WG) as u32;
+        let partials = empty(
+            "partials",
+            total_blocks as u64 * width_max * 4,
+            wgpu::BufferUsages::STORAGE,
+        );
+        let sums = empty(
+            "sums",
+            width_max * 8,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let read = |label: &str, bytes: u64| {
+            empty(
+                label,
+                bytes,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+        };
+        let read_responses = read("read responses", nd as u64 * 8);
+        let read_sums = read("read sums", width_max * 8);
+        let reduce_dims = empty(
+            "reduce dims",
+            std::mem::size_of::<ReduceDims>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        let reduce_bind_of = |dims: &wgpu::Buffer, input: &wgpu::Buffer, output: &wgpu::Buffer| {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("reduce"),
+                layout: &reduce_layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: dims.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: input.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 2,
+                        resource: output.as_entire_binding(),
+                    },
+                ],
+            })
+        };
+        let reduce_bind = reduce_bind_of(&reduce_dims, &partials, &sums);
+        let response_dims = empty(
+            "response reduce dims",
+            std::mem::size_of::<ReduceDims>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        let response_bind = reduce_bind_of(&response_dims, &responses, &response_sums);
+
+        // Parameter chunks, [p][c][d] within each.
+        let mut chunks = vec![];
+        let mut parameter_bytes = 0;
+        let mut d0 = 0usize;
+        while d0 < nd {
+            let d1 = (d0 + chunk_draws as usize).min(nd);
+            let cd = d1 - d0;
+            let mut values: Vec<f32> = Vec::with_capacity((na + ns) * n * cd);
+            for k in 0..na + ns {
+                for c in 0..n {
+                    for d in d0..d1 {
+                        let v = if k < na {
+                            problem.adstock_params_of(d, c)[k]
+                        } else {
+                            problem.saturation_params_of(d, c)[k - na]
+                        };
+                        values.push(v as f32);
+                    }
+                }
+            }
+            let words: Vec<u32> = if f16 {
+                values
+                    .chunks(2)
+                    .map(|p| {
+                        let lo = half::f16::from_f32(p[0]).to_bits() as u32;
+                        let hi = p
+                            .get(1)
+                            .map_or(0, |v| half::f16::from_f32(*v).to_bits() as u32);
+                        lo | (hi << 16)
+                    })
+                    .collect()
+            } else {
+                values.iter().map(|v| v.to_bits()).collect()
+            };
+            let words = if words.is_empty() { vec![0u32] } else { words };
+            parameter_bytes += words.len() as u64 * 4;
+            let params = init(
+                "parameters",
+                bytemuck::cast_slice(&words),
+                wgpu::BufferUsages::STORAGE,
+            );
+            let block_offset = (d0 as u64 / WG) as u32;
+            let blocks = (cd as u64).div_ceil(WG) as u32;
+            let dims = empty(
+                "dims",
+                std::mem::size_of::<Dims>() as u64,
+                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            );
+            let bind = |pattern: &wgpu::Buffer| {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("response"),
+                    layout: &layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: dims.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: params.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: pattern.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 3,
+                            resource: tau.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 4,
+                            resource: alloc.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 5,
+                            resource: weights.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 6,
+                            resource: responses.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 7,
+                            resource: partials.as_entire_binding(),
+                        },
+                    ],
+                })
+            };
+            chunks.push(Chunk {
+                draws: cd as u32,
+                draw_offset: d0 as u32,
+                block_offset,
+                blocks,
+                constant: bind(&pattern),
+                varying: bind(&input_scale),
+                dims,
+            });
+            d0 = d1;
+        }
+        ctx.check(scope)?;
+        Ok(GpuEvaluator {
+            ctx,
+            num_draws: nd,
+            num_cells: n,
+            num_periods: np,
+            f16,
+            chunks,
+            total_blocks,
+            constant_pipeline,
+            varying_pipeline: None,
+            response_module,
+            layout,
+            constants,
+            reduce_pipeline,
+            reduce_dims,
+            reduce_bind,
+            cells_per_group,
+            groups,
+            response_dims,
+            response_bind,
+            response_sums,
+            alloc,
+            weights,
+            sums,
+            read_responses,
+            read_sums,
+            parameter_bytes,
+        })
+    }
+
+    /// The number of parameter chunks (1 unless the posterior exceeds a binding).
+    pub fn num_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Bytes of posterior parameters on the device.
+    pub fn parameter_bytes(&self) -> u64 {
+        self.parameter_bytes
+    }
+
+    /// Runs one evaluation: `varying` selects the time-varying kernel; returns the
+    /// responses and, per cell × width entry, the f64 sums over draws.
+    fn run(
+        &mut self,
+        x: &[f64],
+        weights: DrawWeights<'_>,
+        varying: bool,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let n = self.num_cells;
+        let width = if varying { self.num_periods } else { 3 };
+        let queue = self.ctx.queue();
+        let scope = self.ctx.scope();
+        if varying && self.varying_pipeline.is_none() {
+            self.varying_pipeline = Some(compute_pipeline(
+                self.ctx.device(),
+                &self.layout,
+                &self.response_module,
+                "time_varying",
+                &self.constants,
+            ));
+        }
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        queue.write_buffer(&self.alloc, 0, bytemuck::cast_slice(&x32));
+        let per_draw = match weights {
+            DrawWeights::Uniform => 0,
+            DrawWeights::PerDraw(u) => {
+                let u32s: Vec<f32> = u.iter().map(|&v| v as f32).collect();
+                queue.write_buffer(&self.weights, 0, bytemuck::cast_slice(&u32s));
+                1
+            }
+        };
+        for chunk in &self.chunks {
+            let dims = Dims {
+                draws: chunk.draws,
+                cells: n as u32,
+                draw_offset: chunk.draw_offset,
+                block_offset: chunk.block_offset,
+                total_draws: self.num_draws as u32,
+                per_draw_weights: per_draw,
+                width: width as u32,
+                cells_per_group: self.cells_per_group,
+            };
+            queue.write_buffer(&chunk.dims, 0, bytemuck::bytes_of(&dims));
+        }
+        let rd = ReduceDims {
+            blocks: self.total_blocks,
+            width: (n * width) as u32,
+            pad0: 0,
+            pad1: 0,
+        };
+        queue.write_buffer(&self.reduce_dims, 0, bytemuck::bytes_of(&rd));
+        let rr = ReduceDims {
+            blocks: self.groups,
+            width: self.num_draws as u32,
+            pad0: 0,
+            pad1: 0,
+        };
+        queue.write_buffer(&self.response_dims, 0, bytemuck::bytes_of(&rr));
+        let device = self.ctx.device();
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("evaluate"),
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("response"),
+                timestamp_writes: None,
+            });
+            let response = match (&self.varying_pipeline, varying) {
+                (Some(p), true) => p,
+                _ => &self.constant_pipeline,
+            };
+            pass.set_pipeline(response);
+            for chunk in &self.chunks {
+                pass.set_bind_group(
+                    0,
+                    if varying {
+                        &chunk.varying
+                    } else {
+                        &chunk.constant
+                    },
+                    &[],
+                );
+                pass.dispatch_workgroups(chunk.blocks, self.groups, 1);
+            }
+            pass.set_pipeline(&self.reduce_pipeline);
+            pass.set_bind_group(0, &self.reduce_bind, &[]);
+            pass.dispatch_workgroups(((n * width) as u64).div_ceil(WG) as u32, 1, 1);
+            pass.set_bind_group(0, &self.response_bind, &[]);
+            pass.dispatch_workgroups((self.num_draws as u64).div_ceil(WG) as u32, 1, 1);
+        }
+        let resp_bytes = self.num_draws as u64 * 8;
+        let sum_bytes = (n * width) as u64 * 8;
+        encoder.copy_buffer_to_buffer(&self.response_sums, 0, &self.read_responses, 0, resp_bytes);
+        encoder.copy_buffer_to_buffer(&self.sums, 0, &self.read_sums, 0, sum_bytes);
+        queue.submit([encoder.finish()]);
+        let responses: Vec<[f32; 2]> = self.ctx.read(&self.read_responses, resp_bytes)?;
+        let sums: Vec<[f32; 2]> = self.ctx.read(&self.read_sums, sum_bytes)?;
+        self.ctx.check(scope)?;
+        let responses = responses
+            .iter()
+            .map(|s| s[0] as f64 - s[1] as f64)
+            .collect();
+        let sums = sums.iter().map(|s| s[0] as f64 - s[1] as f64).collect();
+        Ok((responses, sums))
+    }
+}
+
+impl Evaluator for GpuEvaluator {
+    fn num_draws(&self) -> usize {
+        self.num_draws
+    }
+
+    fn num_cells(&self) -> usize {
+        self.num_cells
+    }
+
+    fn num_periods(&self) -> usize {
+        self.num_periods
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "gpu ({}, f32{}, {} chunk{})",
+            self.ctx.adapter_name(),
+            if self.f16 { ", f16 parameters" } else { "" },
+            self.chunks.len(),
+            if self.chunks.len() == 1 { "" } else { "s" }
+        )
+    }
+
+    fn precision(&self) -> f64 {
+        f32::EPSILON as f64
+    }
+
+    fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {
+        check_allocation(x, self.num_cells)?;
+        let (r, _) = self.run(x, DrawWeights::Uniform, false)?;
+        copy_into(out, &r)
+    }
+
+    fn evaluate(
+        &mut self,
+        x: &[f64],
+        weights: DrawWeights<'_>,
+        out: &mut Evaluation,
+    ) -> Result<()> {
+        check_allocation(x, self.num_cells)?;
+        check_weights(&weights, self.num_draws)?;
+        let (r, sums) = self.run(x, weights, false)?;
+        let n = self.num_cells;
+        out.responses = r;
+        out.contributions = (0..n).map(|c| sums[3 * c]).collect();
+        out.gradient = (0..n).map(|c| sums[3 * c + 1]).collect();
+        out.curvature = (0..n).map(|c| sums[3 * c + 2]).collect();
+        Ok(())
+    }
+
+    fn evaluate_time_varying(
+        &mut self,
+        x: &[f64],
+        weights: DrawWeights<'_>,
+        out: &mut TimeVaryingEvaluation,
+    ) -> Result<()> {
+        check_allocation(x, self.num_cells * self.num_periods)?;
+        check_weights(&weights, self.num_draws)?;
+        let (r, sums) = self.run(x, weights, true)?;
+        out.responses = r;
+        out.gradient = sums;
+        Ok(())
+    }
+}
+
+fn compute_pipeline(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(entry),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pl),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    })
+}
+
+fn check_allocation(x: &[f64], len: usize) -> Result<()> {
+    if x.len() != len {
+        return Err(Error::Shape {
+            context: "allocation".into(),
+            field: "x".into(),
+            found: vec![x.len()],
+            expected: format!("{len} values"),
+        });
+    }
+    if let Some(i) = x.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(Error::invalid(
+            "allocation",
+            format!("x[{i}]"),
+            x[i],
+            "a finite number >= 0",
+        ));
+    }
+    Ok(())
+}
+
+fn check_weights(w: &DrawWeights<'_>, num_draws: usize) -> Result<()> {
+    match w {
+        DrawWeights::PerDraw(u) if u.len() != num_draws => Err(Error::Shape {
+            context: "evaluator".into(),
+            field: "draw weights".into(),
+            found: vec![u.len()],
+            expected: format!("{num_draws} values"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn copy_into(out: &mut [f64], r: &[f64]) -> Result<()> {
+    if out.len() != r.len() {
+        return Err(Error::Shape {
+            context: "evaluator".into(),
+            field: "responses".into(),
+            found: vec![out.len()],
+            expected: format!("{} values", r.len()),
+        });
+    }
+    out.copy_from_slice(r);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each shader parses and validates through naga (no GPU needed).
+    #[test]
+    fn shaders_validate() {
+        for (name, src) in [
+            ("response.wgsl", RESPONSE_WGSL),
+            ("reduce.wgsl", REDUCE_WGSL),
+        ] {
+            let module = wgpu::naga::front::wgsl::parse_str(src)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            wgpu::naga::valid::Validator::new(
+                wgpu::naga::valid::ValidationFlags::all(),
+                wgpu::naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! GPU against the f64 CPU reference: one test body per behaviour, run on the CPU
+//! always (against itself, to keep the body honest) and on the GPU when an adapter
+//! exists. Without one the GPU half says it skipped and why; with
+//! MMM_REQUIRE_GPU=1 (CI, after installing lavapipe) a missing adapter fails.
+
+mod common;
+
+use common::{Shape, random_case};
+use mmm_budget::io::load_case;
+use mmm_budget::*;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// One device for the whole test binary.
+fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    match CTX.get_or_init(|| GpuContext::new().map(Arc::new).map_err(|e| e.to_string())) {
+        Ok(c) => Some(c.clone()),
+        Err(why) => {
+            if std::env::var("MMM_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("MMM_REQUIRE_GPU=1 but no GPU adapter: {why}");
+            }
+            eprintln!("skipped the GPU half: {why}");
+            None
+        }
+    }
+}
+
+/// Norm-wise agreement: |a_i − b_i| ≤ tol · max_j |b_j| for every i.
+fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}[{i}]: {x} vs {y} (scale {scale:e}, tol {tol:e})"
+        );
+    }
+}
+
+/// Compares `ev` with the CPU reference on `problem` at a few allocations, with
+/// uniform and per-draw weights, and the time-varying form.
+fn check_against_cpu(what: &str, problem: &Problem, ev: &mut dyn Evaluator, tol: f64) {
+    let mut cpu = CpuEvaluator::new(problem).unwrap();
+    let n = problem.num_cells();
+    let d = problem.num_draws();
+    let u: Vec<f64> = (0..d).map(|i| (1.0 + (i % 7) as f64) / d as f64).collect();
+    for scale in [0.3, 1.0, 2.5] {
+        let x: Vec<f64> = (0..n)
+            .map(|c| scale * problem.total_budget / n as f64 * (0.5 + (c % 3) as f64 * 0.5))
+            .collect();
+        for weights in [DrawWeights::Uniform, DrawWeights::PerDraw(&u)] {
+            let mut a = Evaluation::new(d, n);
+            let mut b = Evaluation::new(d, n);
+            ev.evaluate(&x, weights, &mut a).unwrap();
+            cpu.evaluate(&x, weights, &mut b).unwrap();
+            assert_close(
+                &format!("{what} responses"),
+                &a.responses,
+                &b.responses,
+                tol,
+            );
+            let (ua, ub) = (
+                Utility::Mean.value(&a.responses),
+                Utility::Mean.value(&b.responses),
+            );
+            assert!(
+                (ua - ub).abs() <= tol * ub.abs(),
+                "{what} utility {ua} vs {ub}"
+            );
+            assert_close(
+                &format!("{what} contributions"),
+                &a.contributions,
+                &b.contributions,
+                tol,
+            );
+            assert_close(&format!("{what} gradient"), &a.gradient, &b.gradient, tol);
+            assert_close(
+                &format!("{what} curvature"),
+                &a.curvature,
+                &b.curvature,
+                tol,
+            );
+        }
+        let np = problem.num_periods;
+        let xt: Vec<f64> = (0..n * np)
+            .map(|i| x[i / np] * (0.5 + ((i * 7) % 5) as f64 * 0.25))
+            .collect();
+        let mut a = TimeVaryingEvaluation::default();
+        let mut b = TimeVaryingEvaluation::default();
+        ev.evaluate_time_varying(&xt, DrawWeights::PerDraw(&u), &mut a)
+            .unwrap();
+        cpu.evaluate_time_varying(&xt, DrawWeights::PerDraw(&u), &mut b)
+            .unwrap();
+        assert_close(
+            &format!("{what} time-varying responses"),
+            &a.responses,
+            &b.responses,
+            tol,
+        );
+        assert_close(
+            &format!("{what} time-varying gradient"),
+            &a.gradient,
+            &b.gradient,
+            tol,
+        );
+    }
+}
+
+/// Runs `body` with the CPU evaluator and, when a device exists, the GPU one.
+fn on_each_backend(
+    problem: &Problem,
+    options: &GpuOptions,
+    body: impl Fn(&str, &mut dyn Evaluator, f64),
+) {
+    let mut cpu = CpuEvaluator::new(problem).unwrap();
+    body("cpu", &mut cpu, 1e-12);
+    if let Some(ctx) = gpu() {
+        let mut g = GpuEvaluator::with_context(ctx, problem, options).unwrap();
+        body(&g.describe(), &mut g, 1e-5);
+    }
+}
+
+#[test]
+fn every_kind_agrees_with_the_cpu() {
+    let shape = Shape {
+        draws: 37,
+        channels: 3,
+        geos: 2,
+        periods: 6,
+        l_max: 4,
+    };
+    let mut seed = 0;
+    for a in AdstockKind::ALL {
+        for s in Saturation::ALL {
+            for first in [true, false] {
+                seed += 1;
+                let (model, scenario) = random_case(seed, shape, a, s, first, seed % 2 == 0);
+                let problem = Problem::new(&model, &scenario).unwrap();
+                on_each_backend(&problem, &GpuOptions::default(), |name, ev, tol| {
+                    check_against_cpu(&format!("{name} {a}/{s}/first={first}"), &problem, ev, tol)
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn odd_sizes_agree_with_the_cpu() {
+    for (draws, channels, geos) in [(1, 1, 1), (1, 3, 2), (300, 1, 1), (513, 2, 3)] {
+        let shape = Shape {
+            draws,
+            channels,
+            geos: geos.max(1),
+            periods: 5,
+            l_max: 3,
+        };
+        let (model, scenario) = random_case(
+            draws as u64,
+            shape,
+            AdstockKind::Geometric,
+            Saturation::Logistic,
+            true,
+            true,
+        );
+        let problem = Problem::new(&model, &scenario).unwrap();
+        on_each_backend(&problem, &GpuOptions::default(), |name, ev, tol| {
+            check_against_cpu(
+                &format!("{name} D={draws} n={}", channels * geos),
+                &problem,
+                ev,
+                tol,
+            )
+        });
+    }
+}
+
+#[test]
+fn chunks_that_split_the_draws_agree_with_the_cpu() {
+    let shape = Shape {
+        draws: 1000,
+        channels: 2,
+        geos: 2,
+        periods: 4,
+        l_max: 2,
+    };
+    let (model, scenario) = random_case(
+        5,
+        shape,
+        AdstockKind::Delayed,
+        Saturation::Hill,
+        true,
+        false,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    // 5 parameters (delayed: alpha, theta; hill: slope, kappa, beta) × 4 cells × 4 bytes
+    // × 256 draws per chunk: four chunks, the last partial.
+    let options = GpuOptions {
+        max_chunk_bytes: Some(5 * 4 * 4 * 256),
+        ..Default::default()
+    };
+    if let Some(ctx) = gpu() {
+        let g = GpuEvaluator::with_context(ctx, &problem, &options).unwrap();
+        assert_eq!(g.num_chunks(), 4);
+    }
+    on_each_backend(&problem, &options, |name, ev, tol| {
+        check_against_cpu(&format!("{name} chunked"), &problem, ev, tol)
+    });
+}
+
+#[test]
+fn reference_cases_solve_to_the_same_optimum() {
+    for name in ["s3", "m8x4", "l20x10"] {
+        let case = load_case(&Path::new("tests/data").join(name), None).unwrap();
+        let problem = case.problem().unwrap();
+        let mut cpu = CpuEvaluator::new(&problem).unwrap();
+        let reference = Solver::new(&problem, &mut cpu, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        let Some(ctx) = gpu() else { return };
+        let mut g = GpuEvaluator::with_context(ctx, &problem, &GpuOptions::default()).unwrap();
+        // Default settings: the solver raises gtol to the f32 evaluator's floor.
+        let s = Solver::new(&problem, &mut g, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        assert_eq!(s.status, Status::Solved, "{name}: {}", s.message);
+        // Judge the GPU's allocation with the f64 evaluator.
+        let mut r = vec![0.0; problem.num_draws()];
+        cpu.responses(&s.allocation, &mut r).unwrap();
+        let u = Utility::Mean.value(&r);
+        assert!(
+            (u - reference.utility).abs() <= 1e-6 * reference.utility,
+            "{name}: {u} vs {}",
+            reference.utility
+        );
+        assert!(s.backend.starts_with("gpu"), "{}", s.backend);
+    }
+}
+
+#[test]
+fn f16_parameters_stay_close() {
+    let case = load_case(Path::new("tests/data/m8x4"), None).unwrap();
+    let problem = case.problem().unwrap();
+    let Some(ctx) = gpu() else { return };
+    let mut half = GpuEvaluator::with_context(
+        ctx.clone(),
+        &problem,
+        &GpuOptions {
+            f16_parameters: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let full = GpuEvaluator::with_context(ctx, &problem, &GpuOptions::default()).unwrap();
+    assert_eq!(half.parameter_bytes() * 2, full.parameter_bytes());
+    let mut cpu = CpuEvaluator::new(&problem).unwrap();
+    let x = problem.uniform_allocation();
+    let (mut a, mut b) = (Evaluation::new(1000, 32), Evaluation::new(1000, 32));
+    half.evaluate(&x, DrawWeights::Uniform, &mut a).unwrap();
+    cpu.evaluate(&x, DrawWeights::Uniform, &mut b).unwrap();
+    let (ua, ub) = (
+        Utility::Mean.value(&a.responses),
+        Utility::Mean.value(&b.responses),
+    );
+    // f16 keeps 11 significant bits per parameter: the mean moves by ~1e-4.
+    assert!((ua - ub).abs() <= 1e-3 * ub, "f16 utility {ua} vs {ub}");
+    assert_close("f16 gradient", &a.gradient, &b.gradient, 1e-2);
+}
+
+/// `mmm-budget optimize CASE --backend gpu` solves every shared case (exit 0), within
+/// 1e-6 of PyMC-Marketing's objective or better.
+#[test]
+fn cli_optimize_with_the_gpu_backend() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["s3", "m8x4", "l20x10"] {
+        let out = dir.path().join(format!("{name}.json"));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mmm-budget"))
+            .args([
+                "optimize",
+                &format!("tests/data/{name}"),
+                "--backend",
+                "gpu",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let e: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("tests/data/{name}/expected.json")).unwrap(),
+        )
+        .unwrap();
+        let (ours, theirs) = (
+            v["utility"].as_f64().unwrap(),
+            e["objective"].as_f64().unwrap(),
+        );
+        assert!(ours >= theirs * (1.0 - 1e-6), "{name}: {ours} vs {theirs}");
+        assert!(v["backend"].as_str().unwrap().starts_with("gpu"));
+    }
+}
