@@ -29,6 +29,43 @@ pub const DEMO: DemoSize = DemoSize {
     draws: 2000,
 };
 
+/// The size of a synthetic benchmark problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyntheticSize {
+    /// Channels.
+    pub channels: usize,
+    /// Geos (1: no geo dim).
+    pub geos: usize,
+    /// Posterior draws.
+    pub draws: usize,
+    /// N.
+    pub periods: usize,
+    /// L.
+    pub l_max: usize,
+}
+
+/// A synthetic problem of any size: [`case`]'s model with `periods` and `l_max`
+/// replaced.
+///
+/// ```
+/// use mmm_budget::demo::{synthetic, SyntheticSize};
+/// let (model, scenario) = synthetic(&SyntheticSize { channels: 4, geos: 2, draws: 10, periods: 52, l_max: 13 }, 1);
+/// assert_eq!((model.num_cells(), scenario.num_periods, model.adstock.l_max), (8, 52, 13));
+/// ```
+pub fn synthetic(size: &SyntheticSize, seed: u64) -> (Model, Scenario) {
+    let (mut model, mut scenario) = case(
+        &DemoSize {
+            channels: size.channels,
+            geos: size.geos,
+            draws: size.draws,
+        },
+        seed,
+    );
+    model.adstock.l_max = size.l_max;
+    scenario.num_periods = size.periods;
+    (model, scenario)
+}
+
 /// A synthetic model and a scenario (12 periods, 100 per cell and period).
 ///
 /// ```

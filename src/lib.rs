@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod adstock;
+pub mod bench;
 pub mod constraint;
 pub mod demo;
 pub mod error;

@@ -56,6 +56,37 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Time evaluation and optimization of a synthetic problem on each backend, side
+    /// by side, and print a table with ratios.
+    Bench {
+        /// Posterior draws.
+        #[arg(long, default_value_t = 2000)]
+        draws: usize,
+        /// Budget cells (channels × geos; channels = min(cells, 50)).
+        #[arg(long, default_value_t = 200)]
+        cells: usize,
+        /// Periods N.
+        #[arg(long, default_value_t = 52)]
+        periods: usize,
+        /// Carry-over L (l_max).
+        #[arg(long, default_value_t = 13)]
+        lmax: usize,
+        /// Backends to run: all (cpu, then gpu when an adapter exists), cpu or gpu.
+        #[arg(long, default_value = "all")]
+        backend: String,
+        /// Timed evaluations per backend (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        repeats: usize,
+        /// Skip the whole optimizations.
+        #[arg(long)]
+        no_optimize: bool,
+        /// GPU: store parameters as f16 too (an extra row).
+        #[arg(long)]
+        f16: bool,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Optimize a demo case built into the binary (5 channels × 3 geos, 2000 draws).
     Demo {
         /// Also write the demo case as a case folder here.
@@ -137,6 +168,27 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             })?;
             optimize(&problem, settings, &run)
         }
+        Command::Bench {
+            draws,
+            cells,
+            periods,
+            lmax,
+            backend,
+            repeats,
+            no_optimize,
+            f16,
+            json,
+        } => run_bench(
+            draws,
+            cells,
+            periods,
+            lmax,
+            &backend,
+            repeats,
+            !no_optimize,
+            f16,
+            json,
+        ),
         Command::Demo {
             write_case: dir,
             run,
@@ -222,6 +274,94 @@ fn optimize(
         Status::Infeasible => ExitCode::from(3),
         _ => ExitCode::from(4),
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_bench(
+    draws: usize,
+    cells: usize,
+    periods: usize,
+    lmax: usize,
+    backend: &str,
+    repeats: usize,
+    optimize: bool,
+    f16: bool,
+    json: bool,
+) -> mmm_budget::Result<ExitCode> {
+    use mmm_budget::bench::{measure, table, to_json};
+    use std::time::Instant;
+    if !["all", "cpu", "gpu"].contains(&backend) {
+        return Err(Error::invalid(
+            "command line",
+            "--backend",
+            format!("{backend:?}"),
+            "all, cpu or gpu",
+        ));
+    }
+    let channels = cells.clamp(1, 50);
+    if cells == 0 || cells % channels != 0 {
+        return Err(Error::invalid(
+            "command line",
+            "--cells",
+            cells,
+            "a multiple of min(cells, 50), >= 1",
+        ));
+    }
+    let size = demo::SyntheticSize {
+        channels,
+        geos: cells / channels,
+        draws,
+        periods,
+        l_max: lmax,
+    };
+    let (model, scenario) = demo::synthetic(&size, 7);
+    let problem = Problem::new(&model, &scenario)?;
+    drop(model);
+    let mut rows = vec![];
+    if backend != "gpu" {
+        let t = Instant::now();
+        let mut ev = CpuEvaluator::new(&problem)?;
+        rows.push(measure(
+            &problem,
+            &mut ev,
+            t.elapsed().as_secs_f64(),
+            repeats,
+            optimize,
+        )?);
+    }
+    if backend != "cpu" {
+        let mut variants = vec![false];
+        if f16 {
+            variants.push(true);
+        }
+        for half in variants {
+            let t = Instant::now();
+            let options = GpuOptions {
+                f16_parameters: half,
+                ..Default::default()
+            };
+            match mmm_budget::GpuEvaluator::new(&problem, &options) {
+                Ok(mut ev) => rows.push(measure(
+                    &problem,
+                    &mut ev,
+                    t.elapsed().as_secs_f64(),
+                    repeats,
+                    optimize,
+                )?),
+                Err(e) if backend == "all" => eprintln!("gpu skipped: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&problem, &rows)).unwrap_or_default()
+        );
+    } else {
+        print!("{}", table(&problem, &rows));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn solve(

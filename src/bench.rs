@@ -1,0 +1,145 @@
+//! Timing of evaluation and optimization on each backend, side by side in one run,
+//! for the `bench` command and the criterion benches.
+
+use crate::error::Result;
+use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::problem::Problem;
+use crate::sqp::{Settings, Solver};
+use serde_json::{Value, json};
+use std::fmt::Write;
+use std::time::Instant;
+
+/// One backend's measurements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    /// The evaluator's description.
+    pub backend: String,
+    /// Seconds to build the evaluator (upload, pipelines, caches).
+    pub setup_seconds: f64,
+    /// Median seconds of one evaluation of value + gradient + curvature over all draws.
+    pub evaluate_seconds: f64,
+    /// The same, per draw × cell × period (N + L), in nanoseconds.
+    pub ns_per_term: f64,
+    /// Seconds of a whole optimization from the uniform start (`None` when skipped).
+    pub optimize_seconds: Option<f64>,
+    /// Its iterations and final utility.
+    pub iterations: usize,
+    /// U at the optimum.
+    pub utility: f64,
+    /// Its status.
+    pub status: String,
+}
+
+/// Times `ev` on `problem`: `repeats` evaluations after one warm-up, then one
+/// optimization when `optimize`.
+pub fn measure(
+    problem: &Problem,
+    ev: &mut dyn Evaluator,
+    setup_seconds: f64,
+    repeats: usize,
+    optimize: bool,
+) -> Result<BenchRow> {
+    let x = problem.uniform_allocation();
+    let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+    ev.evaluate(&x, DrawWeights::Uniform, &mut out)?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        ev.evaluate(&x, DrawWeights::Uniform, &mut out)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let evaluate_seconds = times[times.len() / 2];
+    let terms = (problem.num_draws()
+        * problem.num_cells()
+        * (problem.num_periods + problem.adstock.l_max)) as f64;
+    let (mut optimize_seconds, mut iterations, mut utility, mut status) =
+        (None, 0, f64::NAN, "skipped".to_string());
+    if optimize {
+        let t = Instant::now();
+        let s = Solver::new(problem, ev, Settings::default())?.solve()?;
+        optimize_seconds = Some(t.elapsed().as_secs_f64());
+        iterations = s.iterations;
+        utility = s.utility;
+        status = s.status.name().to_string();
+    }
+    Ok(BenchRow {
+        backend: ev.describe(),
+        setup_seconds,
+        evaluate_seconds,
+        ns_per_term: evaluate_seconds * 1e9 / terms,
+        optimize_seconds,
+        iterations,
+        utility,
+        status,
+    })
+}
+
+/// The table: one line a backend, with each time's ratio to the first row's.
+pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "problem: {} draws × {} cells × ({} periods + {} carry-over) = {:.3e} draw·cell·period terms",
+        problem.num_draws(),
+        problem.num_cells(),
+        problem.num_periods,
+        problem.adstock.l_max,
+        (problem.num_draws() * problem.num_cells() * (problem.num_periods + problem.adstock.l_max))
+            as f64
+    );
+    let _ = writeln!(
+        s,
+        "{:<52} {:>9} {:>12} {:>9} {:>10} {:>12} {:>5} {:>10}",
+        "backend",
+        "setup s",
+        "evaluate ms",
+        "ns/term",
+        "speed-up",
+        "optimize s",
+        "iter",
+        "speed-up"
+    );
+    let base = rows.first();
+    for r in rows {
+        let eval_ratio = base.map_or(1.0, |b| b.evaluate_seconds / r.evaluate_seconds);
+        let opt_ratio = match (base.and_then(|b| b.optimize_seconds), r.optimize_seconds) {
+            (Some(b), Some(o)) => format!("{:.2}×", b / o),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "{:<52} {:>9.3} {:>12.3} {:>9.3} {:>9.2}× {:>12} {:>5} {:>10}",
+            r.backend,
+            r.setup_seconds,
+            r.evaluate_seconds * 1e3,
+            r.ns_per_term,
+            eval_ratio,
+            r.optimize_seconds
+                .map_or_else(|| "-".into(), |o| format!("{o:.4}")),
+            r.iterations,
+            opt_ratio
+        );
+    }
+    s
+}
+
+/// The JSON form of the rows.
+pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
+    json!({
+        "draws": problem.num_draws(),
+        "cells": problem.num_cells(),
+        "periods": problem.num_periods,
+        "l_max": problem.adstock.l_max,
+        "rows": rows.iter().map(|r| json!({
+            "backend": r.backend,
+            "setup_seconds": r.setup_seconds,
+            "evaluate_seconds": r.evaluate_seconds,
+            "ns_per_term": r.ns_per_term,
+            "optimize_seconds": r.optimize_seconds,
+            "iterations": r.iterations,
+            "utility": r.utility,
+            "status": r.status,
+        })).collect::<Vec<_>>(),
+    })
+}
