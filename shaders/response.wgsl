@@ -44,7 +44,7 @@ struct Dims {
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> params: array<u32>;     // chunk-local [p][c][d]
 @group(0) @binding(2) var<storage, read> pattern: array<f32>;    // [c][t]: p_tc, or 1/(κ_tc s_c)
-@group(0) @binding(3) var<storage, read> tau: array<f32>;        // [c]
+@group(0) @binding(3) var<storage, read> cell: array<vec2<f32>>; // [c]: (τ_c, 1 if p_tc is constant in t)
 @group(0) @binding(4) var<storage, read> alloc: array<f32>;      // [c], or [c][t]
 @group(0) @binding(5) var<storage, read> weights: array<f32>;    // [D]
 @group(0) @binding(6) var<storage, read_write> responses: array<f32>; // [group][D]
@@ -298,7 +298,29 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             load_saturation(c, d);
             let x = alloc[c];
             let base = c * N_PERIODS;
-            if (ADSTOCK_FIRST) {
+            let constant = cell[c].y == 1.0;
+            if (ADSTOCK_FIRST && constant) {
+                // p_t = p: q_t = p Σ_(l ≤ min(t, K−1)) w_l for t < N, constant from
+                // t = K−1 on (one term weighted by its N−K+1 periods), then the tail.
+                let p = pattern[base];
+                var pre = 0.0;
+                for (var t = 0u; t < min(N_PERIODS, KERNEL); t++) {
+                    pre += w[t];
+                    let m = select(1.0, f32(N_PERIODS - t), t + 1u == KERNEL);
+                    if (pre != 0.0) {
+                        acc += m * term(x, p * pre);
+                    }
+                }
+                for (var t = N_PERIODS; t < window; t++) {
+                    var s = 0.0;
+                    for (var l = t + 1u - N_PERIODS; l < min(t + 1u, KERNEL); l++) {
+                        s += w[l];
+                    }
+                    if (s != 0.0) {
+                        acc += term(x, p * s);
+                    }
+                }
+            } else if (ADSTOCK_FIRST) {
                 for (var t = 0u; t < window; t++) {
                     var q = 0.0;
                     let lo = select(0u, t + 1u - N_PERIODS, t + 1u > N_PERIODS);
@@ -310,6 +332,12 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                         acc += term(x, q);
                     }
                 }
+            } else if (constant) {
+                // Saturation first, p_t = p: r = τ W N g(x p).
+                let q = pattern[base];
+                if (q != 0.0) {
+                    acc = wsum * f32(N_PERIODS) * term(x, q);
+                }
             } else {
                 for (var t = 0u; t < N_PERIODS; t++) {
                     let q = pattern[base + t];
@@ -318,7 +346,7 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                     }
                 }
             }
-            acc = tau[c] * acc;
+            acc = cell[c].x * acc;
             total += acc.x;
         }
         sh0[lid] = u * acc.x;
@@ -368,13 +396,13 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                         a += w[l] * alloc[base + t - l] * pattern[base + t - l];
                     }
                     let gg = derivatives(a);
-                    total += tau[c] * gg.x;
+                    total += cell[c].x * gg.x;
                     v[t] = gg.y;
                 }
             } else {
                 for (var t = 0u; t < N_PERIODS; t++) {
                     let gg = derivatives(alloc[base + t] * pattern[base + t]);
-                    total += tau[c] * wsum * gg.x;
+                    total += cell[c].x * wsum * gg.x;
                     v[t] = gg.y;
                 }
             }
@@ -392,7 +420,7 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                 } else {
                     grad = wsum * v[t];
                 }
-                grad = tau[c] * pattern[base + t] * grad;
+                grad = cell[c].x * pattern[base + t] * grad;
             }
             sh0[lid] = u * grad;
             sh1[lid] = 0.0;

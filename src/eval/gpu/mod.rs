@@ -284,11 +284,18 @@ impl GpuEvaluator {
             bytemuck::cast_slice(&f32s(&problem.input_scale)),
             storage_ro,
         );
-        let tau = init(
-            "tau",
-            bytemuck::cast_slice(&f32s(&problem.target_scale)),
-            storage_ro,
-        );
+        // (τ_c, 1 when the cell's unit pattern is the same in every period).
+        let cell_data: Vec<f32> = (0..n)
+            .flat_map(|c| {
+                let p = problem.pattern_of(c);
+                let constant = p.iter().all(|v| *v == p[0]);
+                [
+                    problem.target_scale[c] as f32,
+                    if constant { 1.0 } else { 0.0 },
+                ]
+            })
+            .collect();
+        let tau = init("cells", bytemuck::cast_slice(&cell_data), storage_ro);
         let empty = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
