@@ -17,7 +17,8 @@ const TERM_CACHE_BYTES: usize = 1 << 30;
 /// q_tcd as a list of (value, multiplicity) terms: equal consecutive values (the
 /// steady state of a constant pattern) are merged and zeros dropped, which changes
 /// nothing in the sums but their rounding. An evaluation then costs one saturation
-/// call per term.
+/// call per term. Above 1 GiB of terms they are recomputed at each evaluation (for a
+/// constant pattern in O(K·L) per draw and cell, from prefix sums of the weights).
 ///
 /// ```
 /// use mmm_budget::*;
@@ -58,7 +59,15 @@ impl CpuEvaluator {
     /// An evaluator for `problem` (copied; the posterior is not modified).
     pub fn new(problem: &Problem) -> Result<Self> {
         let (d, n) = (problem.num_draws(), problem.num_cells());
-        let per_pair = problem.num_periods + problem.adstock.l_max;
+        let constant = (0..n).all(|c| {
+            let p = problem.pattern_of(c);
+            p.iter().all(|v| *v == p[0])
+        });
+        let per_pair = if constant {
+            problem.num_periods.min(problem.adstock.kernel_len()) + problem.adstock.l_max
+        } else {
+            problem.num_periods + problem.adstock.l_max
+        };
         let bytes = d * n * per_pair * std::mem::size_of::<(f64, f64)>();
         let mut ev = CpuEvaluator {
             problem: problem.clone(),
@@ -156,8 +165,28 @@ fn terms_of(p: &Problem, d: usize, c: usize, s: &mut Scratch) {
     p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
     s.terms.clear();
     let pattern = p.pattern_of(c);
-    if p.adstock_first {
-        s.a.resize(p.num_periods + p.adstock.l_max, 0.0);
+    let (n, l_max) = (p.num_periods, p.adstock.l_max);
+    if p.adstock_first && pattern.iter().all(|v| *v == pattern[0]) {
+        // A constant unit pattern p: q_t = p Σ_(l ≤ min(t, K−1)) w_l for t < N, the same
+        // from t = K−1 on (one term for those N−K+1 periods), then the tail
+        // q_t = p Σ_(t−N < l < K) w_l: min(N, K) + L terms, O(K·L) work.
+        let pv = pattern[0];
+        let mut pre = 0.0;
+        for t in 0..n.min(k) {
+            pre += s.w[t];
+            let m = if t + 1 == k { (n - t) as f64 } else { 1.0 };
+            if pre != 0.0 && pv != 0.0 {
+                s.terms.push((pv * pre, m));
+            }
+        }
+        for t in n..n + l_max {
+            let tail: f64 = s.w[(t + 1 - n).min(k)..(t + 1).min(k)].iter().sum();
+            if tail != 0.0 && pv != 0.0 {
+                s.terms.push((pv * tail, 1.0));
+            }
+        }
+    } else if p.adstock_first {
+        s.a.resize(n + l_max, 0.0);
         convolve(&s.w, pattern, &mut s.a);
         push_runs(&s.a, 1.0, &mut s.terms);
     } else {

@@ -1,0 +1,105 @@
+//! CPU against GPU evaluation (value + gradient + curvature over all draws) across
+//! sizes, and whole optimizations of the reference cases.
+//!
+//!     cargo bench --bench evaluate
+//!     MMM_BENCH_QUICK=1 cargo bench --bench evaluate     # small sizes, for CI
+//!
+//! Throughput is in draw × cell × period terms (periods include the l_max
+//! carry-over). Devices are created and warmed up outside the timed loops.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mmm_budget::demo::{SyntheticSize, synthetic};
+use mmm_budget::io::load_case;
+use mmm_budget::*;
+use std::path::Path;
+use std::sync::Arc;
+
+fn sizes() -> Vec<SyntheticSize> {
+    let s = |draws, channels, geos, periods, l_max| SyntheticSize {
+        channels,
+        geos,
+        draws,
+        periods,
+        l_max,
+    };
+    if std::env::var("MMM_BENCH_QUICK").is_ok() {
+        vec![s(256, 4, 2, 12, 4)]
+    } else {
+        vec![
+            s(1000, 8, 4, 12, 8),
+            s(2000, 20, 10, 26, 12),
+            s(10_000, 50, 4, 52, 13),
+        ]
+    }
+}
+
+fn evaluate(c: &mut Criterion) {
+    let gpu = GpuContext::new().ok().map(Arc::new);
+    let mut group = c.benchmark_group("evaluate");
+    group.sample_size(10);
+    for size in sizes() {
+        let (model, scenario) = synthetic(&size, 7);
+        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+        let terms = (problem.num_draws()
+            * problem.num_cells()
+            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        group.throughput(Throughput::Elements(terms));
+        let label = format!(
+            "D{}xn{}xN{}+L{}",
+            size.draws,
+            problem.num_cells(),
+            size.periods,
+            size.l_max
+        );
+        let x = problem.uniform_allocation();
+        let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+        let mut cpu = CpuEvaluator::new(&problem).expect("cpu evaluator");
+        cpu.evaluate(&x, DrawWeights::Uniform, &mut out)
+            .expect("warm-up");
+        group.bench_function(BenchmarkId::new("cpu", &label), |b| {
+            b.iter(|| {
+                cpu.evaluate(&x, DrawWeights::Uniform, &mut out)
+                    .expect("evaluation")
+            })
+        });
+        if let Some(ctx) = &gpu {
+            let mut g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
+                .expect("gpu evaluator");
+            g.evaluate(&x, DrawWeights::Uniform, &mut out)
+                .expect("warm-up");
+            group.bench_function(BenchmarkId::new("gpu", &label), |b| {
+                b.iter(|| {
+                    g.evaluate(&x, DrawWeights::Uniform, &mut out)
+                        .expect("evaluation")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn optimize(c: &mut Criterion) {
+    let mut group = c.benchmark_group("optimize");
+    group.sample_size(10);
+    let cases: &[&str] = if std::env::var("MMM_BENCH_QUICK").is_ok() {
+        &["s3"]
+    } else {
+        &["s3", "m8x4", "l20x10"]
+    };
+    for name in cases {
+        let case = load_case(&Path::new("tests/data").join(name), None).expect("case");
+        let problem = case.problem().expect("problem");
+        let mut cpu = CpuEvaluator::new(&problem).expect("cpu evaluator");
+        group.bench_function(BenchmarkId::new("cpu", name), |b| {
+            b.iter(|| {
+                Solver::new(&problem, &mut cpu, Settings::default())
+                    .and_then(|s| s.solve())
+                    .expect("solve")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, optimize);
+criterion_main!(benches);
