@@ -447,26 +447,10 @@ impl Problem {
         &self.input_scale[c * self.num_periods..(c + 1) * self.num_periods]
     }
 
-    /// Checks an allocation over the optimized cells: n finite values >= 0.
+    /// Checks an allocation over the optimized cells: `len` finite values >= 0
+    /// (n, or n·N for the time-varying form).
     pub fn check_allocation(&self, x: &[f64], len: usize) -> Result<()> {
-        if x.len() != len {
-            return Err(Error::Shape {
-                context: "allocation".into(),
-                field: "x".into(),
-                found: vec![x.len()],
-                expected: format!("{len} values"),
-            });
-        }
-        if let Some(i) = x.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-            let label = &self.cells[i / (len / self.num_cells()).max(1)].label;
-            return Err(Error::invalid(
-                "allocation",
-                format!("x[{i}] (cell {label})"),
-                x[i],
-                "a finite number >= 0",
-            ));
-        }
-        Ok(())
+        check_allocation(&self.cells, x, len)
     }
 
     /// p_tc for t < N of optimized cell `c`.
@@ -608,4 +592,27 @@ fn period_values(
         }
     }
     Ok(out)
+}
+
+/// `len` finite values >= 0, the error naming the cell (the values are cell-major when
+/// `len` is a multiple of the cells).
+pub(crate) fn check_allocation(cells: &[CellInfo], x: &[f64], len: usize) -> Result<()> {
+    if x.len() != len {
+        return Err(Error::Shape {
+            context: "allocation".into(),
+            field: "x".into(),
+            found: vec![x.len()],
+            expected: format!("{len} values"),
+        });
+    }
+    if let Some(i) = x.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+        let label = &cells[i / (len / cells.len().max(1)).max(1)].label;
+        return Err(Error::invalid(
+            "allocation",
+            format!("x[{i}] (cell {label})"),
+            x[i],
+            "a finite number >= 0",
+        ));
+    }
+    Ok(())
 }

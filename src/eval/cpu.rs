@@ -1,6 +1,6 @@
 //! The f64 reference evaluator, threaded over draws with rayon.
 
-use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
+use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
 use crate::adstock::{convolve, convolve_adjoint};
 use crate::error::Result;
 use crate::problem::Problem;
@@ -366,24 +366,5 @@ impl Evaluator for CpuEvaluator {
             r
         });
         Ok(())
-    }
-}
-
-fn check_len(found: usize, expected: usize, field: &str) -> Result<()> {
-    if found != expected {
-        return Err(crate::Error::Shape {
-            context: "evaluator".into(),
-            field: field.into(),
-            found: vec![found],
-            expected: format!("{expected} values"),
-        });
-    }
-    Ok(())
-}
-
-fn check_weights(w: &DrawWeights<'_>, num_draws: usize) -> Result<()> {
-    match w {
-        DrawWeights::Uniform => Ok(()),
-        DrawWeights::PerDraw(u) => check_len(u.len(), num_draws, "draw weights"),
     }
 }

@@ -198,3 +198,24 @@ pub trait Evaluator {
         out: &mut TimeVaryingEvaluation,
     ) -> Result<()>;
 }
+
+/// `found == expected`, else an [`crate::Error::Shape`] naming `field`.
+pub(crate) fn check_len(found: usize, expected: usize, field: &str) -> Result<()> {
+    if found != expected {
+        return Err(crate::Error::Shape {
+            context: "evaluator".into(),
+            field: field.into(),
+            found: vec![found],
+            expected: format!("{expected} values"),
+        });
+    }
+    Ok(())
+}
+
+/// One weight per draw, when weights are given.
+pub(crate) fn check_weights(w: &DrawWeights<'_>, num_draws: usize) -> Result<()> {
+    match w {
+        DrawWeights::Uniform => Ok(()),
+        DrawWeights::PerDraw(u) => check_len(u.len(), num_draws, "draw weights"),
+    }
+}

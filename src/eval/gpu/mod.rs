@@ -14,10 +14,10 @@ mod context;
 
 pub use context::GpuContext;
 
-use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
+use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
 use crate::adstock::AdstockKind;
-use crate::error::{Error, Result};
-use crate::problem::Problem;
+use crate::error::Result;
+use crate::problem::{Problem, check_allocation};
 use crate::saturation::Saturation;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
@@ -119,6 +119,8 @@ pub struct GpuEvaluator {
     read_sums: wgpu::Buffer,
     /// Parameter bytes on the device.
     parameter_bytes: u64,
+    /// The optimized cells, for errors.
+    cells: Vec<crate::problem::CellInfo>,
 }
 
 fn adstock_code(k: AdstockKind) -> u32 {
@@ -502,6 +504,7 @@ impl GpuEvaluator {
             read_responses,
             read_sums,
             parameter_bytes,
+            cells: problem.cells.clone(),
         })
     }
 
@@ -650,9 +653,11 @@ impl Evaluator for GpuEvaluator {
     }
 
     fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {
-        check_allocation(x, self.num_cells)?;
+        check_allocation(&self.cells, x, self.num_cells)?;
+        check_len(out.len(), self.num_draws, "responses")?;
         let (r, _) = self.run(x, DrawWeights::Uniform, false)?;
-        copy_into(out, &r)
+        out.copy_from_slice(&r);
+        Ok(())
     }
 
     fn evaluate(
@@ -661,7 +666,7 @@ impl Evaluator for GpuEvaluator {
         weights: DrawWeights<'_>,
         out: &mut Evaluation,
     ) -> Result<()> {
-        check_allocation(x, self.num_cells)?;
+        check_allocation(&self.cells, x, self.num_cells)?;
         check_weights(&weights, self.num_draws)?;
         let (r, sums) = self.run(x, weights, false)?;
         let n = self.num_cells;
@@ -678,7 +683,7 @@ impl Evaluator for GpuEvaluator {
         weights: DrawWeights<'_>,
         out: &mut TimeVaryingEvaluation,
     ) -> Result<()> {
-        check_allocation(x, self.num_cells * self.num_periods)?;
+        check_allocation(&self.cells, x, self.num_cells * self.num_periods)?;
         check_weights(&weights, self.num_draws)?;
         let (r, sums) = self.run(x, weights, true)?;
         out.responses = r;
@@ -710,51 +715,6 @@ fn compute_pipeline(
         },
         cache: None,
     })
-}
-
-fn check_allocation(x: &[f64], len: usize) -> Result<()> {
-    if x.len() != len {
-        return Err(Error::Shape {
-            context: "allocation".into(),
-            field: "x".into(),
-            found: vec![x.len()],
-            expected: format!("{len} values"),
-        });
-    }
-    if let Some(i) = x.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-        return Err(Error::invalid(
-            "allocation",
-            format!("x[{i}]"),
-            x[i],
-            "a finite number >= 0",
-        ));
-    }
-    Ok(())
-}
-
-fn check_weights(w: &DrawWeights<'_>, num_draws: usize) -> Result<()> {
-    match w {
-        DrawWeights::PerDraw(u) if u.len() != num_draws => Err(Error::Shape {
-            context: "evaluator".into(),
-            field: "draw weights".into(),
-            found: vec![u.len()],
-            expected: format!("{num_draws} values"),
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn copy_into(out: &mut [f64], r: &[f64]) -> Result<()> {
-    if out.len() != r.len() {
-        return Err(Error::Shape {
-            context: "evaluator".into(),
-            field: "responses".into(),
-            found: vec![out.len()],
-            expected: format!("{} values", r.len()),
-        });
-    }
-    out.copy_from_slice(r);
-    Ok(())
 }
 
 #[cfg(test)]
