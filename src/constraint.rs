@@ -491,21 +491,23 @@ impl Parser<'_> {
                 }
             }
         }
+        Ok(self.sum_of(&wanted))
+    }
+
+    /// Σ x_c over the optimized cells whose coordinates match every `(dim, value)`.
+    fn sum_of(&self, wanted: &[(String, String)]) -> Affine {
         let coefficients = self
             .cells
             .iter()
             .map(|c| {
-                if wanted.iter().all(|(d, v)| c.coord(d) == Some(v.as_str())) {
-                    1.0
-                } else {
-                    0.0
-                }
+                let hit = wanted.iter().all(|(d, v)| c.coord(d) == Some(v.as_str()));
+                if hit { 1.0 } else { 0.0 }
             })
             .collect();
-        Ok(Affine {
+        Affine {
             coefficients,
             constant: 0.0,
-        })
+        }
     }
 
     fn bare_name(&mut self, at: usize, name: &str) -> Parsed<Affine> {
@@ -527,20 +529,6 @@ impl Parser<'_> {
                 ),
             );
         }
-        let coefficients = self
-            .cells
-            .iter()
-            .map(|c| {
-                if c.coord("channel") == Some(name) {
-                    1.0
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        Ok(Affine {
-            coefficients,
-            constant: 0.0,
-        })
+        Ok(self.sum_of(&[("channel".to_string(), name.to_string())]))
     }
 }
