@@ -454,7 +454,7 @@ impl<'a> Solver<'a> {
             };
             iterations += 1;
             let kkt = kkt_scaled(&rows, &nl_rows, &point, &result, n);
-            let violation = violation_scaled(&rows, &point, n);
+            let violation = violation_scaled(&rows, &point);
             let info_at = |step: f64, alpha: f64, evaluations: usize| IterationInfo {
                 iteration: iterations,
                 utility: point.utility,
@@ -647,7 +647,7 @@ impl<'a> Solver<'a> {
         {
             status = Status::Infeasible;
         }
-        let violation = violation_scaled(&rows, &final_point, n)
+        let violation = violation_scaled(&rows, &final_point)
             .max(nl_violation(&nl_rows, &final_point.nl_values));
         // E[r_c] and ∂E[R]/∂x_c: the point's own reductions for the mean, one uniform
         // evaluation otherwise.
@@ -1369,15 +1369,18 @@ enum Hessian {
 
 /// The exact diagonal raised to a floor: 1e-8 × the largest entry (or 1e-8).
 fn regularised(h: &[f64]) -> Hessian {
-    let top = h.iter().fold(0.0f64, |m, v| m.max(*v));
-    let floor = 1e-8 * top.max(1.0);
-    Hessian::Diagonal(h.iter().map(|v| v.max(floor)).collect())
+    Hessian::Diagonal(floored(h))
 }
 
+fn floored(h: &[f64]) -> Vec<f64> {
+    let top = h.iter().fold(0.0f64, |m, v| m.max(*v));
+    let floor = 1e-8 * top.max(1.0);
+    h.iter().map(|v| v.max(floor)).collect()
+}
+
+/// BFGS starts from the regularised exact diagonal (at least 1e-4).
 fn initial_bfgs(h: &[f64], n: usize) -> Hessian {
-    let Hessian::Diagonal(d) = regularised(h) else {
-        unreachable!()
-    };
+    let d = floored(h);
     let mut m = vec![0.0; n * n];
     for i in 0..n {
         m[i * n + i] = d[i].max(1e-4);
@@ -1430,7 +1433,7 @@ fn nl_violation(nl: &[NonlinearRow], values: &[f64]) -> f64 {
 }
 
 /// Largest violation of the linear rows at the point.
-fn violation_scaled(rows: &[Row], pt: &Point, _n: usize) -> f64 {
+fn violation_scaled(rows: &[Row], pt: &Point) -> f64 {
     rows.iter()
         .map(|r| {
             let v = r
