@@ -28,6 +28,8 @@ pub struct BenchRow {
     pub utility: f64,
     /// Its status.
     pub status: String,
+    /// GPU: (bytes of all device buffers, bytes of the parameters in f32).
+    pub device_memory: Option<(u64, u64)>,
 }
 
 /// Times `ev` on `problem`: `repeats` evaluations after one warm-up, then one
@@ -72,6 +74,7 @@ pub fn measure(
         iterations,
         utility,
         status,
+        device_memory: None,
     })
 }
 
@@ -121,6 +124,18 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
             opt_ratio
         );
     }
+    for r in rows {
+        if let Some((device, params)) = r.device_memory {
+            let _ = writeln!(
+                s,
+                "{}: device memory {:.1} MB = {:.3} × the posterior parameters in f32 ({:.1} MB)",
+                r.backend,
+                device as f64 / 1e6,
+                device as f64 / params as f64,
+                params as f64 / 1e6
+            );
+        }
+    }
     s
 }
 
@@ -140,6 +155,8 @@ pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
             "iterations": r.iterations,
             "utility": r.utility,
             "status": r.status,
+            "device_bytes": r.device_memory.map(|m| m.0),
+            "parameter_bytes_f32": r.device_memory.map(|m| m.1),
         })).collect::<Vec<_>>(),
     })
 }

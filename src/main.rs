@@ -341,13 +341,14 @@ fn run_bench(
                 ..Default::default()
             };
             match mmm_budget::GpuEvaluator::new(&problem, &options) {
-                Ok(mut ev) => rows.push(measure(
-                    &problem,
-                    &mut ev,
-                    t.elapsed().as_secs_f64(),
-                    repeats,
-                    optimize,
-                )?),
+                Ok(mut ev) => {
+                    let setup = t.elapsed().as_secs_f64();
+                    let mut row = measure(&problem, &mut ev, setup, repeats, optimize)?;
+                    let f32_params =
+                        (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 4;
+                    row.device_memory = Some((ev.device_bytes(), f32_params));
+                    rows.push(row);
+                }
                 Err(e) if backend == "all" => eprintln!("gpu skipped: {e}"),
                 Err(e) => return Err(e),
             }

@@ -73,8 +73,31 @@ struct Chunk {
     block_offset: u32,
     blocks: u32,
     dims: wgpu::Buffer,
-    constant: wgpu::BindGroup,
-    varying: wgpu::BindGroup,
+    params: wgpu::Buffer,
+}
+
+/// The buffers and bind groups of one kernel form: constant allocations (width 3:
+/// r, r', r'') or time-varying ones (width N), so that the larger partial sums of the
+/// time-varying form exist only once it is used.
+struct Stage {
+    binds: Vec<wgpu::BindGroup>,
+    reduce_bind: wgpu::BindGroup,
+    sums: wgpu::Buffer,
+    read_sums: wgpu::Buffer,
+    bytes: u64,
+}
+
+/// Per-problem buffers every stage binds.
+struct Shared {
+    layout: wgpu::BindGroupLayout,
+    reduce_layout: wgpu::BindGroupLayout,
+    reduce_dims: wgpu::Buffer,
+    pattern: wgpu::Buffer,
+    input_scale: wgpu::Buffer,
+    cells: wgpu::Buffer,
+    alloc: wgpu::Buffer,
+    weights: wgpu::Buffer,
+    responses: wgpu::Buffer,
 }
 
 /// Evaluates every draw on a GPU (f32 on the device, sums finished in f64).
@@ -101,24 +124,23 @@ pub struct GpuEvaluator {
     /// Built on first use: the solver never needs it.
     varying_pipeline: Option<wgpu::ComputePipeline>,
     response_module: wgpu::ShaderModule,
-    layout: wgpu::BindGroupLayout,
     constants: Vec<(&'static str, f64)>,
     reduce_pipeline: wgpu::ComputePipeline,
-    reduce_dims: wgpu::Buffer,
-    reduce_bind: wgpu::BindGroup,
+    shared: Shared,
+    constant_stage: Stage,
+    /// Built on first use, with `varying_pipeline`.
+    varying_stage: Option<Stage>,
     /// Cells per invocation, and the number of cell groups (dispatch y).
     cells_per_group: u32,
     groups: u32,
     response_dims: wgpu::Buffer,
     response_bind: wgpu::BindGroup,
     response_sums: wgpu::Buffer,
-    alloc: wgpu::Buffer,
-    weights: wgpu::Buffer,
-    sums: wgpu::Buffer,
     read_responses: wgpu::Buffer,
-    read_sums: wgpu::Buffer,
     /// Parameter bytes on the device.
     parameter_bytes: u64,
+    /// Bytes of all buffers on the device.
+    device_bytes: u64,
     /// The optimized cells, for errors.
     cells: Vec<crate::problem::CellInfo>,
 }
@@ -268,7 +290,10 @@ impl GpuEvaluator {
 
         // Per-problem data.
         let f32s = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
+        // Every buffer's bytes, for the memory target (≤ 1.2 × the parameters).
+        let allocated = std::cell::Cell::new(0u64);
         let init = |label: &str, contents: &[u8], usage: wgpu::BufferUsages| {
+            allocated.set(allocated.get() + contents.len() as u64);
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents,
@@ -299,6 +324,7 @@ impl GpuEvaluator {
             .collect();
         let tau = init("cells", bytemuck::cast_slice(&cell_data), storage_ro);
         let empty = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
+            allocated.set(allocated.get() + bytes.max(16));
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes.max(16),
@@ -323,18 +349,7 @@ impl GpuEvaluator {
             nd as u64 * 8,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
-        let width_max = (n * np.max(3)) as u64;
         let total_blocks = (nd as u64).div_ceil(WG) as u32;
-        let partials = empty(
-            "partials",
-            total_blocks as u64 * width_max * 4,
-            wgpu::BufferUsages::STORAGE,
-        );
-        let sums = empty(
-            "sums",
-            width_max * 8,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        );
         let read = |label: &str, bytes: u64| {
             empty(
                 label,
@@ -343,39 +358,24 @@ impl GpuEvaluator {
             )
         };
         let read_responses = read("read responses", nd as u64 * 8);
-        let read_sums = read("read sums", width_max * 8);
         let reduce_dims = empty(
             "reduce dims",
             std::mem::size_of::<ReduceDims>() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
-        let reduce_bind_of = |dims: &wgpu::Buffer, input: &wgpu::Buffer, output: &wgpu::Buffer| {
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("reduce"),
-                layout: &reduce_layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: dims.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: input.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: output.as_entire_binding(),
-                    },
-                ],
-            })
-        };
-        let reduce_bind = reduce_bind_of(&reduce_dims, &partials, &sums);
+
         let response_dims = empty(
             "response reduce dims",
             std::mem::size_of::<ReduceDims>() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
-        let response_bind = reduce_bind_of(&response_dims, &responses, &response_sums);
+        let response_bind = reduce_bind(
+            device,
+            &reduce_layout,
+            &response_dims,
+            &responses,
+            &response_sums,
+        );
 
         // Parameter chunks, [p][c][d] within each.
         let mut chunks = vec![];
@@ -425,58 +425,30 @@ impl GpuEvaluator {
                 std::mem::size_of::<Dims>() as u64,
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             );
-            let bind = |pattern: &wgpu::Buffer| {
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("response"),
-                    layout: &layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: dims.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: params.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: pattern.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 3,
-                            resource: tau.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 4,
-                            resource: alloc.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 5,
-                            resource: weights.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 6,
-                            resource: responses.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 7,
-                            resource: partials.as_entire_binding(),
-                        },
-                    ],
-                })
-            };
             chunks.push(Chunk {
                 draws: cd as u32,
                 draw_offset: d0 as u32,
                 block_offset,
                 blocks,
-                constant: bind(&pattern),
-                varying: bind(&input_scale),
                 dims,
+                params,
             });
             d0 = d1;
         }
+        let shared = Shared {
+            layout,
+            reduce_layout,
+            reduce_dims,
+            pattern,
+            input_scale,
+            cells: tau,
+            alloc,
+            weights,
+            responses,
+        };
+        let constant_stage = build_stage(device, &shared, &chunks, total_blocks, 3 * n, false);
         ctx.check(scope)?;
+        let device_bytes = allocated.get() + constant_stage.bytes;
         Ok(GpuEvaluator {
             ctx,
             num_draws: nd,
@@ -488,22 +460,19 @@ impl GpuEvaluator {
             constant_pipeline,
             varying_pipeline: None,
             response_module,
-            layout,
             constants,
             reduce_pipeline,
-            reduce_dims,
-            reduce_bind,
+            shared,
+            constant_stage,
+            varying_stage: None,
             cells_per_group,
             groups,
             response_dims,
             response_bind,
             response_sums,
-            alloc,
-            weights,
-            sums,
             read_responses,
-            read_sums,
             parameter_bytes,
+            device_bytes,
             cells: problem.cells.clone(),
         })
     }
@@ -516,6 +485,12 @@ impl GpuEvaluator {
     /// Bytes of posterior parameters on the device.
     pub fn parameter_bytes(&self) -> u64 {
         self.parameter_bytes
+    }
+
+    /// Bytes of all the evaluator's buffers: parameters, per-problem data, partial
+    /// sums and read-back staging.
+    pub fn device_bytes(&self) -> u64 {
+        self.device_bytes
     }
 
     /// Runs one evaluation: `varying` selects the time-varying kernel; returns the
@@ -533,19 +508,29 @@ impl GpuEvaluator {
         if varying && self.varying_pipeline.is_none() {
             self.varying_pipeline = Some(compute_pipeline(
                 self.ctx.device(),
-                &self.layout,
+                &self.shared.layout,
                 &self.response_module,
                 "time_varying",
                 &self.constants,
             ));
+            let stage = build_stage(
+                self.ctx.device(),
+                &self.shared,
+                &self.chunks,
+                self.total_blocks,
+                n * self.num_periods,
+                true,
+            );
+            self.device_bytes += stage.bytes;
+            self.varying_stage = Some(stage);
         }
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        queue.write_buffer(&self.alloc, 0, bytemuck::cast_slice(&x32));
+        queue.write_buffer(&self.shared.alloc, 0, bytemuck::cast_slice(&x32));
         let per_draw = match weights {
             DrawWeights::Uniform => 0,
             DrawWeights::PerDraw(u) => {
                 let u32s: Vec<f32> = u.iter().map(|&v| v as f32).collect();
-                queue.write_buffer(&self.weights, 0, bytemuck::cast_slice(&u32s));
+                queue.write_buffer(&self.shared.weights, 0, bytemuck::cast_slice(&u32s));
                 1
             }
         };
@@ -568,7 +553,7 @@ impl GpuEvaluator {
             pad0: 0,
             pad1: 0,
         };
-        queue.write_buffer(&self.reduce_dims, 0, bytemuck::bytes_of(&rd));
+        queue.write_buffer(&self.shared.reduce_dims, 0, bytemuck::bytes_of(&rd));
         let rr = ReduceDims {
             blocks: self.groups,
             width: self.num_draws as u32,
@@ -585,36 +570,33 @@ impl GpuEvaluator {
                 label: Some("response"),
                 timestamp_writes: None,
             });
-            let response = match (&self.varying_pipeline, varying) {
-                (Some(p), true) => p,
-                _ => &self.constant_pipeline,
+            let (response, stage) = match (&self.varying_pipeline, &self.varying_stage, varying) {
+                (Some(p), Some(st), true) => (p, st),
+                _ => (&self.constant_pipeline, &self.constant_stage),
             };
             pass.set_pipeline(response);
-            for chunk in &self.chunks {
-                pass.set_bind_group(
-                    0,
-                    if varying {
-                        &chunk.varying
-                    } else {
-                        &chunk.constant
-                    },
-                    &[],
-                );
+            for (chunk, bind) in self.chunks.iter().zip(&stage.binds) {
+                pass.set_bind_group(0, bind, &[]);
                 pass.dispatch_workgroups(chunk.blocks, self.groups, 1);
             }
             pass.set_pipeline(&self.reduce_pipeline);
-            pass.set_bind_group(0, &self.reduce_bind, &[]);
+            pass.set_bind_group(0, &stage.reduce_bind, &[]);
             pass.dispatch_workgroups(((n * width) as u64).div_ceil(WG) as u32, 1, 1);
             pass.set_bind_group(0, &self.response_bind, &[]);
             pass.dispatch_workgroups((self.num_draws as u64).div_ceil(WG) as u32, 1, 1);
         }
+        let stage = if varying {
+            self.varying_stage.as_ref().unwrap_or(&self.constant_stage)
+        } else {
+            &self.constant_stage
+        };
         let resp_bytes = self.num_draws as u64 * 8;
         let sum_bytes = (n * width) as u64 * 8;
         encoder.copy_buffer_to_buffer(&self.response_sums, 0, &self.read_responses, 0, resp_bytes);
-        encoder.copy_buffer_to_buffer(&self.sums, 0, &self.read_sums, 0, sum_bytes);
+        encoder.copy_buffer_to_buffer(&stage.sums, 0, &stage.read_sums, 0, sum_bytes);
         queue.submit([encoder.finish()]);
         let responses: Vec<[f32; 2]> = self.ctx.read(&self.read_responses, resp_bytes)?;
-        let sums: Vec<[f32; 2]> = self.ctx.read(&self.read_sums, sum_bytes)?;
+        let sums: Vec<[f32; 2]> = self.ctx.read(&stage.read_sums, sum_bytes)?;
         self.ctx.check(scope)?;
         let responses = responses
             .iter()
@@ -689,6 +671,109 @@ impl Evaluator for GpuEvaluator {
         out.responses = r;
         out.gradient = sums;
         Ok(())
+    }
+}
+
+fn reduce_bind(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    dims: &wgpu::Buffer,
+    input: &wgpu::Buffer,
+    output: &wgpu::Buffer,
+) -> wgpu::BindGroup {
+    let entries = [dims, input, output].map(|b| b.as_entire_binding());
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("reduce"),
+        layout,
+        entries: &entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource,
+            })
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The partial sums, their reduction and read-back for `width` values a block (cells ×
+/// values a cell), and one
+/// response bind group a chunk (the time-varying form reads the input scale where the
+/// constant form reads the unit pattern).
+fn build_stage(
+    device: &wgpu::Device,
+    shared: &Shared,
+    chunks: &[Chunk],
+    blocks: u32,
+    width: usize,
+    varying: bool,
+) -> Stage {
+    let buffer = |label: &str, bytes: u64, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let partial_bytes = blocks as u64 * width as u64 * 4;
+    let partials = buffer("partials", partial_bytes, wgpu::BufferUsages::STORAGE);
+    let sums = buffer(
+        "sums",
+        width as u64 * 8,
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    );
+    let read_sums = buffer(
+        "read sums",
+        width as u64 * 8,
+        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+    );
+    let pattern = if varying {
+        &shared.input_scale
+    } else {
+        &shared.pattern
+    };
+    let binds = chunks
+        .iter()
+        .map(|chunk| {
+            let entries = [
+                &chunk.dims,
+                &chunk.params,
+                pattern,
+                &shared.cells,
+                &shared.alloc,
+                &shared.weights,
+                &shared.responses,
+                &partials,
+            ]
+            .map(|b| b.as_entire_binding());
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("response"),
+                layout: &shared.layout,
+                entries: &entries
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, resource)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource,
+                    })
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let reduce_bind = reduce_bind(
+        device,
+        &shared.reduce_layout,
+        &shared.reduce_dims,
+        &partials,
+        &sums,
+    );
+    Stage {
+        binds,
+        reduce_bind,
+        sums,
+        read_sums,
+        bytes: partial_bytes.max(16) + 2 * (width as u64 * 8).max(16),
     }
 }
 
