@@ -299,7 +299,7 @@ fn run_bench(
         ));
     }
     let channels = cells.clamp(1, 50);
-    if cells == 0 || cells % channels != 0 {
+    if cells == 0 || !cells.is_multiple_of(channels) {
         return Err(Error::invalid(
             "command line",
             "--cells",

@@ -114,13 +114,12 @@ impl GpuContext {
                 first.get_or_insert(e.to_string());
             }
         }
-        if first.is_none() {
-            if let Ok(mut v) = self.stray.lock() {
-                if !v.is_empty() {
-                    first = Some(v.join("; "));
-                    v.clear();
-                }
-            }
+        if first.is_none()
+            && let Ok(mut v) = self.stray.lock()
+            && !v.is_empty()
+        {
+            first = Some(v.join("; "));
+            v.clear();
         }
         match first {
             Some(message) => Err(self.error(message)),
