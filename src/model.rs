@@ -227,12 +227,13 @@ impl Model {
             }
             check_unique(context, &format!("dims.{}", d.name), &d.coords)?;
         }
-        if self.adstock.l_max == 0 {
+        let max = crate::problem::MAX_PERIODS;
+        if self.adstock.l_max == 0 || self.adstock.l_max > max {
             return Err(Error::invalid(
                 context,
                 "adstock.l_max",
-                0,
-                "an integer >= 1",
+                self.adstock.l_max,
+                format!("an integer in [1, {max}]"),
             ));
         }
         Ok(())

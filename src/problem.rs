@@ -16,6 +16,10 @@ use crate::saturation::Saturation;
 use crate::scenario::{BudgetConstraint, PeriodRule, Scenario, Selector};
 use crate::utility::Utility;
 
+/// The largest `num_periods` and `l_max` accepted: beyond them a typo would exhaust
+/// memory before any other check could report it.
+pub const MAX_PERIODS: usize = 100_000;
+
 /// One optimized cell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CellInfo {
@@ -117,12 +121,12 @@ impl Problem {
 
         // Scenario basics.
         let n_periods = scenario.num_periods;
-        if n_periods == 0 {
+        if n_periods == 0 || n_periods > MAX_PERIODS {
             return Err(Error::invalid(
                 "scenario",
                 "num_periods",
-                0,
-                "an integer >= 1",
+                n_periods,
+                format!("an integer in [1, {MAX_PERIODS}]"),
             ));
         }
         let budget = scenario.total_budget;

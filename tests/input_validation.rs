@@ -143,7 +143,7 @@ fn bad_scales_are_named_with_their_cell() {
 #[test]
 fn structure_errors() {
     let e = model_error(|m| m["adstock"]["l_max"] = json!(0));
-    assert_mentions(&e, &["adstock.l_max", ">= 1"]);
+    assert_mentions(&e, &["adstock.l_max", "[1, 100000]"]);
     let e = model_error(|m| m["channels"] = json!(["ch0", "ch0", "ch2"]));
     assert_mentions(&e, &["channels", "ch0", "unique"]);
     let e =
@@ -258,7 +258,11 @@ fn files_that_are_not_archives_or_not_floats() {
 fn scenario_values() {
     assert_mentions(
         &scenario_error(|s| s["num_periods"] = json!(0)),
-        &["scenario.json", "num_periods", ">= 1"],
+        &["scenario.json", "num_periods", "[1, 100000]"],
+    );
+    assert_mentions(
+        &scenario_error(|s| s["num_periods"] = json!(1_000_000_000u64)),
+        &["num_periods = 1000000000"],
     );
     assert_mentions(
         &scenario_error(|s| s["num_periods"] = json!(-3)),
