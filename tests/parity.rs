@@ -310,3 +310,72 @@ fn cli_optimize_with_the_gpu_backend() {
         assert!(v["backend"].as_str().unwrap().starts_with("gpu"));
     }
 }
+
+/// Device-side limits and choices come back as typed errors or recorded choices,
+/// never panics.
+#[test]
+fn device_errors_are_typed_and_auto_chooses_sensibly() {
+    let (model, scenario) = random_case(
+        3,
+        Shape {
+            draws: 300,
+            channels: 2,
+            geos: 1,
+            periods: 4,
+            l_max: 2,
+        },
+        AdstockKind::Geometric,
+        Saturation::Logistic,
+        true,
+        false,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    if let Some(ctx) = gpu() {
+        let tiny = GpuOptions {
+            max_chunk_bytes: Some(16),
+            ..Default::default()
+        };
+        match GpuEvaluator::with_context(ctx.clone(), &problem, &tiny) {
+            Err(Error::Device { message, .. }) => {
+                assert!(message.contains("binding limit"), "{message}")
+            }
+            Err(e) => panic!("expected a device error, got {e}"),
+            Ok(_) => panic!("expected a device error"),
+        }
+        // Auto takes a hardware GPU, and the CPU over a software adapter.
+        let selected = Backend::Auto
+            .evaluator(&problem, &GpuOptions::default())
+            .unwrap();
+        let on_gpu = selected.evaluator.describe().starts_with("gpu");
+        assert_eq!(
+            on_gpu,
+            !ctx.is_software(),
+            "{}",
+            selected.evaluator.describe()
+        );
+        assert!(selected.warning.is_none());
+    }
+    // The kernels' per-invocation arrays bound l_max and N + l_max.
+    let (model, scenario) = random_case(
+        4,
+        Shape {
+            draws: 3,
+            channels: 1,
+            geos: 1,
+            periods: 500,
+            l_max: 64,
+        },
+        AdstockKind::Geometric,
+        Saturation::Logistic,
+        true,
+        false,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    if let Some(ctx) = gpu() {
+        let e = GpuEvaluator::with_context(ctx, &problem, &GpuOptions::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("at most 64 adstock weights"), "{e}");
+    }
+}
