@@ -9,9 +9,9 @@
 //! - binomial: w_l = (1 − l/(L+1))^(1/α − 1)
 //! - weibull_pdf: the Weibull(shape k, scale λ) density at l+1, min-max scaled over
 //!   the L lags
-//! - weibull_cdf: the cumulative product of [1, 1−F(1), …, 1−F(L)] with F the Weibull
+//! - weibull_cdf: the cumulative product of \[1, 1−F(1), …, 1−F(L)\] with F the Weibull
 //!   CDF: **L+1 weights**, as PyMC-Marketing builds them
-//! - none: w = [1]
+//! - none: w = (1)
 //!
 //! With `normalize` (PyMC-Marketing's default) the weights are divided by their sum.
 //! The convolution is PyMC-Marketing's `ConvMode.After`:
@@ -23,17 +23,17 @@ use std::fmt;
 /// An adstock kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AdstockKind {
-    /// w_l = α^l; parameter `alpha` in [0, 1].
+    /// w_l = α^l; parameter `alpha` in \[0, 1\].
     Geometric,
-    /// w_l = α^((l−θ)²); parameters `alpha` in [0, 1], `theta`.
+    /// w_l = α^((l−θ)²); parameters `alpha` in \[0, 1\], `theta`.
     Delayed,
-    /// w_l = (1 − l/(L+1))^(1/α − 1); parameter `alpha` in [0, 1].
+    /// w_l = (1 − l/(L+1))^(1/α − 1); parameter `alpha` in \[0, 1\].
     Binomial,
     /// Weibull density at l+1, min-max scaled; parameters `lam` > 0 (scale), `k` > 0 (shape).
     WeibullPdf,
     /// Cumulative product of Weibull survival values, L+1 weights; parameters `lam`, `k`.
     WeibullCdf,
-    /// No carry-over: w = [1].
+    /// No carry-over: w = (1).
     None,
 }
 

@@ -5,7 +5,7 @@
 //! Units: `budget` is per period (PyMC-Marketing's convention) and `budget_window`
 //! the money spent over the N periods (N × budget). Contributions are totals over the
 //! window and its carry-over tail. ROI = mean contribution / budget_window; marginal
-//! ROI = ∂E[R]/∂budget_window = (∂E[R]/∂x_c) / N: the response to one more unit of
+//! ROI = ∂E\[R\]/∂budget_window = (∂E\[R\]/∂x_c) / N: the response to one more unit of
 //! money spread over the window like the rest.
 
 use crate::error::Result;
@@ -27,11 +27,11 @@ pub struct CellReport {
     pub budget: f64,
     /// N x_c, over the window.
     pub budget_window: f64,
-    /// E[r_c]: mean contribution over draws (window plus carry-over).
+    /// E\[r_c\]: mean contribution over draws (window plus carry-over).
     pub mean_contribution: f64,
-    /// E[r_c] / (N x_c); `None` when the cell spends nothing.
+    /// E\[r_c\] / (N x_c); `None` when the cell spends nothing.
     pub roi: Option<f64>,
-    /// (∂E[R]/∂x_c) / N.
+    /// (∂E\[R\]/∂x_c) / N.
     pub marginal_roi: f64,
 }
 
@@ -52,7 +52,7 @@ pub struct Report {
     pub utility_kind: String,
     /// U at the allocation.
     pub utility: f64,
-    /// E[R] over draws.
+    /// E\[R\] over draws.
     pub mean_response: f64,
     /// The 5%, 50% and 95% quantiles of R over draws.
     pub response_quantiles: [f64; 3],

@@ -93,13 +93,13 @@ pub struct Solution {
     pub allocation: Vec<f64>,
     /// U at the allocation.
     pub utility: f64,
-    /// E[R] at the allocation.
+    /// E\[R\] at the allocation.
     pub mean_response: f64,
     /// The start (after projection onto the linear constraints).
     pub start_allocation: Vec<f64>,
     /// U at the start.
     pub start_utility: f64,
-    /// E[R] at the start.
+    /// E\[R\] at the start.
     pub start_mean_response: f64,
     /// SQP iterations (QP subproblems at distinct iterates).
     pub iterations: usize,
@@ -112,14 +112,14 @@ pub struct Solution {
     pub violation: f64,
     /// Every constraint's multiplier (budget, linear, nonlinear, then bounds).
     pub multipliers: Vec<Multiplier>,
-    /// ∂E[R]/∂x_c per optimized cell (per period).
+    /// ∂E\[R\]/∂x_c per optimized cell (per period).
     pub marginal_response: Vec<f64>,
-    /// E[r_c]: each cell's mean contribution over the window and its carry-over.
+    /// E\[r_c\]: each cell's mean contribution over the window and its carry-over.
     pub mean_contribution: Vec<f64>,
-    /// E[r_c] / (N x_c): return per unit of money spent over the window; `None` for a
+    /// E\[r_c\] / (N x_c): return per unit of money spent over the window; `None` for a
     /// cell that spends nothing.
     pub roi: Vec<Option<f64>>,
-    /// (∂E[R]/∂x_c) / N: the return of one more unit of money over the window.
+    /// (∂E\[R\]/∂x_c) / N: the return of one more unit of money over the window.
     pub marginal_roi: Vec<f64>,
     /// The constraints involved when `Infeasible`.
     pub conflicting: Vec<String>,
