@@ -22,8 +22,10 @@ pub struct BenchRow {
     pub ns_per_term: f64,
     /// Seconds of a whole optimization from the uniform start (`None` when skipped).
     pub optimize_seconds: Option<f64>,
-    /// Its iterations and final utility.
+    /// Its iterations.
     pub iterations: usize,
+    /// Its evaluator calls.
+    pub evaluations: usize,
     /// U at the optimum.
     pub utility: f64,
     /// Its status.
@@ -55,13 +57,14 @@ pub fn measure(
     let terms = (problem.num_draws()
         * problem.num_cells()
         * (problem.num_periods + problem.adstock.l_max)) as f64;
-    let (mut optimize_seconds, mut iterations, mut utility, mut status) =
-        (None, 0, f64::NAN, "skipped".to_string());
+    let (mut optimize_seconds, mut iterations, mut evaluations, mut utility, mut status) =
+        (None, 0, 0, f64::NAN, "skipped".to_string());
     if optimize {
         let t = Instant::now();
         let s = Solver::new(problem, ev, Settings::default())?.solve()?;
         optimize_seconds = Some(t.elapsed().as_secs_f64());
         iterations = s.iterations;
+        evaluations = s.evaluations;
         utility = s.utility;
         status = s.status.name().to_string();
     }
@@ -72,6 +75,7 @@ pub fn measure(
         ns_per_term: evaluate_seconds * 1e9 / terms,
         optimize_seconds,
         iterations,
+        evaluations,
         utility,
         status,
         device_memory: None,
@@ -112,7 +116,7 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<52} {:>9.3} {:>12.3} {:>9.3} {:>9.2}× {:>12} {:>5} {:>10}",
+            "{:<52} {:>9.3} {:>12.3} {:>9.3} {:>9.2}× {:>12} {:>5} {:>5} {:>10}",
             r.backend,
             r.setup_seconds,
             r.evaluate_seconds * 1e3,
@@ -121,6 +125,7 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
             r.optimize_seconds
                 .map_or_else(|| "-".into(), |o| format!("{o:.4}")),
             r.iterations,
+            r.evaluations,
             opt_ratio
         );
     }
@@ -153,6 +158,7 @@ pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
             "ns_per_term": r.ns_per_term,
             "optimize_seconds": r.optimize_seconds,
             "iterations": r.iterations,
+            "evaluations": r.evaluations,
             "utility": r.utility,
             "status": r.status,
             "device_bytes": r.device_memory.map(|m| m.0),
