@@ -640,15 +640,48 @@ impl<'a> Solver<'a> {
             }
             None => (vec![], f64::NAN),
         };
-        if status == Status::Solved
-            && result
-                .as_ref()
-                .is_some_and(|r| r.t.iter().any(|&t| t > self.settings.ctol))
-        {
-            status = Status::Infeasible;
-        }
         let violation = violation_scaled(&rows, &final_point)
             .max(nl_violation(&nl_rows, &final_point.nl_values));
+        // A nonlinear constraint still violated where the solve came to rest (its
+        // elastic slack could not be driven to zero): no feasible allocation was found
+        // near there; report the constraints, never the allocation.
+        let violated: Vec<String> = ctx
+            .nonlinear
+            .iter()
+            .zip(&nl_rows)
+            .zip(&final_point.nl_values)
+            .filter(
+                |((_, r), v)| if r.equality { v.abs() } else { v.max(0.0) } > self.settings.ctol,
+            )
+            .map(|((c, _), v)| format!("{} (violated by {:.3e} of its scale)", c.name, v.abs()))
+            .collect();
+        if !violated.is_empty()
+            && matches!(
+                status,
+                Status::Solved | Status::AlmostSolved | Status::LineSearchFailed
+            )
+        {
+            let conflicting = violated;
+            let message = format!(
+                "no allocation found that satisfies the nonlinear constraints: {} (with the bounds, the budget and the linear constraints)",
+                conflicting.join("; ")
+            );
+            let mut solution = infeasible_solution(
+                &message,
+                conflicting,
+                started,
+                scale,
+                ctx.evaluator.describe(),
+            );
+            solution.iterations = iterations;
+            solution.evaluations = ctx.evaluations;
+            solution.trace = trace;
+            solution.violation = violation;
+            if self.settings.verbose >= 1 {
+                eprintln!("infeasible: {message}");
+            }
+            return Ok(solution);
+        }
         // E[r_c] and ∂E[R]/∂x_c: the point's own reductions for the mean, one uniform
         // evaluation otherwise.
         let (marginal_response, mean_contribution) = if p.utility.has_constant_weights() {
@@ -715,30 +748,47 @@ impl<'a> Solver<'a> {
         if self.settings.verbose >= 1 {
             eprintln!("infeasible: {message}");
         }
-        Solution {
-            status: Status::Infeasible,
-            message,
-            allocation: vec![],
-            utility: f64::NAN,
-            mean_response: f64::NAN,
-            start_allocation: vec![],
-            start_utility: f64::NAN,
-            start_mean_response: f64::NAN,
-            iterations: 0,
-            evaluations: 0,
-            kkt_residual: f64::NAN,
-            violation: f64::NAN,
-            multipliers: vec![],
-            marginal_response: vec![],
-            mean_contribution: vec![],
-            roi: vec![],
-            marginal_roi: vec![],
+        infeasible_solution(
+            &message,
             conflicting,
-            trace: vec![],
-            seconds: started.elapsed().as_secs_f64(),
-            backend: self.evaluator.describe(),
+            started,
             scale,
-        }
+            self.evaluator.describe(),
+        )
+    }
+}
+
+/// An `Infeasible` solution: no allocation, the constraints involved.
+fn infeasible_solution(
+    message: &str,
+    conflicting: Vec<String>,
+    started: Instant,
+    scale: f64,
+    backend: String,
+) -> Solution {
+    Solution {
+        status: Status::Infeasible,
+        message: message.to_string(),
+        allocation: vec![],
+        utility: f64::NAN,
+        mean_response: f64::NAN,
+        start_allocation: vec![],
+        start_utility: f64::NAN,
+        start_mean_response: f64::NAN,
+        iterations: 0,
+        evaluations: 0,
+        kkt_residual: f64::NAN,
+        violation: f64::NAN,
+        multipliers: vec![],
+        marginal_response: vec![],
+        mean_contribution: vec![],
+        roi: vec![],
+        marginal_roi: vec![],
+        conflicting,
+        trace: vec![],
+        seconds: started.elapsed().as_secs_f64(),
+        backend,
+        scale,
     }
 }
 

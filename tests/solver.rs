@@ -446,3 +446,35 @@ fn nonlinear_constraints_through_the_api() {
         assert!(r.abs() * s.scale / s.start_utility <= 1e-6, "cell {c}: {r}");
     }
 }
+
+#[test]
+fn an_unsatisfiable_nonlinear_constraint_is_infeasible() {
+    // Σx = 300 over 3 cells forces Σx² >= 30,000: a cap of 1 cannot hold.
+    let (_, p) = s3_with(|_| {});
+    let c = NonlinearConstraint::new(
+        "sum of squares",
+        Sense::LessEqual,
+        1.0,
+        |x: &[f64], g: &mut [f64]| {
+            for (g, x) in g.iter_mut().zip(x) {
+                *g = 2.0 * x;
+            }
+            Ok(x.iter().map(|v| v * v).sum())
+        },
+    );
+    let mut ev = CpuEvaluator::new(&p).unwrap();
+    let s = Solver::new(&p, &mut ev, Settings::default())
+        .unwrap()
+        .with_nonlinear(c)
+        .solve()
+        .unwrap();
+    assert_eq!(s.status, Status::Infeasible, "{}", s.message);
+    assert!(s.allocation.is_empty());
+    assert!(
+        s.conflicting
+            .iter()
+            .any(|c| c.starts_with("sum of squares")),
+        "{:?}",
+        s.conflicting
+    );
+}
