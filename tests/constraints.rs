@@ -124,3 +124,39 @@ fn scenario_constraints_are_parsed_with_the_file_named() {
         "{e}"
     );
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn case() -> &'static (Model, Problem) {
+        static CASE: OnceLock<(Model, Problem)> = OnceLock::new();
+        CASE.get_or_init(m8x4)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any text gives a constraint or an error, never a panic; errors name a column
+        /// within the text.
+        #[test]
+        fn on_any_text(text in "[ a-z0-9=<>()*/+,.\\-\"_é]{0,40}") {
+            let (m, p) = case();
+            if let Err(e) = parse(m, p, &text) {
+                let msg = e.to_string();
+                prop_assert!(msg.contains("column"), "{}", msg);
+            }
+        }
+
+        /// Near-valid texts built from the grammar's pieces.
+        #[test]
+        fn on_grammar_pieces(pieces in prop::collection::vec(prop::sample::select(vec![
+            "sum(", "channel=ch1", "geo=g2", ",", ")", "total", "*", "/", "+", "-", "<=", ">=", "==",
+            "2", "0.5", "1e3", "(", "\"ch3\"", " ",
+        ]), 0..12)) {
+            let (m, p) = case();
+            let _ = parse(m, p, &pieces.concat());
+        }
+    }
+}

@@ -431,3 +431,64 @@ fn models_built_in_code_are_checked_too() {
     let e = Problem::new(&model, &scenario).unwrap_err().to_string();
     assert_mentions(&e, &["adstock_alpha", "16 values, found 15"]);
 }
+
+/// Every field of model.json and scenario.json set to every odd JSON value: an error
+/// or a problem, never a panic.
+#[test]
+fn odd_values_in_every_field_never_panic() {
+    let odd = [
+        json!(null),
+        json!(-1),
+        json!(0),
+        json!(1e308),
+        json!(-1e-308),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([1, "a"]),
+        json!([[1.0], [2.0, 3.0]]),
+        json!(true),
+        json!({"kind": "x"}),
+        json!([{"select": {"channel": "ch0"}, "min": 5, "max": 1}]),
+    ];
+    let model_fields = [
+        "channels",
+        "dims",
+        "adstock",
+        "saturation",
+        "adstock_first",
+        "channel_scale",
+        "target_scale",
+        "posterior",
+        "posterior_dims",
+    ];
+    let scenario_fields = [
+        "num_periods",
+        "total_budget",
+        "budget_constraint",
+        "bounds",
+        "optimize",
+        "time_distribution",
+        "cost_per_unit",
+        "constraints",
+        "utility",
+        "start",
+        "options",
+    ];
+    for v in &odd {
+        for f in model_fields {
+            let c = TempCase::new(|m| m[f] = v.clone(), |_| {});
+            let _ = load_case(c.dir.path(), None).and_then(|c| c.problem());
+        }
+        for f in scenario_fields {
+            let c = TempCase::new(|_| {}, |s| s[f] = v.clone());
+            let r = load_case(c.dir.path(), None);
+            if let Ok(case) = r {
+                if let Ok(p) = case.problem() {
+                    let _ = Settings::from_options(&case.options, "scenario.json")
+                        .and_then(|s| Solver::new(&p, &mut CpuEvaluator::new(&p)?, s)?.solve());
+                }
+            }
+        }
+    }
+}
