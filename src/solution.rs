@@ -105,8 +105,9 @@ pub struct Solution {
     pub iterations: usize,
     /// Evaluator calls.
     pub evaluations: usize,
-    /// max(‖(s/|U₀|)(∇U − Σ λ_i ∇lhs_i)‖∞, max_i |λ_i · slack_i| / |U₀|) at the
-    /// allocation, with s the budget scale and U₀ the start utility.
+    /// max(‖(s/U₀)(∇U − Σ λ_i ∇lhs_i)‖∞, max_i |λ_i · slack_i| / U₀) at the
+    /// allocation, with s = `scale` and U₀ = `objective_scale` (|U| at the start, or,
+    /// when the start is worth nothing, s times its largest marginal return).
     pub kkt_residual: f64,
     /// The largest constraint violation, relative to each constraint's scale.
     pub violation: f64,
@@ -131,4 +132,6 @@ pub struct Solution {
     pub backend: String,
     /// The scale s of the allocation (x = s·y inside the solver).
     pub scale: f64,
+    /// The objective's scale U₀ (f = −U/U₀ inside the solver; see `kkt_residual`).
+    pub objective_scale: f64,
 }

@@ -408,7 +408,21 @@ impl<'a> Solver<'a> {
             ngrad: vec![0.0; n],
         };
         let start = ctx.point(&y0)?;
-        ctx.f0 = start.utility.abs().max(1e-300);
+        // The objective's scale: |U₀|, unless the start is worth (almost) nothing, as
+        // at a zero start, then the size of the start's marginal returns times s.
+        let slope = scale
+            * start
+                .grad_u
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+        ctx.f0 = if start.utility.abs() >= 1e-8 * slope && start.utility != 0.0 {
+            start.utility.abs()
+        } else if slope > 0.0 {
+            slope
+        } else {
+            1.0
+        };
         let mut point = ctx.rescale(start);
         let start_point = point.clone();
 
@@ -726,6 +740,7 @@ impl<'a> Solver<'a> {
             seconds: started.elapsed().as_secs_f64(),
             backend: ctx.evaluator.describe(),
             scale,
+            objective_scale: ctx.f0,
         };
         if self.settings.verbose >= 1 {
             eprintln!(
@@ -789,6 +804,7 @@ fn infeasible_solution(
         seconds: started.elapsed().as_secs_f64(),
         backend,
         scale,
+        objective_scale: f64::NAN,
     }
 }
 

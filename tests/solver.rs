@@ -92,7 +92,7 @@ fn recomputed_kkt(problem: &Problem, s: &Solution) -> f64 {
             .max((lu * (problem.upper[i] - x[i])).abs())
             .max((ll * (problem.lower[i] - x[i])).abs());
     }
-    let u0 = s.start_utility.abs();
+    let u0 = s.objective_scale;
     stat.iter()
         .fold(comp / u0, |m, g| m.max(g.abs() * s.scale / u0))
 }
@@ -443,7 +443,10 @@ fn nonlinear_constraints_through_the_api() {
         .value;
     for (c, x) in s.allocation.iter().enumerate() {
         let r = s.marginal_response[c] - budget - lambda * 2.0 * x;
-        assert!(r.abs() * s.scale / s.start_utility <= 1e-6, "cell {c}: {r}");
+        assert!(
+            r.abs() * s.scale / s.objective_scale <= 1e-6,
+            "cell {c}: {r}"
+        );
     }
 }
 
