@@ -37,10 +37,11 @@ pub struct CpuEvaluator {
     threads: usize,
 }
 
-/// (q, m) pairs for every (draw, cell), flattened with offsets.
+/// (q, m) pairs for every (draw, cell): `lens[i]` of them from `values[i * stride]`.
 #[derive(Clone, Debug)]
 struct Terms {
-    offsets: Vec<usize>,
+    stride: usize,
+    lens: Vec<u32>,
     values: Vec<(f64, f64)>,
 }
 
@@ -75,7 +76,7 @@ impl CpuEvaluator {
             threads: rayon::current_num_threads(),
         };
         if bytes <= TERM_CACHE_BYTES {
-            ev.terms = Some(ev.build_terms());
+            ev.terms = Some(ev.build_terms(per_pair));
         }
         Ok(ev)
     }
@@ -85,31 +86,28 @@ impl CpuEvaluator {
         &self.problem
     }
 
-    fn build_terms(&self) -> Terms {
+    fn build_terms(&self, stride: usize) -> Terms {
         let (d, n) = (self.problem.num_draws(), self.problem.num_cells());
-        let per_draw: Vec<(Vec<usize>, Vec<(f64, f64)>)> = (0..d)
-            .into_par_iter()
-            .map_init(Scratch::default, |s, d| {
-                let mut lens = Vec::with_capacity(n);
-                let mut values = Vec::new();
+        // Written in place, a fixed stride per (draw, cell): no per-draw buffers to
+        // concatenate (at this size, first-touch page clearing is most of the cost).
+        let mut values = vec![(0.0, 0.0); d * n * stride];
+        let mut lens = vec![0u32; d * n];
+        values
+            .par_chunks_mut(n * stride)
+            .zip(lens.par_chunks_mut(n))
+            .enumerate()
+            .for_each_init(Scratch::default, |s, (draw, (vals, lens))| {
                 for c in 0..n {
-                    terms_of(&self.problem, d, c, s);
-                    lens.push(s.terms.len());
-                    values.extend_from_slice(&s.terms);
+                    terms_of(&self.problem, draw, c, s);
+                    vals[c * stride..c * stride + s.terms.len()].copy_from_slice(&s.terms);
+                    lens[c] = s.terms.len() as u32;
                 }
-                (lens, values)
-            })
-            .collect();
-        let mut offsets = Vec::with_capacity(d * n + 1);
-        offsets.push(0);
-        let mut values = Vec::with_capacity(per_draw.iter().map(|p| p.1.len()).sum());
-        for (lens, v) in per_draw {
-            for l in lens {
-                offsets.push(offsets.last().copied().unwrap_or(0) + l);
-            }
-            values.extend(v);
+            });
+        Terms {
+            stride,
+            lens,
+            values,
         }
-        Terms { offsets, values }
     }
 
     /// Runs `per_draw(d, scratch, partial)` for every draw over rayon, each block of
@@ -148,7 +146,7 @@ impl CpuEvaluator {
         match &self.terms {
             Some(t) => {
                 let i = d * self.problem.num_cells() + c;
-                &t.values[t.offsets[i]..t.offsets[i + 1]]
+                &t.values[i * t.stride..i * t.stride + t.lens[i] as usize]
             }
             None => {
                 terms_of(&self.problem, d, c, scratch);
