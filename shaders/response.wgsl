@@ -162,9 +162,11 @@ fn derivatives(a: f32) -> vec3<f32> {
                 lam = LN_3 / sp[0];
             }
             let beta = sp[1];
+            // One exp and one reciprocal a term: the transcendental floor's count.
             let e = exp(-lam * a);
-            let t = (1.0 - e) / (1.0 + e);
-            let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
+            let inv = 1.0 / (1.0 + e);
+            let t = (1.0 - e) * inv;
+            let sech2 = 4.0 * e * inv * inv;
             let h = 0.5 * lam;
             return vec3(beta * t, beta * h * sech2, -2.0 * beta * h * h * t * sech2);
         }
@@ -212,8 +214,9 @@ fn derivatives(a: f32) -> vec3<f32> {
             let b = sp[0];
             let cc = sp[1];
             let e = exp(-2.0 * a / (b * cc));
-            let t = (1.0 - e) / (1.0 + e);
-            let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
+            let inv = 1.0 / (1.0 + e);
+            let t = (1.0 - e) * inv;
+            let sech2 = 4.0 * e * inv * inv;
             return vec3(b * t, sech2 / cc, -2.0 * t * sech2 / (b * cc * cc));
         }
         case 6u: { // root: β a^α
