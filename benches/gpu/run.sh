@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (see prepare.sh): the GPU tests, the shared cases with
+# --backend gpu, the bench table at the issue's sizes and the JAX peer. Logs go to
+# $OUT (the device tool brings them back).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+# SKIP_GL=1, VK_DRIVER_FILES, BIG and MID let a smoke test run it on lavapipe.
+if [ -z "${SKIP_GL:-}" ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json} MMM_REQUIRE_GPU=1
+BIG=${BIG:-100000}
+MID=${MID:-20000}
+nvidia-smi -L > "$OUT/gpu.txt" 2>&1
+./.gpu-bin/parity --skip cli_ > "$OUT/parity.txt" 2>&1; echo "parity rc=$?" >> "$OUT/parity.txt"
+for c in s3 m8x4 l20x10; do
+  ./.gpu-bin/mmm-budget optimize "tests/data/$c" --backend gpu --out "$OUT/$c.json" > "$OUT/$c.txt" 2>&1
+  echo "rc=$?" >> "$OUT/$c.txt"
+done
+./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --f16 --repeats 20 > "$OUT/bench-big.txt" 2>&1
+./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 20 --no-optimize > "$OUT/bench-mid.txt" 2>&1
+python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13 > "$OUT/jax-mid.txt" 2>&1
+python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3 > "$OUT/jax-big.txt" 2>&1
+tail -n 3 "$OUT"/*.txt
