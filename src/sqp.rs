@@ -438,6 +438,11 @@ impl<'a> Solver<'a> {
             Some(initial_bfgs(&point.h, n))
         };
         let mut nu = 0.0f64;
+        // Trust radius on each cell's step (scaled units: 1 is the whole budget). It
+        // shrinks to the step the line search accepted and grows when a full step
+        // reaches it, so that a cell with almost no curvature (a flat or empty one)
+        // cannot propose moving the whole budget at once.
+        let mut radius = f64::INFINITY;
         let mut trace: Vec<IterationInfo> = vec![];
         let mut stalled = None::<&'static str>;
         let mut last_qp: Option<QpResult> = None;
@@ -455,7 +460,7 @@ impl<'a> Solver<'a> {
                 Some(b) => b.clone(),
                 None => regularised(&point.h),
             };
-            let result = match qp.solve(&rows, &point, &hess, &nl_rows, n)? {
+            let result = match qp.solve(&rows, &point, &hess, &nl_rows, n, radius)? {
                 QpOutcome::Solved(r) => r,
                 QpOutcome::Failed(s) => {
                     status = Status::NumericalError;
@@ -523,9 +528,10 @@ impl<'a> Solver<'a> {
             let t_sum: f64 = result.t.iter().sum();
             let slope = gp - nu * (nl_violation(&nl_rows, &point.nl_values) - t_sum);
             let step_norm = result.p.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            // Decreases below a few hundred ulps of the merit cannot be measured: the
-            // test allows that much noise, so a Newton step near the optimum is taken.
-            let noise = (1e-13f64).max(10.0 * precision) * phi0.abs().max(1e-300);
+            // Changes below the QP's accuracy (its tolerance, 1e-11 of the scaled
+            // objective) or the evaluator's cannot be resolved: the test allows that
+            // much noise, so a Newton step near the optimum is taken.
+            let noise = (1e-11f64).max(10.0 * precision) * phi0.abs().max(1e-300);
             if slope >= noise || step_norm == 0.0 {
                 status = if kkt <= 100.0 * gtol {
                     Status::AlmostSolved
@@ -577,6 +583,13 @@ impl<'a> Solver<'a> {
                 break;
             };
             let step = alpha * step_norm;
+            radius = if alpha < 1.0 {
+                step.max(1e-6)
+            } else if step >= 0.9 * radius {
+                2.0 * radius
+            } else {
+                radius
+            };
             let info = info_at(step, alpha, ctx.evaluations);
             if self.settings.verbose >= 2 {
                 eprintln!(
@@ -619,7 +632,7 @@ impl<'a> Solver<'a> {
                     Some(b) => b.clone(),
                     None => regularised(&point.h),
                 };
-                match qp.solve(&rows, &point, &hess, &nl_rows, n)? {
+                match qp.solve(&rows, &point, &hess, &nl_rows, n, f64::INFINITY)? {
                     QpOutcome::Solved(r) => Some(r),
                     QpOutcome::Failed(_) => None,
                 }
@@ -627,7 +640,7 @@ impl<'a> Solver<'a> {
         };
         // Polish: bounds exactly, the budget to rounding.
         let mut x: Vec<f64> = point.y.iter().map(|v| v * scale).collect();
-        polish(p, &mut x);
+        polish(p, &mut x, scale);
         let y: Vec<f64> = x.iter().map(|v| v / scale).collect();
         let final_point = if y != point.y {
             let pt = ctx.point(&y)?;
@@ -824,24 +837,17 @@ struct Context<'e> {
     ngrad: Vec<f64>,
 }
 
-/// Distance (in scaled units) within which an iterate is put exactly on its bound:
-/// the interior-point QP leaves active bounds at about its tolerance, and an exact
-/// bound makes the complementarity part of the KKT residual exact.
+/// Distance (in scaled units) within which the final allocation is put exactly on a
+/// bound: the interior-point QP leaves active bounds at about its tolerance. Only the
+/// polish snaps; iterates are clamped, so that the line search measures the points the
+/// QP's model describes.
 const SNAP: f64 = 1e-10;
 
-/// Clamps y onto the bounds and snaps values within [`SNAP`] of a bound onto it.
+/// Clamps y onto the bounds.
 fn clamp_scaled(y: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
     y.iter()
         .zip(lower.iter().zip(upper))
-        .map(|(v, (l, u))| {
-            if *v <= l + SNAP {
-                *l
-            } else if *v >= u - SNAP {
-                *u
-            } else {
-                *v
-            }
-        })
+        .map(|(v, (l, u))| v.clamp(*l, *u))
         .collect()
 }
 
@@ -1289,6 +1295,9 @@ impl Qp {
             .collect()
     }
 
+    /// Solves the QP at `pt`; each cell's step is kept within `radius` (scaled units)
+    /// on top of its bounds: a trust region on the bound rows' right-hand sides.
+    #[allow(clippy::too_many_arguments)]
     fn solve(
         &mut self,
         rows: &[Row],
@@ -1296,6 +1305,7 @@ impl Qp {
         hess: &Hessian,
         nl: &[NonlinearRow],
         n: usize,
+        radius: f64,
     ) -> Result<QpOutcome> {
         let nf = self.free.len();
         let nv = nf + self.nt;
@@ -1313,11 +1323,15 @@ impl Qp {
                 .map(|o| match *o {
                     QpRow::Linear(i) => {
                         let r = &rows[i];
-                        r.rhs
+                        let slack = r.rhs
                             - r.coefficients
                                 .iter()
                                 .map(|&(c, a)| a * pt.y[c])
-                                .sum::<f64>()
+                                .sum::<f64>();
+                        match r.origin {
+                            Origin::Upper(_) | Origin::Lower(_) => slack.min(radius),
+                            _ => slack,
+                        }
                     }
                     QpRow::Nonlinear(j, _) => -pt.nl_values[j],
                     QpRow::Slack(_) => 0.0,
@@ -1650,11 +1664,18 @@ fn kkt_user(
     stat.iter().map(|v| v.abs() * k).fold(comp / f0, f64::max)
 }
 
-/// Clamps onto the bounds and restores Σx = B (or Σx ≤ B) by spreading the residual
-/// over cells with room; the changes are at the QP's tolerance.
-fn polish(p: &Problem, x: &mut [f64]) {
+/// Snaps onto the bounds (within [`SNAP`] · s) and restores Σx = B (or Σx ≤ B) by
+/// spreading the residual over cells with room; the changes are at the QP's tolerance.
+fn polish(p: &Problem, x: &mut [f64], scale: f64) {
+    let snap = SNAP * scale;
     for (c, v) in x.iter_mut().enumerate() {
-        *v = v.clamp(p.lower[c], p.upper[c]);
+        *v = if *v <= p.lower[c] + snap {
+            p.lower[c]
+        } else if *v >= p.upper[c] - snap {
+            p.upper[c]
+        } else {
+            *v
+        };
     }
     let target = match p.budget_constraint {
         BudgetConstraint::Equal => p.total_budget,
