@@ -225,8 +225,10 @@ impl Saturation {
             }
             Saturation::Tanh => {
                 let (b, c) = (p[0], p[1]);
-                let t = (a / (b * c)).tanh();
-                let sech2 = 1.0 - t * t;
+                let u = a / (b * c);
+                let t = u.tanh();
+                let e = (-2.0 * u).exp();
+                let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
                 [b * t, sech2 / c, -2.0 * t * sech2 / (b * c * c)]
             }
             Saturation::Root => {
@@ -295,7 +297,9 @@ fn logistic(a: f64, lam: f64) -> f64 {
 fn logistic_derivatives(a: f64, lam: f64, beta: f64) -> [f64; 3] {
     let h = 0.5 * lam;
     let t = logistic(a, lam);
-    let sech2 = 1.0 - t * t;
+    // 1 − t² = 4e/(1 + e)², without the cancellation of 1 − t² where t → 1.
+    let e = (-lam * a).exp();
+    let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
     [beta * t, beta * h * sech2, -2.0 * beta * h * h * t * sech2]
 }
 
