@@ -369,12 +369,11 @@ impl GpuEvaluator {
             std::mem::size_of::<ReduceDims>() as u64,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
-        let response_bind = reduce_bind(
+        let response_bind = bind_group(
             device,
+            "reduce responses",
             &reduce_layout,
-            &response_dims,
-            &responses,
-            &response_sums,
+            &[&response_dims, &responses, &response_sums],
         );
 
         // Parameter chunks, [p][c][d] within each.
@@ -674,25 +673,25 @@ impl Evaluator for GpuEvaluator {
     }
 }
 
-fn reduce_bind(
+/// A bind group with `buffers` at bindings 0, 1, 2, … in order.
+fn bind_group(
     device: &wgpu::Device,
+    label: &str,
     layout: &wgpu::BindGroupLayout,
-    dims: &wgpu::Buffer,
-    input: &wgpu::Buffer,
-    output: &wgpu::Buffer,
+    buffers: &[&wgpu::Buffer],
 ) -> wgpu::BindGroup {
-    let entries = [dims, input, output].map(|b| b.as_entire_binding());
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
     device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("reduce"),
+        label: Some(label),
         layout,
-        entries: &entries
-            .into_iter()
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            })
-            .collect::<Vec<_>>(),
+        entries: &entries,
     })
 }
 
@@ -736,7 +735,7 @@ fn build_stage(
     let binds = chunks
         .iter()
         .map(|chunk| {
-            let entries = [
+            let buffers = [
                 &chunk.dims,
                 &chunk.params,
                 pattern,
@@ -745,28 +744,15 @@ fn build_stage(
                 &shared.weights,
                 &shared.responses,
                 &partials,
-            ]
-            .map(|b| b.as_entire_binding());
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("response"),
-                layout: &shared.layout,
-                entries: &entries
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, resource)| wgpu::BindGroupEntry {
-                        binding: i as u32,
-                        resource,
-                    })
-                    .collect::<Vec<_>>(),
-            })
+            ];
+            bind_group(device, "response", &shared.layout, &buffers)
         })
         .collect();
-    let reduce_bind = reduce_bind(
+    let reduce_bind = bind_group(
         device,
+        "reduce",
         &shared.reduce_layout,
-        &shared.reduce_dims,
-        &partials,
-        &sums,
+        &[&shared.reduce_dims, &partials, &sums],
     );
     Stage {
         binds,
