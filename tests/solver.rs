@@ -481,3 +481,27 @@ fn an_unsatisfiable_nonlinear_constraint_is_infeasible() {
         s.conflicting
     );
 }
+
+/// Cells with no curvature at 0 (logistic) must not make the line search crawl: with
+/// the trust radius, about one evaluation per iteration on 1,000 cells.
+#[test]
+fn many_cells_need_few_evaluations() {
+    let size = demo::SyntheticSize {
+        channels: 50,
+        geos: 20,
+        draws: 64,
+        periods: 12,
+        l_max: 6,
+    };
+    let (model, scenario) = demo::synthetic(&size, 7);
+    let p = Problem::new(&model, &scenario).unwrap();
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(
+        s.evaluations <= 2 * s.iterations + 10,
+        "{} evaluations for {} iterations",
+        s.evaluations,
+        s.iterations
+    );
+    assert!(recomputed_kkt(&p, &s) <= Settings::default().gtol);
+}
