@@ -45,6 +45,9 @@ enum Command {
         /// Write the result as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Evaluator: cpu (the f64 reference, default), gpu or auto.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     },
     /// Optimize the allocation of a case.
     Optimize {
@@ -137,12 +140,17 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             scenario,
             allocation,
             out,
+            backend,
         } => {
             let case = load_case(&case, scenario.as_deref())?;
             let problem = case.problem()?;
             let x = allocation_of(&problem, &case.model, &allocation)?;
-            let mut ev = CpuEvaluator::new(&problem)?;
-            let report = Report::new(&problem, &mut ev, &x)?;
+            let selected = backend_of(&backend)?.evaluator(&problem, &GpuOptions::default())?;
+            if let Some(w) = &selected.warning {
+                eprintln!("warning: {w}");
+            }
+            let mut ev = selected.evaluator;
+            let report = Report::new(&problem, ev.as_mut(), &x)?;
             print!("{}", report.table());
             if let Some(path) = out {
                 write_json(&path, &report.to_json())?;
@@ -229,14 +237,7 @@ fn optimize(
         settings.verbose = v;
         settings.validate()?;
     }
-    let backend = Backend::from_name(&run.backend).ok_or_else(|| {
-        Error::invalid(
-            "command line",
-            "--backend",
-            format!("{:?}", run.backend),
-            "auto, cpu or gpu",
-        )
-    })?;
+    let backend = backend_of(&run.backend)?;
     let options = GpuOptions {
         f16_parameters: run.f16,
         ..Default::default()
@@ -371,6 +372,17 @@ fn solve(
     settings: &Settings,
 ) -> mmm_budget::Result<Solution> {
     Solver::new(problem, ev, settings.clone())?.solve()
+}
+
+fn backend_of(name: &str) -> mmm_budget::Result<Backend> {
+    Backend::from_name(name).ok_or_else(|| {
+        Error::invalid(
+            "command line",
+            "--backend",
+            format!("{name:?}"),
+            "auto, cpu or gpu",
+        )
+    })
 }
 
 fn allocation_of(problem: &Problem, model: &Model, spec: &str) -> mmm_budget::Result<Vec<f64>> {
