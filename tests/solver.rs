@@ -387,6 +387,27 @@ fn callback_trace_and_limits() {
     let s = solve(&p, Settings::default().max_iter(1));
     assert_eq!(s.status, Status::MaxIterations);
     assert!(!s.allocation.is_empty());
+    let s = solve(&p, Settings::default().time_limit(1e-12));
+    assert_eq!(s.status, Status::MaxTime, "{}", s.message);
+    assert!(!s.allocation.is_empty());
+    let options =
+        serde_json::json!({"hessian": "bfgs", "max_iter": 60, "gtol": 1e-7, "verbose": 0});
+    let settings = Settings::from_options(options.as_object().unwrap(), "scenario.json").unwrap();
+    assert_eq!(
+        (settings.hessian, settings.max_iter, settings.gtol),
+        (HessianMode::Bfgs, 60, 1e-7)
+    );
+    let b = solve(&p, settings);
+    assert!(
+        matches!(b.status, Status::Solved | Status::AlmostSolved),
+        "{}",
+        b.message
+    );
+    let bad = serde_json::json!({"hessian": "newton"});
+    let e = Settings::from_options(bad.as_object().unwrap(), "scenario.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("options.hessian") && e.contains("newton"), "{e}");
     let e = Settings::default()
         .gtol(f64::NAN)
         .validate()
