@@ -105,12 +105,7 @@ fn mean_response(problem: &Problem, x: &[f64]) -> f64 {
 #[test]
 fn reference_cases_reproduce_pymc_marketing_objectives() {
     for name in ["s3", "m8x4", "l20x10"] {
-        let dir = Path::new("tests/data").join(name);
-        let case = load_case(&dir, None).unwrap();
-        let problem = case.problem().unwrap();
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-                .unwrap();
+        let (case, problem, expected) = common::reference_case(name);
         let uniform = mean_response(&problem, &problem.uniform_allocation());
         let e_uniform = expected["objective_at_uniform"].as_f64().unwrap();
         assert!(

@@ -5,7 +5,6 @@ mod common;
 
 use mmm_budget::io::load_case;
 use mmm_budget::*;
-use serde_json::Value;
 use std::path::Path;
 
 /// Σ_c α_c x_c / (λ_c + x_c) over 8 channels, one draw, no adstock, one period.
@@ -179,12 +178,7 @@ fn michaelis_menten_textbook_optimum() {
 #[test]
 fn reference_cases_reach_pymc_marketing_or_better() {
     for name in ["s3", "m8x4", "l20x10"] {
-        let dir = Path::new("tests/data").join(name);
-        let case = load_case(&dir, None).unwrap();
-        let problem = case.problem().unwrap();
-        let expected: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-                .unwrap();
+        let (_, problem, expected) = common::reference_case(name);
         let theirs = expected["objective"].as_f64().unwrap();
         let s = solve(&problem, Settings::default());
         assert_eq!(s.status, Status::Solved, "{name}: {}", s.message);
@@ -416,13 +410,9 @@ fn callback_trace_and_limits() {
     assert!(e.contains("gtol") && e.contains("NaN"), "{e}");
 }
 
-#[test]
-fn nonlinear_constraints_through_the_api() {
-    // Cap the sum of squares of the per-period budgets: active at the optimum.
-    let (_, p) = s3_with(|_| {});
-    let free = solve(&p, Settings::default());
-    let cap = 0.97 * free.allocation.iter().map(|x| x * x).sum::<f64>();
-    let c = NonlinearConstraint::new(
+/// Σ_c x_c² ≤ cap, with its gradient 2x.
+fn sum_of_squares_at_most(cap: f64) -> NonlinearConstraint {
+    NonlinearConstraint::new(
         "sum of squares",
         Sense::LessEqual,
         cap,
@@ -432,7 +422,16 @@ fn nonlinear_constraints_through_the_api() {
             }
             Ok(x.iter().map(|v| v * v).sum())
         },
-    );
+    )
+}
+
+#[test]
+fn nonlinear_constraints_through_the_api() {
+    // Cap the sum of squares of the per-period budgets: active at the optimum.
+    let (_, p) = s3_with(|_| {});
+    let free = solve(&p, Settings::default());
+    let cap = 0.97 * free.allocation.iter().map(|x| x * x).sum::<f64>();
+    let c = sum_of_squares_at_most(cap);
     let mut ev = CpuEvaluator::new(&p).unwrap();
     let s = Solver::new(&p, &mut ev, Settings::default())
         .unwrap()
@@ -475,17 +474,7 @@ fn nonlinear_constraints_through_the_api() {
 fn an_unsatisfiable_nonlinear_constraint_is_infeasible() {
     // Σx = 300 over 3 cells forces Σx² >= 30,000: a cap of 1 cannot hold.
     let (_, p) = s3_with(|_| {});
-    let c = NonlinearConstraint::new(
-        "sum of squares",
-        Sense::LessEqual,
-        1.0,
-        |x: &[f64], g: &mut [f64]| {
-            for (g, x) in g.iter_mut().zip(x) {
-                *g = 2.0 * x;
-            }
-            Ok(x.iter().map(|v| v * v).sum())
-        },
-    );
+    let c = sum_of_squares_at_most(1.0);
     let mut ev = CpuEvaluator::new(&p).unwrap();
     let s = Solver::new(&p, &mut ev, Settings::default())
         .unwrap()

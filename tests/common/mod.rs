@@ -137,3 +137,13 @@ pub fn write_npz(path: &Path, arrays: &[(&str, Vec<u64>, Vec<f64>)]) {
 pub fn close(a: f64, b: f64, rtol: f64, floor: f64) -> bool {
     (a - b).abs() <= rtol * a.abs().max(b.abs()).max(floor)
 }
+
+/// A reference case from tests/data: the loaded case, its problem and expected.json.
+pub fn reference_case(name: &str) -> (mmm_budget::io::Case, Problem, serde_json::Value) {
+    let dir = Path::new("tests/data").join(name);
+    let case = mmm_budget::io::load_case(&dir, None).unwrap();
+    let problem = case.problem().unwrap();
+    let expected =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    (case, problem, expected)
+}
