@@ -283,7 +283,7 @@ impl fmt::Display for Saturation {
 }
 
 /// ln 3, PyMC-Marketing's `eps` of `inverse_scaled_logistic_saturation`.
-const LN_3: f64 = 1.098_612_288_668_109_8;
+pub(crate) const LN_3: f64 = 1.098_612_288_668_109_8;
 
 /// (1 − e^(−λa)) / (1 + e^(−λa)), as PyMC-Marketing writes it.
 #[inline]

@@ -1,10 +1,10 @@
 //! The f64 reference evaluator, threaded over draws with rayon.
 
+use super::terms;
 use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
 use crate::adstock::{convolve, convolve_adjoint};
 use crate::error::Result;
 use crate::problem::Problem;
-use crate::saturation::Saturation;
 use rayon::prelude::*;
 
 /// Above this many bytes the adstocked unit patterns are recomputed at every
@@ -34,15 +34,19 @@ pub struct CpuEvaluator {
     problem: Problem,
     /// Cached terms, when they fit in [`TERM_CACHE_BYTES`].
     terms: Option<Terms>,
+    /// Whether each cell's unit pattern is the same in every period.
+    constant: Vec<bool>,
     threads: usize,
 }
 
-/// (q, m) pairs for every (draw, cell): `lens[i]` of them from `values[i * stride]`.
+/// (q, m) terms for every (draw, cell) i: `lens[i]` of them from `q[i * stride]` and
+/// `m[i * stride]`.
 #[derive(Clone, Debug)]
 struct Terms {
     stride: usize,
     lens: Vec<u32>,
-    values: Vec<(f64, f64)>,
+    q: Vec<f64>,
+    m: Vec<f64>,
 }
 
 /// Per-thread scratch space.
@@ -53,26 +57,36 @@ struct Scratch {
     a: Vec<f64>,
     v: Vec<f64>,
     y: Vec<f64>,
-    terms: Vec<(f64, f64)>,
+    /// The terms' q and m.
+    tq: Vec<f64>,
+    tm: Vec<f64>,
 }
 
 impl CpuEvaluator {
     /// An evaluator for `problem` (copied; the posterior is not modified).
     pub fn new(problem: &Problem) -> Result<Self> {
         let (d, n) = (problem.num_draws(), problem.num_cells());
-        let constant = (0..n).all(|c| {
-            let p = problem.pattern_of(c);
-            p.iter().all(|v| *v == p[0])
-        });
-        let per_pair = if constant {
+        let constant: Vec<bool> = (0..n)
+            .map(|c| {
+                let p = problem.pattern_of(c);
+                p.iter().all(|v| *v == p[0])
+            })
+            .collect();
+        let per_pair = if constant.iter().all(|c| *c) {
             problem.num_periods.min(problem.adstock.kernel_len()) + problem.adstock.l_max
         } else {
             problem.num_periods + problem.adstock.l_max
         };
-        let bytes = d * n * per_pair * std::mem::size_of::<(f64, f64)>();
+        let per_pair = if terms::vectorised(problem.saturation) {
+            per_pair.next_multiple_of(terms::LANES)
+        } else {
+            per_pair
+        };
+        let bytes = d * n * per_pair * 2 * std::mem::size_of::<f64>();
         let mut ev = CpuEvaluator {
             problem: problem.clone(),
             terms: None,
+            constant,
             threads: rayon::current_num_threads(),
         };
         if bytes <= TERM_CACHE_BYTES {
@@ -90,24 +104,23 @@ impl CpuEvaluator {
         let (d, n) = (self.problem.num_draws(), self.problem.num_cells());
         // Written in place, a fixed stride per (draw, cell): no per-draw buffers to
         // concatenate (at this size, first-touch page clearing is most of the cost).
-        let mut values = vec![(0.0, 0.0); d * n * stride];
+        let mut q = vec![0.0; d * n * stride];
+        let mut m = vec![0.0; d * n * stride];
         let mut lens = vec![0u32; d * n];
-        values
-            .par_chunks_mut(n * stride)
+        q.par_chunks_mut(n * stride)
+            .zip(m.par_chunks_mut(n * stride))
             .zip(lens.par_chunks_mut(n))
             .enumerate()
-            .for_each_init(Scratch::default, |s, (draw, (vals, lens))| {
+            .for_each_init(Scratch::default, |s, (draw, ((q, m), lens))| {
                 for c in 0..n {
-                    terms_of(&self.problem, draw, c, s);
-                    vals[c * stride..c * stride + s.terms.len()].copy_from_slice(&s.terms);
-                    lens[c] = s.terms.len() as u32;
+                    terms_of(&self.problem, draw, c, self.constant[c], s);
+                    let at = c * stride..c * stride + s.tq.len();
+                    q[at.clone()].copy_from_slice(&s.tq);
+                    m[at].copy_from_slice(&s.tm);
+                    lens[c] = s.tq.len() as u32;
                 }
             });
-        Terms {
-            stride,
-            lens,
-            values,
-        }
+        Terms { stride, lens, q, m }
     }
 
     /// Runs `per_draw(d, scratch, partial)` for every draw over rayon, each block of
@@ -142,59 +155,103 @@ impl CpuEvaluator {
 
     /// The (q, m) terms of draw `d`, cell `c`: cached, or computed into `scratch`.
     #[inline]
-    fn terms<'s>(&'s self, d: usize, c: usize, scratch: &'s mut Scratch) -> &'s [(f64, f64)] {
+    fn terms<'s>(&'s self, d: usize, c: usize, scratch: &'s mut Scratch) -> (&'s [f64], &'s [f64]) {
         match &self.terms {
             Some(t) => {
                 let i = d * self.problem.num_cells() + c;
-                &t.values[i * t.stride..i * t.stride + t.lens[i] as usize]
+                let at = i * t.stride..i * t.stride + t.lens[i] as usize;
+                (&t.q[at.clone()], &t.m[at])
             }
             None => {
-                terms_of(&self.problem, d, c, scratch);
-                &scratch.terms
+                terms_of(&self.problem, d, c, self.constant[c], scratch);
+                (&scratch.tq, &scratch.tm)
             }
         }
     }
 }
 
-/// Computes the (q, m) terms of draw `d`, cell `c` into `s.terms`.
-fn terms_of(p: &Problem, d: usize, c: usize, s: &mut Scratch) {
+/// Computes the (q, m) terms of draw `d`, cell `c` into `s.tq` and `s.tm`, padded
+/// with (0, 0) to a multiple of [`terms::LANES`] where the saturation's kernel is
+/// vectorised.
+/// `constant`: whether cell c's unit pattern is the same in every period.
+fn terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
+    unpadded_terms_of(p, d, c, constant, s);
+    if terms::vectorised(p.saturation) {
+        let len = s.tq.len().next_multiple_of(terms::LANES);
+        s.tq.resize(len, 0.0);
+        s.tm.resize(len, 0.0);
+    }
+}
+
+fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
     let k = p.adstock.kernel_len();
     s.w.resize(k, 0.0);
     p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
-    s.terms.clear();
+    s.tq.clear();
+    s.tm.clear();
     let pattern = p.pattern_of(c);
     let (n, l_max) = (p.num_periods, p.adstock.l_max);
-    if p.adstock_first && pattern.iter().all(|v| *v == pattern[0]) {
+    if p.adstock_first && constant {
         // A constant unit pattern p: q_t = p Σ_(l ≤ min(t, K−1)) w_l for t < N, the same
         // from t = K−1 on (one term for those N−K+1 periods), then the tail
-        // q_t = p Σ_(t−N < l < K) w_l: min(N, K) + L terms, O(K·L) work.
+        // q_t = p Σ_(t−N < l ≤ min(t, K−1)) w_l = p (S_(t+1−N) − S_(min(t, K−1)+1)) with
+        // the suffix sums S_j = Σ_(l ≥ j) w_l: min(N, K) + L terms, O(K) work.
         let pv = pattern[0];
+        if pv == 0.0 {
+            return;
+        }
+        // Written through local slices, not pushed: this runs once per draw and cell
+        // and per evaluation when the terms are not kept.
+        s.tq.resize(n.min(k) + l_max, 0.0);
+        s.tm.resize(n.min(k) + l_max, 0.0);
+        let (tq, tm, w) = (&mut s.tq[..], &mut s.tm[..], &s.w[..]);
+        let mut len = 0;
         let mut pre = 0.0;
         for t in 0..n.min(k) {
-            pre += s.w[t];
-            let m = if t + 1 == k { (n - t) as f64 } else { 1.0 };
-            if pre != 0.0 && pv != 0.0 {
-                s.terms.push((pv * pre, m));
+            pre += w[t];
+            if pre != 0.0 {
+                tq[len] = pv * pre;
+                tm[len] = if t + 1 == k { (n - t) as f64 } else { 1.0 };
+                len += 1;
             }
+        }
+        // S_j in s.a[j], j = 0..=K.
+        s.a.clear();
+        s.a.resize(k + 1, 0.0);
+        let suffix = &mut s.a[..];
+        let mut acc = 0.0;
+        for j in (0..k).rev() {
+            acc += w[j];
+            suffix[j] = acc;
         }
         for t in n..n + l_max {
-            let tail: f64 = s.w[(t + 1 - n).min(k)..(t + 1).min(k)].iter().sum();
-            if tail != 0.0 && pv != 0.0 {
-                s.terms.push((pv * tail, 1.0));
+            let tail = if t + 1 - n >= k {
+                0.0
+            } else if t + 1 >= k {
+                suffix[t + 1 - n]
+            } else {
+                suffix[t + 1 - n] - suffix[t + 1]
+            };
+            if tail != 0.0 {
+                tq[len] = pv * tail;
+                tm[len] = 1.0;
+                len += 1;
             }
         }
+        s.tq.truncate(len);
+        s.tm.truncate(len);
     } else if p.adstock_first {
         s.a.resize(n + l_max, 0.0);
         convolve(&s.w, pattern, &mut s.a);
-        push_runs(&s.a, 1.0, &mut s.terms);
+        push_runs(&s.a, 1.0, &mut s.tq, &mut s.tm);
     } else {
         let total: f64 = s.w.iter().sum();
-        push_runs(pattern, total, &mut s.terms);
+        push_runs(pattern, total, &mut s.tq, &mut s.tm);
     }
 }
 
 /// Appends (value, multiplicity × run length) for each run of equal non-zero values.
-fn push_runs(values: &[f64], multiplicity: f64, out: &mut Vec<(f64, f64)>) {
+fn push_runs(values: &[f64], multiplicity: f64, q: &mut Vec<f64>, m: &mut Vec<f64>) {
     let mut i = 0;
     while i < values.len() {
         let v = values[i];
@@ -203,44 +260,11 @@ fn push_runs(values: &[f64], multiplicity: f64, out: &mut Vec<(f64, f64)>) {
             j += 1;
         }
         if v != 0.0 {
-            out.push((v, multiplicity * (j - i) as f64));
+            q.push(v);
+            m.push(multiplicity * (j - i) as f64);
         }
         i = j;
     }
-}
-
-/// [Σ m g(xq), Σ m q g'(xq), Σ m q² g''(xq)] over the terms.
-#[inline]
-fn cell_sums(sat: Saturation, params: &[f64], x: f64, terms: &[(f64, f64)]) -> [f64; 3] {
-    #[inline(always)]
-    fn accumulate(terms: &[(f64, f64)], f: impl Fn(f64) -> [f64; 3]) -> [f64; 3] {
-        let mut s = [0.0; 3];
-        for &(q, m) in terms {
-            let [g, g1, g2] = f(q);
-            s[0] += m * g;
-            s[1] += m * g1;
-            s[2] += m * g2;
-        }
-        s
-    }
-    match sat {
-        Saturation::Logistic => {
-            let (lam, beta) = (params[0], params[1]);
-            accumulate(terms, |q| {
-                Saturation::Logistic.term_derivatives(x, q, &[lam, beta])
-            })
-        }
-        _ => accumulate(terms, |q| sat.term_derivatives(x, q, params)),
-    }
-}
-
-/// Σ m g(xq) over the terms.
-#[inline]
-fn cell_value(sat: Saturation, params: &[f64], x: f64, terms: &[(f64, f64)]) -> f64 {
-    terms
-        .iter()
-        .map(|&(q, m)| m * sat.value(x * q, params))
-        .sum()
 }
 
 impl Evaluator for CpuEvaluator {
@@ -268,9 +292,10 @@ impl Evaluator for CpuEvaluator {
         self.for_draws(out, 0, |d, scratch, _| {
             (0..n)
                 .map(|c| {
-                    let terms = self.terms(d, c, scratch);
-                    p.target_scale[c]
-                        * cell_value(p.saturation, p.saturation_params_of(d, c), x[c], terms)
+                    let (q, m) = self.terms(d, c, scratch);
+                    let [v, _, _] =
+                        terms::sums(p.saturation, p.saturation_params_of(d, c), x[c], q, m);
+                    p.target_scale[c] * v
                 })
                 .sum()
         });
@@ -292,9 +317,9 @@ impl Evaluator for CpuEvaluator {
             let u = weights.get(d, nd);
             let mut r = 0.0;
             for c in 0..n {
-                let terms = self.terms(d, c, scratch);
+                let (q, m) = self.terms(d, c, scratch);
                 let [v, v1, v2] =
-                    cell_sums(p.saturation, p.saturation_params_of(d, c), x[c], terms);
+                    terms::sums(p.saturation, p.saturation_params_of(d, c), x[c], q, m);
                 let tau = p.target_scale[c];
                 r += tau * v;
                 partial[c] += u * tau * v;

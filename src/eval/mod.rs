@@ -17,6 +17,7 @@
 //! ∂U/∂R_d), the reductions Σ_d u_d r_dc, Σ_d u_d r'_dc and Σ_d u_d r''_dc per cell.
 
 mod cpu;
+mod terms;
 mod gpu;
 
 pub use cpu::CpuEvaluator;
