@@ -288,8 +288,11 @@ pub struct Solver<'a> {
     evaluator: &'a mut dyn Evaluator,
     settings: Settings,
     nonlinear: Vec<NonlinearConstraint>,
-    callback: Option<Box<dyn FnMut(&IterationInfo) -> bool + 'a>>,
+    callback: Option<Callback<'a>>,
 }
+
+/// The per-iteration callback: `false` stops the solver.
+type Callback<'a> = Box<dyn FnMut(&IterationInfo) -> bool + 'a>;
 
 /// The elastic penalty on the linearised nonlinear constraints' slacks.
 const ELASTIC_PENALTY: f64 = 1e5;
@@ -1468,14 +1471,20 @@ fn initial_bfgs(h: &[f64], n: usize) -> Hessian {
     Hessian::Dense(m)
 }
 
-/// Powell-damped BFGS update of the Lagrangian's Hessian model.
+/// Powell-damped BFGS update of the Lagrangian's Hessian model. (`!(v > 0.0)` also
+/// skips the update on NaN.)
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn bfgs_update(b: &mut Hessian, old: &Point, new: &Point, z_nl: &[f64], n: usize) {
     let Hessian::Dense(m) = b else { return };
     let s: Vec<f64> = new.y.iter().zip(&old.y).map(|(a, b)| a - b).collect();
     let mut r: Vec<f64> = new.g.iter().zip(&old.g).map(|(a, b)| a - b).collect();
     for (j, z) in z_nl.iter().enumerate() {
-        for c in 0..n {
-            r[c] += z * (new.nl_grads[j * n + c] - old.nl_grads[j * n + c]);
+        let (new_g, old_g) = (
+            &new.nl_grads[j * n..(j + 1) * n],
+            &old.nl_grads[j * n..(j + 1) * n],
+        );
+        for ((rc, a), b) in r.iter_mut().zip(new_g).zip(old_g) {
+            *rc += z * (a - b);
         }
     }
     let bs: Vec<f64> = (0..n)

@@ -483,11 +483,11 @@ fn odd_values_in_every_field_never_panic() {
         for f in scenario_fields {
             let c = TempCase::new(|_| {}, |s| s[f] = v.clone());
             let r = load_case(c.dir.path(), None);
-            if let Ok(case) = r {
-                if let Ok(p) = case.problem() {
-                    let _ = Settings::from_options(&case.options, "scenario.json")
-                        .and_then(|s| Solver::new(&p, &mut CpuEvaluator::new(&p)?, s)?.solve());
-                }
+            if let Ok(case) = r
+                && let Ok(p) = case.problem()
+            {
+                let _ = Settings::from_options(&case.options, "scenario.json")
+                    .and_then(|s| Solver::new(&p, &mut CpuEvaluator::new(&p)?, s)?.solve());
             }
         }
     }

@@ -112,12 +112,12 @@ impl CpuEvaluator {
             .zip(lens.par_chunks_mut(n))
             .enumerate()
             .for_each_init(Scratch::default, |s, (draw, ((q, m), lens))| {
-                for c in 0..n {
+                for (c, len) in lens.iter_mut().enumerate() {
                     terms_of(&self.problem, draw, c, self.constant[c], s);
                     let at = c * stride..c * stride + s.tq.len();
                     q[at.clone()].copy_from_slice(&s.tq);
                     m[at].copy_from_slice(&s.tm);
-                    lens[c] = s.tq.len() as u32;
+                    *len = s.tq.len() as u32;
                 }
             });
         Terms { stride, lens, q, m }
@@ -207,8 +207,8 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
         let (tq, tm, w) = (&mut s.tq[..], &mut s.tm[..], &s.w[..]);
         let mut len = 0;
         let mut pre = 0.0;
-        for t in 0..n.min(k) {
-            pre += w[t];
+        for (t, wt) in w.iter().enumerate().take(n) {
+            pre += wt;
             if pre != 0.0 {
                 tq[len] = pv * pre;
                 tm[len] = if t + 1 == k { (n - t) as f64 } else { 1.0 };

@@ -17,8 +17,8 @@
 //! ∂U/∂R_d), the reductions Σ_d u_d r_dc, Σ_d u_d r'_dc and Σ_d u_d r''_dc per cell.
 
 mod cpu;
-mod terms;
 mod gpu;
+mod terms;
 
 pub use cpu::CpuEvaluator;
 pub use gpu::{GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL};
