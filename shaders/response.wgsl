@@ -314,13 +314,27 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                         acc += m * term(x, p * pre);
                     }
                 }
-                for (var t = N_PERIODS; t < window; t++) {
+                if (N_PERIODS + 1u >= KERNEL) {
+                    // Every tail period t = N + j − 1 (j = 1..L) sums the weights from
+                    // j on: S_j = S_(j+1) + w_j, from the smallest up (O(K), not O(K·L)).
                     var s = 0.0;
-                    for (var l = t + 1u - N_PERIODS; l < min(t + 1u, KERNEL); l++) {
-                        s += w[l];
+                    for (var j = L_MAX; j >= 1u; j--) {
+                        if (j < KERNEL) {
+                            s += w[j];
+                        }
+                        if (s != 0.0) {
+                            acc += term(x, p * s);
+                        }
                     }
-                    if (s != 0.0) {
-                        acc += term(x, p * s);
+                } else {
+                    for (var t = N_PERIODS; t < window; t++) {
+                        var s = 0.0;
+                        for (var l = t + 1u - N_PERIODS; l < min(t + 1u, KERNEL); l++) {
+                            s += w[l];
+                        }
+                        if (s != 0.0) {
+                            acc += term(x, p * s);
+                        }
                     }
                 }
             } else if (ADSTOCK_FIRST) {

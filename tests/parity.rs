@@ -146,6 +146,40 @@ fn every_kind_agrees_with_the_cpu() {
 }
 
 #[test]
+fn windows_shorter_than_the_carry_over_agree_with_the_cpu() {
+    // N + 1 < K: the tail periods sum different ranges of weights (the kernels take a
+    // separate path from the usual N ≥ K − 1).
+    let shape = Shape {
+        draws: 41,
+        channels: 2,
+        geos: 2,
+        periods: 2,
+        l_max: 7,
+    };
+    let mut seed = 500;
+    for a in [
+        AdstockKind::Geometric,
+        AdstockKind::WeibullCdf,
+        AdstockKind::Delayed,
+    ] {
+        for s in [
+            Saturation::Logistic,
+            Saturation::MichaelisMenten,
+            Saturation::Hill,
+        ] {
+            for constant in [true, false] {
+                seed += 1;
+                let (model, scenario) = random_case(seed, shape, a, s, true, !constant);
+                let problem = Problem::new(&model, &scenario).unwrap();
+                on_each_backend(&problem, &GpuOptions::default(), |name, ev, tol| {
+                    check_against_cpu(&format!("{name} {a}/{s} N=2 L=7"), &problem, ev, tol)
+                });
+            }
+        }
+    }
+}
+
+#[test]
 fn odd_sizes_agree_with_the_cpu() {
     for (draws, channels, geos) in [(1, 1, 1), (1, 3, 2), (300, 1, 1), (513, 2, 3)] {
         let shape = Shape {
