@@ -207,8 +207,10 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
         let (tq, tm, w) = (&mut s.tq[..], &mut s.tm[..], &s.w[..]);
         let mut len = 0;
         let mut pre = 0.0;
-        for (t, wt) in w.iter().enumerate().take(n) {
-            pre += wt;
+        // An index loop: the iterator form measured 30% slower evaluations (codegen).
+        #[allow(clippy::needless_range_loop)]
+        for t in 0..n.min(k) {
+            pre += w[t];
             if pre != 0.0 {
                 tq[len] = pv * pre;
                 tm[len] = if t + 1 == k { (n - t) as f64 } else { 1.0 };
@@ -281,7 +283,11 @@ impl Evaluator for CpuEvaluator {
     }
 
     fn describe(&self) -> String {
-        format!("cpu (f64, {} threads)", self.threads)
+        format!(
+            "cpu (f64, {} threads, {})",
+            self.threads,
+            terms::simd_level()
+        )
     }
 
     fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {

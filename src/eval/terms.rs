@@ -18,7 +18,32 @@
 
 use crate::saturation::{LN_3, Saturation};
 use multiversion::multiversion;
-use multiversion::target::target_cfg_f;
+use multiversion::target::{match_target, target_cfg_f};
+
+/// Compiles a kernel for each SIMD level (AVX-512, AVX2 + FMA, NEON, baseline); the
+/// best one the CPU runs is picked at the first call.
+macro_rules! lanes {
+    ($kernel:item) => {
+        #[multiversion(targets(
+            "x86_64+avx512f+avx512dq+avx2+fma",
+            "x86_64+avx2+fma",
+            "aarch64+neon"
+        ))]
+        $kernel
+    };
+}
+
+lanes! {
+    /// The SIMD level the kernels run at on this CPU, for reports.
+    pub(crate) fn simd_level() -> &'static str {
+        match_target! {
+            "x86_64+avx512f" => "avx-512",
+            "x86_64+avx2" => "avx2",
+            "aarch64+neon" => "neon",
+            _ => "baseline",
+        }
+    }
+}
 
 /// Lanes per step: two AVX-512 or four AVX2 vectors, so that independent chains
 /// hide the latency of the polynomial and the division.
@@ -66,7 +91,8 @@ pub fn exp<const F: bool>(x: f64) -> f64 {
         1.0 / 479_001_600.0,
         1.0 / 6_227_020_800.0,
     ];
-    let xc = x.clamp(LO, HI);
+    #[allow(clippy::manual_clamp)] // f64::clamp stops LLVM from vectorising this
+    let xc = if x < LO { LO } else if x > HI { HI } else { x };
     let k = fma::<F>(xc, LOG2E, SHIFT);
     let n = k - SHIFT;
     let r = fma::<F>(-n, LN2_LO, fma::<F>(-n, LN2_HI, xc));
@@ -163,67 +189,70 @@ fn by_lanes(q: &[f64], m: &[f64], term: impl Fn(f64, f64) -> [f64; 3]) -> [f64; 
     sums
 }
 
-/// Logistic, g = β (1 − e)/(1 + e) with e = e^(−λa): g' = β(λ/2)·4e/(1 + e)²,
-/// g'' = −2β(λ/2)² · (1 − e)/(1 + e) · 4e/(1 + e)² (see [`Saturation::derivatives`]).
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn logistic(lam: f64, beta: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
-    const F: bool = target_cfg_f!(target_feature = "fma");
-    let (h, nlx) = (0.5 * lam, -lam * x);
-    let [s0, s1, s2] = by_lanes(
-        q,
-        m,
-        #[inline(always)]
-        |q, m| {
-            let e = exp::<F>(nlx * q);
-            let inv = 1.0 / (1.0 + e);
-            let t = (1.0 - e) * inv;
-            let mq_sech2 = m * q * 4.0 * e * inv * inv;
-            [m * t, mq_sech2, mq_sech2 * q * t]
-        },
-    );
-    [beta * s0, beta * h * s1, -2.0 * beta * h * h * s2]
+lanes! {
+    /// Logistic, g = β (1 − e)/(1 + e) with e = e^(−λa): g' = β(λ/2)·4e/(1 + e)²,
+    /// g'' = −2β(λ/2)² · (1 − e)/(1 + e) · 4e/(1 + e)² (see [`Saturation::derivatives`]).
+    fn logistic(lam: f64, beta: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        let (h, nlx) = (0.5 * lam, -lam * x);
+        let [s0, s1, s2] = by_lanes(
+            q,
+            m,
+            #[inline(always)]
+            |q, m| {
+                let e = exp::<F>(nlx * q);
+                let inv = 1.0 / (1.0 + e);
+                let t = (1.0 - e) * inv;
+                let mq_sech2 = m * q * 4.0 * e * inv * inv;
+                [m * t, mq_sech2, mq_sech2 * q * t]
+            },
+        );
+        [beta * s0, beta * h * s1, -2.0 * beta * h * h * s2]
+    }
 }
 
-/// Hill sigmoid, s = 1/(1 + e^(−β(a − λ))): g = σs − σ/(1 + e^(βλ)), g' = σβ s(1 − s),
-/// g'' = σβ² s(1 − s)(1 − 2s).
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn hill_sigmoid(sigma: f64, beta: f64, lam: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
-    const F: bool = target_cfg_f!(target_feature = "fma");
-    let offset = sigma / (1.0 + (beta * lam).exp());
-    let (nbx, bl) = (-beta * x, beta * lam);
-    let [s0, s1, s2] = by_lanes(
-        q,
-        m,
-        #[inline(always)]
-        |q, m| {
-            let s = 1.0 / (1.0 + exp::<F>(fma::<F>(nbx, q, bl)));
-            let mq_s1 = m * q * s * (1.0 - s);
-            [m * s, mq_s1, mq_s1 * q * (1.0 - 2.0 * s)]
-        },
-    );
-    let total: f64 = m.iter().sum();
-    [
-        sigma * s0 - offset * total,
-        sigma * beta * s1,
-        sigma * beta * beta * s2,
-    ]
+lanes! {
+    /// Hill sigmoid, s = 1/(1 + e^(−β(a − λ))): g = σs − σ/(1 + e^(βλ)), g' = σβ s(1 − s),
+    /// g'' = σβ² s(1 − s)(1 − 2s).
+    fn hill_sigmoid(sigma: f64, beta: f64, lam: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        let offset = sigma / (1.0 + (beta * lam).exp());
+        let (nbx, bl) = (-beta * x, beta * lam);
+        let [s0, s1, s2] = by_lanes(
+            q,
+            m,
+            #[inline(always)]
+            |q, m| {
+                let s = 1.0 / (1.0 + exp::<F>(fma::<F>(nbx, q, bl)));
+                let mq_s1 = m * q * s * (1.0 - s);
+                [m * s, mq_s1, mq_s1 * q * (1.0 - 2.0 * s)]
+            },
+        );
+        let total: f64 = m.iter().sum();
+        [
+            sigma * s0 - offset * total,
+            sigma * beta * s1,
+            sigma * beta * beta * s2,
+        ]
+    }
 }
 
-/// Michaelis–Menten, g = αa/(λ + a): g' = αλ/(λ + a)², g'' = −2αλ/(λ + a)³.
-#[multiversion(targets("x86_64+avx512f+avx512dq+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
-fn michaelis_menten(alpha: f64, lam: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
-    let [s0, s1, s2] = by_lanes(
-        q,
-        m,
-        #[inline(always)]
-        |q, m| {
-            let a = x * q;
-            let d = 1.0 / (lam + a);
-            let mq_d2 = m * q * d * d;
-            [m * a * d, mq_d2, mq_d2 * q * d]
-        },
-    );
-    [alpha * s0, alpha * lam * s1, -2.0 * alpha * lam * s2]
+lanes! {
+    /// Michaelis–Menten, g = αa/(λ + a): g' = αλ/(λ + a)², g'' = −2αλ/(λ + a)³.
+    fn michaelis_menten(alpha: f64, lam: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
+        let [s0, s1, s2] = by_lanes(
+            q,
+            m,
+            #[inline(always)]
+            |q, m| {
+                let a = x * q;
+                let d = 1.0 / (lam + a);
+                let mq_d2 = m * q * d * d;
+                [m * a * d, mq_d2, mq_d2 * q * d]
+            },
+        );
+        [alpha * s0, alpha * lam * s1, -2.0 * alpha * lam * s2]
+    }
 }
 
 #[cfg(test)]
