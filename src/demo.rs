@@ -53,12 +53,31 @@ pub struct SyntheticSize {
 /// assert_eq!((model.num_cells(), scenario.num_periods, model.adstock.l_max), (8, 52, 13));
 /// ```
 pub fn synthetic(size: &SyntheticSize, seed: u64) -> (Model, Scenario) {
-    let (mut model, mut scenario) = case(
+    synthetic_with(size, Saturation::Logistic, seed)
+}
+
+/// [`synthetic`] with another saturation curve, its parameters drawn from ranges
+/// that give responses of the same order as the logistic demo's.
+///
+/// ```
+/// use mmm_budget::Saturation;
+/// use mmm_budget::demo::{synthetic_with, SyntheticSize};
+/// let size = SyntheticSize { channels: 2, geos: 1, draws: 5, periods: 8, l_max: 4 };
+/// let (model, _) = synthetic_with(&size, Saturation::Hill, 1);
+/// assert!(model.posterior.arrays.contains_key("saturation_kappa"));
+/// ```
+pub fn synthetic_with(
+    size: &SyntheticSize,
+    saturation: Saturation,
+    seed: u64,
+) -> (Model, Scenario) {
+    let (mut model, mut scenario) = case_with(
         &DemoSize {
             channels: size.channels,
             geos: size.geos,
             draws: size.draws,
         },
+        saturation,
         seed,
     );
     model.adstock.l_max = size.l_max;
@@ -75,6 +94,27 @@ pub fn synthetic(size: &SyntheticSize, seed: u64) -> (Model, Scenario) {
 /// assert_eq!(scenario.total_budget, 1500.0);
 /// ```
 pub fn case(size: &DemoSize, seed: u64) -> (Model, Scenario) {
+    case_with(size, Saturation::Logistic, seed)
+}
+
+/// Per-cell centres of a saturation parameter (each draw within ±30% of its cell's).
+fn saturation_range(saturation: Saturation, name: &str) -> (f64, f64) {
+    match (saturation, name) {
+        (Saturation::Logistic, "lam") => (0.5, 3.0),
+        (Saturation::InverseScaledLogistic, "lam") => (0.3, 2.0),
+        (Saturation::MichaelisMenten, "lam") => (0.3, 2.0),
+        (Saturation::Hill, "slope") => (0.8, 2.5),
+        (Saturation::Hill, "kappa") => (0.3, 2.0),
+        (Saturation::HillSigmoid, "beta") => (1.0, 4.0),
+        (Saturation::HillSigmoid, "lam") => (0.2, 1.0),
+        (Saturation::Tanh, "c") => (0.5, 3.0),
+        (Saturation::Root, "alpha") => (0.3, 0.8),
+        // The curves' heights: beta, michaelis_menten's alpha, sigma, tanh's b.
+        _ => (0.05, 0.4),
+    }
+}
+
+fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scenario) {
     let mut rng = StdRng::seed_from_u64(seed);
     let channels: Vec<String> = (0..size.channels).map(|i| format!("ch{i}")).collect();
     let dims = if size.geos > 1 {
@@ -100,8 +140,14 @@ pub fn case(size: &DemoSize, seed: u64) -> (Model, Scenario) {
         (0..cells).map(|_| rng.random_range(lo..hi)).collect()
     };
     let alpha_c = centre(&mut rng, 0.2, 0.7);
-    let lam_c = centre(&mut rng, 0.5, 3.0);
-    let beta_c = centre(&mut rng, 0.05, 0.4);
+    let saturation_c: Vec<Vec<f64>> = saturation
+        .parameters()
+        .iter()
+        .map(|name| {
+            let (lo, hi) = saturation_range(saturation, name);
+            centre(&mut rng, lo, hi)
+        })
+        .collect();
     let draws = |rng: &mut StdRng, centres: &[f64], spread: f64, clamp: (f64, f64)| -> Vec<f64> {
         let mut v = Vec::with_capacity(size.draws * cells);
         for _ in 0..size.draws {
@@ -122,11 +168,10 @@ pub fn case(size: &DemoSize, seed: u64) -> (Model, Scenario) {
         posterior.arrays.insert(name.to_string(), array);
     };
     insert("adstock_alpha", draws(&mut rng, &alpha_c, 0.3, (0.0, 0.95)));
-    insert("saturation_lam", draws(&mut rng, &lam_c, 0.3, (0.05, 10.0)));
-    insert(
-        "saturation_beta",
-        draws(&mut rng, &beta_c, 0.3, (0.0, 10.0)),
-    );
+    for (name, centres) in saturation.parameters().iter().zip(&saturation_c) {
+        let values = draws(&mut rng, centres, 0.3, (1e-3, 10.0));
+        insert(&format!("saturation_{name}"), values);
+    }
     let scale: Vec<f64> = (0..cells).map(|_| rng.random_range(50.0..500.0)).collect();
     let model = Model {
         channels,
@@ -136,7 +181,7 @@ pub fn case(size: &DemoSize, seed: u64) -> (Model, Scenario) {
             l_max: 6,
             normalize: true,
         },
-        saturation: Saturation::Logistic,
+        saturation,
         adstock_first: true,
         channel_scale: Array {
             dims: dim_names.iter().map(|s| s.to_string()).collect(),

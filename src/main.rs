@@ -74,6 +74,9 @@ enum Command {
         /// Carry-over L (l_max).
         #[arg(long, default_value_t = 13)]
         lmax: usize,
+        /// Saturation curve of the synthetic posterior (geometric adstock first).
+        #[arg(long, default_value = "logistic")]
+        saturation: String,
         /// Backends to run: all (cpu, then gpu when an adapter exists), cpu or gpu.
         #[arg(long, default_value = "all")]
         backend: String,
@@ -181,6 +184,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             cells,
             periods,
             lmax,
+            saturation,
             backend,
             repeats,
             no_optimize,
@@ -191,6 +195,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             cells,
             periods,
             lmax,
+            &saturation,
             &backend,
             repeats,
             !no_optimize,
@@ -283,6 +288,7 @@ fn run_bench(
     cells: usize,
     periods: usize,
     lmax: usize,
+    saturation: &str,
     backend: &str,
     repeats: usize,
     optimize: bool,
@@ -315,7 +321,15 @@ fn run_bench(
         periods,
         l_max: lmax,
     };
-    let (model, scenario) = demo::synthetic(&size, 7);
+    let saturation = mmm_budget::Saturation::from_name(saturation).ok_or_else(|| {
+        Error::invalid(
+            "command line",
+            "--saturation",
+            saturation,
+            "logistic, inverse_scaled_logistic, michaelis_menten, hill, hill_sigmoid, tanh, root or none",
+        )
+    })?;
+    let (model, scenario) = demo::synthetic_with(&size, saturation, 7);
     let problem = Problem::new(&model, &scenario)?;
     drop(model);
     let mut rows = vec![];

@@ -515,3 +515,24 @@ fn many_cells_need_few_evaluations() {
     );
     assert!(recomputed_kkt(&p, &s) <= Settings::default().gtol);
 }
+
+/// Cells whose marginal return is infinite at 0 (root with α < 1) must not land next
+/// to 0 and crawl back out by Newton doublings (58 iterations on this problem before
+/// the solver kept their steps to a fraction of the distance to the bound).
+#[test]
+fn power_law_cells_do_not_crawl_back_from_their_bound() {
+    let size = demo::SyntheticSize {
+        channels: 50,
+        geos: 2,
+        draws: 100,
+        periods: 26,
+        l_max: 8,
+    };
+    let (model, scenario) = demo::synthetic_with(&size, Saturation::Root, 7);
+    let p = Problem::new(&model, &scenario).unwrap();
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(s.iterations <= 20, "{} iterations", s.iterations);
+    assert!(s.allocation.iter().all(|v| *v > 0.0));
+    assert!(recomputed_kkt(&p, &s) <= Settings::default().gtol);
+}

@@ -77,11 +77,7 @@ impl CpuEvaluator {
         } else {
             problem.num_periods + problem.adstock.l_max
         };
-        let per_pair = if terms::vectorised(problem.saturation) {
-            per_pair.next_multiple_of(terms::LANES)
-        } else {
-            per_pair
-        };
+        let per_pair = per_pair.next_multiple_of(terms::LANES);
         let bytes = d * n * per_pair * 2 * std::mem::size_of::<f64>();
         let mut ev = CpuEvaluator {
             problem: problem.clone(),
@@ -171,16 +167,13 @@ impl CpuEvaluator {
 }
 
 /// Computes the (q, m) terms of draw `d`, cell `c` into `s.tq` and `s.tm`, padded
-/// with (0, 0) to a multiple of [`terms::LANES`] where the saturation's kernel is
-/// vectorised.
+/// with (0, 0) to a multiple of [`terms::LANES`] for the vectorised kernels.
 /// `constant`: whether cell c's unit pattern is the same in every period.
 fn terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
     unpadded_terms_of(p, d, c, constant, s);
-    if terms::vectorised(p.saturation) {
-        let len = s.tq.len().next_multiple_of(terms::LANES);
-        s.tq.resize(len, 0.0);
-        s.tm.resize(len, 0.0);
-    }
+    let len = s.tq.len().next_multiple_of(terms::LANES);
+    s.tq.resize(len, 0.0);
+    s.tm.resize(len, 0.0);
 }
 
 fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
