@@ -1485,14 +1485,23 @@ enum Hessian {
     Dense(Vec<f64>),
 }
 
-/// The exact diagonal raised to a floor: 1e-8 × the largest entry (or 1e-8).
+/// The exact diagonal raised to a floor: 1e-8 × the median positive entry (at least
+/// 1e-8). Not the largest entry: one cell next to a bound where its curvature is
+/// unbounded (a power law at 0) would raise every other cell's floor with it and
+/// shrink their Newton steps.
 fn regularised(h: &[f64]) -> Hessian {
     Hessian::Diagonal(floored(h))
 }
 
 fn floored(h: &[f64]) -> Vec<f64> {
-    let top = h.iter().fold(0.0f64, |m, v| m.max(*v));
-    let floor = 1e-8 * top.max(1.0);
+    let mut positive: Vec<f64> = h.iter().copied().filter(|v| *v > 0.0).collect();
+    let typical = if positive.is_empty() {
+        0.0
+    } else {
+        let mid = positive.len() / 2;
+        *positive.select_nth_unstable_by(mid, f64::total_cmp).1
+    };
+    let floor = 1e-8 * typical.max(1.0);
     h.iter().map(|v| v.max(floor)).collect()
 }
 
