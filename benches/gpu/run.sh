@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (see prepare.sh): the GPU tests, the shared cases with
 # --backend gpu, the bench table at the issue's sizes and the JAX peer. Logs go to
-# $OUT (the device tool brings them back).
+# $OUT (the device tool brings them back). The MID table has the CPU row beside the
+# GPU (that machine has 16 cores).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}
@@ -21,7 +22,7 @@ for c in s3 m8x4 l20x10; do
   echo "rc=$?" >> "$OUT/$c.txt"
 done
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --f16 --repeats 20 > "$OUT/bench-big.txt" 2>&1
-./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 20 --no-optimize > "$OUT/bench-mid.txt" 2>&1
+./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend all --repeats 20 --no-optimize > "$OUT/bench-mid.txt" 2>&1
 python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13 > "$OUT/jax-mid.txt" 2>&1
 python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3 > "$OUT/jax-big.txt" 2>&1
 tail -n 3 "$OUT"/*.txt
