@@ -1,5 +1,5 @@
 //! CPU against GPU evaluation (value + gradient + curvature over all draws) across
-//! sizes, and whole optimizations of the reference cases.
+//! sizes, the time-varying form, and whole optimizations of the reference cases.
 //!
 //!     cargo bench --bench evaluate
 //!     MMM_BENCH_QUICK=1 cargo bench --bench evaluate     # small sizes, for CI
@@ -78,6 +78,49 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
+/// The time-varying form (a spend per period and cell, the adjoint-convolution
+/// gradient), CPU against GPU.
+fn time_varying(c: &mut Criterion) {
+    let gpu = GpuContext::new().ok().map(Arc::new);
+    let mut group = c.benchmark_group("time_varying");
+    group.sample_size(10);
+    for size in sizes().into_iter().take(2) {
+        let (model, scenario) = synthetic(&size, 7);
+        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+        let (n, np) = (problem.num_cells(), problem.num_periods);
+        let terms = (problem.num_draws() * n * (np + problem.adstock.l_max)) as u64;
+        group.throughput(Throughput::Elements(terms));
+        let label = format!("D{}xn{}xN{}+L{}", size.draws, n, np, size.l_max);
+        // A plan that varies over the periods.
+        let x: Vec<f64> = (0..n * np)
+            .map(|i| problem.total_budget / n as f64 * (0.5 + (i % 5) as f64 * 0.25))
+            .collect();
+        let mut out = TimeVaryingEvaluation::default();
+        let mut cpu = CpuEvaluator::new(&problem).expect("cpu evaluator");
+        cpu.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
+            .expect("warm-up");
+        group.bench_function(BenchmarkId::new("cpu", &label), |b| {
+            b.iter(|| {
+                cpu.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
+                    .expect("evaluation")
+            })
+        });
+        if let Some(ctx) = &gpu {
+            let mut g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
+                .expect("gpu evaluator");
+            g.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
+                .expect("warm-up");
+            group.bench_function(BenchmarkId::new("gpu", &label), |b| {
+                b.iter(|| {
+                    g.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
+                        .expect("evaluation")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn optimize(c: &mut Criterion) {
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
@@ -101,5 +144,5 @@ fn optimize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, optimize);
+criterion_group!(benches, evaluate, time_varying, optimize);
 criterion_main!(benches);

@@ -26,6 +26,7 @@ override N_SATURATION: u32;   // saturation parameters per (draw, cell)
 override PACKED_F16: bool;    // parameters stored as pairs of f16 in each u32
 
 const WG: u32 = 256u;
+const TB: u32 = 8u;           // periods reduced together in the time-varying form
 const MAX_KERNEL: u32 = 64u;
 const MAX_WINDOW: u32 = 512u;
 const LN_3: f32 = 1.0986122886681098;
@@ -57,6 +58,7 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<workgroup> sh0: array<f32, WG>;
 var<workgroup> sh1: array<f32, WG>;
 var<workgroup> sh2: array<f32, WG>;
+var<workgroup> shv: array<f32, 2048>; // [TB][WG]
 
 fn param(p: u32, c: u32, d: u32) -> f32 {
     let i = (p * dims.cells + c) * dims.draws + d;
@@ -279,6 +281,20 @@ fn reduce3(lid: u32) {
     workgroupBarrier();
 }
 
+// Tree reduction of shv over the workgroup, TB periods at once (the time-varying
+// form's gradient: one barrier tree per TB periods instead of one per period).
+fn reduce_periods(lid: u32) {
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        workgroupBarrier();
+        if (lid < stride) {
+            for (var k = 0u; k < TB; k++) {
+                shv[k * WG + lid] += shv[k * WG + lid + stride];
+            }
+        }
+    }
+    workgroupBarrier();
+}
+
 @compute @workgroup_size(WG)
 fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let lid = lid3.x;
@@ -424,27 +440,28 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                 }
             }
         }
-        for (var t = 0u; t < N_PERIODS; t++) {
-            var grad = 0.0;
-            if (valid) {
-                if (ADSTOCK_FIRST) {
-                    let hi = min(KERNEL, window - t);
-                    for (var l = 0u; l < hi; l++) {
-                        if (w[l] != 0.0) {
-                            grad += w[l] * v[t + l];
+        for (var t0 = 0u; t0 < N_PERIODS; t0 += TB) {
+            for (var k = 0u; k < TB; k++) {
+                let t = t0 + k;
+                var grad = 0.0;
+                if (valid && t < N_PERIODS) {
+                    if (ADSTOCK_FIRST) {
+                        let hi = min(KERNEL, window - t);
+                        for (var l = 0u; l < hi; l++) {
+                            if (w[l] != 0.0) {
+                                grad += w[l] * v[t + l];
+                            }
                         }
+                    } else {
+                        grad = wsum * v[t];
                     }
-                } else {
-                    grad = wsum * v[t];
+                    grad = cell[c].x * pattern[base + t] * grad;
                 }
-                grad = cell[c].x * pattern[base + t] * grad;
+                shv[k * WG + lid] = u * grad;
             }
-            sh0[lid] = u * grad;
-            sh1[lid] = 0.0;
-            sh2[lid] = 0.0;
-            reduce3(lid);
-            if (lid == 0u) {
-                partials[(block * dims.cells + c) * N_PERIODS + t] = sh0[0];
+            reduce_periods(lid);
+            if (lid < TB && t0 + lid < N_PERIODS) {
+                partials[(block * dims.cells + c) * N_PERIODS + t0 + lid] = shv[lid * WG];
             }
             workgroupBarrier();
         }
