@@ -326,7 +326,7 @@ fn run_bench(
             "command line",
             "--saturation",
             saturation,
-            "logistic, inverse_scaled_logistic, michaelis_menten, hill, hill_sigmoid, tanh, root or none",
+            format!("one of {:?}", mmm_budget::Saturation::ALL.map(|k| k.name())),
         )
     })?;
     let (model, scenario) = demo::synthetic_with(&size, saturation, 7);

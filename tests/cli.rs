@@ -256,16 +256,7 @@ fn optimize_exit_codes() {
 
 #[test]
 fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
-    for kind in [
-        "logistic",
-        "inverse_scaled_logistic",
-        "michaelis_menten",
-        "hill",
-        "hill_sigmoid",
-        "tanh",
-        "root",
-        "none",
-    ] {
+    for kind in mmm_budget::Saturation::ALL.map(|k| k.name()) {
         let o = bin()
             .args([
                 "bench",
