@@ -33,11 +33,22 @@ fn sizes() -> Vec<SyntheticSize> {
     }
 }
 
-fn evaluate(c: &mut Criterion) {
+/// A timed step: one evaluation on the evaluator it is given.
+type Step = Box<dyn FnMut(&mut dyn Evaluator)>;
+
+/// One benchmark group: for each size, the step `make(problem)` returns timed on the
+/// CPU evaluator and, when a device exists, the GPU one, each warmed up once outside
+/// the timed loop.
+fn on_each_backend(
+    c: &mut Criterion,
+    group_name: &str,
+    sizes: Vec<SyntheticSize>,
+    make: fn(&Problem) -> Step,
+) {
     let gpu = GpuContext::new().ok().map(Arc::new);
-    let mut group = c.benchmark_group("evaluate");
+    let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
-    for size in sizes() {
+    for size in sizes {
         let (model, scenario) = synthetic(&size, 7);
         let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
         let terms = (problem.num_draws()
@@ -51,74 +62,53 @@ fn evaluate(c: &mut Criterion) {
             size.periods,
             size.l_max
         );
-        let x = problem.uniform_allocation();
-        let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
-        let mut cpu = CpuEvaluator::new(&problem).expect("cpu evaluator");
-        cpu.evaluate(&x, DrawWeights::Uniform, &mut out)
-            .expect("warm-up");
-        group.bench_function(BenchmarkId::new("cpu", &label), |b| {
-            b.iter(|| {
-                cpu.evaluate(&x, DrawWeights::Uniform, &mut out)
-                    .expect("evaluation")
-            })
-        });
+        let mut evaluators: Vec<(&str, Box<dyn Evaluator>)> = vec![(
+            "cpu",
+            Box::new(CpuEvaluator::new(&problem).expect("cpu evaluator")),
+        )];
         if let Some(ctx) = &gpu {
-            let mut g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
+            let g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
                 .expect("gpu evaluator");
-            g.evaluate(&x, DrawWeights::Uniform, &mut out)
-                .expect("warm-up");
-            group.bench_function(BenchmarkId::new("gpu", &label), |b| {
-                b.iter(|| {
-                    g.evaluate(&x, DrawWeights::Uniform, &mut out)
-                        .expect("evaluation")
-                })
+            evaluators.push(("gpu", Box::new(g)));
+        }
+        for (name, mut ev) in evaluators {
+            let mut step = make(&problem);
+            step(ev.as_mut());
+            group.bench_function(BenchmarkId::new(name, &label), |b| {
+                b.iter(|| step(ev.as_mut()))
             });
         }
     }
     group.finish();
 }
 
+/// Value + gradient + curvature at the uniform allocation.
+fn evaluate(c: &mut Criterion) {
+    on_each_backend(c, "evaluate", sizes(), |problem| {
+        let x = problem.uniform_allocation();
+        let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+        Box::new(move |ev| {
+            ev.evaluate(&x, DrawWeights::Uniform, &mut out)
+                .expect("evaluation")
+        })
+    });
+}
+
 /// The time-varying form (a spend per period and cell, the adjoint-convolution
-/// gradient), CPU against GPU.
+/// gradient), on a plan that varies over the periods.
 fn time_varying(c: &mut Criterion) {
-    let gpu = GpuContext::new().ok().map(Arc::new);
-    let mut group = c.benchmark_group("time_varying");
-    group.sample_size(10);
-    for size in sizes().into_iter().take(2) {
-        let (model, scenario) = synthetic(&size, 7);
-        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+    let sizes = sizes().into_iter().take(2).collect();
+    on_each_backend(c, "time_varying", sizes, |problem| {
         let (n, np) = (problem.num_cells(), problem.num_periods);
-        let terms = (problem.num_draws() * n * (np + problem.adstock.l_max)) as u64;
-        group.throughput(Throughput::Elements(terms));
-        let label = format!("D{}xn{}xN{}+L{}", size.draws, n, np, size.l_max);
-        // A plan that varies over the periods.
         let x: Vec<f64> = (0..n * np)
             .map(|i| problem.total_budget / n as f64 * (0.5 + (i % 5) as f64 * 0.25))
             .collect();
         let mut out = TimeVaryingEvaluation::default();
-        let mut cpu = CpuEvaluator::new(&problem).expect("cpu evaluator");
-        cpu.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
-            .expect("warm-up");
-        group.bench_function(BenchmarkId::new("cpu", &label), |b| {
-            b.iter(|| {
-                cpu.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
-                    .expect("evaluation")
-            })
-        });
-        if let Some(ctx) = &gpu {
-            let mut g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
-                .expect("gpu evaluator");
-            g.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
-                .expect("warm-up");
-            group.bench_function(BenchmarkId::new("gpu", &label), |b| {
-                b.iter(|| {
-                    g.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
-                        .expect("evaluation")
-                })
-            });
-        }
-    }
-    group.finish();
+        Box::new(move |ev| {
+            ev.evaluate_time_varying(&x, DrawWeights::Uniform, &mut out)
+                .expect("evaluation")
+        })
+    });
 }
 
 fn optimize(c: &mut Criterion) {
