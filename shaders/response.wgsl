@@ -55,10 +55,9 @@ var<private> w: array<f32, MAX_KERNEL>;
 var<private> v: array<f32, MAX_WINDOW>;
 var<private> sp: array<f32, 3>;
 var<private> inf_bits: u32 = 0x7f800000u;
-var<workgroup> sh0: array<f32, WG>;
-var<workgroup> sh1: array<f32, WG>;
-var<workgroup> sh2: array<f32, WG>;
-var<workgroup> shv: array<f32, 2048>; // [TB][WG]
+// Rows of WG values to reduce over the workgroup: the three sums of the constant
+// form, or TB periods of the time-varying gradient.
+var<workgroup> shw: array<f32, 2048>; // [TB][WG]
 
 fn param(p: u32, c: u32, d: u32) -> f32 {
     let i = (p * dims.cells + c) * dims.draws + d;
@@ -268,27 +267,14 @@ fn draw_weight(gd: u32) -> f32 {
     return 1.0 / f32(dims.total_draws);
 }
 
-// Tree reduction of sh0..sh2 over the workgroup; every invocation must call it.
-fn reduce3(lid: u32) {
+// Tree reduction over the workgroup of rows 0..n of shw (WG values each), all rows
+// under one barrier tree; every invocation must call it.
+fn reduce_rows(lid: u32, n: u32) {
     for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
         workgroupBarrier();
         if (lid < stride) {
-            sh0[lid] += sh0[lid + stride];
-            sh1[lid] += sh1[lid + stride];
-            sh2[lid] += sh2[lid + stride];
-        }
-    }
-    workgroupBarrier();
-}
-
-// Tree reduction of shv over the workgroup, TB periods at once (the time-varying
-// form's gradient: one barrier tree per TB periods instead of one per period).
-fn reduce_periods(lid: u32) {
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        workgroupBarrier();
-        if (lid < stride) {
-            for (var k = 0u; k < TB; k++) {
-                shv[k * WG + lid] += shv[k * WG + lid + stride];
+            for (var i = 0u; i < n; i++) {
+                shw[i * WG + lid] += shw[i * WG + lid + stride];
             }
         }
     }
@@ -382,15 +368,12 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             acc = cell[c].x * acc;
             total += acc.x;
         }
-        sh0[lid] = u * acc.x;
-        sh1[lid] = u * acc.y;
-        sh2[lid] = u * acc.z;
-        reduce3(lid);
-        if (lid == 0u) {
-            let o = (block * dims.cells + c) * 3u;
-            partials[o] = sh0[0];
-            partials[o + 1u] = sh1[0];
-            partials[o + 2u] = sh2[0];
+        shw[lid] = u * acc.x;
+        shw[WG + lid] = u * acc.y;
+        shw[2u * WG + lid] = u * acc.z;
+        reduce_rows(lid, 3u);
+        if (lid < 3u) {
+            partials[(block * dims.cells + c) * 3u + lid] = shw[lid * WG];
         }
         workgroupBarrier();
     }
@@ -457,11 +440,11 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                     }
                     grad = cell[c].x * pattern[base + t] * grad;
                 }
-                shv[k * WG + lid] = u * grad;
+                shw[k * WG + lid] = u * grad;
             }
-            reduce_periods(lid);
+            reduce_rows(lid, TB);
             if (lid < TB && t0 + lid < N_PERIODS) {
-                partials[(block * dims.cells + c) * N_PERIODS + t0 + lid] = shv[lid * WG];
+                partials[(block * dims.cells + c) * N_PERIODS + t0 + lid] = shw[lid * WG];
             }
             workgroupBarrier();
         }
