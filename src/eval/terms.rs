@@ -303,7 +303,8 @@ lanes! {
     /// g'' = σβ² s(1 − s)(1 − 2s).
     fn hill_sigmoid(sigma: f64, beta: f64, lam: f64, x: f64, q: &[f64], m: &[f64]) -> [f64; 3] {
         const F: bool = target_cfg_f!(target_feature = "fma");
-        let offset = sigma / (1.0 + (beta * lam).exp());
+        // s at a = 0, subtracted in each term (one pass, not a second sum of m).
+        let s_at_0 = 1.0 / (1.0 + (beta * lam).exp());
         let (nbx, bl) = (-beta * x, beta * lam);
         let [s0, s1, s2] = by_lanes(
             q,
@@ -312,15 +313,10 @@ lanes! {
             |q, m| {
                 let s = 1.0 / (1.0 + exp::<F>(fma::<F>(nbx, q, bl)));
                 let mq_s1 = m * q * s * (1.0 - s);
-                [m * s, mq_s1, mq_s1 * q * (1.0 - 2.0 * s)]
+                [m * (s - s_at_0), mq_s1, mq_s1 * q * (1.0 - 2.0 * s)]
             },
         );
-        let total: f64 = m.iter().sum();
-        [
-            sigma * s0 - offset * total,
-            sigma * beta * s1,
-            sigma * beta * beta * s2,
-        ]
+        [sigma * s0, sigma * beta * s1, sigma * beta * beta * s2]
     }
 }
 
