@@ -281,9 +281,20 @@ fn reduce_rows(lid: u32, n: u32) {
     workgroupBarrier();
 }
 
-@compute @workgroup_size(WG)
-fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let lid = lid3.x;
+// An invocation's draw: d in the chunk, gd overall, whether it exists (the last
+// workgroup may run past the chunk's draws), its weight u_d (0 when it does not),
+// its workgroup's block of draws, and the cells [first, last) of its group.
+struct Slot {
+    d: u32,
+    gd: u32,
+    valid: bool,
+    u: f32,
+    block: u32,
+    first: u32,
+    last: u32,
+}
+
+fn slot(lid: u32, wid: vec3<u32>) -> Slot {
     let d = wid.x * WG + lid;
     let valid = d < dims.draws;
     let gd = dims.draw_offset + d;
@@ -291,16 +302,22 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
     if (valid) {
         u = draw_weight(gd);
     }
-    let block = dims.block_offset + wid.x;
-    let window = N_PERIODS + L_MAX;
     let first = wid.y * dims.cells_per_group;
     let last = min(dims.cells, first + dims.cells_per_group);
+    return Slot(d, gd, valid, u, dims.block_offset + wid.x, first, last);
+}
+
+@compute @workgroup_size(WG)
+fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = lid3.x;
+    let at = slot(lid, wid);
+    let window = N_PERIODS + L_MAX;
     var total = 0.0;
-    for (var c = first; c < last; c++) {
+    for (var c = at.first; c < at.last; c++) {
         var acc = vec3<f32>(0.0);
-        if (valid) {
-            let wsum = adstock_weights(c, d);
-            load_saturation(c, d);
+        if (at.valid) {
+            let wsum = adstock_weights(c, at.d);
+            load_saturation(c, at.d);
             let x = alloc[c];
             let base = c * N_PERIODS;
             let constant = cell[c].y == 1.0;
@@ -368,41 +385,32 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             acc = cell[c].x * acc;
             total += acc.x;
         }
-        shw[lid] = u * acc.x;
-        shw[WG + lid] = u * acc.y;
-        shw[2u * WG + lid] = u * acc.z;
+        shw[lid] = at.u * acc.x;
+        shw[WG + lid] = at.u * acc.y;
+        shw[2u * WG + lid] = at.u * acc.z;
         reduce_rows(lid, 3u);
         if (lid < 3u) {
-            partials[(block * dims.cells + c) * 3u + lid] = shw[lid * WG];
+            partials[(at.block * dims.cells + c) * 3u + lid] = shw[lid * WG];
         }
         workgroupBarrier();
     }
-    if (valid) {
-        responses[wid.y * dims.total_draws + gd] = total;
+    if (at.valid) {
+        responses[wid.y * dims.total_draws + at.gd] = total;
     }
 }
 
 @compute @workgroup_size(WG)
 fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let lid = lid3.x;
-    let d = wid.x * WG + lid;
-    let valid = d < dims.draws;
-    let gd = dims.draw_offset + d;
-    var u = 0.0;
-    if (valid) {
-        u = draw_weight(gd);
-    }
-    let block = dims.block_offset + wid.x;
+    let at = slot(lid, wid);
     let window = N_PERIODS + L_MAX;
-    let first = wid.y * dims.cells_per_group;
-    let last = min(dims.cells, first + dims.cells_per_group);
     var total = 0.0;
-    for (var c = first; c < last; c++) {
+    for (var c = at.first; c < at.last; c++) {
         let base = c * N_PERIODS;
         var wsum = 0.0;
-        if (valid) {
-            wsum = adstock_weights(c, d);
-            load_saturation(c, d);
+        if (at.valid) {
+            wsum = adstock_weights(c, at.d);
+            load_saturation(c, at.d);
             if (ADSTOCK_FIRST) {
                 for (var t = 0u; t < window; t++) {
                     var a = 0.0;
@@ -427,7 +435,7 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
             for (var k = 0u; k < TB; k++) {
                 let t = t0 + k;
                 var grad = 0.0;
-                if (valid && t < N_PERIODS) {
+                if (at.valid && t < N_PERIODS) {
                     if (ADSTOCK_FIRST) {
                         let hi = min(KERNEL, window - t);
                         for (var l = 0u; l < hi; l++) {
@@ -440,16 +448,16 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                     }
                     grad = cell[c].x * pattern[base + t] * grad;
                 }
-                shw[k * WG + lid] = u * grad;
+                shw[k * WG + lid] = at.u * grad;
             }
             reduce_rows(lid, TB);
             if (lid < TB && t0 + lid < N_PERIODS) {
-                partials[(block * dims.cells + c) * N_PERIODS + t0 + lid] = shw[lid * WG];
+                partials[(at.block * dims.cells + c) * N_PERIODS + t0 + lid] = shw[lid * WG];
             }
             workgroupBarrier();
         }
     }
-    if (valid) {
-        responses[wid.y * dims.total_draws + gd] = total;
+    if (at.valid) {
+        responses[wid.y * dims.total_draws + at.gd] = total;
     }
 }
