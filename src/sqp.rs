@@ -874,11 +874,11 @@ impl Context<'_> {
             return Ok(vec![false; n]);
         }
         let x: Vec<f64> = self.lower.iter().map(|v| v * self.scale).collect();
-        let mut out = Evaluation::new(self.problem.num_draws(), n);
+        // Into the context's buffer: the start point has already taken what it needs.
         self.evaluator
-            .evaluate(&x, DrawWeights::Uniform, &mut out)?;
+            .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
         self.evaluations += 1;
-        Ok(out.gradient.iter().map(|g| !g.is_finite()).collect())
+        Ok(self.out.gradient.iter().map(|g| !g.is_finite()).collect())
     }
 
     fn point(&mut self, y: &[f64]) -> Result<Point> {
