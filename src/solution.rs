@@ -52,6 +52,12 @@ impl fmt::Display for Status {
 /// ∇U(x) = Σ_i λ_i ∇(lhs_i)(x) over all constraints, bounds included; λ ≥ 0 for `<=`
 /// (and upper bounds), λ ≤ 0 for `>=` (and lower bounds). The budget's multiplier is
 /// the marginal utility of one more unit of budget **per period**.
+///
+/// A cell whose marginal return is infinite at its lower bound (`root` with α < 1,
+/// `hill` with slope < 1 in some draw) has that bound raised by 1e-12 of the budget
+/// inside the solver: where such a cell ends there (its optimum lies even closer to
+/// the bound), its allocation is that tiny amount and its `lower bound` multiplier
+/// belongs to the raised bound.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Multiplier {
     /// Which constraint: `budget`, the constraint's text or name, `upper bound of <cell>`,

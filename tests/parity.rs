@@ -111,7 +111,7 @@ fn check_against_cpu(what: &str, problem: &Problem, ev: &mut dyn Evaluator, tol:
 fn on_each_backend(
     problem: &Problem,
     options: &GpuOptions,
-    body: impl Fn(&str, &mut dyn Evaluator, f64),
+    mut body: impl FnMut(&str, &mut dyn Evaluator, f64),
 ) {
     let mut cpu = CpuEvaluator::new(problem).unwrap();
     body("cpu", &mut cpu, 1e-12);
@@ -271,6 +271,38 @@ fn reference_cases_solve_to_the_same_optimum() {
         );
         assert!(s.backend.starts_with("gpu"), "{}", s.backend);
     }
+}
+
+/// hill with slope < 1 in some draws (cells with an infinite marginal return at 0):
+/// solved on each backend, to the same utility when judged in f64.
+#[test]
+fn steep_hill_cells_solve_on_each_backend() {
+    let size = demo::SyntheticSize {
+        channels: 30,
+        geos: 1,
+        draws: 4,
+        periods: 52,
+        l_max: 13,
+    };
+    let (model, scenario) = demo::synthetic_with(&size, Saturation::Hill, 7);
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let mut cpu = CpuEvaluator::new(&problem).unwrap();
+    let mut r = vec![0.0; problem.num_draws()];
+    let mut best = None;
+    on_each_backend(&problem, &GpuOptions::default(), |name, ev, _| {
+        let s = Solver::new(&problem, ev, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        assert_eq!(s.status, Status::Solved, "{name}: {}", s.message);
+        cpu.responses(&s.allocation, &mut r).unwrap();
+        let u = Utility::Mean.value(&r);
+        let reference = *best.get_or_insert(u);
+        assert!(
+            (u - reference).abs() <= 1e-7 * reference,
+            "{name}: {u} vs {reference}"
+        );
+    });
 }
 
 #[test]

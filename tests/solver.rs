@@ -536,3 +536,61 @@ fn power_law_cells_do_not_crawl_back_from_their_bound() {
     assert!(s.allocation.iter().all(|v| *v > 0.0));
     assert!(recomputed_kkt(&p, &s) <= Settings::default().gtol);
 }
+
+/// hill with slope < 1 in some draws: those cells' marginal return is infinite at 0
+/// and their optimum can lie astronomically close to it (10⁻¹⁹⁷ of the budget). The
+/// solver raises such a cell's bound by 1e-12 of the budget and ends `Solved` with
+/// the KKT conditions met there; before, this problem ran to max_iter (200).
+#[test]
+fn hill_cells_with_slopes_below_one_solve() {
+    let size = demo::SyntheticSize {
+        channels: 50,
+        geos: 2,
+        draws: 100,
+        periods: 26,
+        l_max: 8,
+    };
+    let (model, scenario) = demo::synthetic_with(&size, Saturation::Hill, 7);
+    let slopes = &model.posterior.arrays["saturation_slope"].values;
+    assert!(slopes.iter().any(|s| *s < 1.0) && slopes.iter().any(|s| *s > 1.0));
+    let p = Problem::new(&model, &scenario).unwrap();
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(s.iterations <= 30, "{} iterations", s.iterations);
+    assert!(recomputed_kkt(&p, &s) <= Settings::default().gtol);
+    assert_feasible(&p, &s.allocation, 1e-9);
+    // Some steep cells end at the raised bound (1e-12 of the budget, plus rounding),
+    // with a lower-bound multiplier; cells at 0 have a finite marginal return there.
+    let floor = 1e-12 * p.total_budget;
+    let at_floor: Vec<usize> = (0..p.num_cells())
+        .filter(|&c| s.allocation[c] > 0.0 && s.allocation[c] <= 1.000001 * floor)
+        .collect();
+    assert!(!at_floor.is_empty());
+    for c in 0..p.num_cells() {
+        assert!(s.allocation[c] > 0.0 || s.marginal_response[c].is_finite());
+    }
+    for c in at_floor {
+        let m = s
+            .multipliers
+            .iter()
+            .find(|m| m.constraint == format!("lower bound of {}", p.cells[c].label))
+            .unwrap();
+        assert!(m.value < 0.0, "{}: {}", m.constraint, m.value);
+    }
+    // Moving budget between any two cells does not raise the utility (first order):
+    // every cell above its bound has the budget's marginal return.
+    let lambda = s
+        .multipliers
+        .iter()
+        .find(|m| m.constraint == "budget")
+        .unwrap()
+        .value;
+    for (c, g) in s.marginal_response.iter().enumerate() {
+        if s.allocation[c] > 1.000001 * floor {
+            assert!(
+                (g - lambda).abs() <= 1e-6 * lambda,
+                "cell {c}: {g} vs {lambda}"
+            );
+        }
+    }
+}

@@ -16,9 +16,19 @@
 //!    nonlinear constraints linearised with elastic slacks t ≥ 0 penalised by ρΣt, so
 //!    the QP is always feasible once the linear rows are; the sparsity is built once
 //!    and only values change between iterations;
+//!    With the exact diagonal and no nonlinear rows, the QP's answer is then solved
+//!    again exactly on the active set Clarabel points to (`refine`): an interior-point
+//!    answer leaves spurious multipliers μ/s on rows with a tiny slack s;
 //! 3. the KKT residual at y_k is computed from the QP's multipliers; below `gtol`
 //!    (with violation below `ctol`) the solve ends there;
 //! 4. a backtracking line search on the ℓ1 merit f + ν Σ violation takes the step.
+//!
+//! Cells whose marginal return is infinite at their lower bound (`root` with α < 1,
+//! `hill` with slope < 1 in some draw) have their bound raised by 1e-12 of the budget
+//! (where the constraints leave room) and approach it at most 90% of the way per
+//! step (see `steep_cells`). A stall (no change in f) does not end the solve while the
+//! KKT residual still falls tenfold an iteration or such a cell is still on its way
+//! down.
 //!
 //! Before the first iteration the start is projected (a QP) onto the linear rows:
 //! when they admit no point, the solve ends `Infeasible`, naming the rows of
@@ -35,6 +45,8 @@ use clarabel::solver::{
     DefaultSettings, DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT,
 };
 use std::time::Instant;
+
+mod refine;
 
 /// How the QP's Hessian is formed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -262,6 +274,9 @@ struct QpResult {
     z_lin: Vec<f64>,
     z_nl: Vec<f64>,
     reduced: bool,
+    /// A steep cell's step was cut at [`TO_BOUNDARY`] of its distance to the bound: it
+    /// is still on its way down.
+    diving: bool,
 }
 
 enum QpOutcome {
@@ -355,9 +370,25 @@ impl<'a> Solver<'a> {
         } else {
             p.upper.iter().copied().fold(0.0, f64::max).max(1.0)
         };
-        let lower: Vec<f64> = p.lower.iter().map(|v| v / scale).collect();
+        let mut lower: Vec<f64> = p.lower.iter().map(|v| v / scale).collect();
         let upper: Vec<f64> = p.upper.iter().map(|v| v / scale).collect();
-        let rows = linear_rows(p, scale);
+        let mut rows = linear_rows(p, scale);
+        let mut out = Evaluation::new(p.num_draws(), n);
+        let (steep, probed) = steep_cells(&mut *self.evaluator, p, &mut out)?;
+        // Steep cells' lower bounds move up by STEEP_FLOOR (see there), where the
+        // constraints leave room for it.
+        let shifted_rows = steep.iter().any(|s| *s).then(|| {
+            let mut r = rows.clone();
+            for row in r.iter_mut() {
+                if let Origin::Lower(c) = row.origin
+                    && steep[c]
+                    && upper[c] - lower[c] > 2.0 * STEEP_FLOOR
+                {
+                    row.rhs -= STEEP_FLOOR;
+                }
+            }
+            r
+        });
 
         // Start: settings, scenario, or uniform; projected onto the linear rows.
         let x0 = match (&self.settings.start, &p.start) {
@@ -369,11 +400,30 @@ impl<'a> Solver<'a> {
             _ => p.uniform_allocation(),
         };
         let y0: Vec<f64> = x0.iter().map(|v| v / scale).collect();
-        let y0 = match project(p, &rows, &y0, n)? {
-            Ok(y) => y,
-            Err(conflicting) => {
-                return Ok(self.infeasible(conflicting, started, scale));
+        let shifted = match shifted_rows {
+            Some(r) => match project(p, &r, &y0, n)? {
+                Ok(y) => Some((r, y)),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let raised = shifted.is_some();
+        let y0 = match shifted {
+            Some((r, y)) => {
+                rows = r;
+                for row in &rows {
+                    if let Origin::Lower(c) = row.origin {
+                        lower[c] = -row.rhs;
+                    }
+                }
+                y
             }
+            None => match project(p, &rows, &y0, n)? {
+                Ok(y) => y,
+                Err(conflicting) => {
+                    return Ok(self.infeasible(conflicting, started, scale));
+                }
+            },
         };
 
         // Nonlinear rows' scales from their value at the start.
@@ -405,8 +455,8 @@ impl<'a> Solver<'a> {
             f0: 1.0,
             lower: &lower,
             upper: &upper,
-            evaluations: 0,
-            out: Evaluation::new(p.num_draws(), n),
+            evaluations: usize::from(probed),
+            out,
             weights: vec![0.0; p.num_draws()],
             ngrad: vec![0.0; n],
         };
@@ -435,7 +485,8 @@ impl<'a> Solver<'a> {
             HessianMode::Auto => nl_rows.is_empty() && p.utility.has_constant_weights(),
         };
         let mut qp = Qp::new(&rows, &nl_rows, n, exact)?;
-        qp.steep = ctx.steep_at_lower()?;
+        qp.steep = steep;
+        qp.raised = raised;
         let mut bfgs = if exact {
             None
         } else {
@@ -449,6 +500,7 @@ impl<'a> Solver<'a> {
         let mut radius = f64::INFINITY;
         let mut trace: Vec<IterationInfo> = vec![];
         let mut stalled = None::<&'static str>;
+        let (mut last_kkt, mut grace, mut dives) = (f64::INFINITY, 5, 30);
         let mut last_qp: Option<QpResult> = None;
         let mut status = Status::MaxIterations;
         let mut message = format!("reached max_iter = {}", self.settings.max_iter);
@@ -489,6 +541,20 @@ impl<'a> Solver<'a> {
                 elapsed: started.elapsed().as_secs_f64(),
             };
             let converged = kkt <= gtol && violation <= self.settings.ctol && !result.reduced;
+            // A stall while the KKT residual still falls tenfold an iteration (Newton's
+            // last steps, where the objective no longer moves) gets a few more.
+            if !converged && stalled.is_some() && grace > 0 && kkt <= 0.1 * last_kkt {
+                stalled = None;
+                grace -= 1;
+            }
+            last_kkt = kkt;
+            // Nor while a steep cell is still on its way down to its bound (a tenfold
+            // step each iteration): the objective can no longer resolve that, in f32
+            // least of all.
+            if !converged && stalled.is_some() && result.diving && dives > 0 {
+                stalled = None;
+                dives -= 1;
+            }
             if converged || stalled.is_some() {
                 if converged {
                     status = Status::Solved;
@@ -644,7 +710,16 @@ impl<'a> Solver<'a> {
         };
         // Polish: bounds exactly, the budget to rounding.
         let mut x: Vec<f64> = point.y.iter().map(|v| v * scale).collect();
-        polish(p, &mut x, scale);
+        let floor: Vec<f64> = (0..n)
+            .map(|c| {
+                if lower[c] * scale > p.lower[c] {
+                    lower[c] * scale
+                } else {
+                    p.lower[c]
+                }
+            })
+            .collect();
+        polish(p, &floor, &mut x, scale);
         let y: Vec<f64> = x.iter().map(|v| v / scale).collect();
         let final_point = if y != point.y {
             let pt = ctx.point(&y)?;
@@ -855,32 +930,42 @@ fn clamp_scaled(y: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Which cells have an infinite marginal return at their lower bound: the power laws
+/// (`root` with α < 1, `hill` with slope < 1 in some draw) at 0. Their optimum lies
+/// strictly above the bound, and next to it the curvature is unbounded: a Newton step
+/// that lands there crawls back out, doubling each iteration (a 200-cell root problem
+/// took 61 iterations). The solver keeps their steps to a fraction of the distance to
+/// the bound instead, and raises the bound by [`STEEP_FLOOR`]. One evaluation, at the
+/// lower bounds, for the kinds that can have such cells (the flag says whether it ran).
+fn steep_cells(
+    evaluator: &mut dyn Evaluator,
+    p: &Problem,
+    out: &mut Evaluation,
+) -> Result<(Vec<bool>, bool)> {
+    let n = p.num_cells();
+    if !matches!(
+        p.saturation,
+        crate::Saturation::Root | crate::Saturation::Hill
+    ) {
+        return Ok((vec![false; n], false));
+    }
+    evaluator.evaluate(&p.lower, DrawWeights::Uniform, out)?;
+    Ok((out.gradient.iter().map(|g| !g.is_finite()).collect(), true))
+}
+
+/// How far (in scaled units: 1e-10 of the budget) a steep cell's lower bound is
+/// raised. Such a cell's optimum lies above the bound but can be astronomically close
+/// to it: for x^s near 0 with s = 0.997 and a marginal return a third of the budget's,
+/// at x ≈ 10⁻¹⁹⁷. No step reaches it and no KKT test passes on the way (the marginal
+/// return grows without bound). Above the raised bound the marginal return is finite:
+/// such a cell stops there, with a bound multiplier, having lost at most 1e-10 of
+/// the budget's marginal value. Not raised where the constraints leave no room for
+/// it (then the old bound and the fraction to the boundary remain).
+const STEEP_FLOOR: f64 = 1e-12;
+
 impl Context<'_> {
     /// Evaluates at y (clamped onto the bounds), unscaled: f, g and h are filled by
     /// [`Context::rescale`].
-    /// Which cells have an infinite marginal return at their lower bound: the power
-    /// laws (`root` with α < 1, `hill` with slope < 1 in some draw) at 0. Their optimum
-    /// lies strictly above the bound, and next to it the curvature is unbounded: a
-    /// Newton step that lands there crawls back out, doubling each iteration (a
-    /// 200-cell root problem took 61 iterations). The solver keeps their steps to a
-    /// fraction of the distance to the bound instead. One evaluation, at the lower
-    /// bounds, for the kinds that can have such cells.
-    fn steep_at_lower(&mut self) -> Result<Vec<bool>> {
-        let n = self.lower.len();
-        if !matches!(
-            self.problem.saturation,
-            crate::Saturation::Root | crate::Saturation::Hill
-        ) {
-            return Ok(vec![false; n]);
-        }
-        let x: Vec<f64> = self.lower.iter().map(|v| v * self.scale).collect();
-        // Into the context's buffer: the start point has already taken what it needs.
-        self.evaluator
-            .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
-        self.evaluations += 1;
-        Ok(self.out.gradient.iter().map(|g| !g.is_finite()).collect())
-    }
-
     fn point(&mut self, y: &[f64]) -> Result<Point> {
         let y = clamp_scaled(y, self.lower, self.upper);
         let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
@@ -1199,8 +1284,10 @@ struct Qp {
     order: Vec<QpRow>,
     exact: bool,
     /// Cells whose marginal return is infinite at their lower bound (see
-    /// [`Context::steep_at_lower`]): a step goes at most [`TO_BOUNDARY`] of the way there.
+    /// [`steep_cells`]): a step goes at most [`TO_BOUNDARY`] of the way there.
     steep: Vec<bool>,
+    /// Whether their lower bounds were raised by [`STEEP_FLOOR`].
+    raised: bool,
 }
 
 /// The largest fraction of the distance to its lower bound that one step may take a
@@ -1274,6 +1361,7 @@ impl Qp {
             order,
             exact,
             steep: vec![false; n],
+            raised: false,
         };
         let a_rows = qp.a_rows(rows, nl, &vec![1.0; nl.len() * n], n);
         qp.a = Pattern::new(&a_rows, nv);
@@ -1349,6 +1437,7 @@ impl Qp {
         let mut p = vec![0.0; n];
         let mut t = vec![0.0; self.nt];
         let mut reduced = false;
+        let mut diving = false;
         if nv > 0 {
             let a_rows = self.a_rows(rows, nl, &pt.nl_grads, n);
             let a_nz = self.a.values(&a_rows);
@@ -1364,7 +1453,12 @@ impl Qp {
                                 .map(|&(c, a)| a * pt.y[c])
                                 .sum::<f64>();
                         match r.origin {
-                            Origin::Lower(c) if self.steep[c] => {
+                            // Within a few floors of a raised bound a steep cell may
+                            // reach it: its marginal return is finite there.
+                            Origin::Lower(c)
+                                if self.steep[c]
+                                    && !(self.raised && slack <= 10.0 * STEEP_FLOOR) =>
+                            {
                                 slack.min(radius).min(TO_BOUNDARY * slack)
                             }
                             Origin::Upper(_) | Origin::Lower(_) => slack.min(radius),
@@ -1438,7 +1532,30 @@ impl Qp {
                 SolverStatus::AlmostSolved => true,
                 s => return Ok(QpOutcome::Failed(s)),
             };
-            for (o, z) in self.order.iter().zip(&sol.z) {
+            // The exact answer on the active set Clarabel points to (see `refine`):
+            // diagonal Hessian, no elastic slacks.
+            let refined = match hess {
+                Hessian::Diagonal(_) if self.nt == 0 => {
+                    let h: Vec<f64> = p_rows.iter().map(|r| r[0].1).collect();
+                    refine::DiagonalQp {
+                        h: &h,
+                        q: &q,
+                        rows: &a_rows,
+                        b: &b,
+                        n_eq: self.n_eq,
+                    }
+                    .refine(&sol.x, &sol.z)
+                }
+                _ => None,
+            };
+            let (sx, sz) = match &refined {
+                Some((x, z)) => {
+                    reduced = false;
+                    (x.as_slice(), z.as_slice())
+                }
+                None => (sol.x.as_slice(), sol.z.as_slice()),
+            };
+            for (o, z) in self.order.iter().zip(sz) {
                 match *o {
                     QpRow::Linear(i) => z_lin[i] = *z,
                     QpRow::Nonlinear(j, _) => z_nl[j] = *z,
@@ -1446,9 +1563,19 @@ impl Qp {
                 }
             }
             for (k, &c) in self.free.iter().enumerate() {
-                p[c] = sol.x[k];
+                p[c] = sx[k];
             }
-            t.copy_from_slice(&sol.x[nf..]);
+            diving = self.order.iter().zip(&b).any(|(o, &bi)| match *o {
+                QpRow::Linear(i) => match rows[i].origin {
+                    Origin::Lower(c) if self.steep[c] => {
+                        let slack = pt.y[c] - (-rows[i].rhs);
+                        bi < slack && -p[c] >= bi * (1.0 - 1e-6)
+                    }
+                    _ => false,
+                },
+                _ => false,
+            });
+            t.copy_from_slice(&sx[nf..]);
         }
         // A pinned cell's bound takes up whatever the other rows leave of its gradient.
         let mut residual = pt.g.clone();
@@ -1473,6 +1600,7 @@ impl Qp {
             z_lin,
             z_nl,
             reduced,
+            diving,
         }))
     }
 }
@@ -1719,11 +1847,14 @@ fn kkt_user(
 
 /// Snaps onto the bounds (within [`SNAP`] · s) and restores Σx = B (or Σx ≤ B) by
 /// spreading the residual over cells with room; the changes are at the QP's tolerance.
-fn polish(p: &Problem, x: &mut [f64], scale: f64) {
+/// `lower`: the lower bounds in use; a steep cell's raised one is only clamped to, not
+/// snapped to: its marginal return changes by percents over 1e-10 of the budget there.
+fn polish(p: &Problem, lower: &[f64], x: &mut [f64], scale: f64) {
     let snap = SNAP * scale;
     for (c, v) in x.iter_mut().enumerate() {
-        *v = if *v <= p.lower[c] + snap {
-            p.lower[c]
+        let raised = lower[c] > p.lower[c];
+        *v = if *v <= lower[c] || (!raised && *v <= lower[c] + snap) {
+            lower[c]
         } else if *v >= p.upper[c] - snap {
             p.upper[c]
         } else {
@@ -1742,7 +1873,7 @@ fn polish(p: &Problem, x: &mut [f64], scale: f64) {
         }
         // Cells strictly inside their bounds take the residual; bound-active cells stay
         // exactly on their bound unless no other cell has room.
-        let inside = |c: usize| x[c] > p.lower[c] && x[c] < p.upper[c];
+        let inside = |c: usize| x[c] > lower[c] && x[c] < p.upper[c];
         let any_inside = (0..x.len()).any(inside);
         let room: Vec<f64> = (0..x.len())
             .map(|c| {
@@ -1751,7 +1882,7 @@ fn polish(p: &Problem, x: &mut [f64], scale: f64) {
                 } else if residual > 0.0 {
                     p.upper[c] - x[c]
                 } else {
-                    x[c] - p.lower[c]
+                    x[c] - lower[c]
                 }
             })
             .collect();
@@ -1760,7 +1891,7 @@ fn polish(p: &Problem, x: &mut [f64], scale: f64) {
             return;
         }
         for c in 0..x.len() {
-            x[c] = (x[c] + residual * room[c] / total_room).clamp(p.lower[c], p.upper[c]);
+            x[c] = (x[c] + residual * room[c] / total_room).clamp(lower[c], p.upper[c]);
         }
     }
 }
