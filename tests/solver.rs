@@ -594,3 +594,59 @@ fn hill_cells_with_slopes_below_one_solve() {
         }
     }
 }
+
+/// Constraints that hold steep cells (hill, slope < 1 in some draw) at 0, where their
+/// marginal return is infinite: solved, those cells at 0, the constraints holding them
+/// reported with infinite multipliers, and the same optimum as with the cells' bounds
+/// pinned at 0 instead.
+#[test]
+fn constraints_holding_steep_cells_at_zero() {
+    let size = demo::SyntheticSize {
+        channels: 8,
+        geos: 1,
+        draws: 50,
+        periods: 26,
+        l_max: 8,
+    };
+    let (model, scenario) = demo::synthetic_with(&size, Saturation::Hill, 1);
+    let mut constrained = scenario.clone();
+    constrained.constraints = vec!["ch3 <= 0".into(), "ch5 + ch6 <= 0".into()];
+    let p = Problem::new(&model, &constrained).unwrap();
+    let g0 = {
+        let mut ev = CpuEvaluator::new(&p).unwrap();
+        let mut out = Evaluation::new(p.num_draws(), p.num_cells());
+        ev.evaluate(&vec![0.0; p.num_cells()], DrawWeights::Uniform, &mut out)
+            .unwrap();
+        out.gradient
+    };
+    assert!(g0[3].is_infinite() && g0[6].is_infinite(), "{g0:?}");
+    let s = solve(&p, Settings::default());
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(s.message.contains("ch3, ch6"), "{}", s.message);
+    assert!(s.kkt_residual <= Settings::default().gtol);
+    for c in [3, 5, 6] {
+        assert_eq!(s.allocation[c], 0.0);
+    }
+    for name in ["ch3 <= 0", "ch5 + ch6 <= 0"] {
+        let m = s.multipliers.iter().find(|m| m.constraint == name).unwrap();
+        assert_eq!(m.value, f64::INFINITY, "{name}");
+    }
+    // The same cells pinned by their bounds.
+    let mut pinned = scenario.clone();
+    for ch in ["ch3", "ch5", "ch6"] {
+        pinned.bounds.push(BoundRule {
+            select: [("channel".to_string(), ch.to_string())].into(),
+            min: Some(0.0),
+            max: Some(0.0),
+        });
+    }
+    let q = Problem::new(&model, &pinned).unwrap();
+    let t = solve(&q, Settings::default());
+    assert_eq!(t.status, Status::Solved, "{}", t.message);
+    assert!(
+        (s.utility - t.utility).abs() <= 1e-9 * t.utility,
+        "{} vs {}",
+        s.utility,
+        t.utility
+    );
+}

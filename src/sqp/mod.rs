@@ -375,20 +375,28 @@ impl<'a> Solver<'a> {
         let mut rows = linear_rows(p, scale);
         let mut out = Evaluation::new(p.num_draws(), n);
         let (steep, probed) = steep_cells(&mut *self.evaluator, p, &mut out)?;
-        // Steep cells' lower bounds move up by STEEP_FLOOR (see there), where the
-        // constraints leave room for it.
-        let shifted_rows = steep.iter().any(|s| *s).then(|| {
+        // Steep cells' lower bounds move up by STEEP_FLOOR (see there) where the
+        // constraints leave room for it; those the constraints hold at their bound are
+        // pinned there (not QP variables: their marginal return there is infinite).
+        let mut pinned = vec![false; n];
+        let shifted_rows = if steep.iter().any(|s| *s) {
+            let room = steep_room(&rows, &steep, &lower, n)?;
             let mut r = rows.clone();
             for row in r.iter_mut() {
                 if let Origin::Lower(c) = row.origin
                     && steep[c]
-                    && upper[c] - lower[c] > 2.0 * STEEP_FLOOR
                 {
-                    row.rhs -= STEEP_FLOOR;
+                    match room[c] {
+                        Some(t) if t >= PINNED_ROOM => row.rhs -= STEEP_FLOOR,
+                        Some(_) => pinned[c] = true,
+                        None => {}
+                    }
                 }
             }
-            r
-        });
+            Some(r)
+        } else {
+            None
+        };
 
         // Start: settings, scenario, or uniform; projected onto the linear rows.
         let x0 = match (&self.settings.start, &p.start) {
@@ -409,11 +417,14 @@ impl<'a> Solver<'a> {
         };
         let raised = shifted.is_some();
         let y0 = match shifted {
-            Some((r, y)) => {
+            Some((r, mut y)) => {
                 rows = r;
                 for row in &rows {
                     if let Origin::Lower(c) = row.origin {
                         lower[c] = -row.rhs;
+                        if pinned[c] {
+                            y[c] = lower[c];
+                        }
                     }
                 }
                 y
@@ -484,7 +495,10 @@ impl<'a> Solver<'a> {
             HessianMode::Bfgs => false,
             HessianMode::Auto => nl_rows.is_empty() && p.utility.has_constant_weights(),
         };
-        let mut qp = Qp::new(&rows, &nl_rows, n, exact)?;
+        if !raised {
+            pinned.iter_mut().for_each(|v| *v = false);
+        }
+        let mut qp = Qp::new(&rows, &nl_rows, n, exact, &pinned)?;
         qp.steep = steep;
         qp.raised = raised;
         let mut bfgs = if exact {
@@ -528,7 +542,7 @@ impl<'a> Solver<'a> {
                 }
             };
             iterations += 1;
-            let kkt = kkt_scaled(&rows, &nl_rows, &point, &result, n);
+            let kkt = kkt_scaled(&rows, &nl_rows, &point, &result, &pinned);
             let violation = violation_scaled(&rows, &point);
             let info_at = |step: f64, alpha: f64, evaluations: usize| IterationInfo {
                 iteration: iterations,
@@ -719,7 +733,8 @@ impl<'a> Solver<'a> {
                 }
             })
             .collect();
-        polish(p, &floor, &mut x, scale);
+        let curvature = bfgs.is_none().then(|| floored(&point.h));
+        polish(p, &floor, curvature.as_deref(), &mut x, scale);
         let y: Vec<f64> = x.iter().map(|v| v / scale).collect();
         let final_point = if y != point.y {
             let pt = ctx.point(&y)?;
@@ -727,22 +742,43 @@ impl<'a> Solver<'a> {
         } else {
             point
         };
+        let held: Vec<&str> = (0..n)
+            .filter(|&c| pinned[c])
+            .map(|c| p.cells[c].label.as_str())
+            .collect();
+        if !held.is_empty() {
+            message.push_str(&format!(
+                "; held at their lower bound by the constraints, where their marginal return is infinite (left out of the KKT residual; the active constraints on them have infinite multipliers): {}",
+                held.join(", ")
+            ));
+        }
         let (multipliers, kkt_residual) = match &result {
             Some(r) => {
-                let (lin, nonlin) = user_lambdas(&rows, &nl_rows, r, ctx.f0, scale);
-                (
-                    multiplier_list(p, &rows, ctx.nonlinear, &lin, &nonlin),
-                    kkt_user(
-                        &rows,
-                        ctx.nonlinear,
-                        &x,
-                        &final_point,
-                        &lin,
-                        &nonlin,
-                        ctx.f0,
-                        scale,
-                    ),
-                )
+                let (mut lin, nonlin) = user_lambdas(&rows, &nl_rows, r, ctx.f0, scale);
+                rebalance_bounds(&rows, &mut lin, &nonlin, &x, &final_point, scale);
+                let kkt = kkt_user(
+                    &rows,
+                    ctx.nonlinear,
+                    &x,
+                    &final_point,
+                    &lin,
+                    &nonlin,
+                    ctx.f0,
+                    scale,
+                    &pinned,
+                );
+                // An active constraint on a pinned cell holds back an infinite
+                // marginal return.
+                for (r, l) in rows.iter().zip(lin.iter_mut()) {
+                    let lhs: f64 = r.coefficients.iter().map(|&(c, a)| a * y[c]).sum();
+                    if matches!(r.origin, Origin::Linear(_))
+                        && r.coefficients.iter().any(|&(c, _)| pinned[c])
+                        && (r.rhs - lhs).abs() <= 1e-9 * (1.0 + r.rhs.abs())
+                    {
+                        *l = r.sign * f64::INFINITY;
+                    }
+                }
+                (multiplier_list(p, &rows, ctx.nonlinear, &lin, &nonlin), kkt)
             }
             None => (vec![], f64::NAN),
         };
@@ -953,14 +989,68 @@ fn steep_cells(
     Ok((out.gradient.iter().map(|g| !g.is_finite()).collect(), true))
 }
 
-/// How far (in scaled units: 1e-10 of the budget) a steep cell's lower bound is
+/// How much room (scaled) the linear rows leave each steep cell above its lower bound,
+/// up to [`PINNED_ROOM`]·100, all at once: the LP max Σ t_c subject to the rows,
+/// t_c ≤ y_c − l_c and t_c ≤ 100·PINNED_ROOM. `None` (for every cell) when the LP
+/// does not solve; the projection then reports what is wrong with the rows.
+fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Result<Vec<Option<f64>>> {
+    let cells: Vec<usize> = (0..n).filter(|&c| steep[c]).collect();
+    let k = cells.len();
+    let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
+    let mut a_rows: Vec<Vec<(usize, f64)>> = eq
+        .iter()
+        .chain(&ineq)
+        .map(|r| r.coefficients.clone())
+        .collect();
+    let mut b: Vec<f64> = eq.iter().chain(&ineq).map(|r| r.rhs).collect();
+    for (j, &c) in cells.iter().enumerate() {
+        a_rows.push(vec![(c, -1.0), (n + j, 1.0)]);
+        b.push(-lower[c]);
+        a_rows.push(vec![(n + j, 1.0)]);
+        b.push(100.0 * PINNED_ROOM);
+    }
+    let a = Pattern::new(&a_rows, n + k);
+    let p_mat = Pattern::new(&vec![vec![]; n + k], n + k).matrix;
+    let mut q = vec![0.0; n + k];
+    q[n..].iter_mut().for_each(|v| *v = -1.0);
+    let cones = [
+        SupportedConeT::ZeroConeT(eq.len()),
+        SupportedConeT::NonnegativeConeT(a_rows.len() - eq.len()),
+    ];
+    let Ok(mut solver) = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
+    else {
+        return Ok(vec![None; n]);
+    };
+    solver.solve();
+    let sol = &solver.solution;
+    if !matches!(
+        sol.status,
+        SolverStatus::Solved | SolverStatus::AlmostSolved
+    ) {
+        return Ok(vec![None; n]);
+    }
+    let mut room = vec![None; n];
+    for (j, &c) in cells.iter().enumerate() {
+        room[c] = Some(sol.x[n + j]);
+    }
+    Ok(room)
+}
+
+/// Below this room above its bound (scaled: 1e-8 of the budget, well above the LP's
+/// accuracy) a steep cell counts as pinned there by the constraints (as by
+/// `tv <= 0`): it is not a QP variable, and the KKT residual leaves it out (its
+/// marginal return there is infinite, and so are the multipliers that hold it).
+const PINNED_ROOM: f64 = 1e-8;
+
+/// How far (in scaled units: 1e-12 of the budget) a steep cell's lower bound is
 /// raised. Such a cell's optimum lies above the bound but can be astronomically close
 /// to it: for x^s near 0 with s = 0.997 and a marginal return a third of the budget's,
 /// at x ≈ 10⁻¹⁹⁷. No step reaches it and no KKT test passes on the way (the marginal
 /// return grows without bound). Above the raised bound the marginal return is finite:
-/// such a cell stops there, with a bound multiplier, having lost at most 1e-10 of
-/// the budget's marginal value. Not raised where the constraints leave no room for
-/// it (then the old bound and the fraction to the boundary remain).
+/// such a cell stops there, with a bound multiplier, at a cost to U of at most 1e-12
+/// of the budget times its marginal return. Not raised where the constraints leave
+/// no room for it ([`PINNED_ROOM`]), nor when the raised bounds together admit no
+/// point (then the old bounds and the fraction to the boundary remain).
 const STEEP_FLOOR: f64 = 1e-12;
 
 impl Context<'_> {
@@ -1303,9 +1393,15 @@ enum QpRow {
 }
 
 impl Qp {
-    fn new(rows: &[Row], nl: &[NonlinearRow], n: usize, exact: bool) -> Result<Self> {
+    fn new(
+        rows: &[Row],
+        nl: &[NonlinearRow],
+        n: usize,
+        exact: bool,
+        pinned: &[bool],
+    ) -> Result<Self> {
         let fixed: Vec<bool> = {
-            let mut f = vec![false; n];
+            let mut f = pinned.to_vec();
             for r in rows {
                 if let Origin::Fixed(c) = r.origin {
                     f[c] = true;
@@ -1709,7 +1805,15 @@ fn violation_scaled(rows: &[Row], pt: &Point) -> f64 {
 }
 
 /// KKT residual at the point with the QP's multipliers, in scaled units.
-fn kkt_scaled(rows: &[Row], nl: &[NonlinearRow], pt: &Point, qp: &QpResult, n: usize) -> f64 {
+/// Cells `pinned` at a bound where their marginal return is infinite are left out.
+fn kkt_scaled(
+    rows: &[Row],
+    nl: &[NonlinearRow],
+    pt: &Point,
+    qp: &QpResult,
+    pinned: &[bool],
+) -> f64 {
+    let n = pinned.len();
     let mut stat = pt.g.clone();
     let mut comp = 0.0f64;
     for (r, z) in rows.iter().zip(&qp.z_lin) {
@@ -1733,7 +1837,10 @@ fn kkt_scaled(rows: &[Row], nl: &[NonlinearRow], pt: &Point, qp: &QpResult, n: u
             comp = comp.max((z * pt.nl_values[j]).abs());
         }
     }
-    stat.iter().fold(comp, |m, v| m.max(v.abs()))
+    stat.iter()
+        .zip(pinned)
+        .filter(|(_, p)| !**p)
+        .fold(comp, |m, (v, _)| m.max(v.abs()))
 }
 
 /// Multipliers in user units, λ = ∂U*/∂rhs: one per linear row (in `rows` order)
@@ -1756,6 +1863,49 @@ fn user_lambdas(
         .map(|(r, z)| r.sign * z * f0 / r.scale)
         .collect();
     (lin, nonlin)
+}
+
+/// Bound multipliers taken again at the final allocation: a cell exactly on a bound
+/// there gets the rest of its stationarity, ∂U/∂x_c − Σ (other rows' λ_i ∂lhs_i/∂x_c),
+/// when that has the bound's sign (≤ 0 for a lower bound, ≥ 0 for an upper one). The
+/// QP's multipliers belong to the last iterate, a hair off the bound, where a curve
+/// with an unbounded curvature at 0 (hill with slope just above 1) can have a
+/// marginal return several percent away from its value on the bound.
+fn rebalance_bounds(
+    rows: &[Row],
+    lin: &mut [f64],
+    nonlin: &[f64],
+    x: &[f64],
+    pt: &Point,
+    scale: f64,
+) {
+    let n = x.len();
+    let mut rest = pt.grad_u.clone();
+    for (r, lambda) in rows.iter().zip(lin.iter()) {
+        if !matches!(r.origin, Origin::Lower(_) | Origin::Upper(_)) {
+            for &(c, a) in &r.coefficients {
+                rest[c] -= lambda * r.sign * a;
+            }
+        }
+    }
+    for (j, lambda) in nonlin.iter().enumerate() {
+        for (c, v) in rest.iter_mut().enumerate() {
+            *v -= lambda * pt.nl_raw_grads[j * n + c];
+        }
+    }
+    for (r, lambda) in rows.iter().zip(lin.iter_mut()) {
+        // The row in user form: x_c ≥ l (lower) or x_c ≤ u (upper), at rhs·s.
+        // (rhs · s is the bound to an ulp or so.)
+        let at = |b: f64, c: usize| (x[c] - b).abs() <= 4.0 * f64::EPSILON * b.abs();
+        let (c, on_bound, sign_ok) = match r.origin {
+            Origin::Lower(c) => (c, at(-r.rhs * scale, c), rest[c] <= 0.0),
+            Origin::Upper(c) => (c, at(r.rhs * scale, c), rest[c] >= 0.0),
+            _ => continue,
+        };
+        if on_bound && sign_ok && rest[c].is_finite() {
+            *lambda = rest[c];
+        }
+    }
 }
 
 /// The reported list: budget, linear constraints, nonlinear constraints, then every
@@ -1819,6 +1969,7 @@ fn kkt_user(
     nonlin: &[f64],
     f0: f64,
     scale: f64,
+    pinned: &[bool],
 ) -> f64 {
     let n = x.len();
     let mut stat = pt.grad_u.clone();
@@ -1842,14 +1993,18 @@ fn kkt_user(
         }
     }
     let k = scale / f0;
-    stat.iter().map(|v| v.abs() * k).fold(comp / f0, f64::max)
+    stat.iter()
+        .zip(pinned)
+        .filter(|(_, p)| !**p)
+        .map(|(v, _)| v.abs() * k)
+        .fold(comp / f0, f64::max)
 }
 
 /// Snaps onto the bounds (within [`SNAP`] · s) and restores Σx = B (or Σx ≤ B) by
 /// spreading the residual over cells with room; the changes are at the QP's tolerance.
 /// `lower`: the lower bounds in use; a steep cell's raised one is only clamped to, not
 /// snapped to: its marginal return changes by percents over 1e-10 of the budget there.
-fn polish(p: &Problem, lower: &[f64], x: &mut [f64], scale: f64) {
+fn polish(p: &Problem, lower: &[f64], curvature: Option<&[f64]>, x: &mut [f64], scale: f64) {
     let snap = SNAP * scale;
     for (c, v) in x.iter_mut().enumerate() {
         let raised = lower[c] > p.lower[c];
@@ -1872,18 +2027,23 @@ fn polish(p: &Problem, lower: &[f64], x: &mut [f64], scale: f64) {
             return;
         }
         // Cells strictly inside their bounds take the residual; bound-active cells stay
-        // exactly on their bound unless no other cell has room.
+        // exactly on their bound unless no other cell has room. Each in proportion to
+        // its room over its curvature, where that is known: equal changes of the
+        // marginal returns, so the KKT residual stays where the solve left it (a steep
+        // cell next to its bound, whose curvature is ~1e8 times the others', takes
+        // almost none).
         let inside = |c: usize| x[c] > lower[c] && x[c] < p.upper[c];
         let any_inside = (0..x.len()).any(inside);
         let room: Vec<f64> = (0..x.len())
             .map(|c| {
-                if any_inside && !inside(c) {
+                let room = if any_inside && !inside(c) {
                     0.0
                 } else if residual > 0.0 {
                     p.upper[c] - x[c]
                 } else {
                     x[c] - lower[c]
-                }
+                };
+                curvature.map_or(room, |h| room / h[c])
             })
             .collect();
         let total_room: f64 = room.iter().sum();
