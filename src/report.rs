@@ -109,7 +109,8 @@ impl Report {
 
     /// The JSON form: `{"utility", "mean_response", "response_quantiles": {"0.05",
     /// "0.5", "0.95"}, "cells": [{"channel", <dim>…, "budget", "budget_window",
-    /// "mean_contribution", "roi", "marginal_roi"}], …}` with the units spelled out.
+    /// "mean_contribution", "roi", "marginal_roi"}], …}` with the units spelled out;
+    /// an infinite marginal ROI (a power-law curve at 0) as the string `"inf"`.
     pub fn to_json(&self) -> Value {
         let cells: Vec<Value> = self
             .cells
@@ -123,7 +124,7 @@ impl Report {
                 m.insert("budget_window".into(), json!(c.budget_window));
                 m.insert("mean_contribution".into(), json!(c.mean_contribution));
                 m.insert("roi".into(), json!(c.roi));
-                m.insert("marginal_roi".into(), json!(c.marginal_roi));
+                m.insert("marginal_roi".into(), number(c.marginal_roi));
                 Value::Object(m)
             })
             .collect();
@@ -216,10 +217,25 @@ impl Report {
     }
 }
 
+/// A number for JSON, which has no infinities: those (a steep cell's marginal return
+/// at 0, the multiplier of a constraint holding one there) and NaN (no multipliers
+/// computed) are written as the strings `"inf"`, `"-inf"` and `"nan"`.
+fn number(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else if v.is_nan() {
+        json!("nan")
+    } else if v > 0.0 {
+        json!("inf")
+    } else {
+        json!("-inf")
+    }
+}
+
 /// The JSON of an optimization: the optimum's [`Report::to_json`] (absent when
 /// infeasible) plus `status`, `message`, `start`, `multipliers`, `iterations`,
 /// `evaluations`, `backend`, `seconds`, `kkt_residual`, `violation` and, when
-/// infeasible, `conflicting`.
+/// infeasible, `conflicting`. Infinite multipliers are written as `"inf"`/`"-inf"`.
 pub fn solution_json(report: Option<&Report>, solution: &Solution) -> Value {
     let mut v = report.map_or_else(|| json!({}), Report::to_json);
     let o = v.as_object_mut().expect("an object");
@@ -234,7 +250,7 @@ pub fn solution_json(report: Option<&Report>, solution: &Solution) -> Value {
     let multipliers: Vec<Value> = solution
         .multipliers
         .iter()
-        .map(|m| json!({"constraint": m.constraint, "value": m.value}))
+        .map(|m| json!({"constraint": m.constraint, "value": number(m.value)}))
         .collect();
     o.insert("multipliers".into(), Value::Array(multipliers));
     o.insert(
@@ -245,7 +261,7 @@ pub fn solution_json(report: Option<&Report>, solution: &Solution) -> Value {
     o.insert("evaluations".into(), json!(solution.evaluations));
     o.insert("backend".into(), json!(solution.backend));
     o.insert("seconds".into(), json!(solution.seconds));
-    o.insert("kkt_residual".into(), json!(solution.kkt_residual));
+    o.insert("kkt_residual".into(), number(solution.kkt_residual));
     o.insert("violation".into(), json!(solution.violation));
     if !solution.conflicting.is_empty() {
         o.insert("conflicting".into(), json!(solution.conflicting));

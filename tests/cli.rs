@@ -311,3 +311,56 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         "{err}"
     );
 }
+
+/// A hill case whose constraint holds a steep cell (slope < 1 in some draw) at 0: the
+/// JSON writes the infinite multiplier and marginal ROI as "inf" (JSON has no
+/// infinities; `null` would say nothing).
+#[test]
+fn infinite_multipliers_are_written_as_inf() {
+    use mmm_budget::{Saturation, demo, io};
+    let dir = tempfile::tempdir().unwrap();
+    let size = demo::SyntheticSize {
+        channels: 8,
+        geos: 1,
+        draws: 50,
+        periods: 26,
+        l_max: 8,
+    };
+    let (model, mut scenario) = demo::synthetic_with(&size, Saturation::Hill, 1);
+    scenario.constraints = vec!["ch3 <= 0".into()];
+    let case = dir.path().join("hill");
+    io::write_case(&case, &model, &scenario).unwrap();
+    let out = dir.path().join("hill.json");
+    let o = bin()
+        .arg("optimize")
+        .arg(&case)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("multiplier of ch3 <= 0: inf"), "{text}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let m = v["multipliers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["constraint"] == "ch3 <= 0")
+        .unwrap();
+    assert_eq!(m["value"], "inf");
+    let ch3 = v["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "ch3")
+        .unwrap();
+    assert_eq!(ch3["budget"].as_f64(), Some(0.0));
+    assert_eq!(ch3["marginal_roi"], "inf");
+    assert!(v["kkt_residual"].as_f64().unwrap() <= 1e-8);
+}
