@@ -37,6 +37,31 @@ fn michaelis_menten_problem() -> (Model, Scenario) {
     (model, Scenario::new(1, 1.0))
 }
 
+/// A synthetic posterior of `saturation`, channels × geos × draws, N = 26, L = 8.
+fn synthetic(
+    saturation: Saturation,
+    (channels, geos, draws): (usize, usize, usize),
+    seed: u64,
+) -> (Model, Scenario) {
+    let size = demo::SyntheticSize {
+        channels,
+        geos,
+        draws,
+        periods: 26,
+        l_max: 8,
+    };
+    demo::synthetic_with(&size, saturation, seed)
+}
+
+/// The multiplier of the constraint named `name` (panics naming it when absent).
+fn multiplier(s: &Solution, name: &str) -> f64 {
+    s.multipliers
+        .iter()
+        .find(|m| m.constraint == name)
+        .unwrap_or_else(|| panic!("no multiplier named {name:?}"))
+        .value
+}
+
 fn solve(problem: &Problem, settings: Settings) -> Solution {
     let mut ev = CpuEvaluator::new(problem).unwrap();
     Solver::new(problem, &mut ev, settings)
@@ -56,13 +81,7 @@ fn recomputed_kkt(problem: &Problem, s: &Solution) -> f64 {
     let mut stat = out.gradient.clone();
     let mut comp = 0.0f64;
     let x = &s.allocation;
-    let value = |name: &str| {
-        s.multipliers
-            .iter()
-            .find(|m| m.constraint == name)
-            .map(|m| m.value)
-            .unwrap()
-    };
+    let value = |name: &str| multiplier(s, name);
     if problem.budget_constraint != BudgetConstraint::None {
         let l = value("budget");
         stat.iter_mut().for_each(|g| *g -= l);
@@ -139,12 +158,7 @@ fn michaelis_menten_textbook_optimum() {
     // The optimum equalises marginal returns α λ / (λ + x)² among funded channels.
     let alpha = [0.5, 0.3, 0.3, 0.5, 0.5, 0.4, 0.4, 0.3];
     let lam = [0.3, 0.6, 0.3, 0.1, 0.2, 0.9, 0.3, 0.7];
-    let budget = s
-        .multipliers
-        .iter()
-        .find(|m| m.constraint == "budget")
-        .unwrap()
-        .value;
+    let budget = multiplier(&s, "budget");
     for c in 0..8 {
         let mr = alpha[c] * lam[c] / (lam[c] + s.allocation[c]).powi(2);
         if s.allocation[c] > 1e-9 {
@@ -231,13 +245,7 @@ fn linear_constraints_and_bounds_hold() {
     assert_feasible(&problem, &s.allocation, 1e-9);
     assert!(recomputed_kkt(&problem, &s) <= Settings::default().gtol);
     // The active ≥ constraint has a multiplier ≤ 0, the ≤ one ≥ 0.
-    let m = |name: &str| {
-        s.multipliers
-            .iter()
-            .find(|m| m.constraint == name)
-            .unwrap()
-            .value
-    };
+    let m = |name: &str| multiplier(&s, name);
     assert!(m("sum(channel=ch4) <= 0.1 * total") >= 0.0);
     assert!(m("sum(geo=g0) >= 700") <= 1e-12);
 }
@@ -447,20 +455,10 @@ fn nonlinear_constraints_through_the_api() {
     let sq: f64 = s.allocation.iter().map(|x| x * x).sum();
     assert!(sq <= cap * (1.0 + 1e-8), "{sq} > {cap}");
     assert!(s.utility < free.utility);
-    let lambda = s
-        .multipliers
-        .iter()
-        .find(|m| m.constraint == "sum of squares")
-        .unwrap()
-        .value;
+    let lambda = multiplier(&s, "sum of squares");
     assert!(lambda > 0.0);
     // Stationarity with the nonlinear multiplier: ∇U = λ_B 1 + λ ∇c (interior cells).
-    let budget = s
-        .multipliers
-        .iter()
-        .find(|m| m.constraint == "budget")
-        .unwrap()
-        .value;
+    let budget = multiplier(&s, "budget");
     for (c, x) in s.allocation.iter().enumerate() {
         let r = s.marginal_response[c] - budget - lambda * 2.0 * x;
         assert!(
@@ -521,14 +519,7 @@ fn many_cells_need_few_evaluations() {
 /// the solver kept their steps to a fraction of the distance to the bound).
 #[test]
 fn power_law_cells_do_not_crawl_back_from_their_bound() {
-    let size = demo::SyntheticSize {
-        channels: 50,
-        geos: 2,
-        draws: 100,
-        periods: 26,
-        l_max: 8,
-    };
-    let (model, scenario) = demo::synthetic_with(&size, Saturation::Root, 7);
+    let (model, scenario) = synthetic(Saturation::Root, (50, 2, 100), 7);
     let p = Problem::new(&model, &scenario).unwrap();
     let s = solve(&p, Settings::default());
     assert_eq!(s.status, Status::Solved, "{}", s.message);
@@ -543,14 +534,7 @@ fn power_law_cells_do_not_crawl_back_from_their_bound() {
 /// the KKT conditions met there; before, this problem ran to max_iter (200).
 #[test]
 fn hill_cells_with_slopes_below_one_solve() {
-    let size = demo::SyntheticSize {
-        channels: 50,
-        geos: 2,
-        draws: 100,
-        periods: 26,
-        l_max: 8,
-    };
-    let (model, scenario) = demo::synthetic_with(&size, Saturation::Hill, 7);
+    let (model, scenario) = synthetic(Saturation::Hill, (50, 2, 100), 7);
     let slopes = &model.posterior.arrays["saturation_slope"].values;
     assert!(slopes.iter().any(|s| *s < 1.0) && slopes.iter().any(|s| *s > 1.0));
     let p = Problem::new(&model, &scenario).unwrap();
@@ -570,21 +554,13 @@ fn hill_cells_with_slopes_below_one_solve() {
         assert!(s.allocation[c] > 0.0 || s.marginal_response[c].is_finite());
     }
     for c in at_floor {
-        let m = s
-            .multipliers
-            .iter()
-            .find(|m| m.constraint == format!("lower bound of {}", p.cells[c].label))
-            .unwrap();
-        assert!(m.value < 0.0, "{}: {}", m.constraint, m.value);
+        let name = format!("lower bound of {}", p.cells[c].label);
+        let m = multiplier(&s, &name);
+        assert!(m < 0.0, "{name}: {m}");
     }
     // Moving budget between any two cells does not raise the utility (first order):
     // every cell above its bound has the budget's marginal return.
-    let lambda = s
-        .multipliers
-        .iter()
-        .find(|m| m.constraint == "budget")
-        .unwrap()
-        .value;
+    let lambda = multiplier(&s, "budget");
     for (c, g) in s.marginal_response.iter().enumerate() {
         if s.allocation[c] > 1.000001 * floor {
             assert!(
@@ -601,14 +577,7 @@ fn hill_cells_with_slopes_below_one_solve() {
 /// pinned at 0 instead.
 #[test]
 fn constraints_holding_steep_cells_at_zero() {
-    let size = demo::SyntheticSize {
-        channels: 8,
-        geos: 1,
-        draws: 50,
-        periods: 26,
-        l_max: 8,
-    };
-    let (model, scenario) = demo::synthetic_with(&size, Saturation::Hill, 1);
+    let (model, scenario) = synthetic(Saturation::Hill, (8, 1, 50), 1);
     let mut constrained = scenario.clone();
     constrained.constraints = vec!["ch3 <= 0".into(), "ch5 + ch6 <= 0".into()];
     let p = Problem::new(&model, &constrained).unwrap();
@@ -628,8 +597,7 @@ fn constraints_holding_steep_cells_at_zero() {
         assert_eq!(s.allocation[c], 0.0);
     }
     for name in ["ch3 <= 0", "ch5 + ch6 <= 0"] {
-        let m = s.multipliers.iter().find(|m| m.constraint == name).unwrap();
-        assert_eq!(m.value, f64::INFINITY, "{name}");
+        assert_eq!(multiplier(&s, name), f64::INFINITY, "{name}");
     }
     // The same cells pinned by their bounds.
     let mut pinned = scenario.clone();

@@ -166,9 +166,11 @@ impl DiagonalQp<'_> {
 mod tests {
     use super::*;
 
-    /// min ½ Σ h p² + q p, Σ p = 0, p ≥ −s (as −p ≤ s): the exact answer by hand.
-    #[test]
-    fn budget_and_bounds_solved_exactly_from_a_rough_start() {
+    /// min ½ Σ h p² + q p over three cells, Σ p = 0, p ≥ −s (as −p ≤ s), and its
+    /// answer by hand: cell 2 wants p = −(3 + λ)/4 < −0.25, so it sits on its bound
+    /// with z > 0; cells 0 and 1 share the rest: p0 = −(−1 + λ)/2, p1 = −(0.5 + λ),
+    /// p0 + p1 = 0.25.
+    fn three_cells(start: &[f64], z0: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let h = [2.0, 1.0, 4.0];
         let q = [-1.0, 0.5, 3.0];
         // Rows: budget (equality), then lower bounds −p_c ≤ s_c.
@@ -186,12 +188,8 @@ mod tests {
             b: &b,
             n_eq: 1,
         };
-        // Cell 2 wants p = −(3 + λ)/4 < −0.25: it sits on its bound, z > 0. Cells 0, 1
-        // share the rest: p0 = −(−1 + λ)/2, p1 = −(0.5 + λ), p0 + p1 = 0.25.
-        let lambda = (0.5 - 0.5 - 0.25) / 1.5;
-        let (p, z) = qp
-            .refine(&[0.1, 0.1, -0.2], &[0.1, 1e-3, 1e-3, 0.5])
-            .expect("a consistent active set");
+        let (p, z) = qp.refine(start, z0).expect("a consistent active set");
+        let lambda = -0.25 / 1.5; // p0 + p1 = (1 − λ)/2 − 0.5 − λ = −1.5 λ
         let want = [-(-1.0 + lambda) / 2.0, -(0.5 + lambda), -0.25];
         for (a, b) in p.iter().zip(&want) {
             assert!((a - b).abs() < 1e-14, "{p:?} vs {want:?}");
@@ -200,29 +198,18 @@ mod tests {
         assert_eq!((z[1], z[2]), (0.0, 0.0));
         // Stationarity of cell 2: h p + q + λ − z = 0.
         assert!((4.0 * -0.25 + 3.0 + lambda - z[3]).abs() < 1e-14 && z[3] > 0.0);
+        (p, z)
+    }
+
+    #[test]
+    fn budget_and_bounds_solved_exactly_from_a_rough_start() {
+        three_cells(&[0.1, 0.1, -0.2], &[0.1, 1e-3, 1e-3, 0.5]);
     }
 
     /// A wrong guess (cell 0 taken as active, cell 2 not) is repaired.
     #[test]
     fn a_wrong_active_set_is_repaired() {
-        let h = [2.0, 1.0, 4.0];
-        let q = [-1.0, 0.5, 3.0];
-        let rows = vec![
-            vec![(0, 1.0), (1, 1.0), (2, 1.0)],
-            vec![(0, -1.0)],
-            vec![(1, -1.0)],
-            vec![(2, -1.0)],
-        ];
-        let b = [0.0, 1.0, 1.0, 0.25];
-        let qp = DiagonalQp {
-            h: &h,
-            q: &q,
-            rows: &rows,
-            b: &b,
-            n_eq: 1,
-        };
-        let (p, _) = qp.refine(&[-1.0, 0.0, 0.0], &[0.0, 5.0, 0.0, 0.0]).unwrap();
-        assert!((p[2] + 0.25).abs() < 1e-14, "{p:?}");
+        three_cells(&[-1.0, 0.0, 0.0], &[0.0, 5.0, 0.0, 0.0]);
     }
 
     /// Rows that cannot all hold (two equalities on one free variable's sum with
