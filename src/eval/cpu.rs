@@ -188,7 +188,8 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
         // A constant unit pattern p: q_t = p Σ_(l ≤ min(t, K−1)) w_l for t < N, the same
         // from t = K−1 on (one term for those N−K+1 periods), then the tail
         // q_t = p Σ_(t−N < l ≤ min(t, K−1)) w_l = p (S_(t+1−N) − S_(min(t, K−1)+1)) with
-        // the suffix sums S_j = Σ_(l ≥ j) w_l: min(N, K) + L terms, O(K) work.
+        // the suffix sums S_j = Σ_(l ≥ j) w_l (for N + 1 ≥ K; shorter windows sum their
+        // weights directly): min(N, K) + L terms, O(K) work.
         let pv = pattern[0];
         if pv == 0.0 {
             return;
@@ -225,7 +226,11 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
             } else if t + 1 >= k {
                 suffix[t + 1 - n]
             } else {
-                suffix[t + 1 - n] - suffix[t + 1]
+                // A window shorter than the carry-over (N + 1 < K): summed directly, not
+                // as S_(t+1−N) − S_(t+1), which cancels where small weights sit beside
+                // large ones (delayed adstock: 1e-16 next to 1) and a power law at 0
+                // (root) magnifies what is left.
+                w[t + 1 - n..=t].iter().sum()
             };
             if tail != 0.0 {
                 tq[len] = pv * tail;
