@@ -1630,20 +1630,51 @@ impl Qp {
             };
             // The exact answer on the active set Clarabel points to (see `refine`):
             // diagonal Hessian, no elastic slacks.
-            let refined = match hess {
-                Hessian::Diagonal(_) if self.nt == 0 => {
-                    let h: Vec<f64> = p_rows.iter().map(|r| r[0].1).collect();
-                    refine::DiagonalQp {
-                        h: &h,
-                        q: &q,
-                        rows: &a_rows,
-                        b: &b,
-                        n_eq: self.n_eq,
+            // First with the exact curvature where the floor raised it (a convex
+            // stretch of a curve that the active rows outweigh: Newton's step, not a
+            // floored one that converges linearly), else with the QP's own.
+            let refined =
+                match hess {
+                    Hessian::Diagonal(_) if self.nt == 0 => {
+                        let floored: Vec<f64> = p_rows.iter().map(|r| r[0].1).collect();
+                        let exact: Vec<f64> = self.free.iter().map(|&c| pt.h[c]).collect();
+                        let refine = |h: &[f64]| {
+                            refine::DiagonalQp {
+                                h,
+                                q: &q,
+                                rows: &a_rows,
+                                b: &b,
+                                n_eq: self.n_eq,
+                            }
+                            .refine(&sol.x, &sol.z)
+                        };
+                        // The exact step only where it is a descent direction with a model
+                        // value (in the exact curvature) no worse than the floored step's.
+                        let model = |x: &[f64]| -> f64 {
+                            x.iter()
+                                .zip(&q)
+                                .zip(&exact)
+                                .map(|((x, q), h)| q * x + 0.5 * h * x * x)
+                                .sum()
+                        };
+                        let with_floor = refine(&floored);
+                        let with_exact = (exact != floored).then(|| refine(&exact)).flatten();
+                        match (with_exact, with_floor) {
+                            (Some(e), Some(f)) => {
+                                let slope: f64 = e.0.iter().zip(&q).map(|(x, q)| x * q).sum();
+                                if slope < 0.0 && model(&e.0) <= model(&f.0) {
+                                    Some(e)
+                                } else {
+                                    Some(f)
+                                }
+                            }
+                            (e, f) => f.or(e.filter(|e| {
+                                e.0.iter().zip(&q).map(|(x, q)| x * q).sum::<f64>() < 0.0
+                            })),
+                        }
                     }
-                    .refine(&sol.x, &sol.z)
-                }
-                _ => None,
-            };
+                    _ => None,
+                };
             let (sx, sz) = match &refined {
                 Some((x, z)) => {
                     reduced = false;

@@ -34,6 +34,9 @@ pub(super) struct DiagonalQp<'a> {
     pub n_eq: usize,
 }
 
+/// x ↦ S⁻¹x for the Schur complement S of the active rows.
+type SolveS = Box<dyn Fn(&DVector<f64>) -> DVector<f64>>;
+
 /// Rounds of active-set repair before giving up.
 const ROUNDS: usize = 6;
 
@@ -51,7 +54,8 @@ impl DiagonalQp<'_> {
             let (p, zz) = self.solve_on(&active)?;
             // The active rows must hold: a (nearly) singular system can pass Cholesky
             // and give an answer that does not satisfy them.
-            let holds = |i: usize| (dot(i, &p) - self.b[i]).abs() <= 1e-9 * (1.0 + self.b[i].abs());
+            let holds =
+                |i: usize| (dot(i, &p) - self.b[i]).abs() <= 1e-12 * (1.0 + self.b[i].abs());
             if !(0..m).filter(|&i| active[i]).all(holds) {
                 return None;
             }
@@ -96,30 +100,50 @@ impl DiagonalQp<'_> {
         let hinv: Vec<f64> = self
             .h
             .iter()
-            .map(|&v| if v > 0.0 { 1.0 / v } else { f64::NAN })
+            .map(|&v| if v != 0.0 { 1.0 / v } else { f64::NAN })
             .collect();
+        // Free variables with negative curvature: allowed where the active rows leave
+        // no direction of negative curvature (checked below through S's inertia).
+        let negative = (0..n)
+            .filter(|&c| fixed_by[c].is_none() && self.h[c] < 0.0)
+            .count();
         let k = general.len();
+        if negative > k {
+            return None;
+        }
+        // The G rows over the free variables, and their right-hand sides less the
+        // fixed variables' part.
+        let mut rows_free: Vec<Vec<(usize, f64)>> = Vec::with_capacity(k);
+        let mut bprime = DVector::<f64>::zeros(k);
+        for (r, &i) in general.iter().enumerate() {
+            let mut free = vec![];
+            let mut v = self.b[i];
+            for &(c, a) in &self.rows[i] {
+                if fixed_by[c].is_some() {
+                    v -= a * p[c];
+                } else {
+                    free.push((c, a));
+                }
+            }
+            bprime[r] = v;
+            rows_free.push(free);
+        }
+        // p_F = −H_F⁻¹(q_F + G_Fᵀ z_G) for a given z_G.
+        let free_step = |zg: &DVector<f64>, p: &mut [f64]| {
+            let mut gz = vec![0.0; n];
+            for (r, row) in rows_free.iter().enumerate() {
+                for &(c, a) in row {
+                    gz[c] += a * zg[r];
+                }
+            }
+            for c in (0..n).filter(|&c| fixed_by[c].is_none()) {
+                p[c] = -hinv[c] * (self.q[c] + gz[c]);
+            }
+        };
         let mut zg = DVector::<f64>::zeros(k);
         if k > 0 {
-            // Dense column index of each G row over the free variables.
             let mut s = DMatrix::<f64>::zeros(k, k);
-            let mut rhs = DVector::<f64>::zeros(k);
             let mut dense = vec![0.0; n];
-            let mut rows_free: Vec<Vec<(usize, f64)>> = Vec::with_capacity(k);
-            for (r, &i) in general.iter().enumerate() {
-                let mut free = vec![];
-                let mut v = self.b[i];
-                for &(c, a) in &self.rows[i] {
-                    if fixed_by[c].is_some() {
-                        v -= a * p[c];
-                    } else {
-                        free.push((c, a));
-                        v += a * hinv[c] * self.q[c];
-                    }
-                }
-                rhs[r] = -v;
-                rows_free.push(free);
-            }
             for r in 0..k {
                 for &(c, a) in &rows_free[r] {
                     dense[c] = a * hinv[c];
@@ -136,9 +160,47 @@ impl DiagonalQp<'_> {
             if !s.iter().all(|v| v.is_finite()) {
                 return None;
             }
-            zg = s.cholesky()?.solve(&rhs);
+            // S⁻¹ by Cholesky, or, with negative curvature, by eigenvectors: the reduced
+            // Hessian (H on the null space of G_F) is positive definite iff
+            // S = G_F H_F⁻¹ G_Fᵀ has exactly as many negative eigenvalues as H_F
+            // (Haynsworth's inertia additivity on the KKT matrix).
+            let solve_s: SolveS = if negative == 0 {
+                let chol = s.cholesky()?;
+                Box::new(move |x| chol.solve(x))
+            } else {
+                let e = s.symmetric_eigen();
+                let largest = e.eigenvalues.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                let below = e.eigenvalues.iter().filter(|v| **v < 0.0).count();
+                if below != negative || e.eigenvalues.iter().any(|v| v.abs() <= 1e-12 * largest) {
+                    return None;
+                }
+                Box::new(move |x| {
+                    &e.eigenvectors * (e.eigenvectors.transpose() * x).component_div(&e.eigenvalues)
+                })
+            };
+            // S z_G = −(b′ + G_F H_F⁻¹ q_F), i.e. G_F p_F = b′ at z_G; then two rounds of
+            // iterative refinement on the residual b′ − G_F p_F (its error grows with
+            // the spread of the curvatures, 1e8 next to a steep cell's bound).
+            let residual = |p: &[f64]| -> DVector<f64> {
+                DVector::from_iterator(
+                    k,
+                    rows_free.iter().enumerate().map(|(r, row)| {
+                        bprime[r] - row.iter().map(|&(c, a)| a * p[c]).sum::<f64>()
+                    }),
+                )
+            };
+            free_step(&zg, &mut p);
+            for _ in 0..3 {
+                let rho = residual(&p);
+                zg -= solve_s(&rho);
+                free_step(&zg, &mut p);
+            }
+        } else if negative > 0 {
+            return None;
+        } else {
+            free_step(&zg, &mut p);
         }
-        // p_F = −H_F⁻¹(q_F + G_Fᵀ z_G); Gᵀ z_G over every variable for the fixed rows.
+        // A fixed variable's row takes the rest of its stationarity.
         let mut gz = vec![0.0; n];
         for (r, &i) in general.iter().enumerate() {
             for &(c, a) in &self.rows[i] {
@@ -147,12 +209,9 @@ impl DiagonalQp<'_> {
         }
         let mut z = vec![0.0; m];
         for c in 0..n {
-            match fixed_by[c] {
-                None => p[c] = -hinv[c] * (self.q[c] + gz[c]),
-                Some(i) => {
-                    let a = self.rows[i][0].1;
-                    z[i] = -(self.h[c] * p[c] + self.q[c] + gz[c]) / a;
-                }
+            if let Some(i) = fixed_by[c] {
+                let a = self.rows[i][0].1;
+                z[i] = -(self.h[c] * p[c] + self.q[c] + gz[c]) / a;
             }
         }
         for (r, &i) in general.iter().enumerate() {
@@ -210,6 +269,40 @@ mod tests {
     #[test]
     fn a_wrong_active_set_is_repaired() {
         three_cells(&[-1.0, 0.0, 0.0], &[0.0, 5.0, 0.0, 0.0]);
+    }
+
+    /// Two cells tied by Σ p = 1, one with negative curvature that the other
+    /// outweighs: min ½(3 p0² − p1²) subject to p0 + p1 = 1 has the reduced curvature
+    /// 3 − 1 = 2 > 0 and the answer p0 = −1/2, p1 = 3/2 (λ = 3/2). Alone, or
+    /// outweighed the other way, there is no minimum and no answer.
+    #[test]
+    fn negative_curvature_only_where_the_active_rows_outweigh_it() {
+        let rows = vec![vec![(0, 1.0), (1, 1.0)]];
+        let solve = |h: &[f64]| {
+            DiagonalQp {
+                h,
+                q: &[0.0, 0.0],
+                rows: &rows,
+                b: &[1.0],
+                n_eq: 1,
+            }
+            .refine(&[0.5, 0.5], &[0.0])
+        };
+        let (p, z) = solve(&[3.0, -1.0]).expect("a minimum");
+        assert!(
+            (p[0] + 0.5).abs() < 1e-14 && (p[1] - 1.5).abs() < 1e-14,
+            "{p:?}"
+        );
+        assert!((z[0] - 1.5).abs() < 1e-14, "{z:?}");
+        assert!(solve(&[1.0, -3.0]).is_none());
+        let lone = DiagonalQp {
+            h: &[-1.0],
+            q: &[1.0],
+            rows: &[],
+            b: &[],
+            n_eq: 0,
+        };
+        assert!(lone.refine(&[0.0], &[]).is_none());
     }
 
     /// Rows that cannot all hold (two equalities on one free variable's sum with
