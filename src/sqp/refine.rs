@@ -83,16 +83,29 @@ impl DiagonalQp<'_> {
     fn solve_on(&self, active: &[bool]) -> Option<(Vec<f64>, Vec<f64>)> {
         let n = self.h.len();
         let m = self.rows.len();
-        // Single-coefficient active rows fix their variable (the first such row a
-        // variable meets; a second one would make the system singular: it joins G).
+        // Single-coefficient active rows fix their variable. A second one on the same
+        // variable (its bound and `tv <= 0`, both active at 0) must fix the same value
+        // and shares the multiplier; different values admit no answer.
         let mut fixed_by: Vec<Option<usize>> = vec![None; n];
+        let mut also: Vec<Option<usize>> = vec![None; n];
         let mut p = vec![0.0; n];
         let mut general = vec![];
         for i in (0..m).filter(|&i| active[i]) {
             match self.rows[i].as_slice() {
-                &[(c, a)] if a != 0.0 && fixed_by[c].is_none() => {
-                    fixed_by[c] = Some(i);
-                    p[c] = self.b[i] / a;
+                &[(c, a)] if a != 0.0 => {
+                    let v = self.b[i] / a;
+                    match fixed_by[c] {
+                        None => {
+                            fixed_by[c] = Some(i);
+                            p[c] = v;
+                        }
+                        Some(_)
+                            if also[c].is_none() && (v - p[c]).abs() <= 1e-12 * (1.0 + v.abs()) =>
+                        {
+                            also[c] = Some(i);
+                        }
+                        Some(_) => return None,
+                    }
                 }
                 _ => general.push(i),
             }
@@ -210,8 +223,15 @@ impl DiagonalQp<'_> {
         let mut z = vec![0.0; m];
         for c in 0..n {
             if let Some(i) = fixed_by[c] {
-                let a = self.rows[i][0].1;
-                z[i] = -(self.h[c] * p[c] + self.q[c] + gz[c]) / a;
+                // Σ z_i a_i over the rows fixing c; one row takes it all: the first
+                // where that has an inequality's sign, else the second.
+                let rest = -(self.h[c] * p[c] + self.q[c] + gz[c]);
+                let takes = |i: usize| i < self.n_eq || rest / self.rows[i][0].1 >= 0.0;
+                let row = match also[c] {
+                    Some(j) if !takes(i) => j,
+                    _ => i,
+                };
+                z[row] = rest / self.rows[row][0].1;
             }
         }
         for (r, &i) in general.iter().enumerate() {
