@@ -637,12 +637,13 @@ fn constraints_holding_steep_cells_at_zero() {
 /// Random small problems of every curve with random bounds and linear constraints
 /// (including ones that hold a cell at 0): each ends `Solved` with the KKT conditions
 /// recomputed here below gtol and the constraints met, or `Infeasible`. Fixed seeds;
-/// 200 problems, a few seconds.
+/// 1000 problems, about a second (seeds 0..12000 were run once: 3 failures, in
+/// benches/NOTES.md).
 #[test]
 fn random_problems_solve_or_are_infeasible() {
     use rand::{Rng, SeedableRng, rngs::StdRng};
     let (mut solved, mut infeasible, mut failed) = (0, 0, vec![]);
-    for seed in 0..200u64 {
+    for seed in 0..1000u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let kind = Saturation::ALL[rng.random_range(0..Saturation::ALL.len())];
         let channels = rng.random_range(2..8);
@@ -674,13 +675,18 @@ fn random_problems_solve_or_are_infeasible() {
             let a = rng.random_range(0..channels);
             let c = (a + rng.random_range(1..channels)) % channels;
             let share: f64 = rng.random_range(0.0..0.5);
-            sc.constraints.push(match rng.random_range(0..5) {
+            let text = match rng.random_range(0..5) {
                 0 => format!("sum(channel=ch{a}) <= {share:.3} * total"),
                 1 => format!("sum(channel=ch{a}) >= {:.3} * total", share / 2.0),
                 2 => format!("sum(channel=ch{a}) <= 0"),
                 3 => format!("sum(channel=ch{a}) + sum(channel=ch{c}) <= {share:.3} * total"),
                 _ => format!("sum(channel=ch{a}) - sum(channel=ch{c}) >= 0"),
-            });
+            };
+            // (The same text twice makes two rows with one name: the recomputation
+            // here finds multipliers by name.)
+            if !sc.constraints.contains(&text) {
+                sc.constraints.push(text);
+            }
         }
         let p = Problem::new(&model, &sc).unwrap();
         let s = solve(&p, Settings::default());

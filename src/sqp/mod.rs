@@ -514,7 +514,8 @@ impl<'a> Solver<'a> {
         let mut radius = f64::INFINITY;
         let mut trace: Vec<IterationInfo> = vec![];
         let mut stalled = None::<&'static str>;
-        let (mut last_kkt, mut grace, mut dives) = (f64::INFINITY, 5, 30);
+        let (mut last_kkt, mut grace, mut dives) = (f64::INFINITY, 8, 30);
+        let (mut best_merit, mut since_best) = (f64::INFINITY, 0);
         let mut last_qp: Option<QpResult> = None;
         let mut status = Status::MaxIterations;
         let mut message = format!("reached max_iter = {}", self.settings.max_iter);
@@ -555,9 +556,10 @@ impl<'a> Solver<'a> {
                 elapsed: started.elapsed().as_secs_f64(),
             };
             let converged = kkt <= gtol && violation <= self.settings.ctol && !result.reduced;
-            // A stall while the KKT residual still falls tenfold an iteration (Newton's
-            // last steps, where the objective no longer moves) gets a few more.
-            if !converged && stalled.is_some() && grace > 0 && kkt <= 0.1 * last_kkt {
+            // A stall while the KKT residual still falls by a quarter an iteration (Newton's last
+            // steps, where the objective no longer moves, or its linear convergence
+            // at a degenerate optimum) gets a few more.
+            if !converged && stalled.is_some() && grace > 0 && kkt <= 0.75 * last_kkt {
                 stalled = None;
                 grace -= 1;
             }
@@ -691,10 +693,21 @@ impl<'a> Solver<'a> {
             // Stall detection: decided at the next QP, so that the final multipliers
             // belong to the final point.
             let df = (new_point.f - point.f).abs();
+            // The merit's best so far: ten iterations in a row without beating it by
+            // more than the noise is a stall too (a cycle at the level of rounding).
+            let m_new = merit(&new_point);
+            if m_new < best_merit - noise {
+                best_merit = m_new;
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
             if df <= self.settings.ftol * point.f.abs().max(1e-300) {
                 stalled = Some("ftol");
             } else if step <= self.settings.xtol {
                 stalled = Some("xtol");
+            } else if since_best >= 10 {
+                stalled = Some("no better point in 10 iterations");
             }
             if let Some(b) = bfgs.as_mut() {
                 bfgs_update(b, &point, &new_point, &result.z_nl, n);
@@ -733,7 +746,10 @@ impl<'a> Solver<'a> {
                 }
             })
             .collect();
-        let curvature = bfgs.is_none().then(|| floored(&point.h));
+        // |h|: a cell on a convex stretch (h < 0) moves its marginal return as much.
+        let curvature = bfgs
+            .is_none()
+            .then(|| floored(&point.h.iter().map(|v| v.abs()).collect::<Vec<_>>()));
         polish(p, &floor, curvature.as_deref(), &mut x, scale);
         let y: Vec<f64> = x.iter().map(|v| v / scale).collect();
         let final_point = if y != point.y {
@@ -784,6 +800,20 @@ impl<'a> Solver<'a> {
         };
         let violation = violation_scaled(&rows, &final_point)
             .max(nl_violation(&nl_rows, &final_point.nl_values));
+        // Iterations that ended short of the test but at an allocation that passes it
+        // (the polish put cells exactly on their bounds, the bound multipliers were
+        // retaken there): that allocation is solved.
+        if matches!(
+            status,
+            Status::AlmostSolved | Status::MaxIterations | Status::LineSearchFailed
+        ) && kkt_residual <= gtol
+            && violation <= self.settings.ctol
+        {
+            status = Status::Solved;
+            message = format!(
+                "KKT residual {kkt_residual:.2e} <= gtol at the returned allocation; violation {violation:.2e} (the iterations ended: {message})"
+            );
+        }
         // A nonlinear constraint still violated where the solve came to rest (its
         // elastic slack could not be driven to zero): no feasible allocation was found
         // near there; report the constraints, never the allocation.
@@ -1623,10 +1653,15 @@ impl Qp {
             let solver = self.solver.as_mut().expect("set above");
             solver.solve();
             let sol = &solver.solution;
-            reduced = match sol.status {
-                SolverStatus::Solved => false,
-                SolverStatus::AlmostSolved => true,
-                s => return Ok(QpOutcome::Failed(s)),
+            // Clarabel's verdict; where it gave up (insufficient progress, say), its
+            // last iterate may still point to the active set, which `refine` checks.
+            let failed = match sol.status {
+                SolverStatus::Solved => None,
+                SolverStatus::AlmostSolved => {
+                    reduced = true;
+                    None
+                }
+                s => Some(s),
             };
             // The exact answer on the active set Clarabel points to (see `refine`):
             // diagonal Hessian, no elastic slacks.
@@ -1675,12 +1710,13 @@ impl Qp {
                     }
                     _ => None,
                 };
-            let (sx, sz) = match &refined {
-                Some((x, z)) => {
+            let (sx, sz) = match (&refined, failed) {
+                (Some((x, z)), _) => {
                     reduced = false;
                     (x.as_slice(), z.as_slice())
                 }
-                None => (sol.x.as_slice(), sol.z.as_slice()),
+                (None, Some(s)) => return Ok(QpOutcome::Failed(s)),
+                (None, None) => (sol.x.as_slice(), sol.z.as_slice()),
             };
             for (o, z) in self.order.iter().zip(sz) {
                 match *o {

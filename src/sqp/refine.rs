@@ -13,7 +13,10 @@
 //! - the other active rows G (the equalities and the active multi-cell rows) act on the
 //!   free variables F: with H diagonal, p_F = −H_F⁻¹(q_F + G_Fᵀ z_G), where
 //!   (G_F H_F⁻¹ G_Fᵀ) z_G = −(b_G − G_X p_X + G_F H_F⁻¹ q_F) (X: the fixed variables),
-//!   a system of the size of G (the budget and a few constraints);
+//!   a system of the size of G (the budget and a few constraints), solved through
+//!   the eigenvectors of its matrix S: a row that the others imply (a zero eigenvalue)
+//!   takes no multiplier (S's pseudo-inverse), and two rounds of iterative refinement
+//!   hold the rows to rounding;
 //! - a fixed variable's row takes the rest of its stationarity:
 //!   zᵢ = −(h_c p_c + q_c + Σ_G z_g G_gc) / a.
 //!
@@ -52,8 +55,9 @@ impl DiagonalQp<'_> {
             .collect();
         for _ in 0..ROUNDS {
             let (p, zz) = self.solve_on(&active)?;
-            // The active rows must hold: a (nearly) singular system can pass Cholesky
-            // and give an answer that does not satisfy them.
+            // The active rows must hold: where they contradict each other (more rows
+            // taken as active than the variables can meet) the least-squares
+            // multipliers give an answer that does not.
             let holds =
                 |i: usize| (dot(i, &p) - self.b[i]).abs() <= 1e-12 * (1.0 + self.b[i].abs());
             if !(0..m).filter(|&i| active[i]).all(holds) {
@@ -173,24 +177,28 @@ impl DiagonalQp<'_> {
             if !s.iter().all(|v| v.is_finite()) {
                 return None;
             }
-            // S⁻¹ by Cholesky, or, with negative curvature, by eigenvectors: the reduced
-            // Hessian (H on the null space of G_F) is positive definite iff
-            // S = G_F H_F⁻¹ G_Fᵀ has exactly as many negative eigenvalues as H_F
-            // (Haynsworth's inertia additivity on the KKT matrix).
-            let solve_s: SolveS = if negative == 0 {
-                let chol = s.cholesky()?;
-                Box::new(move |x| chol.solve(x))
-            } else {
-                let e = s.symmetric_eigen();
-                let largest = e.eigenvalues.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                let below = e.eigenvalues.iter().filter(|v| **v < 0.0).count();
-                if below != negative || e.eigenvalues.iter().any(|v| v.abs() <= 1e-12 * largest) {
-                    return None;
-                }
-                Box::new(move |x| {
-                    &e.eigenvectors * (e.eigenvectors.transpose() * x).component_div(&e.eigenvalues)
-                })
-            };
+            // S⁺ by eigenvectors. Without negative curvature S is positive
+            // semidefinite; a (near) zero eigenvalue is an active row that the others
+            // imply (a row over fixed variables only, `a − b ≥ 0` beside `b − a ≥ 0`):
+            // the pseudo-inverse gives the least multipliers, and whether the rows hold
+            // is checked after. With negative curvature the reduced Hessian (H on the
+            // null space of G_F) is positive definite iff S has exactly as many negative
+            // eigenvalues as H_F (Haynsworth's inertia additivity on the KKT matrix),
+            // none near zero.
+            let e = s.symmetric_eigen();
+            let largest = e.eigenvalues.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let tiny = 1e-12 * largest;
+            let below = e.eigenvalues.iter().filter(|v| **v < -tiny).count();
+            let zero = e.eigenvalues.iter().filter(|v| v.abs() <= tiny).count();
+            if below != negative || (negative > 0 && zero > 0) {
+                return None;
+            }
+            let inverse = e
+                .eigenvalues
+                .map(|v| if v.abs() <= tiny { 0.0 } else { 1.0 / v });
+            let solve_s: SolveS = Box::new(move |x| {
+                &e.eigenvectors * (e.eigenvectors.transpose() * x).component_mul(&inverse)
+            });
             // S z_G = −(b′ + G_F H_F⁻¹ q_F), i.e. G_F p_F = b′ at z_G; then two rounds of
             // iterative refinement on the residual b′ − G_F p_F (its error grows with
             // the spread of the curvatures, 1e8 next to a steep cell's bound).
