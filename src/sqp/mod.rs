@@ -274,8 +274,9 @@ struct QpResult {
     z_lin: Vec<f64>,
     z_nl: Vec<f64>,
     reduced: bool,
-    /// A steep cell's step was cut at [`TO_BOUNDARY`] of its distance to the bound: it
-    /// is still on its way down.
+    /// A steep cell next to its bound still moves by a good part of its distance to it
+    /// (diving, cut at [`TO_BOUNDARY`] of the way, or climbing back up): progress that
+    /// the objective cannot resolve.
     diving: bool,
 }
 
@@ -564,9 +565,9 @@ impl<'a> Solver<'a> {
                 grace -= 1;
             }
             last_kkt = kkt;
-            // Nor while a steep cell is still on its way down to its bound (a tenfold
-            // step each iteration): the objective can no longer resolve that, in f32
-            // least of all.
+            // Nor while a steep cell next to its bound still moves by a good part of
+            // its distance to it (a tenfold dive each iteration, or Newton climbing back
+            // up): the objective can no longer resolve that, in f32 least of all.
             if !converged && stalled.is_some() && result.diving && dives > 0 {
                 stalled = None;
                 dives -= 1;
@@ -1728,14 +1729,14 @@ impl Qp {
             for (k, &c) in self.free.iter().enumerate() {
                 p[c] = sx[k];
             }
-            diving = self.order.iter().zip(&b).any(|(o, &bi)| match *o {
-                QpRow::Linear(i) => match rows[i].origin {
-                    Origin::Lower(c) if self.steep[c] => {
-                        let slack = pt.y[c] - (-rows[i].rhs);
-                        bi < slack && -p[c] >= bi * (1.0 - 1e-6)
-                    }
-                    _ => false,
-                },
+            // A steep cell next to its bound (within 1e-6 of the budget) that moves by
+            // a tenth of its distance to it or more: diving towards it (cut short, or
+            // landing), or climbing back up to an optimum a little above it.
+            diving = rows.iter().any(|r| match r.origin {
+                Origin::Lower(c) if self.steep[c] => {
+                    let above = pt.y[c] + r.rhs;
+                    above > 0.0 && above <= 1e-6 && p[c].abs() >= 0.1 * above
+                }
                 _ => false,
             });
             t.copy_from_slice(&sx[nf..]);
