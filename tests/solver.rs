@@ -641,56 +641,11 @@ fn constraints_holding_steep_cells_at_zero() {
 /// benches/NOTES.md).
 #[test]
 fn random_problems_solve_or_are_infeasible() {
-    use rand::{Rng, SeedableRng, rngs::StdRng};
     let (mut solved, mut infeasible, mut failed) = (0, 0, vec![]);
     for seed in 0..1000u64 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let kind = Saturation::ALL[rng.random_range(0..Saturation::ALL.len())];
-        let channels = rng.random_range(2..8);
-        let size = demo::SyntheticSize {
-            channels,
-            geos: rng.random_range(1..3),
-            draws: rng.random_range(1..40),
-            periods: rng.random_range(1..14),
-            l_max: rng.random_range(1..6),
-        };
-        let (model, mut sc) = demo::synthetic_with(&size, kind, seed);
-        if rng.random_bool(0.25) {
-            sc.budget_constraint = BudgetConstraint::AtMost;
-        }
-        let b = sc.total_budget;
-        for _ in 0..rng.random_range(0..3) {
-            let (lo, hi) = (rng.random_range(0.0..0.2), rng.random_range(0.2..0.6));
-            sc.bounds.push(BoundRule {
-                select: [(
-                    "channel".into(),
-                    format!("ch{}", rng.random_range(0..channels)),
-                )]
-                .into(),
-                min: rng.random_bool(0.5).then_some(lo * b),
-                max: rng.random_bool(0.5).then_some(hi * b),
-            });
-        }
-        for _ in 0..rng.random_range(0..3) {
-            let a = rng.random_range(0..channels);
-            let c = (a + rng.random_range(1..channels)) % channels;
-            let share: f64 = rng.random_range(0.0..0.5);
-            let text = match rng.random_range(0..5) {
-                0 => format!("sum(channel=ch{a}) <= {share:.3} * total"),
-                1 => format!("sum(channel=ch{a}) >= {:.3} * total", share / 2.0),
-                2 => format!("sum(channel=ch{a}) <= 0"),
-                3 => format!("sum(channel=ch{a}) + sum(channel=ch{c}) <= {share:.3} * total"),
-                _ => format!("sum(channel=ch{a}) - sum(channel=ch{c}) >= 0"),
-            };
-            // (The same text twice makes two rows with one name: the recomputation
-            // here finds multipliers by name.)
-            if !sc.constraints.contains(&text) {
-                sc.constraints.push(text);
-            }
-        }
+        let (model, sc, what) = common::random_problem(seed);
         let p = Problem::new(&model, &sc).unwrap();
         let s = solve(&p, Settings::default());
-        let what = format!("seed {seed}: {} {size:?} {:?}", kind.name(), sc.constraints);
         match s.status {
             Status::Infeasible => infeasible += 1,
             Status::Solved => {

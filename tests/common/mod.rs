@@ -147,3 +147,56 @@ pub fn reference_case(name: &str) -> (mmm_budget::io::Case, Problem, serde_json:
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     (case, problem, expected)
 }
+
+/// A random small problem (see `random_problems_solve_or_are_infeasible` in
+/// tests/solver.rs): a synthetic posterior of a random curve and size, random bounds,
+/// and random linear constraints (shares, `ch <= 0`, pair sums and differences), the
+/// budget `=` or `<=`; with a line that says what it is.
+pub fn random_problem(seed: u64) -> (Model, Scenario, String) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let kind = Saturation::ALL[rng.random_range(0..Saturation::ALL.len())];
+    let channels = rng.random_range(2..8);
+    let size = demo::SyntheticSize {
+        channels,
+        geos: rng.random_range(1..3),
+        draws: rng.random_range(1..40),
+        periods: rng.random_range(1..14),
+        l_max: rng.random_range(1..6),
+    };
+    let (model, mut sc) = demo::synthetic_with(&size, kind, seed);
+    if rng.random_bool(0.25) {
+        sc.budget_constraint = BudgetConstraint::AtMost;
+    }
+    let b = sc.total_budget;
+    for _ in 0..rng.random_range(0..3) {
+        let (lo, hi) = (rng.random_range(0.0..0.2), rng.random_range(0.2..0.6));
+        sc.bounds.push(BoundRule {
+            select: [(
+                "channel".into(),
+                format!("ch{}", rng.random_range(0..channels)),
+            )]
+            .into(),
+            min: rng.random_bool(0.5).then_some(lo * b),
+            max: rng.random_bool(0.5).then_some(hi * b),
+        });
+    }
+    for _ in 0..rng.random_range(0..3) {
+        let a = rng.random_range(0..channels);
+        let c = (a + rng.random_range(1..channels)) % channels;
+        let share: f64 = rng.random_range(0.0..0.5);
+        let text = match rng.random_range(0..5) {
+            0 => format!("sum(channel=ch{a}) <= {share:.3} * total"),
+            1 => format!("sum(channel=ch{a}) >= {:.3} * total", share / 2.0),
+            2 => format!("sum(channel=ch{a}) <= 0"),
+            3 => format!("sum(channel=ch{a}) + sum(channel=ch{c}) <= {share:.3} * total"),
+            _ => format!("sum(channel=ch{a}) - sum(channel=ch{c}) >= 0"),
+        };
+        // (The same text twice makes two rows with one name: the tests find
+        // multipliers by name.)
+        if !sc.constraints.contains(&text) {
+            sc.constraints.push(text);
+        }
+    }
+    let what = format!("seed {seed}: {} {size:?} {:?}", kind.name(), sc.constraints);
+    (model, sc, what)
+}
