@@ -1409,6 +1409,9 @@ struct Qp {
     steep: Vec<bool>,
     /// Whether their lower bounds were raised by [`STEEP_FLOOR`].
     raised: bool,
+    /// The last QP's active set (diagonal Hessian, no slacks): the next QP is first
+    /// solved exactly from it, and Clarabel runs only where that fails.
+    warm: Option<Vec<bool>>,
 }
 
 /// The largest fraction of the distance to its lower bound that one step may take a
@@ -1489,6 +1492,7 @@ impl Qp {
             exact,
             steep: vec![false; n],
             raised: false,
+            warm: None,
         };
         let a_rows = qp.a_rows(rows, nl, &vec![1.0; nl.len() * n], n);
         qp.a = Pattern::new(&a_rows, nv);
@@ -1622,102 +1626,135 @@ impl Qp {
             };
             debug_assert_eq!(matches!(hess, Hessian::Diagonal(_)), self.exact);
             let p_nz = self.p.values(&p_rows);
-            let updated = match self.solver.as_mut() {
-                Some(s) => {
-                    s.update_P(&p_nz).is_ok()
-                        && s.update_A(&a_nz).is_ok()
-                        && s.update_q(&q).is_ok()
-                        && s.update_b(&b).is_ok()
-                }
-                None => false,
+            // With the exact diagonal and no slacks: first the exact answer from the
+            // last QP's active set; Clarabel only where that fails.
+            let diagonal = matches!(hess, Hessian::Diagonal(_)) && self.nt == 0;
+            let floored: Vec<f64> = if diagonal {
+                p_rows.iter().map(|r| r[0].1).collect()
+            } else {
+                vec![]
             };
-            if !updated {
-                let mut a = self.a.matrix.clone();
-                a.nzval.copy_from_slice(&a_nz);
-                let mut pm = self.p.matrix.clone();
-                pm.nzval.copy_from_slice(&p_nz);
-                let cones = [
-                    SupportedConeT::ZeroConeT(self.n_eq),
-                    SupportedConeT::NonnegativeConeT(self.order.len() - self.n_eq),
-                ];
-                let solver = DefaultSolver::new(&pm, &q, &a, &b, &cones, clarabel_settings())
-                    .map_err(|e| {
-                        Error::invalid(
-                            "solver",
-                            "QP subproblem",
-                            format!("{e:?}"),
-                            "a well-formed QP",
-                        )
-                    })?;
-                self.solver = Some(solver);
-            }
-            let solver = self.solver.as_mut().expect("set above");
-            solver.solve();
-            let sol = &solver.solution;
-            // Clarabel's verdict; where it gave up (insufficient progress, say), its
-            // last iterate may still point to the active set, which `refine` checks.
-            let failed = match sol.status {
-                SolverStatus::Solved => None,
-                SolverStatus::AlmostSolved => {
-                    reduced = true;
-                    None
-                }
-                s => Some(s),
+            let exact: Vec<f64> = if diagonal {
+                self.free.iter().map(|&c| pt.h[c]).collect()
+            } else {
+                vec![]
             };
-            // The exact answer on the active set Clarabel points to (see `refine`):
-            // diagonal Hessian, no elastic slacks.
+            let n_eq = self.n_eq;
+            let (qp_floored, qp_exact) = [&floored, &exact]
+                .map(|h| refine::DiagonalQp {
+                    h,
+                    q: &q,
+                    rows: &a_rows,
+                    b: &b,
+                    n_eq,
+                })
+                .into();
             // First with the exact curvature where the floor raised it (a convex
             // stretch of a curve that the active rows outweigh: Newton's step, not a
-            // floored one that converges linearly), else with the QP's own.
-            let refined =
-                match hess {
-                    Hessian::Diagonal(_) if self.nt == 0 => {
-                        let floored: Vec<f64> = p_rows.iter().map(|r| r[0].1).collect();
-                        let exact: Vec<f64> = self.free.iter().map(|&c| pt.h[c]).collect();
-                        let refine = |h: &[f64]| {
-                            refine::DiagonalQp {
-                                h,
-                                q: &q,
-                                rows: &a_rows,
-                                b: &b,
-                                n_eq: self.n_eq,
-                            }
-                            .refine(&sol.x, &sol.z)
-                        };
-                        // The exact step only where it is a descent direction with a model
-                        // value (in the exact curvature) no worse than the floored step's.
-                        let model = |x: &[f64]| -> f64 {
-                            x.iter()
-                                .zip(&q)
-                                .zip(&exact)
-                                .map(|((x, q), h)| q * x + 0.5 * h * x * x)
-                                .sum()
-                        };
-                        let with_floor = refine(&floored);
-                        let with_exact = (exact != floored).then(|| refine(&exact)).flatten();
-                        match (with_exact, with_floor) {
-                            (Some(e), Some(f)) => {
-                                let slope: f64 = e.0.iter().zip(&q).map(|(x, q)| x * q).sum();
-                                if slope < 0.0 && model(&e.0) <= model(&f.0) {
-                                    Some(e)
-                                } else {
-                                    Some(f)
-                                }
-                            }
-                            (e, f) => f.or(e.filter(|e| {
-                                e.0.iter().zip(&q).map(|(x, q)| x * q).sum::<f64>() < 0.0
-                            })),
+            // floored one that converges linearly), kept only where it is a descent
+            // direction with a model value (in the exact curvature) no worse than the
+            // floored step's; else with the QP's own.
+            let pick = |with_exact: Option<refine::Refined>,
+                        with_floor: Option<refine::Refined>| {
+                let slope =
+                    |r: &refine::Refined| -> f64 { r.p.iter().zip(&q).map(|(x, q)| x * q).sum() };
+                let model = |r: &refine::Refined| -> f64 {
+                    r.p.iter()
+                        .zip(&q)
+                        .zip(&exact)
+                        .map(|((x, q), h)| q * x + 0.5 * h * x * x)
+                        .sum()
+                };
+                match (with_exact, with_floor) {
+                    (Some(e), Some(f)) => {
+                        if slope(&e) < 0.0 && model(&e) <= model(&f) {
+                            Some(e)
+                        } else {
+                            Some(f)
                         }
                     }
-                    _ => None,
-                };
-            let (sx, sz) = match (&refined, failed) {
-                (Some((x, z)), _) => {
-                    reduced = false;
-                    (x.as_slice(), z.as_slice())
+                    (e, f) => f.or(e.filter(|e| slope(e) < 0.0)),
                 }
-                (None, Some(s)) => return Ok(QpOutcome::Failed(s)),
-                (None, None) => (sol.x.as_slice(), sol.z.as_slice()),
+            };
+            let both = |solve: &dyn Fn(&refine::DiagonalQp) -> Option<refine::Refined>| {
+                let with_floor = solve(&qp_floored);
+                let with_exact = (exact != floored).then(|| solve(&qp_exact)).flatten();
+                pick(with_exact, with_floor)
+            };
+            let warm = match (&self.warm, diagonal) {
+                (Some(active), true) => both(&|qp| qp.solve_from(active.clone())),
+                _ => None,
+            };
+            let mut clarabel: Option<(Vec<f64>, Vec<f64>)> = None;
+            let refined = match warm {
+                Some(r) => Some(r),
+                None => {
+                    let updated = match self.solver.as_mut() {
+                        Some(s) => {
+                            s.update_P(&p_nz).is_ok()
+                                && s.update_A(&a_nz).is_ok()
+                                && s.update_q(&q).is_ok()
+                                && s.update_b(&b).is_ok()
+                        }
+                        None => false,
+                    };
+                    if !updated {
+                        let mut a = self.a.matrix.clone();
+                        a.nzval.copy_from_slice(&a_nz);
+                        let mut pm = self.p.matrix.clone();
+                        pm.nzval.copy_from_slice(&p_nz);
+                        let cones = [
+                            SupportedConeT::ZeroConeT(self.n_eq),
+                            SupportedConeT::NonnegativeConeT(self.order.len() - self.n_eq),
+                        ];
+                        let solver =
+                            DefaultSolver::new(&pm, &q, &a, &b, &cones, clarabel_settings())
+                                .map_err(|e| {
+                                    Error::invalid(
+                                        "solver",
+                                        "QP subproblem",
+                                        format!("{e:?}"),
+                                        "a well-formed QP",
+                                    )
+                                })?;
+                        self.solver = Some(solver);
+                    }
+                    let solver = self.solver.as_mut().expect("set above");
+                    solver.solve();
+                    let sol = &solver.solution;
+                    // Clarabel's verdict; where it gave up (insufficient progress, say),
+                    // its last iterate may still point to the active set (`refine`).
+                    let failed = match sol.status {
+                        SolverStatus::Solved => None,
+                        SolverStatus::AlmostSolved => {
+                            reduced = true;
+                            None
+                        }
+                        s => Some(s),
+                    };
+                    let refined = if diagonal {
+                        both(&|qp| qp.refine(&sol.x, &sol.z))
+                    } else {
+                        None
+                    };
+                    match (refined, failed) {
+                        (Some(r), _) => Some(r),
+                        (None, Some(s)) => return Ok(QpOutcome::Failed(s)),
+                        (None, None) => {
+                            clarabel = Some((sol.x.clone(), sol.z.clone()));
+                            None
+                        }
+                    }
+                }
+            };
+            self.warm = refined.as_ref().map(|r| r.active.clone());
+            let (sx, sz) = match (&refined, &clarabel) {
+                (Some(r), _) => {
+                    reduced = false;
+                    (r.p.as_slice(), r.z.as_slice())
+                }
+                (None, Some((x, z))) => (x.as_slice(), z.as_slice()),
+                (None, None) => unreachable!("one of them is set above"),
             };
             for (o, z) in self.order.iter().zip(sz) {
                 match *o {

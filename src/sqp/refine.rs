@@ -41,46 +41,83 @@ pub(super) struct DiagonalQp<'a> {
 type SolveS = Box<dyn Fn(&DVector<f64>) -> DVector<f64>>;
 
 /// Rounds of active-set repair before giving up.
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 12;
+
+/// An exact QP answer: the step, the multipliers, and the active set they belong to.
+pub(super) struct Refined {
+    pub p: Vec<f64>,
+    pub z: Vec<f64>,
+    pub active: Vec<bool>,
+}
 
 impl DiagonalQp<'_> {
-    /// The exact solution (p, z) on the active set that `(x, z)` (an interior-point
-    /// solution) points to, or `None` when no consistent active set was found.
-    pub fn refine(&self, x: &[f64], z: &[f64]) -> Option<(Vec<f64>, Vec<f64>)> {
-        let m = self.rows.len();
-        let dot =
-            |i: usize, p: &[f64]| -> f64 { self.rows[i].iter().map(|&(c, a)| a * p[c]).sum() };
-        let mut active: Vec<bool> = (0..m)
-            .map(|i| i < self.n_eq || z[i] > self.b[i] - dot(i, x))
+    /// The exact solution on the active set that `(x, z)` (an interior-point solution)
+    /// points to, or `None` when no consistent active set was found.
+    pub fn refine(&self, x: &[f64], z: &[f64]) -> Option<Refined> {
+        let active: Vec<bool> = (0..self.rows.len())
+            .map(|i| i < self.n_eq || z[i] > self.b[i] - self.dot(i, x))
             .collect();
+        self.solve_from(active)
+    }
+
+    /// The exact solution from a guess of the active set (the last QP's, say),
+    /// repaired: rows whose multiplier has the wrong sign leave it, violated rows join
+    /// it. Verified, so that a `Some` is the QP's solution (its KKT conditions hold to
+    /// 1e-12), whatever the guess.
+    pub fn solve_from(&self, mut active: Vec<bool>) -> Option<Refined> {
+        let m = self.rows.len();
+        let violation = |i: usize, p: &[f64]| self.dot(i, p) - self.b[i];
+        // Where adding every violated row at once over-constrains (every variable of
+        // an equality fixed), the set with only the worst of them added instead.
+        let mut fallback: Option<Vec<bool>> = None;
         for _ in 0..ROUNDS {
-            let (p, zz) = self.solve_on(&active)?;
             // The active rows must hold: where they contradict each other (more rows
             // taken as active than the variables can meet) the least-squares
             // multipliers give an answer that does not.
-            let holds =
-                |i: usize| (dot(i, &p) - self.b[i]).abs() <= 1e-12 * (1.0 + self.b[i].abs());
-            if !(0..m).filter(|&i| active[i]).all(holds) {
-                return None;
-            }
+            let solved = self.solve_on(&active).filter(|(p, _)| {
+                (0..m)
+                    .filter(|&i| active[i])
+                    .all(|i| violation(i, p).abs() <= 1e-12 * (1.0 + self.b[i].abs()))
+            });
+            let Some((p, zz)) = solved else {
+                active = fallback.take()?;
+                continue;
+            };
             let scale_z = zz.iter().fold(1.0f64, |s, v| s.max(v.abs()));
-            let mut changed = false;
+            // Rows whose multiplier has the wrong sign leave; violated rows join.
+            let mut next = active.clone();
             for i in self.n_eq..m {
-                if active[i] {
-                    if zz[i] < -1e-12 * scale_z {
-                        active[i] = false;
-                        changed = true;
-                    }
-                } else if dot(i, &p) > self.b[i] + 1e-12 * (1.0 + self.b[i].abs()) {
-                    active[i] = true;
-                    changed = true;
+                if active[i] && zz[i] < -1e-12 * scale_z {
+                    next[i] = false;
                 }
             }
-            if !changed {
-                return Some((p, zz));
+            let violated: Vec<usize> = (self.n_eq..m)
+                .filter(|&i| !active[i] && violation(i, &p) > 1e-12 * (1.0 + self.b[i].abs()))
+                .collect();
+            if next == active && violated.is_empty() {
+                return Some(Refined { p, z: zz, active });
             }
+            fallback = violated
+                .iter()
+                .copied()
+                .max_by(|&i, &j| violation(i, &p).total_cmp(&violation(j, &p)))
+                .filter(|_| violated.len() > 1)
+                .map(|worst| {
+                    let mut f = next.clone();
+                    f[worst] = true;
+                    f
+                });
+            for &i in &violated {
+                next[i] = true;
+            }
+            active = next;
         }
         None
+    }
+
+    /// Row i times p.
+    fn dot(&self, i: usize, p: &[f64]) -> f64 {
+        self.rows[i].iter().map(|&(c, a)| a * p[c]).sum()
     }
 
     /// The equality-constrained QP on the active rows.
@@ -275,7 +312,8 @@ mod tests {
             b: &b,
             n_eq: 1,
         };
-        let (p, z) = qp.refine(start, z0).expect("a consistent active set");
+        let r = qp.refine(start, z0).expect("a consistent active set");
+        let (p, z) = (r.p, r.z);
         let lambda = -0.25 / 1.5; // p0 + p1 = (1 − λ)/2 − 0.5 − λ = −1.5 λ
         let want = [-(-1.0 + lambda) / 2.0, -(0.5 + lambda), -0.25];
         for (a, b) in p.iter().zip(&want) {
@@ -316,7 +354,8 @@ mod tests {
             }
             .refine(&[0.5, 0.5], &[0.0])
         };
-        let (p, z) = solve(&[3.0, -1.0]).expect("a minimum");
+        let r = solve(&[3.0, -1.0]).expect("a minimum");
+        let (p, z) = (r.p, r.z);
         assert!(
             (p[0] + 0.5).abs() < 1e-14 && (p[1] - 1.5).abs() < 1e-14,
             "{p:?}"
