@@ -1,0 +1,580 @@
+//! The QP subproblem: its pattern built once, Clarabel, the exact answer on the
+//! active set (`refine`), the warm start; and the projection QP of the start.
+
+use super::*;
+
+pub(super) fn clarabel_settings() -> DefaultSettings<f64> {
+    DefaultSettingsBuilder::default()
+        .verbose(false)
+        .presolve_enable(false)
+        .input_sparse_dropzeros(false)
+        .tol_gap_abs(1e-11)
+        .tol_gap_rel(1e-11)
+        .tol_feas(1e-11)
+        .tol_infeas_abs(1e-9)
+        .tol_infeas_rel(1e-9)
+        .max_iter(500)
+        .build()
+        .expect("constant Clarabel settings are valid")
+}
+
+/// A CSC matrix with a fixed pattern built from rows of (column, value) entries;
+/// `slot[r][k]` is where entry k of row r lives in `nzval`.
+pub(super) struct Pattern {
+    pub(super) matrix: CscMatrix<f64>,
+    pub(super) slot: Vec<Vec<usize>>,
+}
+
+impl Pattern {
+    pub(super) fn new(rows: &[Vec<(usize, f64)>], ncols: usize) -> Self {
+        let mut counts = vec![0usize; ncols];
+        for r in rows {
+            for &(c, _) in r {
+                counts[c] += 1;
+            }
+        }
+        let mut colptr = vec![0usize; ncols + 1];
+        for c in 0..ncols {
+            colptr[c + 1] = colptr[c] + counts[c];
+        }
+        let nnz = colptr[ncols];
+        let mut next = colptr.clone();
+        let mut rowval = vec![0usize; nnz];
+        let mut nzval = vec![0.0; nnz];
+        let mut slot = Vec::with_capacity(rows.len());
+        // Rows in increasing order, so each column's row indices come out sorted.
+        for (i, r) in rows.iter().enumerate() {
+            let mut s = Vec::with_capacity(r.len());
+            for &(c, v) in r {
+                let k = next[c];
+                next[c] += 1;
+                rowval[k] = i;
+                nzval[k] = v;
+                s.push(k);
+            }
+            slot.push(s);
+        }
+        Pattern {
+            matrix: CscMatrix::new(rows.len(), ncols, colptr, rowval, nzval),
+            slot,
+        }
+    }
+
+    fn values(&self, rows: &[Vec<(usize, f64)>]) -> Vec<f64> {
+        let mut nz = vec![0.0; self.matrix.nzval.len()];
+        for (r, s) in rows.iter().zip(&self.slot) {
+            for (&(_, v), &k) in r.iter().zip(s) {
+                nz[k] = v;
+            }
+        }
+        nz
+    }
+}
+
+/// Projects y0 onto the linear rows: min ½‖y − y0‖². `Err(names)` when the rows admit
+/// no point, naming the rows of the infeasibility certificate.
+pub(super) fn project(
+    p: &Problem,
+    rows: &[Row],
+    y0: &[f64],
+    n: usize,
+) -> Result<std::result::Result<Vec<f64>, Vec<String>>> {
+    let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
+    let ordered: Vec<&Row> = eq.iter().chain(&ineq).copied().collect();
+    let a_rows: Vec<Vec<(usize, f64)>> = ordered.iter().map(|r| r.coefficients.clone()).collect();
+    let a = Pattern::new(&a_rows, n);
+    let b: Vec<f64> = ordered.iter().map(|r| r.rhs).collect();
+    let p_mat = Pattern::new(&(0..n).map(|c| vec![(c, 1.0)]).collect::<Vec<_>>(), n).matrix;
+    let q: Vec<f64> = y0.iter().map(|v| -v).collect();
+    let cones = [
+        SupportedConeT::ZeroConeT(eq.len()),
+        SupportedConeT::NonnegativeConeT(ineq.len()),
+    ];
+    let mut solver = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
+        .map_err(|e| {
+            Error::invalid(
+                "solver",
+                "projection QP",
+                format!("{e:?}"),
+                "a well-formed QP",
+            )
+        })?;
+    solver.solve();
+    let sol = &solver.solution;
+    match sol.status {
+        SolverStatus::Solved | SolverStatus::AlmostSolved => Ok(Ok(sol.x.clone())),
+        SolverStatus::PrimalInfeasible | SolverStatus::AlmostPrimalInfeasible => {
+            let zmax = sol.z.iter().fold(0.0f64, |m, z| m.max(z.abs()));
+            let involved: Vec<Origin> = ordered
+                .iter()
+                .zip(&sol.z)
+                .filter(|(_, z)| z.abs() > 1e-6 * zmax)
+                .map(|(r, _)| r.origin)
+                .collect();
+            Ok(Err(describe_rows(p, &involved)))
+        }
+        s => Err(Error::invalid(
+            "solver",
+            "projection onto the constraints",
+            format!("Clarabel status {s:?}"),
+            "a solved projection QP",
+        )),
+    }
+}
+
+/// Names for certificate rows; bounds are grouped.
+pub(super) fn describe_rows(p: &Problem, origins: &[Origin]) -> Vec<String> {
+    let mut out = vec![];
+    let mut upper = vec![];
+    let mut lower = vec![];
+    for o in origins {
+        match o {
+            Origin::Budget => out.push(format!(
+                "budget (sum {} {})",
+                if p.budget_constraint == BudgetConstraint::Equal {
+                    "=="
+                } else {
+                    "<="
+                },
+                p.total_budget
+            )),
+            Origin::Linear(i) => out.push(format!(
+                "constraints[{i}] ({})",
+                p.linear_constraints[*i].name
+            )),
+            Origin::Upper(c) => upper.push(*c),
+            Origin::Fixed(c) => {
+                upper.push(*c);
+                lower.push(*c);
+            }
+            Origin::Lower(c) => lower.push(*c),
+        }
+    }
+    for (side, cells, values) in [("upper", &upper, &p.upper), ("lower", &lower, &p.lower)] {
+        if !cells.is_empty() {
+            let list: Vec<String> = cells
+                .iter()
+                .map(|&c| format!("{} {}", p.cells[c].label, values[c]))
+                .collect();
+            out.push(format!("{side} bounds of {}", list.join(", ")));
+        }
+    }
+    out
+}
+
+/// The SQP's QP with its pattern built once. Cells whose bounds are equal are not
+/// QP variables (their step is 0); rows left without a variable are left out, and the
+/// multiplier of a pinned cell's bound comes from stationarity.
+pub(super) struct Qp {
+    pub(super) solver: Option<DefaultSolver<f64>>,
+    pub(super) a: Pattern,
+    pub(super) p: Pattern,
+    /// The free cells (QP columns 0..free.len()).
+    pub(super) free: Vec<usize>,
+    /// QP column of each cell.
+    pub(super) column: Vec<Option<usize>>,
+    pub(super) nt: usize,
+    pub(super) n_eq: usize,
+    pub(super) order: Vec<QpRow>,
+    pub(super) exact: bool,
+    /// Cells whose marginal return is infinite at their lower bound (see
+    /// [`steep_cells`]): a step goes at most [`TO_BOUNDARY`] of the way there.
+    pub(super) steep: Vec<bool>,
+    /// Whether their lower bounds were raised by [`STEEP_FLOOR`].
+    pub(super) raised: bool,
+    /// The last QP's active set (diagonal Hessian, no slacks): the next QP is first
+    /// solved exactly from it, and Clarabel runs only where that fails.
+    pub(super) warm: Option<Vec<bool>>,
+}
+
+/// The largest fraction of the distance to its lower bound that one step may take a
+/// steep cell.
+pub(super) const TO_BOUNDARY: f64 = 0.9;
+
+#[derive(Clone, Copy)]
+pub(super) enum QpRow {
+    Linear(usize),
+    /// Nonlinear row j; its first slack's index.
+    Nonlinear(usize, usize),
+    Slack(usize),
+}
+
+impl Qp {
+    pub(super) fn new(
+        rows: &[Row],
+        nl: &[NonlinearRow],
+        n: usize,
+        exact: bool,
+        pinned: &[bool],
+    ) -> Result<Self> {
+        let fixed: Vec<bool> = {
+            let mut f = pinned.to_vec();
+            for r in rows {
+                if let Origin::Fixed(c) = r.origin {
+                    f[c] = true;
+                }
+            }
+            f
+        };
+        let free: Vec<usize> = (0..n).filter(|&c| !fixed[c]).collect();
+        let mut column = vec![None; n];
+        for (k, &c) in free.iter().enumerate() {
+            column[c] = Some(k);
+        }
+        let nf = free.len();
+        let nt: usize = nl.iter().map(|r| if r.equality { 2 } else { 1 }).sum();
+        let nv = nf + nt;
+        let mut slack_of = vec![0; nl.len()];
+        let mut t = 0;
+        for (j, r) in nl.iter().enumerate() {
+            slack_of[j] = t;
+            t += if r.equality { 2 } else { 1 };
+        }
+        let has_free = |r: &Row| r.coefficients.iter().any(|&(c, _)| column[c].is_some());
+        let mut order = vec![];
+        for equality in [true, false] {
+            for (i, r) in rows.iter().enumerate() {
+                if r.equality == equality && has_free(r) {
+                    order.push(QpRow::Linear(i));
+                }
+            }
+            for (j, r) in nl.iter().enumerate() {
+                if r.equality == equality {
+                    order.push(QpRow::Nonlinear(j, slack_of[j]));
+                }
+            }
+        }
+        let n_eq = order
+            .iter()
+            .take_while(|o| match **o {
+                QpRow::Linear(i) => rows[i].equality,
+                QpRow::Nonlinear(j, _) => nl[j].equality,
+                QpRow::Slack(_) => false,
+            })
+            .count();
+        order.extend((0..nt).map(QpRow::Slack));
+        let mut qp = Qp {
+            solver: None,
+            a: Pattern::new(&[], 0),
+            p: Pattern::new(&[], 0),
+            free,
+            column,
+            nt,
+            n_eq,
+            order,
+            exact,
+            steep: vec![false; n],
+            raised: false,
+            warm: None,
+        };
+        let a_rows = qp.a_rows(rows, nl, &vec![1.0; nl.len() * n], n);
+        qp.a = Pattern::new(&a_rows, nv);
+        let p_rows: Vec<Vec<(usize, f64)>> = if exact {
+            (0..nv)
+                .map(|c| if c < nf { vec![(c, 1.0)] } else { vec![] })
+                .collect()
+        } else {
+            (0..nv)
+                .map(|i| {
+                    if i < nf {
+                        (i..nf).map(|j| (j, 1.0)).collect()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect()
+        };
+        qp.p = Pattern::new(&p_rows, nv);
+        Ok(qp)
+    }
+
+    fn a_rows(
+        &self,
+        rows: &[Row],
+        nl: &[NonlinearRow],
+        nl_grads: &[f64],
+        n: usize,
+    ) -> Vec<Vec<(usize, f64)>> {
+        let nf = self.free.len();
+        self.order
+            .iter()
+            .map(|o| match *o {
+                QpRow::Linear(i) => rows[i]
+                    .coefficients
+                    .iter()
+                    .filter_map(|&(c, a)| self.column[c].map(|k| (k, a)))
+                    .collect(),
+                QpRow::Nonlinear(j, t) => {
+                    let mut e: Vec<(usize, f64)> = self
+                        .free
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &c)| (k, nl_grads[j * n + c]))
+                        .collect();
+                    e.push((nf + t, -1.0));
+                    if nl[j].equality {
+                        e.push((nf + t + 1, 1.0));
+                    }
+                    e
+                }
+                QpRow::Slack(k) => vec![(nf + k, -1.0)],
+            })
+            .collect()
+    }
+
+    /// Solves the QP at `pt`; each cell's step is kept within `radius` (scaled units)
+    /// on top of its bounds: a trust region on the bound rows' right-hand sides.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn solve(
+        &mut self,
+        rows: &[Row],
+        pt: &Point,
+        hess: &Hessian,
+        nl: &[NonlinearRow],
+        n: usize,
+        radius: f64,
+    ) -> Result<QpOutcome> {
+        let nf = self.free.len();
+        let nv = nf + self.nt;
+        let mut z_lin = vec![0.0; rows.len()];
+        let mut z_nl = vec![0.0; nl.len()];
+        let mut p = vec![0.0; n];
+        let mut t = vec![0.0; self.nt];
+        let mut reduced = false;
+        let mut diving = false;
+        if nv > 0 {
+            let a_rows = self.a_rows(rows, nl, &pt.nl_grads, n);
+            let a_nz = self.a.values(&a_rows);
+            let b: Vec<f64> = self
+                .order
+                .iter()
+                .map(|o| match *o {
+                    QpRow::Linear(i) => {
+                        let r = &rows[i];
+                        let slack = r.rhs
+                            - r.coefficients
+                                .iter()
+                                .map(|&(c, a)| a * pt.y[c])
+                                .sum::<f64>();
+                        match r.origin {
+                            // Within a few floors of a raised bound a steep cell may
+                            // reach it: its marginal return is finite there.
+                            Origin::Lower(c)
+                                if self.steep[c]
+                                    && !(self.raised && slack <= 10.0 * STEEP_FLOOR) =>
+                            {
+                                slack.min(radius).min(TO_BOUNDARY * slack)
+                            }
+                            Origin::Upper(_) | Origin::Lower(_) => slack.min(radius),
+                            _ => slack,
+                        }
+                    }
+                    QpRow::Nonlinear(j, _) => -pt.nl_values[j],
+                    QpRow::Slack(_) => 0.0,
+                })
+                .collect();
+            let mut q: Vec<f64> = self.free.iter().map(|&c| pt.g[c]).collect();
+            q.extend(std::iter::repeat_n(ELASTIC_PENALTY, self.nt));
+            let p_rows: Vec<Vec<(usize, f64)>> = match hess {
+                Hessian::Diagonal(h) => (0..nv)
+                    .map(|k| {
+                        if k < nf {
+                            vec![(k, h[self.free[k]])]
+                        } else {
+                            vec![]
+                        }
+                    })
+                    .collect(),
+                Hessian::Dense(m) => (0..nv)
+                    .map(|i| {
+                        if i < nf {
+                            (i..nf)
+                                .map(|j| (j, m[self.free[i] * n + self.free[j]]))
+                                .collect()
+                        } else {
+                            vec![]
+                        }
+                    })
+                    .collect(),
+            };
+            debug_assert_eq!(matches!(hess, Hessian::Diagonal(_)), self.exact);
+            let p_nz = self.p.values(&p_rows);
+            // With the exact diagonal and no slacks: first the exact answer from the
+            // last QP's active set; Clarabel only where that fails.
+            let diagonal = matches!(hess, Hessian::Diagonal(_)) && self.nt == 0;
+            let floored: Vec<f64> = if diagonal {
+                p_rows.iter().map(|r| r[0].1).collect()
+            } else {
+                vec![]
+            };
+            let exact: Vec<f64> = if diagonal {
+                self.free.iter().map(|&c| pt.h[c]).collect()
+            } else {
+                vec![]
+            };
+            let n_eq = self.n_eq;
+            let (qp_floored, qp_exact) = [&floored, &exact]
+                .map(|h| refine::DiagonalQp {
+                    h,
+                    q: &q,
+                    rows: &a_rows,
+                    b: &b,
+                    n_eq,
+                })
+                .into();
+            // First with the exact curvature where the floor raised it (a convex
+            // stretch of a curve that the active rows outweigh: Newton's step, not a
+            // floored one that converges linearly), kept only where it is a descent
+            // direction with a model value (in the exact curvature) no worse than the
+            // floored step's; else with the QP's own.
+            let pick = |with_exact: Option<refine::Refined>,
+                        with_floor: Option<refine::Refined>| {
+                let slope =
+                    |r: &refine::Refined| -> f64 { r.p.iter().zip(&q).map(|(x, q)| x * q).sum() };
+                let model = |r: &refine::Refined| -> f64 {
+                    r.p.iter()
+                        .zip(&q)
+                        .zip(&exact)
+                        .map(|((x, q), h)| q * x + 0.5 * h * x * x)
+                        .sum()
+                };
+                match (with_exact, with_floor) {
+                    (Some(e), Some(f)) => {
+                        if slope(&e) < 0.0 && model(&e) <= model(&f) {
+                            Some(e)
+                        } else {
+                            Some(f)
+                        }
+                    }
+                    (e, f) => f.or(e.filter(|e| slope(e) < 0.0)),
+                }
+            };
+            let both = |solve: &dyn Fn(&refine::DiagonalQp) -> Option<refine::Refined>| {
+                let with_floor = solve(&qp_floored);
+                let with_exact = (exact != floored).then(|| solve(&qp_exact)).flatten();
+                pick(with_exact, with_floor)
+            };
+            let warm = match (&self.warm, diagonal) {
+                (Some(active), true) => both(&|qp| qp.solve_from(active.clone())),
+                _ => None,
+            };
+            let mut clarabel: Option<(Vec<f64>, Vec<f64>)> = None;
+            let refined = match warm {
+                Some(r) => Some(r),
+                None => {
+                    let updated = match self.solver.as_mut() {
+                        Some(s) => {
+                            s.update_P(&p_nz).is_ok()
+                                && s.update_A(&a_nz).is_ok()
+                                && s.update_q(&q).is_ok()
+                                && s.update_b(&b).is_ok()
+                        }
+                        None => false,
+                    };
+                    if !updated {
+                        let mut a = self.a.matrix.clone();
+                        a.nzval.copy_from_slice(&a_nz);
+                        let mut pm = self.p.matrix.clone();
+                        pm.nzval.copy_from_slice(&p_nz);
+                        let cones = [
+                            SupportedConeT::ZeroConeT(self.n_eq),
+                            SupportedConeT::NonnegativeConeT(self.order.len() - self.n_eq),
+                        ];
+                        let solver =
+                            DefaultSolver::new(&pm, &q, &a, &b, &cones, clarabel_settings())
+                                .map_err(|e| {
+                                    Error::invalid(
+                                        "solver",
+                                        "QP subproblem",
+                                        format!("{e:?}"),
+                                        "a well-formed QP",
+                                    )
+                                })?;
+                        self.solver = Some(solver);
+                    }
+                    let solver = self.solver.as_mut().expect("set above");
+                    solver.solve();
+                    let sol = &solver.solution;
+                    // Clarabel's verdict; where it gave up (insufficient progress, say),
+                    // its last iterate may still point to the active set (`refine`).
+                    let failed = match sol.status {
+                        SolverStatus::Solved => None,
+                        SolverStatus::AlmostSolved => {
+                            reduced = true;
+                            None
+                        }
+                        s => Some(s),
+                    };
+                    let refined = if diagonal {
+                        both(&|qp| qp.refine(&sol.x, &sol.z))
+                    } else {
+                        None
+                    };
+                    match (refined, failed) {
+                        (Some(r), _) => Some(r),
+                        (None, Some(s)) => return Ok(QpOutcome::Failed(s)),
+                        (None, None) => {
+                            clarabel = Some((sol.x.clone(), sol.z.clone()));
+                            None
+                        }
+                    }
+                }
+            };
+            self.warm = refined.as_ref().map(|r| r.active.clone());
+            let (sx, sz) = match (&refined, &clarabel) {
+                (Some(r), _) => {
+                    reduced = false;
+                    (r.p.as_slice(), r.z.as_slice())
+                }
+                (None, Some((x, z))) => (x.as_slice(), z.as_slice()),
+                (None, None) => unreachable!("one of them is set above"),
+            };
+            for (o, z) in self.order.iter().zip(sz) {
+                match *o {
+                    QpRow::Linear(i) => z_lin[i] = *z,
+                    QpRow::Nonlinear(j, _) => z_nl[j] = *z,
+                    QpRow::Slack(_) => {}
+                }
+            }
+            for (k, &c) in self.free.iter().enumerate() {
+                p[c] = sx[k];
+            }
+            // A steep cell next to its bound (within 1e-6 of the budget) that moves by
+            // a tenth of its distance to it or more: diving towards it (cut short, or
+            // landing), or climbing back up to an optimum a little above it.
+            diving = rows.iter().any(|r| match r.origin {
+                Origin::Lower(c) if self.steep[c] => {
+                    let above = pt.y[c] + r.rhs;
+                    above > 0.0 && above <= 1e-6 && p[c].abs() >= 0.1 * above
+                }
+                _ => false,
+            });
+            t.copy_from_slice(&sx[nf..]);
+        }
+        // A pinned cell's bound takes up whatever the other rows leave of its gradient.
+        let mut residual = pt.g.clone();
+        for (r, z) in rows.iter().zip(&z_lin) {
+            for &(c, a) in &r.coefficients {
+                residual[c] += z * a;
+            }
+        }
+        for (j, z) in z_nl.iter().enumerate() {
+            for (c, res) in residual.iter_mut().enumerate() {
+                *res += z * pt.nl_grads[j * n + c];
+            }
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if let Origin::Fixed(c) = r.origin {
+                z_lin[i] = -residual[c];
+            }
+        }
+        Ok(QpOutcome::Solved(QpResult {
+            p,
+            t,
+            z_lin,
+            z_nl,
+            reduced,
+            diving,
+        }))
+    }
+}
