@@ -387,28 +387,7 @@ impl<'a> Solver<'a> {
         let mut rows = linear_rows(p, scale);
         let mut out = Evaluation::new(p.num_draws(), n);
         let (steep, probed) = steep_cells(&mut *self.evaluator, p, &mut out)?;
-        // Steep cells' lower bounds move up by STEEP_FLOOR (see there) where the
-        // constraints leave room for it; those the constraints hold at their bound are
-        // pinned there (not QP variables: their marginal return there is infinite).
-        let mut pinned = vec![false; n];
-        let shifted_rows = if steep.iter().any(|s| *s) {
-            let room = steep_room(&rows, &steep, &lower, n)?;
-            let mut r = rows.clone();
-            for row in r.iter_mut() {
-                if let Origin::Lower(c) = row.origin
-                    && steep[c]
-                {
-                    match room[c] {
-                        Some(t) if t >= PINNED_ROOM => row.rhs -= STEEP_FLOOR,
-                        Some(_) => pinned[c] = true,
-                        None => {}
-                    }
-                }
-            }
-            Some(r)
-        } else {
-            None
-        };
+        let (shifted_rows, mut pinned) = raised_rows(&rows, &steep, &lower)?;
 
         // Start: settings, scenario, or uniform; projected onto the linear rows.
         let x0 = match (&self.settings.start, &p.start) {

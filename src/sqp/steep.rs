@@ -31,12 +31,7 @@ pub(super) fn steep_cells(
 /// up to [`PINNED_ROOM`]·100, all at once: the LP max Σ t_c subject to the rows,
 /// t_c ≤ y_c − l_c and t_c ≤ 100·PINNED_ROOM. `None` (for every cell) when the LP
 /// does not solve; the projection then reports what is wrong with the rows.
-pub(super) fn steep_room(
-    rows: &[Row],
-    steep: &[bool],
-    lower: &[f64],
-    n: usize,
-) -> Result<Vec<Option<f64>>> {
+fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Result<Vec<Option<f64>>> {
     let cells: Vec<usize> = (0..n).filter(|&c| steep[c]).collect();
     let k = cells.len();
     let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
@@ -83,7 +78,7 @@ pub(super) fn steep_room(
 /// accuracy) a steep cell counts as pinned there by the constraints (as by
 /// `tv <= 0`): it is not a QP variable, and the KKT residual leaves it out (its
 /// marginal return there is infinite, and so are the multipliers that hold it).
-pub(super) const PINNED_ROOM: f64 = 1e-8;
+const PINNED_ROOM: f64 = 1e-8;
 
 /// How far (in scaled units: 1e-12 of the budget) a steep cell's lower bound is
 /// raised. Such a cell's optimum lies above the bound but can be astronomically close
@@ -95,3 +90,33 @@ pub(super) const PINNED_ROOM: f64 = 1e-8;
 /// no room for it ([`PINNED_ROOM`]), nor when the raised bounds together admit no
 /// point (then the old bounds and the fraction to the boundary remain).
 pub(super) const STEEP_FLOOR: f64 = 1e-12;
+
+/// The rows with steep cells' lower bounds raised by [`STEEP_FLOOR`] where the
+/// constraints leave room for it (`None` without steep cells), and the cells that the
+/// constraints hold at their bound: those are pinned there (not QP variables: their
+/// marginal return there is infinite).
+pub(super) fn raised_rows(
+    rows: &[Row],
+    steep: &[bool],
+    lower: &[f64],
+) -> Result<(Option<Vec<Row>>, Vec<bool>)> {
+    let n = steep.len();
+    let mut pinned = vec![false; n];
+    if !steep.iter().any(|s| *s) {
+        return Ok((None, pinned));
+    }
+    let room = steep_room(rows, steep, lower, n)?;
+    let mut raised = rows.to_vec();
+    for row in raised.iter_mut() {
+        if let Origin::Lower(c) = row.origin
+            && steep[c]
+        {
+            match room[c] {
+                Some(t) if t >= PINNED_ROOM => row.rhs -= STEEP_FLOOR,
+                Some(_) => pinned[c] = true,
+                None => {}
+            }
+        }
+    }
+    Ok((Some(raised), pinned))
+}
