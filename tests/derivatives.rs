@@ -127,20 +127,8 @@ proptest! {
         } else {
             problem(seed, kinds)
         };
-        let mut ev = CpuEvaluator::new(&p).unwrap();
-        let n = p.num_periods;
-        let mut spend = vec![0.0; p.num_cells() * n];
-        for c in 0..p.num_cells() {
-            for t in 0..n {
-                // p_tc / input_scale_tc = N φ_tc (1 without a time distribution)
-                spend[c * n + t] = x[c] * p.pattern_of(c)[t] / p.input_scale_of(c)[t];
-            }
-        }
-        let mut a = vec![0.0; p.num_draws()];
-        ev.responses(&x, &mut a).unwrap();
-        let mut b = TimeVaryingEvaluation::default();
-        ev.evaluate_time_varying(&spend, DrawWeights::Uniform, &mut b).unwrap();
-        for (ra, rb) in a.iter().zip(&b.responses) {
+        let (a, b) = both_forms(&p, &x);
+        for (ra, rb) in a.iter().zip(&b) {
             prop_assert!(close(*ra, *rb, 1e-12, 1e-12), "{kinds:?}: {ra} vs {rb}");
         }
     }
@@ -197,6 +185,26 @@ fn derivatives_at_zero_are_the_limits() {
     assert_eq!(l, [0.0, 3.0, 0.0]);
 }
 
+/// Every draw's response to the per-period allocation x in the constant form, and to
+/// the time-varying plan that spends x_c N φ_tc in period t (direct convolution).
+fn both_forms(p: &Problem, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut ev = CpuEvaluator::new(p).unwrap();
+    let n = p.num_periods;
+    let mut spend = vec![0.0; p.num_cells() * n];
+    for c in 0..p.num_cells() {
+        for t in 0..n {
+            // p_tc / input_scale_tc = N φ_tc (1 without a time distribution)
+            spend[c * n + t] = x[c] * p.pattern_of(c)[t] / p.input_scale_of(c)[t];
+        }
+    }
+    let mut a = vec![0.0; p.num_draws()];
+    ev.responses(x, &mut a).unwrap();
+    let mut b = TimeVaryingEvaluation::default();
+    ev.evaluate_time_varying(&spend, DrawWeights::Uniform, &mut b)
+        .unwrap();
+    (a, b.responses)
+}
+
 /// Found by the property test above: a window shorter than the carry-over (N = 2,
 /// L = 6) with delayed adstock (weights from 1e-25 to 1) and root saturation. The
 /// constant form took a tail period's weights as a difference of suffix sums, which
@@ -218,21 +226,8 @@ fn short_windows_with_tiny_weights_agree_with_direct_convolution() {
         false,
     );
     let p = Problem::new(&model, &scenario).unwrap();
-    let mut ev = CpuEvaluator::new(&p).unwrap();
-    let x = [2.6958277744320913, 0.0, 0.0, 0.0];
-    let n = p.num_periods;
-    let mut spend = vec![0.0; p.num_cells() * n];
-    for c in 0..p.num_cells() {
-        for t in 0..n {
-            spend[c * n + t] = x[c] * p.pattern_of(c)[t] / p.input_scale_of(c)[t];
-        }
-    }
-    let mut a = vec![0.0; p.num_draws()];
-    ev.responses(&x, &mut a).unwrap();
-    let mut b = TimeVaryingEvaluation::default();
-    ev.evaluate_time_varying(&spend, DrawWeights::Uniform, &mut b)
-        .unwrap();
-    for (ra, rb) in a.iter().zip(&b.responses) {
+    let (a, b) = both_forms(&p, &[2.6958277744320913, 0.0, 0.0, 0.0]);
+    for (ra, rb) in a.iter().zip(&b) {
         assert!(close(*ra, *rb, 1e-14, 1e-14), "{ra} vs {rb}");
     }
 }
