@@ -637,7 +637,7 @@ fn constraints_holding_steep_cells_at_zero() {
 /// Random small problems of every curve with random bounds and linear constraints
 /// (including ones that hold a cell at 0): each ends `Solved` with the KKT conditions
 /// recomputed here below gtol and the constraints met, or `Infeasible`. Fixed seeds;
-/// 1000 problems, about a second (seeds 0..12000 were run once: 3 failures, in
+/// 1000 problems, about a second (seeds 0..12000 were run once: 1 failure, in
 /// benches/NOTES.md).
 #[test]
 fn random_problems_solve_or_are_infeasible() {
