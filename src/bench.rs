@@ -30,8 +30,9 @@ pub struct BenchRow {
     pub utility: f64,
     /// Its status.
     pub status: String,
-    /// GPU: (bytes of all device buffers, bytes of the parameters in f32).
-    pub device_memory: Option<(u64, u64)>,
+    /// GPU: (bytes of all device buffers, bytes of the parameters in f32, bytes of the
+    /// parameters as stored: f32 or f16).
+    pub device_memory: Option<(u64, u64, u64)>,
 }
 
 /// Times `ev` on `problem`: `repeats` evaluations after one warm-up, then one
@@ -130,14 +131,16 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         );
     }
     for r in rows {
-        if let Some((device, params)) = r.device_memory {
+        if let Some((device, params, stored)) = r.device_memory {
             let _ = writeln!(
                 s,
-                "{}: device memory {:.1} MB = {:.3} × the posterior parameters in f32 ({:.1} MB)",
+                "{}: device memory {:.1} MB = {:.3} × the posterior parameters in f32 ({:.1} MB): the parameters as stored {:.1} MB, the rest {:.2} MB (allocation, patterns, per-draw responses, per-block partial sums)",
                 r.backend,
                 device as f64 / 1e6,
                 device as f64 / params as f64,
-                params as f64 / 1e6
+                params as f64 / 1e6,
+                stored as f64 / 1e6,
+                device.saturating_sub(stored) as f64 / 1e6
             );
         }
     }
@@ -163,6 +166,7 @@ pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
             "status": r.status,
             "device_bytes": r.device_memory.map(|m| m.0),
             "parameter_bytes_f32": r.device_memory.map(|m| m.1),
+            "parameter_bytes_stored": r.device_memory.map(|m| m.2),
         })).collect::<Vec<_>>(),
     })
 }

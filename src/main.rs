@@ -361,7 +361,7 @@ fn run_bench(
                     let mut row = measure(&problem, &mut ev, setup, repeats, optimize)?;
                     let f32_params =
                         (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 4;
-                    row.device_memory = Some((ev.device_bytes(), f32_params));
+                    row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
                     rows.push(row);
                 }
                 Err(e) if backend == "all" => eprintln!("gpu skipped: {e}"),
