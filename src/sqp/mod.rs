@@ -506,7 +506,7 @@ impl<'a> Solver<'a> {
         let mut trace: Vec<IterationInfo> = vec![];
         let mut stalled = None::<&'static str>;
         let (mut last_kkt, mut grace, mut dives) = (f64::INFINITY, 8, 30);
-        let (mut best_merit, mut since_best) = (f64::INFINITY, 0);
+        let (mut best_merit, mut best_nu, mut since_best) = (f64::INFINITY, 0.0, 0);
         let mut last_qp: Option<QpResult> = None;
         let mut status = Status::MaxIterations;
         let mut message = format!("reached max_iter = {}", self.settings.max_iter);
@@ -686,7 +686,11 @@ impl<'a> Solver<'a> {
             let df = (new_point.f - point.f).abs();
             // The merit's best so far: ten iterations in a row without beating it by
             // more than the noise is a stall too (a cycle at the level of rounding).
+            // A new penalty weight ν makes a new merit: the count starts again.
             let m_new = merit(&new_point);
+            if nu != best_nu {
+                (best_merit, best_nu) = (f64::INFINITY, nu);
+            }
             if m_new < best_merit - noise {
                 best_merit = m_new;
                 since_best = 0;
