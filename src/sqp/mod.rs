@@ -623,6 +623,7 @@ impl<'a> Solver<'a> {
                 break;
             }
             let mut alpha = 1.0;
+            let mut corrected_step = None;
             let accepted = loop {
                 let trial: Vec<f64> = point
                     .y
@@ -637,6 +638,36 @@ impl<'a> Solver<'a> {
                             && merit(&pt) <= phi0 + 1e-4 * alpha * slope.min(0.0) + noise
                         {
                             break Some(pt);
+                        }
+                        // A full step refused with nonlinear constraints: a second-order
+                        // correction (the Maratos effect: the linearised constraints
+                        // miss their curvature, the merit refuses the step, the steps
+                        // shrink). The QP again at y with each nonlinear row taken from
+                        // its value at y + p: c(y + p) + ∇c(y)ᵀ(d − p) ≤ 0.
+                        if alpha == 1.0 && !nl_rows.is_empty() && pt.f.is_finite() {
+                            let mut shifted = point.clone();
+                            for (j, v) in shifted.nl_values.iter_mut().enumerate() {
+                                let along: f64 = (0..n)
+                                    .map(|c| point.nl_grads[j * n + c] * result.p[c])
+                                    .sum();
+                                *v = pt.nl_values[j] - along;
+                            }
+                            if let QpOutcome::Solved(soc) =
+                                qp.solve(&rows, &shifted, &hess, &nl_rows, n, radius)?
+                            {
+                                let trial: Vec<f64> =
+                                    point.y.iter().zip(&soc.p).map(|(y, d)| y + d).collect();
+                                if let Ok(pt) = ctx.point(&trial) {
+                                    let pt = ctx.rescale(pt);
+                                    if pt.f.is_finite()
+                                        && merit(&pt) <= phi0 + 1e-4 * slope.min(0.0) + noise
+                                    {
+                                        corrected_step =
+                                            Some(soc.p.iter().fold(0.0f64, |m, v| m.max(v.abs())));
+                                        break Some(pt);
+                                    }
+                                }
+                            }
                         }
                     }
                     Err(Error::Device { .. }) | Err(Error::InvalidValue { .. }) => {}
@@ -659,7 +690,7 @@ impl<'a> Solver<'a> {
                 last_qp = Some(result);
                 break;
             };
-            let step = alpha * step_norm;
+            let step = corrected_step.unwrap_or(alpha * step_norm);
             radius = if alpha < 1.0 {
                 step.max(1e-6)
             } else if step >= 0.9 * radius {
