@@ -1,4 +1,6 @@
-//! The QP's Hessian: the exact diagonal with a floor, or damped BFGS.
+//! The QP's Hessian: the exact diagonal with a floor; with nonlinear constraints the
+//! exact diagonal plus a damped BFGS model of the constraints' curvature; or damped
+//! BFGS of the whole Lagrangian.
 
 use super::*;
 
@@ -40,22 +42,98 @@ pub(super) fn initial_bfgs(h: &[f64], n: usize) -> Hessian {
     Hessian::Dense(m)
 }
 
-/// Powell-damped BFGS update of the Lagrangian's Hessian model. (`!(v > 0.0)` also
-/// skips the update on NaN.)
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-pub(super) fn bfgs_update(b: &mut Hessian, old: &Point, new: &Point, z_nl: &[f64], n: usize) {
-    let Hessian::Dense(m) = b else { return };
-    let s: Vec<f64> = new.y.iter().zip(&old.y).map(|(a, b)| a - b).collect();
-    let mut r: Vec<f64> = new.g.iter().zip(&old.g).map(|(a, b)| a - b).collect();
-    for (j, z) in z_nl.iter().enumerate() {
-        let (new_g, old_g) = (
-            &new.nl_grads[j * n..(j + 1) * n],
-            &old.nl_grads[j * n..(j + 1) * n],
-        );
-        for ((rc, a), b) in r.iter_mut().zip(new_g).zip(old_g) {
-            *rc += z * (a - b);
+/// How the QP's Hessian is made, iteration after iteration.
+pub(super) enum Model {
+    /// The exact diagonal, floored ([`regularised`]).
+    Exact,
+    /// The exact diagonal of f plus a damped BFGS model (row-major n × n) of
+    /// Σ_j z_j ∇²c_j, the nonlinear constraints' curvature, which the API does not
+    /// give: the objective's curvature stays exact at every iterate, and only what is
+    /// unknown is learnt from the secants Σ_j z_j (∇c_j(y₊) − ∇c_j(y)).
+    Structured(Vec<f64>),
+    /// Damped BFGS of the whole Lagrangian's Hessian.
+    Bfgs(Hessian),
+}
+
+impl Model {
+    /// The model for a problem: exact without nonlinear rows, structured with them
+    /// where the evaluator's diagonal is the utility's (constant draw weights), BFGS
+    /// otherwise or when asked.
+    pub(super) fn new(
+        mode: HessianMode,
+        nonlinear: bool,
+        constant_weights: bool,
+        start: &Point,
+        n: usize,
+    ) -> Self {
+        match mode {
+            HessianMode::Exact => Model::Exact,
+            HessianMode::Bfgs => Model::Bfgs(initial_bfgs(&start.h, n)),
+            HessianMode::Auto if !nonlinear && constant_weights => Model::Exact,
+            HessianMode::Auto if constant_weights => {
+                let mut m = vec![0.0; n * n];
+                for i in 0..n {
+                    m[i * n + i] = 1e-4;
+                }
+                Model::Structured(m)
+            }
+            HessianMode::Auto => Model::Bfgs(initial_bfgs(&start.h, n)),
         }
     }
+
+    /// Whether the QP's Hessian is the (floored) exact diagonal.
+    pub(super) fn is_exact(&self) -> bool {
+        matches!(self, Model::Exact)
+    }
+
+    /// The QP's Hessian at `pt`.
+    pub(super) fn hessian(&self, pt: &Point) -> Hessian {
+        match self {
+            Model::Exact => regularised(&pt.h),
+            Model::Bfgs(b) => b.clone(),
+            Model::Structured(c) => {
+                let n = pt.h.len();
+                let mut m = c.clone();
+                for (i, d) in floored(&pt.h).iter().enumerate() {
+                    m[i * n + i] += d;
+                }
+                Hessian::Dense(m)
+            }
+        }
+    }
+
+    /// The secant update after the step from `old` to `new`.
+    pub(super) fn update(&mut self, old: &Point, new: &Point, z_nl: &[f64], n: usize) {
+        let s: Vec<f64> = new.y.iter().zip(&old.y).map(|(a, b)| a - b).collect();
+        // Σ_j z_j (∇c_j(new) − ∇c_j(old)), and the objective's gradient change for BFGS.
+        let mut r = vec![0.0; n];
+        for (j, z) in z_nl.iter().enumerate() {
+            let (new_g, old_g) = (
+                &new.nl_grads[j * n..(j + 1) * n],
+                &old.nl_grads[j * n..(j + 1) * n],
+            );
+            for ((rc, a), b) in r.iter_mut().zip(new_g).zip(old_g) {
+                *rc += z * (a - b);
+            }
+        }
+        match self {
+            Model::Exact => {}
+            Model::Structured(m) => damped_bfgs(m, &s, r, n),
+            Model::Bfgs(Hessian::Dense(m)) => {
+                for ((rc, a), b) in r.iter_mut().zip(&new.g).zip(&old.g) {
+                    *rc += a - b;
+                }
+                damped_bfgs(m, &s, r, n)
+            }
+            Model::Bfgs(Hessian::Diagonal(_)) => {}
+        }
+    }
+}
+
+/// Powell-damped BFGS update of `m` (row-major n × n) with the step s and the
+/// gradient change r. (`!(v > 0.0)` also skips the update on NaN.)
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn damped_bfgs(m: &mut [f64], s: &[f64], mut r: Vec<f64>, n: usize) {
     let bs: Vec<f64> = (0..n)
         .map(|i| (0..n).map(|j| m[i * n + j] * s[j]).sum())
         .collect();

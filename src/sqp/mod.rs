@@ -481,22 +481,20 @@ impl<'a> Solver<'a> {
         let mut point = ctx.rescale(start);
         let start_point = point.clone();
 
-        let exact = match self.settings.hessian {
-            HessianMode::Exact => true,
-            HessianMode::Bfgs => false,
-            HessianMode::Auto => nl_rows.is_empty() && p.utility.has_constant_weights(),
-        };
+        let mut model = Model::new(
+            self.settings.hessian,
+            !nl_rows.is_empty(),
+            p.utility.has_constant_weights(),
+            &point,
+            n,
+        );
+        let exact = model.is_exact();
         if !raised {
             pinned.iter_mut().for_each(|v| *v = false);
         }
         let mut qp = Qp::new(&rows, &nl_rows, n, exact, &pinned)?;
         qp.steep = steep;
         qp.raised = raised;
-        let mut bfgs = if exact {
-            None
-        } else {
-            Some(initial_bfgs(&point.h, n))
-        };
         let mut nu = 0.0f64;
         // Trust radius on each cell's step (scaled units: 1 is the whole budget). It
         // shrinks to the step the line search accepted and grows when a full step
@@ -518,10 +516,7 @@ impl<'a> Solver<'a> {
 
         loop {
             // QP at the current point.
-            let hess = match &bfgs {
-                Some(b) => b.clone(),
-                None => regularised(&point.h),
-            };
+            let hess = model.hessian(&point);
             let result = match qp.solve(&rows, &point, &hess, &nl_rows, n, radius)? {
                 QpOutcome::Solved(r) => r,
                 QpOutcome::Failed(s) => {
@@ -735,9 +730,7 @@ impl<'a> Solver<'a> {
             } else if since_best >= 10 {
                 stalled = Some("no better point in 10 iterations");
             }
-            if let Some(b) = bfgs.as_mut() {
-                bfgs_update(b, &point, &new_point, &result.z_nl, n);
-            }
+            model.update(&point, &new_point, &result.z_nl, n);
             point = new_point;
             if !keep_going {
                 status = Status::Stopped;
@@ -751,10 +744,7 @@ impl<'a> Solver<'a> {
         let result = match last_qp {
             Some(r) => Some(r),
             None => {
-                let hess = match &bfgs {
-                    Some(b) => b.clone(),
-                    None => regularised(&point.h),
-                };
+                let hess = model.hessian(&point);
                 match qp.solve(&rows, &point, &hess, &nl_rows, n, f64::INFINITY)? {
                     QpOutcome::Solved(r) => Some(r),
                     QpOutcome::Failed(_) => None,
@@ -773,8 +763,8 @@ impl<'a> Solver<'a> {
             })
             .collect();
         // |h|: a cell on a convex stretch (h < 0) moves its marginal return as much.
-        let curvature = bfgs
-            .is_none()
+        let curvature = model
+            .is_exact()
             .then(|| floored(&point.h.iter().map(|v| v.abs()).collect::<Vec<_>>()));
         polish(p, &floor, curvature.as_deref(), &mut x, scale);
         let y: Vec<f64> = x.iter().map(|v| v / scale).collect();
