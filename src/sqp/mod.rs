@@ -528,6 +528,18 @@ impl<'a> Solver<'a> {
                     break;
                 }
             };
+            // The trust radius must not be what makes the linearised nonlinear
+            // constraints unsatisfiable (elastic slacks > 0 and, with them, multipliers
+            // at the elastic penalty that then rule the merit): without it, if that
+            // satisfies them.
+            let result = if radius.is_finite() && result.t.iter().any(|t| *t > 1e-9) {
+                match qp.solve(&rows, &point, &hess, &nl_rows, n, f64::INFINITY)? {
+                    QpOutcome::Solved(r) if r.t.iter().all(|t| *t <= 1e-9) => r,
+                    _ => result,
+                }
+            } else {
+                result
+            };
             iterations += 1;
             let kkt = kkt_scaled(&rows, &nl_rows, &point, &result, &pinned);
             let violation = violation_scaled(&rows, &point);
@@ -830,17 +842,26 @@ impl<'a> Solver<'a> {
                 "KKT residual {kkt_residual:.2e} <= gtol at the returned allocation; violation {violation:.2e} (the iterations ended: {message})"
             );
         }
-        // A nonlinear constraint still violated where the solve came to rest (its
-        // elastic slack could not be driven to zero): no feasible allocation was found
-        // near there; report the constraints, never the allocation.
+        // A solved allocation that the polish left violating a constraint by more
+        // than ctol (the budget's rounding spread onto a nonlinear constraint's
+        // boundary, say) is almost solved.
+        if status == Status::Solved && violation > self.settings.ctol {
+            status = Status::AlmostSolved;
+            message = format!(
+                "{message}; at the returned allocation a constraint is violated by {violation:.2e} of its scale (> ctol)"
+            );
+        }
+        // A nonlinear constraint still violated where the solve came to rest by more
+        // than rounding (its elastic slack could not be driven to zero): no feasible
+        // allocation was found near there; report the constraints, never the
+        // allocation.
+        let infeasible_at = self.settings.ctol.max(1e-6);
         let violated: Vec<String> = ctx
             .nonlinear
             .iter()
             .zip(&nl_rows)
             .zip(&final_point.nl_values)
-            .filter(
-                |((_, r), v)| if r.equality { v.abs() } else { v.max(0.0) } > self.settings.ctol,
-            )
+            .filter(|((_, r), v)| if r.equality { v.abs() } else { v.max(0.0) } > infeasible_at)
             .map(|((c, _), v)| format!("{} (violated by {:.3e} of its scale)", c.name, v.abs()))
             .collect();
         if !violated.is_empty()
