@@ -9,8 +9,8 @@
 //! 1. the evaluator gives U, ∇U and, for utilities with constant draw weights (the
 //!    mean), the exact diagonal Hessian Σ_d u_d r''_dc; where a curve is locally convex
 //!    the diagonal is raised to a small positive floor so the QP stays convex. With
-//!    nonlinear constraints (whose Hessians are not known) a damped BFGS model of the
-//!    Lagrangian's Hessian is used instead;
+//!    nonlinear constraints (whose Hessians are not known) a damped BFGS model of
+//!    their curvature Σ_j z_j ∇²c_j is added to it (`hessian::Model`);
 //! 2. Clarabel solves the QP min ½pᵀHp + ∇fᵀp subject to the linear rows at y_k + p
 //!    (equalities in a zero cone, inequalities and bounds in a nonnegative cone) and the
 //!    nonlinear constraints linearised with elastic slacks t ≥ 0 penalised by ρΣt, so
@@ -62,8 +62,9 @@ use steep::*;
 /// How the QP's Hessian is formed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HessianMode {
-    /// Exact where the evaluator gives it (mean utility, no nonlinear constraints),
-    /// BFGS otherwise.
+    /// Exact where the evaluator gives it (mean utility); with nonlinear constraints
+    /// that plus a damped BFGS model of the constraints' curvature; BFGS of the whole
+    /// Lagrangian otherwise.
     #[default]
     Auto,
     /// The evaluator's diagonal curvature, regularised to positive definite.
