@@ -665,3 +665,36 @@ fn random_problems_solve_or_are_infeasible() {
         "{solved} solved, {infeasible} infeasible"
     );
 }
+
+/// The random problems with a nonlinear constraint added through the API (Σ x² at most
+/// 1.5 × its value at the uniform allocation): each ends `Solved` with the
+/// constraints met, `Infeasible`, or `AlmostSolved` at a KKT residual below 1e-6 (the
+/// quasi-Newton path: benches/NOTES.md, "nonlinear constraints"). Seeds 0..60.
+#[test]
+fn random_problems_with_a_nonlinear_constraint() {
+    let (mut solved, mut failed) = (0, vec![]);
+    for seed in 0..60u64 {
+        let (model, sc, what) = common::random_problem(seed);
+        let p = Problem::new(&model, &sc).unwrap();
+        let cap = 1.5 * p.uniform_allocation().iter().map(|v| v * v).sum::<f64>();
+        let mut ev = CpuEvaluator::new(&p).unwrap();
+        let s = Solver::new(&p, &mut ev, Settings::default())
+            .unwrap()
+            .with_nonlinear(sum_of_squares_at_most(cap))
+            .solve()
+            .unwrap();
+        match s.status {
+            Status::Solved => {
+                solved += 1;
+                assert_feasible(&p, &s.allocation, 1e-9);
+                let sq: f64 = s.allocation.iter().map(|v| v * v).sum();
+                assert!(sq <= cap * (1.0 + 1e-8), "{what}: {sq} > {cap}");
+            }
+            Status::Infeasible => {}
+            Status::AlmostSolved if s.kkt_residual <= 1e-6 => {}
+            other => failed.push(format!("{what}: {other}: {}", s.message)),
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(solved >= 40, "{solved} solved");
+}
