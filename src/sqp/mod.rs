@@ -543,7 +543,8 @@ impl<'a> Solver<'a> {
             };
             iterations += 1;
             let kkt = kkt_scaled(&rows, &nl_rows, &point, &result, &pinned);
-            let violation = violation_scaled(&rows, &point);
+            let violation =
+                violation_scaled(&rows, &point).max(nl_violation(&nl_rows, &point.nl_values));
             let info_at = |step: f64, alpha: f64, evaluations: usize| IterationInfo {
                 iteration: iterations,
                 utility: point.utility,
