@@ -14,12 +14,7 @@ pub(super) fn nl_violation(nl: &[NonlinearRow], values: &[f64]) -> f64 {
 pub(super) fn violation_scaled(rows: &[Row], pt: &Point) -> f64 {
     rows.iter()
         .map(|r| {
-            let v = r
-                .coefficients
-                .iter()
-                .map(|&(c, a)| a * pt.y[c])
-                .sum::<f64>()
-                - r.rhs;
+            let v = r.lhs(&pt.y) - r.rhs;
             if r.equality { v.abs() } else { v.max(0.0) }
         })
         .fold(0.0, f64::max)
@@ -42,12 +37,7 @@ pub(super) fn kkt_scaled(
             stat[c] += z * a;
         }
         if !r.equality {
-            let slack = r.rhs
-                - r.coefficients
-                    .iter()
-                    .map(|&(c, a)| a * pt.y[c])
-                    .sum::<f64>();
-            comp = comp.max((z * slack).abs());
+            comp = comp.max((z * (r.rhs - r.lhs(&pt.y))).abs());
         }
     }
     for (j, (r, z)) in nl.iter().zip(&qp.z_nl).enumerate() {
@@ -197,12 +187,11 @@ pub(super) fn kkt_user(
     let mut comp = 0.0f64;
     for (r, lambda) in rows.iter().zip(lin) {
         // In user form the row is lhs = sign · a·x against rhs = sign · rhs_row · s.
-        let lhs: f64 = r.coefficients.iter().map(|&(c, a)| a * x[c]).sum();
         for &(c, a) in &r.coefficients {
             stat[c] -= lambda * r.sign * a;
         }
         if !r.equality {
-            comp = comp.max((lambda * (r.rhs * scale - lhs)).abs());
+            comp = comp.max((lambda * (r.rhs * scale - r.lhs(x))).abs());
         }
     }
     for (j, (lambda, c)) in nonlin.iter().zip(nonlinear).enumerate() {

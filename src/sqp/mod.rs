@@ -246,6 +246,13 @@ struct Row {
     origin: Origin,
 }
 
+impl Row {
+    /// a·y.
+    fn lhs(&self, y: &[f64]) -> f64 {
+        self.coefficients.iter().map(|&(c, a)| a * y[c]).sum()
+    }
+}
+
 /// A nonlinear constraint's scaled form: sign·(c(x) − rhs)/scale ≤ 0 (or = 0).
 struct NonlinearRow {
     sign: f64,
@@ -388,7 +395,7 @@ impl<'a> Solver<'a> {
         let mut rows = linear_rows(p, scale);
         let mut out = Evaluation::new(p.num_draws(), n);
         let (steep, probed) = steep_cells(&mut *self.evaluator, p, &mut out)?;
-        let (shifted_rows, mut pinned) = raised_rows(&rows, &steep, &lower)?;
+        let (shifted_rows, mut pinned) = raised_rows(&rows, &steep, &lower);
 
         // Start: settings, scenario, or uniform; projected onto the linear rows.
         let x0 = match (&self.settings.start, &p.start) {
@@ -421,12 +428,16 @@ impl<'a> Solver<'a> {
                 }
                 y
             }
-            None => match project(p, &rows, &y0, n)? {
-                Ok(y) => y,
-                Err(conflicting) => {
-                    return Ok(self.infeasible(conflicting, started, scale));
+            // Not raised: nothing pinned either.
+            None => {
+                pinned.fill(false);
+                match project(p, &rows, &y0, n)? {
+                    Ok(y) => y,
+                    Err(conflicting) => {
+                        return Ok(self.infeasible(conflicting, started, scale));
+                    }
                 }
-            },
+            }
         };
 
         // Nonlinear rows' scales from their value at the start.
@@ -490,9 +501,6 @@ impl<'a> Solver<'a> {
             n,
         );
         let exact = model.is_exact();
-        if !raised {
-            pinned.iter_mut().for_each(|v| *v = false);
-        }
         let mut qp = Qp::new(&rows, &nl_rows, n, exact, &pinned)?;
         qp.steep = steep;
         qp.raised = raised;
@@ -816,10 +824,9 @@ impl<'a> Solver<'a> {
                 // An active constraint on a pinned cell holds back an infinite
                 // marginal return.
                 for (r, l) in rows.iter().zip(lin.iter_mut()) {
-                    let lhs: f64 = r.coefficients.iter().map(|&(c, a)| a * y[c]).sum();
                     if matches!(r.origin, Origin::Linear(_))
                         && r.coefficients.iter().any(|&(c, _)| pinned[c])
-                        && (r.rhs - lhs).abs() <= 1e-9 * (1.0 + r.rhs.abs())
+                        && (r.rhs - r.lhs(&y)).abs() <= 1e-9 * (1.0 + r.rhs.abs())
                     {
                         *l = r.sign * f64::INFINITY;
                     }

@@ -71,6 +71,33 @@ impl Pattern {
     }
 }
 
+/// The linear rows in Clarabel's order, equalities first (its zero cone, then the
+/// nonnegative one).
+pub(super) struct ConeOrder<'a> {
+    pub(super) rows: Vec<&'a Row>,
+    /// Their coefficients and right-hand sides, in that order.
+    pub(super) a_rows: Vec<Vec<(usize, f64)>>,
+    pub(super) b: Vec<f64>,
+    /// How many of them are equalities.
+    pub(super) n_eq: usize,
+}
+
+impl<'a> ConeOrder<'a> {
+    pub(super) fn new(rows: &'a [Row]) -> Self {
+        let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
+        let n_eq = eq.len();
+        let rows: Vec<&Row> = eq.into_iter().chain(ineq).collect();
+        let a_rows = rows.iter().map(|r| r.coefficients.clone()).collect();
+        let b = rows.iter().map(|r| r.rhs).collect();
+        ConeOrder {
+            rows,
+            a_rows,
+            b,
+            n_eq,
+        }
+    }
+}
+
 /// Projects y0 onto the linear rows: min ½‖y − y0‖². `Err(names)` when the rows admit
 /// no point, naming the rows of the infeasibility certificate.
 pub(super) fn project(
@@ -79,16 +106,18 @@ pub(super) fn project(
     y0: &[f64],
     n: usize,
 ) -> Result<std::result::Result<Vec<f64>, Vec<String>>> {
-    let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
-    let ordered: Vec<&Row> = eq.iter().chain(&ineq).copied().collect();
-    let a_rows: Vec<Vec<(usize, f64)>> = ordered.iter().map(|r| r.coefficients.clone()).collect();
+    let ConeOrder {
+        rows: ordered,
+        a_rows,
+        b,
+        n_eq,
+    } = ConeOrder::new(rows);
     let a = Pattern::new(&a_rows, n);
-    let b: Vec<f64> = ordered.iter().map(|r| r.rhs).collect();
     let p_mat = Pattern::new(&(0..n).map(|c| vec![(c, 1.0)]).collect::<Vec<_>>(), n).matrix;
     let q: Vec<f64> = y0.iter().map(|v| -v).collect();
     let cones = [
-        SupportedConeT::ZeroConeT(eq.len()),
-        SupportedConeT::NonnegativeConeT(ineq.len()),
+        SupportedConeT::ZeroConeT(n_eq),
+        SupportedConeT::NonnegativeConeT(ordered.len() - n_eq),
     ];
     let mut solver = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
         .map_err(|e| {
@@ -351,11 +380,7 @@ impl Qp {
                 .map(|o| match *o {
                     QpRow::Linear(i) => {
                         let r = &rows[i];
-                        let slack = r.rhs
-                            - r.coefficients
-                                .iter()
-                                .map(|&(c, a)| a * pt.y[c])
-                                .sum::<f64>();
+                        let slack = r.rhs - r.lhs(&pt.y);
                         match r.origin {
                             // Within a few floors of a raised bound a steep cell may
                             // reach it: its marginal return is finite there.
@@ -458,9 +483,9 @@ impl Qp {
                 (Some(active), true) => both(&|qp| qp.solve_from(active.clone())),
                 _ => None,
             };
-            let mut clarabel: Option<(Vec<f64>, Vec<f64>)> = None;
-            let refined = match warm {
-                Some(r) => Some(r),
+            // The answer (x, z), and the active set it is exact on (none: Clarabel's).
+            let (sx, sz, active) = match warm {
+                Some(r) => (r.p, r.z, Some(r.active)),
                 None => {
                     let updated = match self.solver.as_mut() {
                         Some(s) => {
@@ -511,25 +536,17 @@ impl Qp {
                         None
                     };
                     match (refined, failed) {
-                        (Some(r), _) => Some(r),
-                        (None, Some(s)) => return Ok(QpOutcome::Failed(s)),
-                        (None, None) => {
-                            clarabel = Some((sol.x.clone(), sol.z.clone()));
-                            None
+                        (Some(r), _) => {
+                            reduced = false;
+                            (r.p, r.z, Some(r.active))
                         }
+                        (None, Some(s)) => return Ok(QpOutcome::Failed(s)),
+                        (None, None) => (sol.x.clone(), sol.z.clone(), None),
                     }
                 }
             };
-            self.warm = refined.as_ref().map(|r| r.active.clone());
-            let (sx, sz) = match (&refined, &clarabel) {
-                (Some(r), _) => {
-                    reduced = false;
-                    (r.p.as_slice(), r.z.as_slice())
-                }
-                (None, Some((x, z))) => (x.as_slice(), z.as_slice()),
-                (None, None) => unreachable!("one of them is set above"),
-            };
-            for (o, z) in self.order.iter().zip(sz) {
+            self.warm = active;
+            for (o, z) in self.order.iter().zip(&sz) {
                 match *o {
                     QpRow::Linear(i) => z_lin[i] = *z,
                     QpRow::Nonlinear(j, _) => z_nl[j] = *z,

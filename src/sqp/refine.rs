@@ -37,9 +37,6 @@ pub(super) struct DiagonalQp<'a> {
     pub n_eq: usize,
 }
 
-/// x ↦ S⁻¹x for the Schur complement S of the active rows.
-type SolveS = Box<dyn Fn(&DVector<f64>) -> DVector<f64>>;
-
 /// Rounds of active-set repair before giving up.
 const ROUNDS: usize = 12;
 
@@ -195,6 +192,7 @@ impl DiagonalQp<'_> {
             }
         };
         let mut zg = DVector::<f64>::zeros(k);
+        free_step(&zg, &mut p);
         if k > 0 {
             let mut s = DMatrix::<f64>::zeros(k, k);
             let mut dense = vec![0.0; n];
@@ -233,9 +231,9 @@ impl DiagonalQp<'_> {
             let inverse = e
                 .eigenvalues
                 .map(|v| if v.abs() <= tiny { 0.0 } else { 1.0 / v });
-            let solve_s: SolveS = Box::new(move |x| {
+            let solve_s = |x: &DVector<f64>| {
                 &e.eigenvectors * (e.eigenvectors.transpose() * x).component_mul(&inverse)
-            });
+            };
             // S z_G = −(b′ + G_F H_F⁻¹ q_F), i.e. G_F p_F = b′ at z_G; then two rounds of
             // iterative refinement on the residual b′ − G_F p_F (its error grows with
             // the spread of the curvatures, 1e8 next to a steep cell's bound).
@@ -247,16 +245,11 @@ impl DiagonalQp<'_> {
                     }),
                 )
             };
-            free_step(&zg, &mut p);
             for _ in 0..3 {
                 let rho = residual(&p);
                 zg -= solve_s(&rho);
                 free_step(&zg, &mut p);
             }
-        } else if negative > 0 {
-            return None;
-        } else {
-            free_step(&zg, &mut p);
         }
         // A fixed variable's row takes the rest of its stationarity.
         let mut gz = vec![0.0; n];

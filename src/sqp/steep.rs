@@ -31,16 +31,15 @@ pub(super) fn steep_cells(
 /// up to [`PINNED_ROOM`]·100, all at once: the LP max Σ t_c subject to the rows,
 /// t_c ≤ y_c − l_c and t_c ≤ 100·PINNED_ROOM. `None` (for every cell) when the LP
 /// does not solve; the projection then reports what is wrong with the rows.
-fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Result<Vec<Option<f64>>> {
+fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Vec<Option<f64>> {
     let cells: Vec<usize> = (0..n).filter(|&c| steep[c]).collect();
     let k = cells.len();
-    let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
-    let mut a_rows: Vec<Vec<(usize, f64)>> = eq
-        .iter()
-        .chain(&ineq)
-        .map(|r| r.coefficients.clone())
-        .collect();
-    let mut b: Vec<f64> = eq.iter().chain(&ineq).map(|r| r.rhs).collect();
+    let ConeOrder {
+        mut a_rows,
+        mut b,
+        n_eq,
+        ..
+    } = ConeOrder::new(rows);
     for (j, &c) in cells.iter().enumerate() {
         a_rows.push(vec![(c, -1.0), (n + j, 1.0)]);
         b.push(-lower[c]);
@@ -52,12 +51,12 @@ fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Result<V
     let mut q = vec![0.0; n + k];
     q[n..].iter_mut().for_each(|v| *v = -1.0);
     let cones = [
-        SupportedConeT::ZeroConeT(eq.len()),
-        SupportedConeT::NonnegativeConeT(a_rows.len() - eq.len()),
+        SupportedConeT::ZeroConeT(n_eq),
+        SupportedConeT::NonnegativeConeT(a_rows.len() - n_eq),
     ];
     let Ok(mut solver) = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
     else {
-        return Ok(vec![None; n]);
+        return vec![None; n];
     };
     solver.solve();
     let sol = &solver.solution;
@@ -65,13 +64,13 @@ fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Result<V
         sol.status,
         SolverStatus::Solved | SolverStatus::AlmostSolved
     ) {
-        return Ok(vec![None; n]);
+        return vec![None; n];
     }
     let mut room = vec![None; n];
     for (j, &c) in cells.iter().enumerate() {
         room[c] = Some(sol.x[n + j]);
     }
-    Ok(room)
+    room
 }
 
 /// Below this room above its bound (scaled: 1e-8 of the budget, well above the LP's
@@ -99,13 +98,13 @@ pub(super) fn raised_rows(
     rows: &[Row],
     steep: &[bool],
     lower: &[f64],
-) -> Result<(Option<Vec<Row>>, Vec<bool>)> {
+) -> (Option<Vec<Row>>, Vec<bool>) {
     let n = steep.len();
     let mut pinned = vec![false; n];
     if !steep.iter().any(|s| *s) {
-        return Ok((None, pinned));
+        return (None, pinned);
     }
-    let room = steep_room(rows, steep, lower, n)?;
+    let room = steep_room(rows, steep, lower, n);
     let mut raised = rows.to_vec();
     for row in raised.iter_mut() {
         if let Origin::Lower(c) = row.origin
@@ -118,5 +117,5 @@ pub(super) fn raised_rows(
             }
         }
     }
-    Ok((Some(raised), pinned))
+    (Some(raised), pinned)
 }
