@@ -19,6 +19,15 @@ fn succeeds(cmd: &mut Command) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// The entry of a JSON list whose `key` is `value`.
+fn entry<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no entry with {key} = {value} in {list}"))
+}
+
 /// The JSON in a file.
 fn read_json(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -28,12 +37,11 @@ fn read_json(path: &std::path::Path) -> Value {
 fn evaluate_prints_a_table_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("result.json");
-    let stdout = succeeds(
+    let table = succeeds(
         bin()
             .args(["evaluate", "tests/data/m8x4", "--out"])
             .arg(&out),
     );
-    let table = stdout;
     assert!(table.contains("g0/ch0"), "{table}");
     assert!(
         table.contains("budget 2000 per period = 24000 over 12 periods"),
@@ -123,14 +131,13 @@ fn demo_solves_and_writes_a_case_that_optimize_reads() {
     let dir = tempfile::tempdir().unwrap();
     let case = dir.path().join("demo");
     let out = dir.path().join("demo.json");
-    let stdout = succeeds(
+    let text = succeeds(
         bin()
             .args(["demo", "--write-case"])
             .arg(&case)
             .arg("--out")
             .arg(&out),
     );
-    let text = stdout;
     assert!(text.contains("status: solved"), "{text}");
     let demo: Value = read_json(&out);
     // The written case optimizes to the same utility.
@@ -314,23 +321,14 @@ fn infinite_multipliers_are_written_as_inf() {
     let case = dir.path().join("hill");
     io::write_case(&case, &model, &scenario).unwrap();
     let out = dir.path().join("hill.json");
-    let stdout = succeeds(bin().arg("optimize").arg(&case).arg("--out").arg(&out));
-    let text = stdout;
+    let text = succeeds(bin().arg("optimize").arg(&case).arg("--out").arg(&out));
     assert!(text.contains("multiplier of ch3 <= 0: inf"), "{text}");
     let v: Value = read_json(&out);
-    let m = v["multipliers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["constraint"] == "ch3 <= 0")
-        .unwrap();
-    assert_eq!(m["value"], "inf");
-    let ch3 = v["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["channel"] == "ch3")
-        .unwrap();
+    assert_eq!(
+        entry(&v["multipliers"], "constraint", "ch3 <= 0")["value"],
+        "inf"
+    );
+    let ch3 = entry(&v["cells"], "channel", "ch3");
     assert_eq!(ch3["budget"].as_f64(), Some(0.0));
     assert_eq!(ch3["marginal_roi"], "inf");
     assert!(v["kkt_residual"].as_f64().unwrap() <= 1e-8);
