@@ -69,8 +69,12 @@ pub struct LinearConstraint {
 /// A function of the allocation: writes ∇c into `gradient` and returns c(x).
 pub type ConstraintFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<f64> + Send>;
 
+/// A function of the allocation that writes the diagonal of ∇²c(x) into its second
+/// argument.
+pub type CurvatureFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<()> + Send>;
+
 /// A nonlinear constraint c(x) (sense) rhs, given by a function that returns c and
-/// writes its gradient.
+/// writes its gradient, and optionally one that writes the diagonal of its Hessian.
 ///
 /// ```
 /// use mmm_budget::*;
@@ -78,8 +82,13 @@ pub type ConstraintFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<f64> + Send>
 /// let c = NonlinearConstraint::new("squares", Sense::LessEqual, 10.0, |x: &[f64], g: &mut [f64]| {
 ///     for (g, x) in g.iter_mut().zip(x) { *g = 2.0 * x; }
 ///     Ok(x.iter().map(|v| v * v).sum())
+/// })
+/// .with_curvature(|_x: &[f64], h: &mut [f64]| {
+///     h.fill(2.0); // ∂²c/∂x_c² = 2
+///     Ok(())
 /// });
 /// assert_eq!(c.name, "squares");
+/// assert!(c.curvature.is_some());
 /// ```
 pub struct NonlinearConstraint {
     /// A name for reports.
@@ -90,6 +99,13 @@ pub struct NonlinearConstraint {
     pub rhs: f64,
     /// c(x) and its gradient.
     pub function: ConstraintFn,
+    /// The diagonal of ∇²c(x), for a c whose Hessian is diagonal (a sum of functions of
+    /// one cell each, plus linear terms). When every nonlinear constraint gives it, the
+    /// solver's QPs use the exact Hessian of the Lagrangian, diag(∇²f) + Σ_j z_j
+    /// diag(∇²c_j), and converge as Newton's method does; without it they use a
+    /// quasi-Newton (BFGS) model of the constraints' curvature, slower and less
+    /// dependable (README, "Known limits").
+    pub curvature: Option<CurvatureFn>,
 }
 
 impl NonlinearConstraint {
@@ -105,7 +121,18 @@ impl NonlinearConstraint {
             sense,
             rhs,
             function: Box::new(function),
+            curvature: None,
         }
+    }
+
+    /// Adds the diagonal of ∇²c(x) (see [`NonlinearConstraint::curvature`]; a c whose
+    /// Hessian has off-diagonal entries must not give it).
+    pub fn with_curvature(
+        mut self,
+        curvature: impl FnMut(&[f64], &mut [f64]) -> Result<()> + Send + 'static,
+    ) -> Self {
+        self.curvature = Some(Box::new(curvature));
+        self
     }
 }
 

@@ -1,6 +1,7 @@
-//! The QP's Hessian: the exact diagonal with a floor; with nonlinear constraints the
-//! exact diagonal plus a damped BFGS model of the constraints' curvature; or damped
-//! BFGS of the whole Lagrangian.
+//! The QP's Hessian: the exact diagonal with a floor; with nonlinear constraints that
+//! give their curvature the exact diagonal of the Lagrangian; with others the exact
+//! diagonal plus a damped BFGS model of the constraints' curvature; or damped BFGS of
+//! the whole Lagrangian.
 
 use super::*;
 
@@ -46,6 +47,10 @@ pub(super) fn initial_bfgs(h: &[f64], n: usize) -> Hessian {
 pub(super) enum Model {
     /// The exact diagonal, floored ([`regularised`]).
     Exact,
+    /// The exact diagonal of the Lagrangian f + Σ_j z_j c_j, floored, with z from the
+    /// last QP: every nonlinear constraint gives the diagonal of its Hessian
+    /// (`NonlinearConstraint::curvature`).
+    Lagrangian(Vec<f64>),
     /// The exact diagonal of f plus a damped BFGS model (row-major n × n) of
     /// Σ_j z_j ∇²c_j, the nonlinear constraints' curvature, which the API does not
     /// give: the objective's curvature stays exact at every iterate, and only what is
@@ -61,15 +66,19 @@ impl Model {
     /// otherwise or when asked.
     pub(super) fn new(
         mode: HessianMode,
-        nonlinear: bool,
+        nonlinear: usize,
         constant_weights: bool,
         start: &Point,
         n: usize,
     ) -> Self {
+        let curvature = nonlinear > 0 && start.nl_h.len() == nonlinear * n;
         match mode {
+            HessianMode::Exact | HessianMode::Auto if curvature && constant_weights => {
+                Model::Lagrangian(vec![0.0; nonlinear])
+            }
             HessianMode::Exact => Model::Exact,
             HessianMode::Bfgs => Model::Bfgs(initial_bfgs(&start.h, n)),
-            HessianMode::Auto if !nonlinear && constant_weights => Model::Exact,
+            HessianMode::Auto if nonlinear == 0 && constant_weights => Model::Exact,
             HessianMode::Auto if constant_weights => {
                 let mut m = vec![0.0; n * n];
                 for i in 0..n {
@@ -83,13 +92,23 @@ impl Model {
 
     /// Whether the QP's Hessian is the (floored) exact diagonal.
     pub(super) fn is_exact(&self) -> bool {
-        matches!(self, Model::Exact)
+        matches!(self, Model::Exact | Model::Lagrangian(_))
     }
 
     /// The QP's Hessian at `pt`.
     pub(super) fn hessian(&self, pt: &Point) -> Hessian {
         match self {
             Model::Exact => regularised(&pt.h),
+            Model::Lagrangian(z) => {
+                let n = pt.h.len();
+                let mut h = pt.h.clone();
+                for (j, z) in z.iter().enumerate() {
+                    for (hc, c) in h.iter_mut().zip(&pt.nl_h[j * n..(j + 1) * n]) {
+                        *hc += z * c;
+                    }
+                }
+                regularised(&h)
+            }
             Model::Bfgs(b) => b.clone(),
             Model::Structured(c) => {
                 let n = pt.h.len();
@@ -118,6 +137,7 @@ impl Model {
         }
         match self {
             Model::Exact => {}
+            Model::Lagrangian(z) => z.copy_from_slice(z_nl),
             Model::Structured(m) => damped_bfgs(m, &s, r, n),
             Model::Bfgs(Hessian::Dense(m)) => {
                 for ((rc, a), b) in r.iter_mut().zip(&new.g).zip(&old.g) {

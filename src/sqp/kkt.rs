@@ -209,3 +209,66 @@ pub(super) fn kkt_user(
         .map(|(v, _)| v.abs() * k)
         .fold(comp / f0, f64::max)
 }
+
+/// The active nonlinear rows at `pt` whose gradient lies within 1e-3 (relative) of
+/// the span of the other active rows' gradients, each with that distance: there the
+/// constraint qualification fails or nearly fails, and KKT multipliers need not exist
+/// or are huge (the constraints may leave a single feasible point, or a tiny set,
+/// where a nonlinear row touches the face of the linear ones).
+pub(super) fn dependent_nonlinear(
+    rows: &[Row],
+    nl: &[NonlinearRow],
+    pt: &Point,
+) -> Vec<(usize, f64)> {
+    let n = pt.y.len();
+    let tight = |slack: f64, rhs: f64| slack.abs() <= 1e-9 * (1.0 + rhs.abs());
+    // Cells at a bound: their unit rows span those coordinates.
+    let mut at_bound = vec![false; n];
+    let mut general: Vec<Vec<f64>> = vec![];
+    for r in rows {
+        if !(r.equality || tight(r.rhs - r.lhs(&pt.y), r.rhs)) {
+            continue;
+        }
+        match r.origin {
+            Origin::Upper(c) | Origin::Lower(c) | Origin::Fixed(c) => at_bound[c] = true,
+            Origin::Budget | Origin::Linear(_) => {
+                let mut a = vec![0.0; n];
+                for &(c, v) in &r.coefficients {
+                    a[c] = v;
+                }
+                general.push(a);
+            }
+        }
+    }
+    let active_nl: Vec<usize> = (0..nl.len())
+        .filter(|&j| nl[j].equality || pt.nl_values[j].abs() <= 1e-6)
+        .collect();
+    let free: Vec<usize> = (0..n).filter(|&c| !at_bound[c]).collect();
+    let row_of = |j: usize| &pt.nl_grads[j * n..(j + 1) * n];
+    active_nl
+        .iter()
+        .filter_map(|&j| {
+            let g = row_of(j);
+            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let b = nalgebra::DVector::from_iterator(free.len(), free.iter().map(|&c| g[c]));
+            let others: Vec<&[f64]> = general
+                .iter()
+                .map(|a| a.as_slice())
+                .chain(active_nl.iter().filter(|&&k| k != j).map(|&k| row_of(k)))
+                .collect();
+            let distance = if norm == 0.0 {
+                0.0
+            } else if others.is_empty() || free.is_empty() {
+                b.norm() / norm
+            } else {
+                let m =
+                    nalgebra::DMatrix::from_fn(free.len(), others.len(), |i, k| others[k][free[i]]);
+                match m.clone().svd(true, true).solve(&b, 1e-12) {
+                    Ok(l) => (m * l - &b).norm() / norm,
+                    Err(_) => return None,
+                }
+            };
+            (distance <= 1e-3).then_some((j, distance))
+        })
+        .collect()
+}

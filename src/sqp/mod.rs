@@ -62,12 +62,15 @@ use steep::*;
 /// How the QP's Hessian is formed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HessianMode {
-    /// Exact where the evaluator gives it (mean utility); with nonlinear constraints
-    /// that plus a damped BFGS model of the constraints' curvature; BFGS of the whole
+    /// Exact where the evaluator gives it (mean utility): with nonlinear constraints
+    /// that all give their curvature ([`NonlinearConstraint::with_curvature`]), the
+    /// exact diagonal of the Lagrangian; with others the objective's exact diagonal
+    /// plus a damped BFGS model of the constraints' curvature; BFGS of the whole
     /// Lagrangian otherwise.
     #[default]
     Auto,
-    /// The evaluator's diagonal curvature, regularised to positive definite.
+    /// The evaluator's diagonal curvature (plus the nonlinear constraints' where they
+    /// all give it), regularised to positive definite.
     Exact,
     /// Damped BFGS on the Lagrangian, started from the regularised exact diagonal.
     Bfgs,
@@ -279,6 +282,9 @@ struct Point {
     nl_values: Vec<f64>,
     /// Their gradients in y, row-major (m_nl × n).
     nl_grads: Vec<f64>,
+    /// The diagonals of their Hessians in y, row-major (m_nl × n), where every
+    /// nonlinear constraint gives its curvature; else empty.
+    nl_h: Vec<f64>,
     /// c(x) of each nonlinear constraint.
     nl_raw: Vec<f64>,
     /// ∇c(x), row-major.
@@ -368,7 +374,29 @@ impl<'a> Solver<'a> {
         })
     }
 
-    /// Adds a nonlinear constraint.
+    /// Adds a nonlinear constraint. Give its curvature
+    /// ([`NonlinearConstraint::with_curvature`]) where its Hessian is diagonal: the
+    /// QPs then use the exact Hessian of the Lagrangian.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 200 }, 5);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// // No cell above 40% of the budget in the ℓ2 sense: Σ x_c² ≤ 0.4 B².
+    /// let cap = 0.4 * problem.total_budget * problem.total_budget;
+    /// let squares = NonlinearConstraint::new("squares", Sense::LessEqual, cap, |x: &[f64], g: &mut [f64]| {
+    ///     for (g, x) in g.iter_mut().zip(x) { *g = 2.0 * x; }
+    ///     Ok(x.iter().map(|v| v * v).sum())
+    /// })
+    /// .with_curvature(|_x: &[f64], h: &mut [f64]| { h.fill(2.0); Ok(()) });
+    /// let mut ev = CpuEvaluator::new(&problem)?;
+    /// let solution = Solver::new(&problem, &mut ev, Settings::default())?
+    ///     .with_nonlinear(squares)
+    ///     .solve()?;
+    /// assert_eq!(solution.status, Status::Solved);
+    /// assert!(solution.allocation.iter().map(|v| v * v).sum::<f64>() <= cap * (1.0 + 1e-9));
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
     pub fn with_nonlinear(mut self, c: NonlinearConstraint) -> Self {
         self.nonlinear.push(c);
         self
@@ -460,6 +488,8 @@ impl<'a> Solver<'a> {
             });
         }
 
+        let curvature =
+            !self.nonlinear.is_empty() && self.nonlinear.iter().all(|c| c.curvature.is_some());
         let mut ctx = Context {
             evaluator: &mut *self.evaluator,
             nonlinear: &mut self.nonlinear,
@@ -473,6 +503,7 @@ impl<'a> Solver<'a> {
             out,
             weights: vec![0.0; p.num_draws()],
             ngrad: vec![0.0; n],
+            curvature,
         };
         let start = ctx.point(&y0)?;
         // The objective's scale: |U₀|, unless the start is worth (almost) nothing, as
@@ -495,7 +526,7 @@ impl<'a> Solver<'a> {
 
         let mut model = Model::new(
             self.settings.hessian,
-            !nl_rows.is_empty(),
+            nl_rows.len(),
             p.utility.has_constant_weights(),
             &point,
             n,
@@ -900,6 +931,22 @@ impl<'a> Solver<'a> {
             }
             return Ok(solution);
         }
+        // Short of solved with nonlinear constraints: where a nonlinear constraint's
+        // gradient lies in the span of the other active constraints' no multipliers
+        // need exist, and the message says so.
+        if !nl_rows.is_empty() && !matches!(status, Status::Solved | Status::Stopped) {
+            let dependent = dependent_nonlinear(&rows, &nl_rows, &final_point);
+            if !dependent.is_empty() {
+                let names: Vec<String> = dependent
+                    .iter()
+                    .map(|&(j, d)| format!("{} ({d:.1e} of its norm away)", ctx.nonlinear[j].name))
+                    .collect();
+                message = format!(
+                    "{message}; at the returned (feasible) allocation the gradient of {} lies in or next to the span of the other active constraints' gradients: the constraint qualification fails or nearly fails there, and multipliers do not exist or are huge (as when the constraints leave a single feasible allocation or a tiny set)",
+                    names.join(", ")
+                );
+            }
+        }
         // E[r_c] and ∂E[R]/∂x_c: the point's own reductions for the mean, one uniform
         // evaluation otherwise.
         let (marginal_response, mean_contribution) = if p.utility.has_constant_weights() {
@@ -1026,6 +1073,8 @@ struct Context<'e> {
     out: Evaluation,
     weights: Vec<f64>,
     ngrad: Vec<f64>,
+    /// Whether every nonlinear constraint gives the diagonal of its Hessian.
+    curvature: bool,
 }
 
 /// Distance (in scaled units) within which the final allocation is put exactly on a
@@ -1069,6 +1118,7 @@ impl Context<'_> {
         let mut nl_grads = Vec::with_capacity(self.nonlinear.len() * n);
         let mut nl_raw = Vec::with_capacity(self.nonlinear.len());
         let mut nl_raw_grads = Vec::with_capacity(self.nonlinear.len() * n);
+        let mut nl_h = Vec::new();
         for (c, row) in self.nonlinear.iter_mut().zip(self.nl_rows) {
             let v = (c.function)(&x, &mut self.ngrad)?;
             nl_raw.push(v);
@@ -1079,6 +1129,20 @@ impl Context<'_> {
                     .iter()
                     .map(|g| row.sign * g * self.scale / row.scale),
             );
+            if let (true, Some(curvature)) = (self.curvature, c.curvature.as_mut()) {
+                self.ngrad.fill(0.0);
+                curvature(&x, &mut self.ngrad)?;
+                if let Some((i, h)) = self.ngrad.iter().enumerate().find(|(_, h)| !h.is_finite()) {
+                    return Err(Error::invalid(
+                        "nonlinear constraint",
+                        format!("{} curvature[{i}]", c.name),
+                        h,
+                        "a finite second derivative",
+                    ));
+                }
+                let k = row.sign * self.scale * self.scale / row.scale;
+                nl_h.extend(self.ngrad.iter().map(|h| k * h));
+            }
         }
         Ok(Point {
             y,
@@ -1091,6 +1155,7 @@ impl Context<'_> {
             h: self.out.curvature.clone(),
             nl_values,
             nl_grads,
+            nl_h,
             nl_raw,
             nl_raw_grads,
         })
