@@ -340,6 +340,59 @@ fn random_problems_end_alike_on_each_backend() {
     }
 }
 
+/// The random problems with a sum-of-squares cap and its curvature (the exact
+/// Lagrangian path) end alike on each backend: the same status, the GPU's optimum as
+/// good as the CPU's to 1e-5 in f64, the cap met; where the CPU stops short at an
+/// allocation whose constraint qualification fails (about one feasible allocation),
+/// the GPU ends feasible too.
+#[test]
+fn random_problems_with_a_nonlinear_constraint_end_alike_on_each_backend() {
+    let Some(ctx) = gpu() else { return };
+    for seed in 0..60u64 {
+        let (model, scenario, what) = common::random_problem(seed);
+        let problem = Problem::new(&model, &scenario).unwrap();
+        let cap = 1.5
+            * problem
+                .uniform_allocation()
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>();
+        let squares = || common::with_its_curvature(common::sum_of_squares_at_most(cap));
+        let mut cpu = CpuEvaluator::new(&problem).unwrap();
+        let reference = Solver::new(&problem, &mut cpu, Settings::default())
+            .unwrap()
+            .with_nonlinear(squares())
+            .solve()
+            .unwrap();
+        let mut g =
+            GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default()).unwrap();
+        let s = Solver::new(&problem, &mut g, Settings::default())
+            .unwrap()
+            .with_nonlinear(squares())
+            .solve()
+            .unwrap();
+        if reference.message.contains("constraint qualification fails") {
+            assert_ne!(s.status, Status::Infeasible, "{what}: {}", s.message);
+        } else {
+            assert_eq!(s.status, reference.status, "{what}: {}", s.message);
+        }
+        if s.status != Status::Infeasible {
+            let sq: f64 = s.allocation.iter().map(|v| v * v).sum();
+            assert!(sq <= cap * (1.0 + 1e-8), "{what}: {sq} > {cap}");
+        }
+        if reference.status == Status::Solved {
+            let mut r = vec![0.0; problem.num_draws()];
+            cpu.responses(&s.allocation, &mut r).unwrap();
+            let u = Utility::Mean.value(&r);
+            assert!(
+                u >= reference.utility - 1e-5 * reference.utility.abs(),
+                "{what}: {u} vs {}",
+                reference.utility
+            );
+        }
+    }
+}
+
 #[test]
 fn f16_parameters_stay_close() {
     let case = load_case(Path::new("tests/data/m8x4"), None).unwrap();

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::sum_of_squares_at_most;
+
 use mmm_budget::io::load_case;
 use mmm_budget::*;
 use std::path::Path;
@@ -433,29 +435,6 @@ fn callback_trace_and_limits() {
     assert!(e.contains("gtol") && e.contains("NaN"), "{e}");
 }
 
-/// Σ_c x_c² ≤ cap, with its gradient 2x.
-fn sum_of_squares_at_most(cap: f64) -> NonlinearConstraint {
-    NonlinearConstraint::new(
-        "sum of squares",
-        Sense::LessEqual,
-        cap,
-        |x: &[f64], g: &mut [f64]| {
-            for (g, x) in g.iter_mut().zip(x) {
-                *g = 2.0 * x;
-            }
-            Ok(x.iter().map(|v| v * v).sum())
-        },
-    )
-}
-
-/// The constraint with the diagonal of its Hessian (2 on every cell).
-fn with_its_curvature(c: NonlinearConstraint) -> NonlinearConstraint {
-    c.with_curvature(|_x: &[f64], h: &mut [f64]| {
-        h.fill(2.0);
-        Ok(())
-    })
-}
-
 fn solve_with(p: &Problem, c: NonlinearConstraint) -> Solution {
     let mut ev = CpuEvaluator::new(p).unwrap();
     Solver::new(p, &mut ev, Settings::default())
@@ -500,7 +479,7 @@ fn nonlinear_constraints_through_the_api() {
     }
     // With the constraint's curvature (the exact Lagrangian's Hessian): the same
     // optimum and multiplier, in fewer evaluations.
-    let e = solve_with(&p, with_its_curvature(sum_of_squares_at_most(cap)));
+    let e = solve_with(&p, common::with_its_curvature(sum_of_squares_at_most(cap)));
     assert_eq!(e.status, Status::Solved, "{}", e.message);
     assert!(
         (e.utility - s.utility).abs() <= 1e-9 * s.utility,
@@ -532,7 +511,7 @@ fn random_problems_with_a_nonlinear_constraint_and_its_curvature() {
         let (model, sc, what) = common::random_problem(seed);
         let p = Problem::new(&model, &sc).unwrap();
         let cap = 1.5 * p.uniform_allocation().iter().map(|v| v * v).sum::<f64>();
-        let s = solve_with(&p, with_its_curvature(sum_of_squares_at_most(cap)));
+        let s = solve_with(&p, common::with_its_curvature(sum_of_squares_at_most(cap)));
         if seed < 60 {
             exact_evaluations += s.evaluations;
             bfgs_evaluations += solve_with(&p, sum_of_squares_at_most(cap)).evaluations;
@@ -573,7 +552,10 @@ fn random_problems_with_a_nonlinear_constraint_and_its_curvature() {
 #[test]
 fn a_single_feasible_allocation_is_named_as_such() {
     let (_, p) = s3_with(|s| s.constraints.push("sum(channel=ch1) <= 0".into()));
-    let s = solve_with(&p, with_its_curvature(sum_of_squares_at_most(45_000.0)));
+    let s = solve_with(
+        &p,
+        common::with_its_curvature(sum_of_squares_at_most(45_000.0)),
+    );
     assert!(
         matches!(s.status, Status::LineSearchFailed | Status::AlmostSolved),
         "{}: {}",

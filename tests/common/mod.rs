@@ -200,3 +200,26 @@ pub fn random_problem(seed: u64) -> (Model, Scenario, String) {
     let what = format!("seed {seed}: {} {size:?} {:?}", kind.name(), sc.constraints);
     (model, sc, what)
 }
+
+/// Σ_c x_c² ≤ cap, with its gradient 2x.
+pub fn sum_of_squares_at_most(cap: f64) -> NonlinearConstraint {
+    NonlinearConstraint::new(
+        "sum of squares",
+        Sense::LessEqual,
+        cap,
+        |x: &[f64], g: &mut [f64]| {
+            for (g, x) in g.iter_mut().zip(x) {
+                *g = 2.0 * x;
+            }
+            Ok(x.iter().map(|v| v * v).sum())
+        },
+    )
+}
+
+/// The constraint with the diagonal of its Hessian (2 on every cell).
+pub fn with_its_curvature(c: NonlinearConstraint) -> NonlinearConstraint {
+    c.with_curvature(|_x: &[f64], h: &mut [f64]| {
+        h.fill(2.0);
+        Ok(())
+    })
+}
