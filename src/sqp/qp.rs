@@ -452,26 +452,46 @@ impl Qp {
             // floored one that converges linearly), kept only where it is a descent
             // direction with a model value (in the exact curvature) no worse than the
             // floored step's; else with the QP's own.
+            // A descent direction up to the noise the line search allows (1e-11 of
+            // the objective): a Newton step of 1e-15 whose slope rounds to +1e-16 is
+            // the exact answer all the same.
+            let noise = 1e-11 * pt.f.abs().max(1e-300);
             let pick = |with_exact: Option<refine::Refined>,
                         with_floor: Option<refine::Refined>| {
                 let slope =
                     |r: &refine::Refined| -> f64 { r.p.iter().zip(&q).map(|(x, q)| x * q).sum() };
-                let model = |r: &refine::Refined| -> f64 {
+                // The model value (exact curvature) plus the rows' violation weighted
+                // by the largest multiplier (the QP's exact penalty): both answers hold
+                // their rows only to 1e-12, and a model value bought by violating a row
+                // by that much must not win where a cell lives at that scale (a steep
+                // cell's optimum 3e-12 of the budget above 0).
+                let model = |r: &refine::Refined, weight: f64| -> f64 {
+                    let violation: f64 = a_rows
+                        .iter()
+                        .zip(&b)
+                        .enumerate()
+                        .map(|(i, (row, b))| {
+                            let v = row.iter().map(|&(c, a)| a * r.p[c]).sum::<f64>() - b;
+                            if i < n_eq { v.abs() } else { v.max(0.0) }
+                        })
+                        .sum();
                     r.p.iter()
                         .zip(&q)
                         .zip(&exact)
                         .map(|((x, q), h)| q * x + 0.5 * h * x * x)
-                        .sum()
+                        .sum::<f64>()
+                        + weight * violation
                 };
                 match (with_exact, with_floor) {
                     (Some(e), Some(f)) => {
-                        if slope(&e) < 0.0 && model(&e) <= model(&f) {
+                        let weight = e.z.iter().chain(&f.z).fold(0.0f64, |m, z| m.max(z.abs()));
+                        if slope(&e) < noise && model(&e, weight) <= model(&f, weight) {
                             Some(e)
                         } else {
                             Some(f)
                         }
                     }
-                    (e, f) => f.or(e.filter(|e| slope(e) < 0.0)),
+                    (e, f) => f.or(e.filter(|e| slope(e) < noise)),
                 }
             };
             let both = |solve: &dyn Fn(&refine::DiagonalQp) -> Option<refine::Refined>| {
