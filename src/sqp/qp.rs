@@ -550,8 +550,51 @@ impl Qp {
                         }
                         s => Some(s),
                     };
+                    // Where Clarabel gave up and its iterate points nowhere, the rows
+                    // tight at the current point (then the equalities alone) are
+                    // guesses the active-set repair can start from.
                     let refined = if diagonal {
-                        both(&|qp| qp.refine(&sol.x, &sol.z))
+                        both(&|qp| qp.refine(&sol.x, &sol.z)).or_else(|| {
+                            failed?;
+                            let tight: Vec<bool> = (0..b.len())
+                                .map(|i| i < n_eq || b[i] <= 1e-12 * (1.0 + b[i].abs()))
+                                .collect();
+                            let equalities: Vec<bool> = (0..b.len()).map(|i| i < n_eq).collect();
+                            both(&|qp| qp.solve_from(tight.clone()))
+                                .or_else(|| both(&|qp| qp.solve_from(equalities.clone())))
+                                .or_else(|| {
+                                    // Clarabel again with the curvatures capped at 1e8
+                                    // of their median (a steep cell's 1e13 beside a
+                                    // floored 2e-8 is past what an interior-point
+                                    // method resolves): its answer only guesses the
+                                    // active set, on which the true QP is solved.
+                                    let mut sorted = p_nz.clone();
+                                    sorted.sort_by(f64::total_cmp);
+                                    let cap = 1e8 * sorted.get(sorted.len() / 2).copied()?;
+                                    let mut pm = self.p.matrix.clone();
+                                    pm.nzval = p_nz.iter().map(|v| v.min(cap)).collect();
+                                    let mut a = self.a.matrix.clone();
+                                    a.nzval.copy_from_slice(&a_nz);
+                                    let cones = [
+                                        SupportedConeT::ZeroConeT(self.n_eq),
+                                        SupportedConeT::NonnegativeConeT(
+                                            self.order.len() - self.n_eq,
+                                        ),
+                                    ];
+                                    let mut capped = DefaultSolver::new(
+                                        &pm,
+                                        &q,
+                                        &a,
+                                        &b,
+                                        &cones,
+                                        clarabel_settings(),
+                                    )
+                                    .ok()?;
+                                    capped.solve();
+                                    let (x, z) = (&capped.solution.x, &capped.solution.z);
+                                    both(&|qp| qp.refine(x, z))
+                                })
+                        })
                     } else {
                         None
                     };
