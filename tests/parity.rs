@@ -305,46 +305,66 @@ fn steep_hill_cells_solve_on_each_backend() {
     });
 }
 
+/// `problem` solved on the CPU and then on the GPU, each with the nonlinear
+/// constraints that `nonlinear` makes.
+fn solve_on_both(
+    ctx: &Arc<GpuContext>,
+    problem: &Problem,
+    nonlinear: &dyn Fn() -> Vec<NonlinearConstraint>,
+) -> (Solution, Solution) {
+    let mut cpu = CpuEvaluator::new(problem).unwrap();
+    let mut gpu = GpuEvaluator::with_context(ctx.clone(), problem, &GpuOptions::default()).unwrap();
+    let solve = |ev: &mut dyn Evaluator| {
+        nonlinear()
+            .into_iter()
+            .fold(
+                Solver::new(problem, ev, Settings::default()).unwrap(),
+                |s, c| s.with_nonlinear(c),
+            )
+            .solve()
+            .unwrap()
+    };
+    (solve(&mut cpu), solve(&mut gpu))
+}
+
+/// The GPU's optimum, judged in f64, is as good as the CPU's to 1e-5 (the f32 solve
+/// stops at a KKT residual of 3.6e-6, which allows a loss of that order).
+fn assert_as_good(problem: &Problem, gpu: &Solution, cpu: &Solution, what: &str) {
+    let mut r = vec![0.0; problem.num_draws()];
+    CpuEvaluator::new(problem)
+        .unwrap()
+        .responses(&gpu.allocation, &mut r)
+        .unwrap();
+    let u = Utility::Mean.value(&r);
+    assert!(
+        u >= cpu.utility - 1e-5 * cpu.utility.abs(),
+        "{what}: {u} vs {}",
+        cpu.utility
+    );
+}
+
 /// Random small problems (tests/common: every curve, random bounds and constraints)
-/// end with the same status on each backend, and the GPU's optimum, judged in f64, is
-/// as good as the CPU's to 1e-5 (the f32 solve stops at a KKT residual of 3.6e-6,
-/// which allows a loss of that order).
+/// end with the same status on each backend, and the GPU's optimum is as good as the
+/// CPU's ([`assert_as_good`]).
 #[test]
 fn random_problems_end_alike_on_each_backend() {
     let Some(ctx) = gpu() else { return };
     for seed in 0..60u64 {
         let (model, scenario, what) = common::random_problem(seed);
         let problem = Problem::new(&model, &scenario).unwrap();
-        let mut cpu = CpuEvaluator::new(&problem).unwrap();
-        let reference = Solver::new(&problem, &mut cpu, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        let mut g =
-            GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default()).unwrap();
-        let s = Solver::new(&problem, &mut g, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
+        let (reference, s) = solve_on_both(&ctx, &problem, &Vec::new);
         assert_eq!(s.status, reference.status, "{what}: {}", s.message);
         if s.status == Status::Solved {
-            let mut r = vec![0.0; problem.num_draws()];
-            cpu.responses(&s.allocation, &mut r).unwrap();
-            let u = Utility::Mean.value(&r);
-            assert!(
-                u >= reference.utility - 1e-5 * reference.utility.abs(),
-                "{what}: {u} vs {}",
-                reference.utility
-            );
+            assert_as_good(&problem, &s, &reference, &what);
         }
     }
 }
 
 /// The random problems with a sum-of-squares cap and its curvature (the exact
 /// Lagrangian path) end alike on each backend: the same status, the GPU's optimum as
-/// good as the CPU's to 1e-5 in f64, the cap met; where the CPU stops short at an
-/// allocation whose constraint qualification fails (about one feasible allocation),
-/// the GPU ends feasible too.
+/// good as the CPU's, the cap met; where the CPU stops short at an allocation whose
+/// constraint qualification fails (about one feasible allocation), the GPU ends
+/// feasible too.
 #[test]
 fn random_problems_with_a_nonlinear_constraint_end_alike_on_each_backend() {
     let Some(ctx) = gpu() else { return };
@@ -357,20 +377,12 @@ fn random_problems_with_a_nonlinear_constraint_end_alike_on_each_backend() {
                 .iter()
                 .map(|v| v * v)
                 .sum::<f64>();
-        let squares = || common::with_its_curvature(common::sum_of_squares_at_most(cap));
-        let mut cpu = CpuEvaluator::new(&problem).unwrap();
-        let reference = Solver::new(&problem, &mut cpu, Settings::default())
-            .unwrap()
-            .with_nonlinear(squares())
-            .solve()
-            .unwrap();
-        let mut g =
-            GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default()).unwrap();
-        let s = Solver::new(&problem, &mut g, Settings::default())
-            .unwrap()
-            .with_nonlinear(squares())
-            .solve()
-            .unwrap();
+        let squares = || {
+            vec![common::with_its_curvature(common::sum_of_squares_at_most(
+                cap,
+            ))]
+        };
+        let (reference, s) = solve_on_both(&ctx, &problem, &squares);
         if reference.message.contains("constraint qualification fails") {
             assert_ne!(s.status, Status::Infeasible, "{what}: {}", s.message);
         } else {
@@ -381,14 +393,7 @@ fn random_problems_with_a_nonlinear_constraint_end_alike_on_each_backend() {
             assert!(sq <= cap * (1.0 + 1e-8), "{what}: {sq} > {cap}");
         }
         if reference.status == Status::Solved {
-            let mut r = vec![0.0; problem.num_draws()];
-            cpu.responses(&s.allocation, &mut r).unwrap();
-            let u = Utility::Mean.value(&r);
-            assert!(
-                u >= reference.utility - 1e-5 * reference.utility.abs(),
-                "{what}: {u} vs {}",
-                reference.utility
-            );
+            assert_as_good(&problem, &s, &reference, &what);
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - the other active rows G (the equalities and the active multi-cell rows) act on the
 //!   free variables F: with H diagonal, p_F = −H_F⁻¹(q_F + G_Fᵀ z_G), where
 //!   (G_F H_F⁻¹ G_Fᵀ) z_G = −(b_G − G_X p_X + G_F H_F⁻¹ q_F) (X: the fixed variables),
-//!   a system of the size of G (the budget and a few constraints), solved through
+//!   a system of the size of G (the budget and a few constraints; a multi-cell row
+//!   whose cells are all fixed acts on nothing and takes no multiplier), solved through
 //!   the eigenvectors of its matrix S: a row that the others imply (a zero eigenvalue)
 //!   takes no multiplier (S's pseudo-inverse), and two rounds of iterative refinement
 //!   hold the rows to rounding;
@@ -148,6 +149,11 @@ impl DiagonalQp<'_> {
                 _ => general.push(i),
             }
         }
+        // A multi-cell row whose cells are all fixed has nothing to act on: it holds
+        // or not (the caller checks) and takes no multiplier (the fixed cells' rows
+        // take it all), rather than a zero eigenvalue of S below, which with negative
+        // curvature would read as a singular reduced Hessian.
+        general.retain(|&i| self.rows[i].iter().any(|&(c, _)| fixed_by[c].is_none()));
         let hinv: Vec<f64> = self
             .h
             .iter()
@@ -363,6 +369,42 @@ mod tests {
             n_eq: 0,
         };
         assert!(lone.refine(&[0.0], &[]).is_none());
+    }
+
+    /// The same two cells beside two more held at their bounds (−p ≤ 0, pushed down
+    /// by q = 1) and an active row over those two only (p2 − p3 ≤ 0): that row has
+    /// nothing to act on and takes no multiplier; it must not read as a singular
+    /// reduced Hessian beside the negative curvature (a hill_sigmoid problem once
+    /// crawled linearly for want of this exact step).
+    #[test]
+    fn a_row_over_fixed_cells_only_beside_negative_curvature() {
+        let rows = vec![
+            vec![(0, 1.0), (1, 1.0)],
+            vec![(2, 1.0), (3, -1.0)],
+            vec![(2, -1.0)],
+            vec![(3, -1.0)],
+        ];
+        let qp = DiagonalQp {
+            h: &[3.0, -1.0, 1.0, 1.0],
+            q: &[0.0, 0.0, 1.0, 1.0],
+            rows: &rows,
+            b: &[1.0, 0.0, 0.0, 0.0],
+            n_eq: 1,
+        };
+        let r = qp
+            .refine(&[0.5, 0.5, 0.0, 0.0], &[0.0, 1.0, 1.0, 1.0])
+            .expect("a minimum");
+        let want = [-0.5, 1.5, 0.0, 0.0];
+        for (a, b) in r.p.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-14, "{:?}", r.p);
+        }
+        assert!((r.z[0] - 1.5).abs() < 1e-14, "{:?}", r.z);
+        assert_eq!(r.z[1], 0.0);
+        assert!(
+            (r.z[2] - 1.0).abs() < 1e-14 && (r.z[3] - 1.0).abs() < 1e-14,
+            "{:?}",
+            r.z
+        );
     }
 
     /// Rows that cannot all hold (two equalities on one free variable's sum with
