@@ -25,7 +25,7 @@ override N_ADSTOCK: u32;      // adstock parameters per (draw, cell)
 override N_SATURATION: u32;   // saturation parameters per (draw, cell)
 override PACKED_F16: bool;    // parameters stored as pairs of f16 in each u32
 
-const WG: u32 = 256u;
+override WG: u32 = 256u;      // invocations per workgroup: a power of two, 32 to 256
 const TB: u32 = 8u;           // periods reduced together in the time-varying form
 const MAX_KERNEL: u32 = 64u;
 const MAX_WINDOW: u32 = 512u;
@@ -57,7 +57,7 @@ var<private> sp: array<f32, 3>;
 var<private> inf_bits: u32 = 0x7f800000u;
 // Rows of WG values to reduce over the workgroup: the three sums of the constant
 // form, or TB periods of the time-varying gradient.
-var<workgroup> shw: array<f32, 2048>; // [TB][WG]
+var<workgroup> shw: array<f32, 2048>; // [TB][WG], WG <= 256
 
 fn param(p: u32, c: u32, d: u32) -> f32 {
     let i = (p * dims.cells + c) * dims.draws + d;

@@ -96,9 +96,13 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         (problem.num_draws() * problem.num_cells() * (problem.num_periods + problem.adstock.l_max))
             as f64
     );
+    let w = rows
+        .iter()
+        .map(|r| r.backend.chars().count())
+        .fold("backend".len(), usize::max);
     let _ = writeln!(
         s,
-        "{:<52} {:>9} {:>12} {:>9} {:>10} {:>12} {:>5} {:>10}",
+        "{:<w$} {:>9} {:>12} {:>9} {:>10} {:>12} {:>5} {:>5} {:>10}",
         "backend",
         "setup s",
         "evaluate ms",
@@ -106,6 +110,7 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         "speed-up",
         "optimize s",
         "iter",
+        "evals",
         "speed-up"
     );
     let base = rows.first();
@@ -117,7 +122,7 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<52} {:>9.3} {:>12.3} {:>9.3} {:>9.2}× {:>12} {:>5} {:>5} {:>10}",
+            "{:<w$} {:>9.3} {:>12.3} {:>9.3} {:>9.2}× {:>12} {:>5} {:>5} {:>10}",
             r.backend,
             r.setup_seconds,
             r.evaluate_seconds * 1e3,

@@ -41,7 +41,7 @@ pub use constraint::{LinearConstraint, NonlinearConstraint, Sense};
 pub use error::{Error, Result};
 pub use eval::{
     Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
-    GpuOptions, Selected, TimeVaryingEvaluation,
+    GpuOptions, Selected, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
 pub use model::{Array, Cell, Dim, Model, Posterior};
 pub use problem::{CellInfo, Problem};

@@ -89,6 +89,10 @@ enum Command {
         /// GPU: store parameters as f16 too (an extra row).
         #[arg(long)]
         f16: bool,
+        /// GPU: invocations per workgroup of the response kernels, a comma-separated
+        /// list of 32, 64, 128, 256 (a row each, side by side).
+        #[arg(long, value_delimiter = ',', default_value = "256")]
+        workgroup: Vec<u32>,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -189,6 +193,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             repeats,
             no_optimize,
             f16,
+            workgroup,
             json,
         } => run_bench(
             draws,
@@ -200,6 +205,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             repeats,
             !no_optimize,
             f16,
+            &workgroup,
             json,
         ),
         Command::Demo {
@@ -293,6 +299,7 @@ fn run_bench(
     repeats: usize,
     optimize: bool,
     f16: bool,
+    workgroups: &[u32],
     json: bool,
 ) -> mmm_budget::Result<ExitCode> {
     use mmm_budget::bench::{measure, table, to_json};
@@ -303,6 +310,17 @@ fn run_bench(
             "--backend",
             format!("{backend:?}"),
             "all, cpu or gpu",
+        ));
+    }
+    if let Some(w) = workgroups
+        .iter()
+        .find(|w| !mmm_budget::WORKGROUP_SIZES.contains(w))
+    {
+        return Err(Error::invalid(
+            "command line",
+            "--workgroup",
+            w,
+            format!("one or more of {:?}", mmm_budget::WORKGROUP_SIZES),
         ));
     }
     let channels = cells.clamp(1, 50);
@@ -345,14 +363,15 @@ fn run_bench(
         )?);
     }
     if backend != "cpu" {
-        let mut variants = vec![false];
+        let mut variants: Vec<(u32, bool)> = workgroups.iter().map(|&w| (w, false)).collect();
         if f16 {
-            variants.push(true);
+            variants.extend(workgroups.iter().map(|&w| (w, true)));
         }
-        for half in variants {
+        for (workgroup, half) in variants {
             let t = Instant::now();
             let options = GpuOptions {
                 f16_parameters: half,
+                workgroup_size: Some(workgroup),
                 ..Default::default()
             };
             match mmm_budget::GpuEvaluator::new(&problem, &options) {

@@ -300,6 +300,16 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         err.contains("--saturation") && err.contains("sigmoid"),
         "{err}"
     );
+    let o = bin()
+        .args(["bench", "--workgroup", "64,100"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("--workgroup") && err.contains("100") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 /// A hill case whose constraint holds a steep cell (slope < 1 in some draw) at 0: the

@@ -198,14 +198,21 @@ fn odd_sizes_agree_with_the_cpu() {
             true,
         );
         let problem = Problem::new(&model, &scenario).unwrap();
-        on_each_backend(&problem, &GpuOptions::default(), |name, ev, tol| {
-            check_against_cpu(
-                &format!("{name} D={draws} n={}", channels * geos),
-                &problem,
-                ev,
-                tol,
-            )
-        });
+        // Every workgroup size the kernels take (a D that is a multiple of none).
+        for wg in WORKGROUP_SIZES {
+            let options = GpuOptions {
+                workgroup_size: Some(wg),
+                ..Default::default()
+            };
+            on_each_backend(&problem, &options, |name, ev, tol| {
+                check_against_cpu(
+                    &format!("{name} D={draws} n={}", channels * geos),
+                    &problem,
+                    ev,
+                    tol,
+                )
+            });
+        }
     }
 }
 
@@ -238,6 +245,29 @@ fn chunks_that_split_the_draws_agree_with_the_cpu() {
         assert_eq!(g.num_chunks(), 4);
     }
     on_each_backend(&problem, &options, |name, ev, tol| {
+        check_against_cpu(&format!("{name} chunked"), &problem, ev, tol)
+    });
+    // Workgroups of 32 draws: chunks of 224 draws (7 workgroups), the last partial.
+    let small = GpuOptions {
+        max_chunk_bytes: Some(5 * 4 * 4 * 250),
+        workgroup_size: Some(32),
+        ..Default::default()
+    };
+    if let Some(ctx) = gpu() {
+        let g = GpuEvaluator::with_context(ctx.clone(), &problem, &small).unwrap();
+        assert_eq!(g.num_chunks(), 5);
+        assert!(g.describe().contains("workgroup 32"), "{}", g.describe());
+        let bad = GpuOptions {
+            workgroup_size: Some(100),
+            ..Default::default()
+        };
+        let e = GpuEvaluator::with_context(ctx, &problem, &bad)
+            .err()
+            .expect("an error")
+            .to_string();
+        assert!(e.contains("workgroup_size") && e.contains("100"), "{e}");
+    }
+    on_each_backend(&problem, &small, |name, ev, tol| {
         check_against_cpu(&format!("{name} chunked"), &problem, ev, tol)
     });
 }

@@ -21,7 +21,7 @@ mod gpu;
 mod terms;
 
 pub use cpu::CpuEvaluator;
-pub use gpu::{GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL};
+pub use gpu::{GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL, WORKGROUP_SIZES};
 
 use crate::error::Result;
 

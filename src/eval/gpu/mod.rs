@@ -27,8 +27,12 @@ pub const RESPONSE_WGSL: &str = include_str!("../../../shaders/response.wgsl");
 /// The block reduction kernel.
 pub const REDUCE_WGSL: &str = include_str!("../../../shaders/reduce.wgsl");
 
-/// Invocations per workgroup (WG in the shaders).
+/// Invocations per workgroup of the reduction kernel (reduce.wgsl), and of the
+/// response kernels unless [`GpuOptions::workgroup_size`] says otherwise.
 const WG: u64 = 256;
+/// The workgroup sizes the response kernels take (a power of two: the reduction
+/// trees halve; at most 256: the workgroup rows hold 8 × 256 values).
+pub const WORKGROUP_SIZES: [u32; 4] = [32, 64, 128, 256];
 /// Largest kernel (l_max + 1) and window (N + l_max) the shaders hold per invocation.
 const MAX_KERNEL: usize = 64;
 const MAX_WINDOW: usize = 512;
@@ -42,6 +46,10 @@ pub struct GpuOptions {
     /// Cap on the bytes of one parameter chunk (default: the adapter's storage-binding
     /// and buffer limits). Tests use it to force several chunks.
     pub max_chunk_bytes: Option<u64>,
+    /// Invocations (draws) per workgroup of the response kernels, one of
+    /// [`WORKGROUP_SIZES`] (default 256): a tuning knob for `mmm-budget bench
+    /// --workgroup`.
+    pub workgroup_size: Option<u32>,
 }
 
 #[repr(C)]
@@ -118,6 +126,8 @@ pub struct GpuEvaluator {
     num_cells: usize,
     num_periods: usize,
     f16: bool,
+    /// Invocations per workgroup of the response kernels.
+    wg: u64,
     chunks: Vec<Chunk>,
     total_blocks: u32,
     constant_pipeline: wgpu::ComputePipeline,
@@ -203,16 +213,28 @@ impl GpuEvaluator {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size)
             .min(options.max_chunk_bytes.unwrap_or(u64::MAX));
-        // Draws per chunk: a multiple of WG whose parameters fit in `cap`.
+        let wg = match options.workgroup_size {
+            None => WG,
+            Some(v) if WORKGROUP_SIZES.contains(&v) => v as u64,
+            Some(v) => {
+                return Err(crate::error::Error::invalid(
+                    "GPU options",
+                    "workgroup_size",
+                    v,
+                    format!("one of {WORKGROUP_SIZES:?}"),
+                ));
+            }
+        };
+        // Draws per chunk: a multiple of wg whose parameters fit in `cap`.
         let per_draw = np_total * n as u64 * bytes_per_value;
-        let mut chunk_draws = (cap / per_draw.max(1)) / WG * WG;
+        let mut chunk_draws = (cap / per_draw.max(1)) / wg * wg;
         if chunk_draws == 0 {
             return Err(ctx.error(format!(
-                "{WG} draws of {n} cells need {} bytes of parameters, above the device's binding limit of {cap} bytes",
-                per_draw * WG
+                "{wg} draws of {n} cells need {} bytes of parameters, above the device's binding limit of {cap} bytes",
+                per_draw * wg
             )));
         }
-        chunk_draws = chunk_draws.min((nd as u64).div_ceil(WG) * WG);
+        chunk_draws = chunk_draws.min((nd as u64).div_ceil(wg) * wg);
         let scope = ctx.scope();
 
         let device = ctx.device();
@@ -241,6 +263,7 @@ impl GpuEvaluator {
             ("N_ADSTOCK", na as f64),
             ("N_SATURATION", ns as f64),
             ("PACKED_F16", if f16 { 1.0 } else { 0.0 }),
+            ("WG", wg as f64),
         ];
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
@@ -349,7 +372,7 @@ impl GpuEvaluator {
             nd as u64 * 8,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
-        let total_blocks = (nd as u64).div_ceil(WG) as u32;
+        let total_blocks = (nd as u64).div_ceil(wg) as u32;
         let read = |label: &str, bytes: u64| {
             empty(
                 label,
@@ -417,8 +440,8 @@ impl GpuEvaluator {
                 bytemuck::cast_slice(&words),
                 wgpu::BufferUsages::STORAGE,
             );
-            let block_offset = (d0 as u64 / WG) as u32;
-            let blocks = (cd as u64).div_ceil(WG) as u32;
+            let block_offset = (d0 as u64 / wg) as u32;
+            let blocks = (cd as u64).div_ceil(wg) as u32;
             let dims = empty(
                 "dims",
                 std::mem::size_of::<Dims>() as u64,
@@ -454,6 +477,7 @@ impl GpuEvaluator {
             num_cells: n,
             num_periods: np,
             f16,
+            wg,
             chunks,
             total_blocks,
             constant_pipeline,
@@ -621,11 +645,16 @@ impl Evaluator for GpuEvaluator {
 
     fn describe(&self) -> String {
         format!(
-            "gpu ({}, f32{}, {} chunk{})",
+            "gpu ({}, f32{}, {} chunk{}{})",
             self.ctx.adapter_name(),
             if self.f16 { ", f16 parameters" } else { "" },
             self.chunks.len(),
-            if self.chunks.len() == 1 { "" } else { "s" }
+            if self.chunks.len() == 1 { "" } else { "s" },
+            if self.wg == WG {
+                String::new()
+            } else {
+                format!(", workgroup {}", self.wg)
+            }
         )
     }
 
