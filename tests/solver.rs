@@ -546,6 +546,62 @@ fn random_problems_with_a_nonlinear_constraint_and_its_curvature() {
     );
 }
 
+/// Σ_c √(x_c + 1) (sense) t, with its gradient and curvature: concave, so `>=` makes
+/// a convex feasible set and `=` a curved one.
+fn roots(sense: Sense, t: f64) -> NonlinearConstraint {
+    NonlinearConstraint::new("roots", sense, t, |x: &[f64], g: &mut [f64]| {
+        for (g, x) in g.iter_mut().zip(x) {
+            *g = 0.5 / (x + 1.0).sqrt();
+        }
+        Ok(x.iter().map(|v| (v + 1.0).sqrt()).sum())
+    })
+    .with_curvature(|x: &[f64], h: &mut [f64]| {
+        for (h, x) in h.iter_mut().zip(x) {
+            *h = -0.25 / (x + 1.0).powf(1.5);
+        }
+        Ok(())
+    })
+}
+
+/// The random problems with Σ √(x + 1) at least 0.98 of, or equal to 0.9 of, its value
+/// at the uniform allocation (where it is largest on the budget: its gradient there is
+/// parallel to the budget's, the linearised equality cannot move and the first QP
+/// needs an elastic slack): each ends `Solved` with the constraint met or
+/// `Infeasible`. The equality once ended at max_iterations in 56 of 300 (the merit's
+/// weight stuck at the elastic penalty, benches/NOTES.md).
+#[test]
+fn random_problems_with_a_concave_constraint_at_least_or_equal() {
+    for (sense, factor) in [(Sense::GreaterEqual, 0.98), (Sense::Equal, 0.9)] {
+        let (mut solved, mut failed) = (0, vec![]);
+        for seed in 0..150u64 {
+            let (model, sc, what) = common::random_problem(seed);
+            let p = Problem::new(&model, &sc).unwrap();
+            let root_sum = |x: &[f64]| x.iter().map(|v| (v + 1.0).sqrt()).sum::<f64>();
+            let t = factor * root_sum(&p.uniform_allocation());
+            let s = solve_with(&p, roots(sense, t));
+            match s.status {
+                Status::Solved => {
+                    solved += 1;
+                    assert_feasible(&p, &s.allocation, 1e-9);
+                    let v = root_sum(&s.allocation);
+                    let met = match sense {
+                        Sense::GreaterEqual => v >= t * (1.0 - 1e-8),
+                        _ => (v - t).abs() <= 1e-8 * t,
+                    };
+                    assert!(met, "{what}: {v} vs {t}");
+                    if s.kkt_residual > Settings::default().gtol {
+                        failed.push(format!("{what}: KKT {:e}", s.kkt_residual));
+                    }
+                }
+                Status::Infeasible => {}
+                other => failed.push(format!("{sense} {what}: {other}: {}", s.message)),
+            }
+        }
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+        assert!(solved >= 90, "{sense}: {solved} solved");
+    }
+}
+
 /// Σx = 300 with ch1 held at 0 and Σx² capped at its least value over ch0 + ch2 = 300
 /// (45,000 at 150/150): one feasible allocation, where the cap's gradient is a
 /// combination of the budget's and ch1's; no multipliers exist. The result says so.

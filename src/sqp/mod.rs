@@ -646,7 +646,19 @@ impl<'a> Solver<'a> {
             }
 
             // Line search on the ℓ1 merit.
-            nu = nu.max(1.1 * result.z_nl.iter().fold(0.0f64, |m, z| m.max(z.abs())));
+            // The merit's weight ν stays above the multipliers. Where a QP needed
+            // elastic slacks (a linearisation that cannot hold: at a start where a
+            // constraint's gradient is parallel to the budget's, say), its multiplier
+            // is the elastic penalty (1e5) and ν with it; once the QPs are consistent
+            // again with multipliers a hundredth of ν, ν starts again from twice them,
+            // or the merit refuses every step that moves the violation by 1e-5 and the
+            // trust radius crawls (benches/NOTES.md, session 4).
+            let zmax = 1.1 * result.z_nl.iter().fold(0.0f64, |m, z| m.max(z.abs()));
+            nu = if result.t.iter().all(|t| *t <= 1e-9) && nu > 100.0 * zmax {
+                2.0 * zmax
+            } else {
+                nu.max(zmax)
+            };
             let merit = |pt: &Point| pt.f + nu * nl_violation(&nl_rows, &pt.nl_values);
             let phi0 = merit(&point);
             let gp: f64 = point.g.iter().zip(&result.p).map(|(g, p)| g * p).sum();
