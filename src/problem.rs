@@ -463,6 +463,19 @@ impl Problem {
         &self.pattern[c * self.num_periods..(c + 1) * self.num_periods]
     }
 
+    /// Whether every draw's response is concave in every optimized cell's spend (the
+    /// saturation curve of every draw and cell is, [`Saturation::is_concave`]; adstock,
+    /// time distribution and cost per unit are linear): then the mean response is
+    /// concave and a KKT point with linear constraints is the optimum.
+    pub fn is_concave(&self) -> bool {
+        let np = self.saturation.parameters().len();
+        np == 0
+            || self
+                .saturation_params
+                .chunks(np)
+                .all(|p| self.saturation.is_concave(p))
+    }
+
     /// The budget spread evenly over the optimized cells (B/n each), the start
     /// PyMC-Marketing uses.
     pub fn uniform_allocation(&self) -> Vec<f64> {

@@ -177,6 +177,27 @@ impl Saturation {
         check_domain(params, self.domains())
     }
 
+    /// Whether g(·; ψ) is concave on a ≥ 0: logistic, inverse_scaled_logistic,
+    /// michaelis_menten and tanh with a non-negative scale, root with α ≤ 1 and hill
+    /// with slope ≤ 1 (β ≥ 0), none; never hill_sigmoid (S-shaped).
+    ///
+    /// ```
+    /// use mmm_budget::Saturation;
+    /// assert!(Saturation::Hill.is_concave(&[0.8, 1.0, 2.0]));
+    /// assert!(!Saturation::Hill.is_concave(&[2.5, 1.0, 2.0]));
+    /// ```
+    pub fn is_concave(&self, p: &[f64]) -> bool {
+        match self {
+            Saturation::Logistic | Saturation::InverseScaledLogistic => p[1] >= 0.0,
+            Saturation::MichaelisMenten => p[0] >= 0.0,
+            Saturation::Tanh => true,
+            Saturation::Root => p[0] <= 1.0 && p[1] >= 0.0,
+            Saturation::Hill => p[0] <= 1.0 && p[2] >= 0.0,
+            Saturation::HillSigmoid => false,
+            Saturation::None => true,
+        }
+    }
+
     /// g(a; ψ).
     #[inline]
     pub fn value(&self, a: f64, p: &[f64]) -> f64 {
