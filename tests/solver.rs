@@ -602,6 +602,45 @@ fn random_problems_with_a_concave_constraint_at_least_or_equal() {
     }
 }
 
+/// Random problems with a nonlinear constraint and its curvature that once ended
+/// short: a hill cell 1e-10 of the budget above 0 cycling on Clarabel's 1e-11
+/// imprecision (seed 2462, Σ x² ≤ cap: almost solved at KKT 2e-2; the QP without its
+/// unused elastic slacks is now solved exactly), and a cycle that a merit weight
+/// flickering between 0 and 1e-17 kept from stalling (seed 962, Σ √(x + 1) ≤ 0.95 of
+/// its uniform value: max_iterations). Seed 1257 is a single feasible allocation (the
+/// cap at its least value once ch1 <= 0): it must end short, saying why, before
+/// max_iter (it cycled to it).
+#[test]
+fn nonlinear_problems_that_once_ended_short() {
+    let root_sum = |x: &[f64]| x.iter().map(|v| (v + 1.0).sqrt()).sum::<f64>();
+    for (seed, squares) in [(2462u64, true), (962, false), (1257, true)] {
+        let (model, sc, what) = common::random_problem(seed);
+        let p = Problem::new(&model, &sc).unwrap();
+        let x0 = p.uniform_allocation();
+        let c = if squares {
+            let cap = 1.5 * x0.iter().map(|v| v * v).sum::<f64>();
+            common::with_its_curvature(sum_of_squares_at_most(cap))
+        } else {
+            roots(Sense::LessEqual, 0.95 * root_sum(&x0))
+        };
+        let s = solve_with(&p, c);
+        assert_feasible(&p, &s.allocation, 1e-9);
+        if seed == 1257 {
+            assert!(
+                s.status != Status::Solved
+                    && s.status != Status::MaxIterations
+                    && s.message.contains("constraint qualification fails"),
+                "{what}: {} after {} iterations: {}",
+                s.status,
+                s.iterations,
+                s.message
+            );
+        } else {
+            assert_eq!(s.status, Status::Solved, "{what}: {}", s.message);
+        }
+    }
+}
+
 /// Σx = 300 with ch1 held at 0 and Σx² capped at its least value over ch0 + ch2 = 300
 /// (45,000 at 150/150): one feasible allocation, where the cap's gradient is a
 /// combination of the budget's and ch1's; no multipliers exist. The result says so.

@@ -541,11 +541,14 @@ impl<'a> Solver<'a> {
         // reaches it, so that a cell with almost no curvature (a flat or empty one)
         // cannot propose moving the whole budget at once.
         let mut radius = f64::INFINITY;
-        let concave = p.is_concave() && p.utility.has_constant_weights();
+        let concave = model.is_exact() && p.is_concave() && p.utility.has_constant_weights();
         let mut trace: Vec<IterationInfo> = vec![];
         let mut stalled = None::<&'static str>;
         let (mut last_kkt, mut grace, mut dives) = (f64::INFINITY, 8, 30);
-        let (mut best_merit, mut best_nu, mut since_best) = (f64::INFINITY, 0.0, 0);
+        // The best point so far as (f, violation of the nonlinear rows), and the
+        // iterations since.
+        let (mut best, mut best_nu, mut since_best) = (None::<(f64, f64)>, 0.0, 0);
+        let (mut best_kkt, mut kkt_since) = (f64::INFINITY, 0);
         let mut last_qp: Option<QpResult> = None;
         let mut status = Status::MaxIterations;
         let mut message = format!("reached max_iter = {}", self.settings.max_iter);
@@ -610,6 +613,20 @@ impl<'a> Solver<'a> {
             if !converged && stalled.is_some() && result.diving && dives > 0 {
                 stalled = None;
                 dives -= 1;
+            }
+            // Thirty iterations at a feasible point without a KKT residual below its
+            // best is a stall whatever the merit does (a cycle where ν and the merit
+            // move with the multipliers, as where no multipliers exist). Not while
+            // infeasible: the quasi-Newton path can take that long to reach the
+            // constraint, and stopping short would report it unsatisfiable.
+            if kkt < best_kkt {
+                (best_kkt, kkt_since) = (kkt, 0);
+            } else {
+                kkt_since += 1;
+            }
+            if !converged && stalled.is_none() && kkt_since >= 30 && violation <= self.settings.ctol
+            {
+                stalled = Some("no smaller KKT residual in 30 iterations");
             }
             if converged || stalled.is_some() {
                 if converged {
@@ -797,13 +814,20 @@ impl<'a> Solver<'a> {
             let df = (new_point.f - point.f).abs();
             // The merit's best so far: ten iterations in a row without beating it by
             // more than the noise is a stall too (a cycle at the level of rounding).
-            // A new penalty weight ν makes a new merit: the count starts again.
+            // A new penalty weight ν makes a new merit and the count starts again,
+            // unless the change moves no merit by more than the noise (a ν
+            // flickering between 0 and 1e-17 hid a cycle for 200 iterations).
             let m_new = merit(&new_point);
-            if nu != best_nu {
-                (best_merit, best_nu) = (f64::INFINITY, nu);
+            let v_new = nl_violation(&nl_rows, &new_point.nl_values);
+            if let Some((_, v)) = best
+                && (nu - best_nu).abs() * v.max(v_new) > noise
+            {
+                best = None;
             }
-            if m_new < best_merit - noise {
-                best_merit = m_new;
+            best_nu = nu;
+            let m_best = best.map_or(f64::INFINITY, |(f, v)| f + nu * v);
+            if m_new < m_best - noise {
+                best = Some((new_point.f, v_new));
                 since_best = 0;
             } else {
                 since_best += 1;
