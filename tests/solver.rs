@@ -64,6 +64,16 @@ fn multiplier(s: &Solution, name: &str) -> f64 {
         .value
 }
 
+/// The two solutions' utilities agree to 1e-9 relative.
+fn assert_same_optimum(a: &Solution, b: &Solution) {
+    assert!(
+        (a.utility - b.utility).abs() <= 1e-9 * b.utility.abs(),
+        "{} vs {}",
+        a.utility,
+        b.utility
+    );
+}
+
 fn solve(problem: &Problem, settings: Settings) -> Solution {
     let mut ev = CpuEvaluator::new(problem).unwrap();
     Solver::new(problem, &mut ev, settings)
@@ -203,7 +213,7 @@ fn michaelis_menten_textbook_optimum() {
         "{}",
         b.message
     );
-    assert!((b.utility - s.utility).abs() <= 1e-9 * s.utility);
+    assert_same_optimum(&b, &s);
 }
 
 #[test]
@@ -481,12 +491,7 @@ fn nonlinear_constraints_through_the_api() {
     // optimum and multiplier, in fewer evaluations.
     let e = solve_with(&p, common::with_its_curvature(sum_of_squares_at_most(cap)));
     assert_eq!(e.status, Status::Solved, "{}", e.message);
-    assert!(
-        (e.utility - s.utility).abs() <= 1e-9 * s.utility,
-        "{} vs {}",
-        e.utility,
-        s.utility
-    );
+    assert_same_optimum(&e, &s);
     let le = multiplier(&e, "sum of squares");
     assert!((le - lambda).abs() <= 1e-6 * lambda, "{le} vs {lambda}");
     assert!(
@@ -864,12 +869,7 @@ fn constraints_holding_steep_cells_at_zero() {
     let q = Problem::new(&model, &pinned).unwrap();
     let t = solve(&q, Settings::default());
     assert_eq!(t.status, Status::Solved, "{}", t.message);
-    assert!(
-        (s.utility - t.utility).abs() <= 1e-9 * t.utility,
-        "{} vs {}",
-        s.utility,
-        t.utility
-    );
+    assert_same_optimum(&s, &t);
 }
 
 /// Random small problems of every curve with random bounds and linear constraints
