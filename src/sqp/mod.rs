@@ -561,7 +561,26 @@ impl<'a> Solver<'a> {
         loop {
             // QP at the current point.
             let hess = model.hessian(&point);
-            let result = match qp.solve(&rows, &point, &hess, &nl_rows, n, radius)? {
+            let first = qp.solve(&rows, &point, &hess, &nl_rows, n, radius)?;
+            // A QP that neither Clarabel nor the exact re-solve could answer: again
+            // within a trust radius of a tenth of the budget (or less), which keeps
+            // cells of floored curvature from proposing to move the whole budget and
+            // the QP within what an interior-point method resolves (seed 48141: hill
+            // cells under tight pair caps, curvatures spread over 1e16).
+            let first = match first {
+                QpOutcome::Failed(_) if radius > 0.1 * SNAP => {
+                    let r = radius.min(0.1);
+                    match qp.solve(&rows, &point, &hess, &nl_rows, n, r)? {
+                        QpOutcome::Solved(x) => {
+                            radius = r;
+                            QpOutcome::Solved(x)
+                        }
+                        failed => failed,
+                    }
+                }
+                other => other,
+            };
+            let result = match first {
                 QpOutcome::Solved(r) => r,
                 QpOutcome::Failed(s) => {
                     status = Status::NumericalError;
