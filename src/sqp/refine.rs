@@ -150,10 +150,13 @@ impl DiagonalQp<'_> {
             }
         }
         // A multi-cell row whose cells are all fixed has nothing to act on: it holds
-        // or not (the caller checks) and takes no multiplier (the fixed cells' rows
-        // take it all), rather than a zero eigenvalue of S below, which with negative
-        // curvature would read as a singular reduced Hessian.
-        general.retain(|&i| self.rows[i].iter().any(|&(c, _)| fixed_by[c].is_none()));
+        // or not (the caller checks) and takes no part in S below (where it would be
+        // a zero eigenvalue, which with negative curvature reads as a singular
+        // reduced Hessian); its multiplier is shared out with its cells' rows at the
+        // end.
+        let (general, idle): (Vec<usize>, Vec<usize>) = general
+            .into_iter()
+            .partition(|&i| self.rows[i].iter().any(|&(c, _)| fixed_by[c].is_none()));
         let hinv: Vec<f64> = self
             .h
             .iter()
@@ -281,6 +284,34 @@ impl DiagonalQp<'_> {
         for (r, &i) in general.iter().enumerate() {
             z[i] = zg[r];
         }
+        // An idle inequality row takes the least z ≥ 0 that leaves its cells' rows
+        // with an inequality's sign, where one exists (`ch1 <= 0` over two cells held
+        // at 0 holds back what their lower bounds cannot: a negative multiplier
+        // there would drop them from the active set).
+        for &i in idle.iter().filter(|&&i| i >= self.n_eq) {
+            let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
+            for &(c, a) in &self.rows[i] {
+                let Some(b) = fixed_by[c] else { continue };
+                if b < self.n_eq {
+                    continue;
+                }
+                // z_b' = z_b − z a / a_b ≥ 0.
+                let (u, v) = (z[b], a / self.rows[b][0].1);
+                if v > 0.0 {
+                    hi = hi.min(u / v);
+                } else if v < 0.0 {
+                    lo = lo.max(u / v);
+                }
+            }
+            if lo > 0.0 && lo <= hi {
+                z[i] = lo;
+                for &(c, a) in &self.rows[i] {
+                    if let Some(b) = fixed_by[c] {
+                        z[b] -= lo * a / self.rows[b][0].1;
+                    }
+                }
+            }
+        }
         (p.iter().chain(&z).all(|v| v.is_finite())).then_some((p, z))
     }
 }
@@ -405,6 +436,32 @@ mod tests {
             "{:?}",
             r.z
         );
+    }
+
+    /// Two cells held at 0 by their lower bounds and by `p2 + p3 <= 0`, both pushed up
+    /// (q = −1): the row, not the bounds, holds them back; the bounds' multipliers
+    /// would be negative, so the row takes z = 1 and the bounds 0.
+    #[test]
+    fn a_row_over_fixed_cells_holds_back_what_their_bounds_cannot() {
+        let rows = vec![
+            vec![(0, 1.0), (1, 1.0)],
+            vec![(2, 1.0), (3, 1.0)],
+            vec![(2, -1.0)],
+            vec![(3, -1.0)],
+        ];
+        let qp = DiagonalQp {
+            h: &[3.0, -1.0, 1.0, 1.0],
+            q: &[0.0, 0.0, -1.0, -1.0],
+            rows: &rows,
+            b: &[1.0, 0.0, 0.0, 0.0],
+            n_eq: 1,
+        };
+        let r = qp
+            .refine(&[0.5, 0.5, 0.0, 0.0], &[0.0, 1.0, 1.0, 1.0])
+            .expect("a minimum");
+        assert_eq!(&r.p[2..], &[0.0, 0.0]);
+        assert!((r.z[1] - 1.0).abs() < 1e-14, "{:?}", r.z);
+        assert!(r.z[2].abs() < 1e-14 && r.z[3].abs() < 1e-14, "{:?}", r.z);
     }
 
     /// Rows that cannot all hold (two equalities on one free variable's sum with
