@@ -916,11 +916,15 @@ fn random_problems_solve_or_are_infeasible() {
 /// Hessian), and 48141 (hill under tight pair caps: a first QP that neither Clarabel
 /// nor the exact re-solve answers; solved again within a trust radius), 75708
 /// (hill_sigmoid: `ch1 <= 0` holding two cells at 0 took no multiplier, their lower
-/// bounds a negative one, and the exact solve failed each iteration).
+/// bounds a negative one, and the exact solve failed each iteration), and 90750,
+/// 105740, 148272, 159152 (hill_sigmoid leaving a saddle: U climbing while the KKT
+/// residual rose for 30 iterations, stopped by a stall rule meant for nonlinear rows).
 /// benches/NOTES.md, session 4.
 #[test]
 fn random_problems_that_once_ended_short_solve() {
-    for seed in [9852u64, 35696, 41449, 43993, 14755, 38841, 48141, 75708] {
+    for seed in [
+        9852u64, 35696, 41449, 43993, 14755, 38841, 48141, 75708, 90750, 105740, 148272, 159152,
+    ] {
         let (model, sc, what) = common::random_problem(seed);
         let p = Problem::new(&model, &sc).unwrap();
         let s = solve(&p, Settings::default());
