@@ -105,6 +105,13 @@ pub struct Settings {
     /// A start allocation (per period, over the optimized cells); default: the
     /// problem's start, else the budget spread evenly, projected onto the constraints.
     pub start: Option<Vec<f64>>,
+    /// Solves from this many starts and returns the best (default 1). The first is
+    /// [`Settings::start`] (or the default start); the others split the budget by
+    /// weights drawn from a flat Dirichlet distribution (fixed seeds), projected onto
+    /// the constraints. For S-shaped curves (`hill` with slope > 1, `hill_sigmoid`),
+    /// where the solver returns a local optimum that depends on the start; a concave
+    /// problem has one optimum and gains nothing.
+    pub starts: usize,
 }
 
 impl Default for Settings {
@@ -119,6 +126,7 @@ impl Default for Settings {
             verbose: 0,
             hessian: HessianMode::Auto,
             start: None,
+            starts: 1,
         }
     }
 }
@@ -142,6 +150,7 @@ impl Settings {
     setter!(xtol, f64);
     setter!(verbose, u8);
     setter!(hessian, HessianMode);
+    setter!(starts, usize);
 
     /// Sets the start allocation.
     pub fn start(mut self, x: Vec<f64>) -> Self {
@@ -159,6 +168,9 @@ impl Settings {
         };
         if self.max_iter == 0 {
             return Err(bad("max_iter", 0.0, "an integer >= 1"));
+        }
+        if self.starts == 0 {
+            return Err(bad("starts", 0.0, "an integer >= 1"));
         }
         if self.time_limit.is_nan() || self.time_limit <= 0.0 {
             return Err(bad("time_limit", self.time_limit, "seconds > 0"));
@@ -180,7 +192,8 @@ impl Settings {
     }
 
     /// Settings from a scenario's `options` object (`max_iter`, `time_limit`, `gtol`,
-    /// `ctol`, `ftol`, `xtol`, `verbose`, `hessian`: "auto" | "exact" | "bfgs").
+    /// `ctol`, `ftol`, `xtol`, `verbose`, `hessian`: "auto" | "exact" | "bfgs",
+    /// `starts`).
     pub fn from_options(
         options: &serde_json::Map<String, serde_json::Value>,
         context: &str,
@@ -195,6 +208,7 @@ impl Settings {
                 "max_iter" => {
                     s.max_iter = v.as_u64().ok_or_else(|| bad("an integer >= 1"))? as usize
                 }
+                "starts" => s.starts = v.as_u64().ok_or_else(|| bad("an integer >= 1"))? as usize,
                 "time_limit" => s.time_limit = num()?,
                 "gtol" => s.gtol = num()?,
                 "ctol" => s.ctol = num()?,
@@ -216,7 +230,7 @@ impl Settings {
                 }
                 _ => {
                     return Err(bad(
-                        "one of max_iter, time_limit, gtol, ctol, ftol, xtol, verbose, hessian",
+                        "one of max_iter, time_limit, gtol, ctol, ftol, xtol, verbose, hessian, starts",
                     ));
                 }
             }
@@ -408,8 +422,52 @@ impl<'a> Solver<'a> {
         self
     }
 
-    /// Runs the SQP loop.
+    /// Runs the SQP loop (from each of [`Settings::starts`] starts, keeping the best:
+    /// solved before not, then the larger utility).
     pub fn solve(mut self) -> Result<Solution> {
+        let started = Instant::now();
+        let mut best = self.solve_from_start()?;
+        let starts = self.settings.starts;
+        if starts <= 1 || best.status == Status::Infeasible {
+            return Ok(best);
+        }
+        let (mut iterations, mut evaluations, mut from) = (best.iterations, best.evaluations, 1);
+        let p = self.problem;
+        for k in 1..starts {
+            use rand::SeedableRng;
+            use rand_distr::Distribution;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
+            let exp = rand_distr::Exp1;
+            let w: Vec<f64> = (0..p.num_cells()).map(|_| exp.sample(&mut rng)).collect();
+            let total: f64 = w.iter().sum();
+            let budget = if p.total_budget > 0.0 {
+                p.total_budget
+            } else {
+                1.0
+            };
+            self.settings.start = Some(w.iter().map(|v| budget * v / total).collect());
+            let s = self.solve_from_start()?;
+            iterations += s.iterations;
+            evaluations += s.evaluations;
+            let solved = |s: &Solution| s.status == Status::Solved;
+            if (solved(&s) && !solved(&best))
+                || (solved(&s) == solved(&best) && s.utility > best.utility)
+            {
+                (best, from) = (s, k + 1);
+            }
+        }
+        best.message = format!(
+            "{} (the best of {starts} starts: start {from}; iterations and evaluations over all)",
+            best.message
+        );
+        best.iterations = iterations;
+        best.evaluations = evaluations;
+        best.seconds = started.elapsed().as_secs_f64();
+        Ok(best)
+    }
+
+    /// One run of the SQP loop from [`Settings::start`].
+    fn solve_from_start(&mut self) -> Result<Solution> {
         let started = Instant::now();
         let p = self.problem;
         let n = p.num_cells();
