@@ -775,6 +775,15 @@ fn several_starts_find_better_local_optima_on_s_shaped_curves() {
     assert!(four.evaluations > one.evaluations);
     assert_feasible(&p, &four.allocation, 1e-9);
     assert!(recomputed_kkt(&p, &four) <= Settings::default().gtol);
+    // A callback that stops the solve stops every start.
+    let mut ev = CpuEvaluator::new(&p).unwrap();
+    let stopped = Solver::new(&p, &mut ev, Settings::default().starts(4))
+        .unwrap()
+        .with_callback(|_| false)
+        .solve()
+        .unwrap();
+    assert_eq!(stopped.status, Status::Stopped);
+    assert_eq!(stopped.iterations, 1);
     let (_, q) = s3_with(|_| {});
     assert!(q.is_concave());
     assert_same_optimum(

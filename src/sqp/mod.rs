@@ -110,7 +110,8 @@ pub struct Settings {
     /// weights drawn from a flat Dirichlet distribution (fixed seeds), projected onto
     /// the constraints. For S-shaped curves (`hill` with slope > 1, `hill_sigmoid`),
     /// where the solver returns a local optimum that depends on the start; a concave
-    /// problem has one optimum and gains nothing.
+    /// problem has one optimum and gains nothing. `time_limit` covers all the starts;
+    /// a callback that stops the solve stops them all.
     pub starts: usize,
 }
 
@@ -428,12 +429,20 @@ impl<'a> Solver<'a> {
         let started = Instant::now();
         let mut best = self.solve_from_start()?;
         let starts = self.settings.starts;
-        if starts <= 1 || best.status == Status::Infeasible {
+        if starts <= 1 || matches!(best.status, Status::Infeasible | Status::Stopped) {
             return Ok(best);
         }
         let (mut iterations, mut evaluations, mut from) = (best.iterations, best.evaluations, 1);
         let p = self.problem;
+        // The time limit covers all the starts.
+        let time_limit = self.settings.time_limit;
+        let mut tried = 1;
         for k in 1..starts {
+            let left = time_limit - started.elapsed().as_secs_f64();
+            if left <= 0.0 {
+                break;
+            }
+            self.settings.time_limit = left;
             use rand::SeedableRng;
             use rand_distr::Distribution;
             let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
@@ -447,8 +456,12 @@ impl<'a> Solver<'a> {
             };
             self.settings.start = Some(w.iter().map(|v| budget * v / total).collect());
             let s = self.solve_from_start()?;
+            tried += 1;
             iterations += s.iterations;
             evaluations += s.evaluations;
+            if s.status == Status::Stopped {
+                break;
+            }
             let solved = |s: &Solution| s.status == Status::Solved;
             if (solved(&s) && !solved(&best))
                 || (solved(&s) == solved(&best) && s.utility > best.utility)
@@ -457,7 +470,7 @@ impl<'a> Solver<'a> {
             }
         }
         best.message = format!(
-            "{} (the best of {starts} starts: start {from}; iterations and evaluations over all)",
+            "{} (the best of {tried} starts: start {from}; iterations and evaluations over all)",
             best.message
         );
         best.iterations = iterations;
