@@ -18,6 +18,22 @@ pub(super) fn clarabel_settings() -> DefaultSettings<f64> {
         .expect("constant Clarabel settings are valid")
 }
 
+/// A Clarabel solver for min ½ xᵀPx + qᵀx subject to the rows of `a`: the first
+/// `n_eq` equalities (a zero cone), the rest `a·x ≤ b` (a nonnegative cone).
+pub(super) fn clarabel_solver(
+    p: &CscMatrix<f64>,
+    q: &[f64],
+    a: &CscMatrix<f64>,
+    b: &[f64],
+    n_eq: usize,
+) -> std::result::Result<DefaultSolver<f64>, clarabel::solver::SolverError> {
+    let cones = [
+        SupportedConeT::ZeroConeT(n_eq),
+        SupportedConeT::NonnegativeConeT(a.m - n_eq),
+    ];
+    DefaultSolver::new(p, q, a, b, &cones, clarabel_settings())
+}
+
 /// A CSC matrix with a fixed pattern built from rows of (column, value) entries;
 /// `slot[r][k]` is where entry k of row r lives in `nzval`.
 pub(super) struct Pattern {
@@ -58,6 +74,13 @@ impl Pattern {
             matrix: CscMatrix::new(rows.len(), ncols, colptr, rowval, nzval),
             slot,
         }
+    }
+
+    /// The matrix with the pattern's entries set to `nz`.
+    fn filled(&self, nz: &[f64]) -> CscMatrix<f64> {
+        let mut m = self.matrix.clone();
+        m.nzval.copy_from_slice(nz);
+        m
     }
 
     fn values(&self, rows: &[Vec<(usize, f64)>]) -> Vec<f64> {
@@ -115,19 +138,14 @@ pub(super) fn project(
     let a = Pattern::new(&a_rows, n);
     let p_mat = Pattern::new(&(0..n).map(|c| vec![(c, 1.0)]).collect::<Vec<_>>(), n).matrix;
     let q: Vec<f64> = y0.iter().map(|v| -v).collect();
-    let cones = [
-        SupportedConeT::ZeroConeT(n_eq),
-        SupportedConeT::NonnegativeConeT(ordered.len() - n_eq),
-    ];
-    let mut solver = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
-        .map_err(|e| {
-            Error::invalid(
-                "solver",
-                "projection QP",
-                format!("{e:?}"),
-                "a well-formed QP",
-            )
-        })?;
+    let mut solver = clarabel_solver(&p_mat, &q, &a.matrix, &b, n_eq).map_err(|e| {
+        Error::invalid(
+            "solver",
+            "projection QP",
+            format!("{e:?}"),
+            "a well-formed QP",
+        )
+    })?;
     solver.solve();
     let sol = &solver.solution;
     match sol.status {
@@ -517,24 +535,21 @@ impl Qp {
                         None => false,
                     };
                     if !updated {
-                        let mut a = self.a.matrix.clone();
-                        a.nzval.copy_from_slice(&a_nz);
-                        let mut pm = self.p.matrix.clone();
-                        pm.nzval.copy_from_slice(&p_nz);
-                        let cones = [
-                            SupportedConeT::ZeroConeT(self.n_eq),
-                            SupportedConeT::NonnegativeConeT(self.order.len() - self.n_eq),
-                        ];
-                        let solver =
-                            DefaultSolver::new(&pm, &q, &a, &b, &cones, clarabel_settings())
-                                .map_err(|e| {
-                                    Error::invalid(
-                                        "solver",
-                                        "QP subproblem",
-                                        format!("{e:?}"),
-                                        "a well-formed QP",
-                                    )
-                                })?;
+                        let solver = clarabel_solver(
+                            &self.p.filled(&p_nz),
+                            &q,
+                            &self.a.filled(&a_nz),
+                            &b,
+                            self.n_eq,
+                        )
+                        .map_err(|e| {
+                            Error::invalid(
+                                "solver",
+                                "QP subproblem",
+                                format!("{e:?}"),
+                                "a well-formed QP",
+                            )
+                        })?;
                         self.solver = Some(solver);
                     }
                     let solver = self.solver.as_mut().expect("set above");
@@ -571,23 +586,14 @@ impl Qp {
                                     let mut sorted = p_nz.clone();
                                     sorted.sort_by(f64::total_cmp);
                                     let cap = 1e8 * sorted.get(sorted.len() / 2).copied()?;
-                                    let mut pm = self.p.matrix.clone();
-                                    pm.nzval = p_nz.iter().map(|v| v.min(cap)).collect();
-                                    let mut a = self.a.matrix.clone();
-                                    a.nzval.copy_from_slice(&a_nz);
-                                    let cones = [
-                                        SupportedConeT::ZeroConeT(self.n_eq),
-                                        SupportedConeT::NonnegativeConeT(
-                                            self.order.len() - self.n_eq,
-                                        ),
-                                    ];
-                                    let mut capped = DefaultSolver::new(
-                                        &pm,
+                                    let capped: Vec<f64> =
+                                        p_nz.iter().map(|v| v.min(cap)).collect();
+                                    let mut capped = clarabel_solver(
+                                        &self.p.filled(&capped),
                                         &q,
-                                        &a,
+                                        &self.a.filled(&a_nz),
                                         &b,
-                                        &cones,
-                                        clarabel_settings(),
+                                        self.n_eq,
                                     )
                                     .ok()?;
                                     capped.solve();

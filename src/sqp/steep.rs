@@ -50,12 +50,7 @@ fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Vec<Opti
     let p_mat = Pattern::new(&vec![vec![]; n + k], n + k).matrix;
     let mut q = vec![0.0; n + k];
     q[n..].iter_mut().for_each(|v| *v = -1.0);
-    let cones = [
-        SupportedConeT::ZeroConeT(n_eq),
-        SupportedConeT::NonnegativeConeT(a_rows.len() - n_eq),
-    ];
-    let Ok(mut solver) = DefaultSolver::new(&p_mat, &q, &a.matrix, &b, &cones, clarabel_settings())
-    else {
+    let Ok(mut solver) = clarabel_solver(&p_mat, &q, &a.matrix, &b, n_eq) else {
         return vec![None; n];
     };
     solver.solve();
