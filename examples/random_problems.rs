@@ -20,29 +20,15 @@ use std::sync::Arc;
 /// The nonlinear constraint named `kind` for a problem whose uniform allocation is `x0`.
 fn constraint(kind: &str, x0: &[f64]) -> Option<NonlinearConstraint> {
     let squares = 1.5 * x0.iter().map(|v| v * v).sum::<f64>();
-    let roots: f64 = x0.iter().map(|v| (v + 1.0).sqrt()).sum();
-    let root_sum = |sense, t| {
-        NonlinearConstraint::new("roots", sense, t, |x: &[f64], g: &mut [f64]| {
-            for (g, x) in g.iter_mut().zip(x) {
-                *g = 0.5 / (x + 1.0).sqrt();
-            }
-            Ok(x.iter().map(|v| (v + 1.0).sqrt()).sum())
-        })
-        .with_curvature(|x: &[f64], h: &mut [f64]| {
-            for (h, x) in h.iter_mut().zip(x) {
-                *h = -0.25 / (x + 1.0).powf(1.5);
-            }
-            Ok(())
-        })
-    };
+    let roots = common::root_sum(x0);
     match kind {
         "squares" => Some(common::with_its_curvature(common::sum_of_squares_at_most(
             squares,
         ))),
         "squares-bfgs" => Some(common::sum_of_squares_at_most(squares)),
-        "roots-ge" => Some(root_sum(Sense::GreaterEqual, 0.98 * roots)),
-        "roots-eq" => Some(root_sum(Sense::Equal, 0.9 * roots)),
-        "roots-le" => Some(root_sum(Sense::LessEqual, 0.95 * roots)),
+        "roots-ge" => Some(common::roots(Sense::GreaterEqual, 0.98 * roots)),
+        "roots-eq" => Some(common::roots(Sense::Equal, 0.9 * roots)),
+        "roots-le" => Some(common::roots(Sense::LessEqual, 0.95 * roots)),
         _ => None,
     }
 }

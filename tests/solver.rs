@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sum_of_squares_at_most;
+use common::{root_sum, roots, sum_of_squares_at_most};
 
 use mmm_budget::io::load_case;
 use mmm_budget::*;
@@ -560,23 +560,6 @@ fn random_problems_with_a_nonlinear_constraint_and_its_curvature() {
     );
 }
 
-/// Σ_c √(x_c + 1) (sense) t, with its gradient and curvature: concave, so `>=` makes
-/// a convex feasible set and `=` a curved one.
-fn roots(sense: Sense, t: f64) -> NonlinearConstraint {
-    NonlinearConstraint::new("roots", sense, t, |x: &[f64], g: &mut [f64]| {
-        for (g, x) in g.iter_mut().zip(x) {
-            *g = 0.5 / (x + 1.0).sqrt();
-        }
-        Ok(x.iter().map(|v| (v + 1.0).sqrt()).sum())
-    })
-    .with_curvature(|x: &[f64], h: &mut [f64]| {
-        for (h, x) in h.iter_mut().zip(x) {
-            *h = -0.25 / (x + 1.0).powf(1.5);
-        }
-        Ok(())
-    })
-}
-
 /// The random problems with Σ √(x + 1) at least 0.98 of, or equal to 0.9 of, its value
 /// at the uniform allocation (where it is largest on the budget: its gradient there is
 /// parallel to the budget's, the linearised equality cannot move and the first QP
@@ -590,7 +573,6 @@ fn random_problems_with_a_concave_constraint_at_least_or_equal() {
         for seed in 0..150u64 {
             let (model, sc, what) = common::random_problem(seed);
             let p = Problem::new(&model, &sc).unwrap();
-            let root_sum = |x: &[f64]| x.iter().map(|v| (v + 1.0).sqrt()).sum::<f64>();
             let t = factor * root_sum(&p.uniform_allocation());
             let s = solve_with(&p, roots(sense, t));
             match s.status {
@@ -626,7 +608,6 @@ fn random_problems_with_a_concave_constraint_at_least_or_equal() {
 /// max_iter (it cycled to it).
 #[test]
 fn nonlinear_problems_that_once_ended_short() {
-    let root_sum = |x: &[f64]| x.iter().map(|v| (v + 1.0).sqrt()).sum::<f64>();
     for (seed, squares) in [(2462u64, true), (962, false), (1257, true)] {
         let (model, sc, what) = common::random_problem(seed);
         let p = Problem::new(&model, &sc).unwrap();

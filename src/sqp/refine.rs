@@ -407,24 +407,30 @@ mod tests {
     /// nothing to act on and takes no multiplier; it must not read as a singular
     /// reduced Hessian beside the negative curvature (a hill_sigmoid problem once
     /// crawled linearly for want of this exact step).
-    #[test]
-    fn a_row_over_fixed_cells_only_beside_negative_curvature() {
+    /// min ½(3 p0² − p1² + p2² + p3²) + q (p2 + p3) subject to p0 + p1 = 1, a row
+    /// `row` over cells 2 and 3 and their lower bounds −p ≤ 0, from a start that takes
+    /// all three as active.
+    fn two_cells_held_at_zero(row: [f64; 2], q: f64) -> Refined {
         let rows = vec![
             vec![(0, 1.0), (1, 1.0)],
-            vec![(2, 1.0), (3, -1.0)],
+            vec![(2, row[0]), (3, row[1])],
             vec![(2, -1.0)],
             vec![(3, -1.0)],
         ];
-        let qp = DiagonalQp {
+        DiagonalQp {
             h: &[3.0, -1.0, 1.0, 1.0],
-            q: &[0.0, 0.0, 1.0, 1.0],
+            q: &[0.0, 0.0, q, q],
             rows: &rows,
             b: &[1.0, 0.0, 0.0, 0.0],
             n_eq: 1,
-        };
-        let r = qp
-            .refine(&[0.5, 0.5, 0.0, 0.0], &[0.0, 1.0, 1.0, 1.0])
-            .expect("a minimum");
+        }
+        .refine(&[0.5, 0.5, 0.0, 0.0], &[0.0, 1.0, 1.0, 1.0])
+        .expect("a minimum")
+    }
+
+    #[test]
+    fn a_row_over_fixed_cells_only_beside_negative_curvature() {
+        let r = two_cells_held_at_zero([1.0, -1.0], 1.0);
         let want = [-0.5, 1.5, 0.0, 0.0];
         for (a, b) in r.p.iter().zip(&want) {
             assert!((a - b).abs() < 1e-14, "{:?}", r.p);
@@ -443,22 +449,7 @@ mod tests {
     /// would be negative, so the row takes z = 1 and the bounds 0.
     #[test]
     fn a_row_over_fixed_cells_holds_back_what_their_bounds_cannot() {
-        let rows = vec![
-            vec![(0, 1.0), (1, 1.0)],
-            vec![(2, 1.0), (3, 1.0)],
-            vec![(2, -1.0)],
-            vec![(3, -1.0)],
-        ];
-        let qp = DiagonalQp {
-            h: &[3.0, -1.0, 1.0, 1.0],
-            q: &[0.0, 0.0, -1.0, -1.0],
-            rows: &rows,
-            b: &[1.0, 0.0, 0.0, 0.0],
-            n_eq: 1,
-        };
-        let r = qp
-            .refine(&[0.5, 0.5, 0.0, 0.0], &[0.0, 1.0, 1.0, 1.0])
-            .expect("a minimum");
+        let r = two_cells_held_at_zero([1.0, 1.0], -1.0);
         assert_eq!(&r.p[2..], &[0.0, 0.0]);
         assert!((r.z[1] - 1.0).abs() < 1e-14, "{:?}", r.z);
         assert!(r.z[2].abs() < 1e-14 && r.z[3].abs() < 1e-14, "{:?}", r.z);

@@ -223,3 +223,25 @@ pub fn with_its_curvature(c: NonlinearConstraint) -> NonlinearConstraint {
         Ok(())
     })
 }
+
+/// Σ_c √(x_c + 1).
+pub fn root_sum(x: &[f64]) -> f64 {
+    x.iter().map(|v| (v + 1.0).sqrt()).sum()
+}
+
+/// Σ_c √(x_c + 1) (sense) t, with its gradient and curvature: concave, so `>=` makes
+/// a convex feasible set, `=` a curved one and `<=` a non-convex one.
+pub fn roots(sense: Sense, t: f64) -> NonlinearConstraint {
+    NonlinearConstraint::new("roots", sense, t, |x: &[f64], g: &mut [f64]| {
+        for (g, x) in g.iter_mut().zip(x) {
+            *g = 0.5 / (x + 1.0).sqrt();
+        }
+        Ok(root_sum(x))
+    })
+    .with_curvature(|x: &[f64], h: &mut [f64]| {
+        for (h, x) in h.iter_mut().zip(x) {
+            *h = -0.25 / (x + 1.0).powf(1.5);
+        }
+        Ok(())
+    })
+}
