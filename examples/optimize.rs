@@ -1,4 +1,5 @@
-//! Builds a small problem in code, optimizes it and prints the allocation.
+//! Builds a small problem in code, optimizes it with the one-call API and prints the
+//! allocation.
 //!
 //!     cargo run --release --example optimize
 
@@ -21,10 +22,22 @@ fn main() -> Result<()> {
         max: None,
     });
     scenario.constraints.push("ch1 <= 0.5 * total".into());
+    // A hardware GPU where there is one (the CPU where it fails), else the CPU.
+    let options = Options {
+        backend: Backend::Auto,
+        settings: Settings::default().gtol(1e-9),
+        ..Options::default()
+    };
+    let solution = optimize(&model, &scenario, &options)?;
+    println!(
+        "{}: {} ({})",
+        solution.status, solution.message, solution.backend
+    );
+    for w in &solution.warnings {
+        println!("warning: {w}");
+    }
+    // The cells in the solution's order, with their labels.
     let problem = Problem::new(&model, &scenario)?;
-    let mut evaluator = CpuEvaluator::new(&problem)?;
-    let solution = Solver::new(&problem, &mut evaluator, Settings::default())?.solve()?;
-    println!("{}: {}", solution.status, solution.message);
     for (cell, x) in problem.cells.iter().zip(&solution.allocation) {
         println!(
             "{:>6}: {:>9.3} per period ({:>10.2} over {} periods)",

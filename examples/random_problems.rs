@@ -17,22 +17,6 @@ use mmm_budget::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The nonlinear constraint named `kind` for a problem whose uniform allocation is `x0`.
-fn constraint(kind: &str, x0: &[f64]) -> Option<NonlinearConstraint> {
-    let squares = 1.5 * x0.iter().map(|v| v * v).sum::<f64>();
-    let roots = common::root_sum(x0);
-    match kind {
-        "squares" => Some(common::with_its_curvature(common::sum_of_squares_at_most(
-            squares,
-        ))),
-        "squares-bfgs" => Some(common::sum_of_squares_at_most(squares)),
-        "roots-ge" => Some(common::roots(Sense::GreaterEqual, 0.98 * roots)),
-        "roots-eq" => Some(common::roots(Sense::Equal, 0.9 * roots)),
-        "roots-le" => Some(common::roots(Sense::LessEqual, 0.95 * roots)),
-        _ => None,
-    }
-}
-
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
@@ -85,7 +69,7 @@ fn run() -> Result<()> {
             None => Box::new(CpuEvaluator::new(&problem)?),
         };
         let mut solver = Solver::new(&problem, ev.as_mut(), Settings::default())?;
-        if let Some(c) = constraint(kind, &problem.uniform_allocation()) {
+        if let Some(c) = common::constraint_of_kind(kind, &problem.uniform_allocation()) {
             solver = solver.with_nonlinear(c);
         }
         let s = solver.solve()?;

@@ -19,8 +19,7 @@
 //! `tv + 2 * radio <= 400`, `sum(product="Brand A") >= 0.5 * total`.
 
 use crate::error::{Error, Result};
-use crate::model::Model;
-use crate::problem::CellInfo;
+use crate::model::{CellInfo, Model};
 use std::fmt;
 
 /// The relation of a constraint.

@@ -94,6 +94,16 @@ pub enum Error {
         /// What is allowed.
         expected: &'static str,
     },
+    /// The QP solver (Clarabel) could not be set up, or failed where the method has
+    /// no other way (a QP inside the iterations that nothing answers ends the solve
+    /// as [`crate::Status::NumericalError`] instead).
+    #[error("solver: {stage}: {message}")]
+    Solver {
+        /// Which QP: the projection of the start, the step's QP, …
+        stage: &'static str,
+        /// What Clarabel said.
+        message: String,
+    },
     /// An evaluator failed (device lost, out of memory, …).
     #[error("evaluator `{backend}`: {message}")]
     Device {

@@ -21,13 +21,13 @@
 #![warn(missing_docs)]
 
 pub mod adstock;
-pub mod bench;
 pub mod constraint;
 pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod io;
 pub mod model;
+pub mod optimize;
 pub mod problem;
 pub mod report;
 pub mod saturation;
@@ -43,10 +43,11 @@ pub use eval::{
     Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
     GpuOptions, Selected, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
-pub use model::{Array, Cell, Dim, Model, Posterior};
-pub use problem::{CellInfo, Problem};
+pub use model::{Array, Cell, CellInfo, Dim, MAX_PERIODS, Model, Posterior};
+pub use optimize::{Callback, Options, optimize, optimize_problem, solve_on};
+pub use problem::Problem;
 pub use saturation::{Domain, Saturation};
 pub use scenario::{BoundRule, BudgetConstraint, PeriodRule, Scenario, Selector};
 pub use solution::{IterationInfo, Multiplier, Solution, Status};
-pub use sqp::{HessianMode, Settings, Solver};
+pub use sqp::{HessianMode, Settings, Solver, StallRules, Tuning};
 pub use utility::Utility;

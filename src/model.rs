@@ -123,6 +123,31 @@ pub struct Model {
     pub posterior: Posterior,
 }
 
+/// The largest `num_periods` and `l_max` accepted: beyond them a typo would exhaust
+/// memory before any other check could report it.
+pub const MAX_PERIODS: usize = 100_000;
+
+/// One optimized cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellInfo {
+    /// Index among all of the model's cells.
+    pub model_index: usize,
+    /// `(dim, coordinate)` pairs, the extra dims first and `channel` last.
+    pub coords: Vec<(String, String)>,
+    /// The coordinates joined by `/`.
+    pub label: String,
+}
+
+impl CellInfo {
+    /// The coordinate along `dim`.
+    pub fn coord(&self, dim: &str) -> Option<&str> {
+        self.coords
+            .iter()
+            .find(|(d, _)| d == dim)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
 /// One budget cell: a channel and a coordinate of every extra dim.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cell {
@@ -227,7 +252,7 @@ impl Model {
             }
             check_unique(context, &format!("dims.{}", d.name), &d.coords)?;
         }
-        let max = crate::problem::MAX_PERIODS;
+        let max = MAX_PERIODS;
         if self.adstock.l_max == 0 || self.adstock.l_max > max {
             return Err(Error::invalid(
                 context,

@@ -11,35 +11,10 @@
 use crate::adstock::Adstock;
 use crate::constraint::LinearConstraint;
 use crate::error::{Error, Result};
-use crate::model::{Array, Broadcast, Model};
+use crate::model::{Array, Broadcast, CellInfo, MAX_PERIODS, Model};
 use crate::saturation::Saturation;
 use crate::scenario::{BudgetConstraint, PeriodRule, Scenario, Selector};
 use crate::utility::Utility;
-
-/// The largest `num_periods` and `l_max` accepted: beyond them a typo would exhaust
-/// memory before any other check could report it.
-pub const MAX_PERIODS: usize = 100_000;
-
-/// One optimized cell.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CellInfo {
-    /// Index among all of the model's cells.
-    pub model_index: usize,
-    /// `(dim, coordinate)` pairs, the extra dims first and `channel` last.
-    pub coords: Vec<(String, String)>,
-    /// The coordinates joined by `/`.
-    pub label: String,
-}
-
-impl CellInfo {
-    /// The coordinate along `dim`.
-    pub fn coord(&self, dim: &str) -> Option<&str> {
-        self.coords
-            .iter()
-            .find(|(d, _)| d == dim)
-            .map(|(_, c)| c.as_str())
-    }
-}
 
 /// A checked model + scenario, resolved over the optimized cells.
 ///

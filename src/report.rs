@@ -89,8 +89,8 @@ impl Report {
                 budget: x[c],
                 budget_window: n_periods * x[c],
                 mean_contribution: out.contributions[c],
-                roi: (x[c] > 0.0).then(|| out.contributions[c] / (n_periods * x[c])),
-                marginal_roi: out.gradient[c] / n_periods,
+                roi: crate::solution::roi(out.contributions[c], x[c], problem.num_periods),
+                marginal_roi: crate::solution::marginal_roi(out.gradient[c], problem.num_periods),
             })
             .collect();
         Ok(Report {

@@ -140,4 +140,26 @@ pub struct Solution {
     pub scale: f64,
     /// The objective's scale U₀ (f = −U/U₀ inside the solver; see `kkt_residual`).
     pub objective_scale: f64,
+    /// What the caller should know about how it was solved (a GPU evaluator that
+    /// failed and the CPU that took over, under [`crate::Backend::Auto`]).
+    pub warnings: Vec<String>,
+}
+
+/// The return on investment of a cell over the window: its mean contribution over
+/// the window (E\[r_c\], summed over the N periods and the carry-over) per unit spent
+/// over the window (N · x_c, with x_c the per-period spend); `None` where nothing is
+/// spent.
+///
+/// ROI_c = E\[r_c\] / (N x_c)
+pub fn roi(contribution: f64, spend_per_period: f64, periods: usize) -> Option<f64> {
+    (spend_per_period > 0.0).then(|| contribution / (periods as f64 * spend_per_period))
+}
+
+/// The marginal return on investment of a cell: the mean response's derivative with
+/// respect to the cell's spend over the window. The gradient ∂E\[R\]/∂x_c is per unit of
+/// per-period spend, which moves the window's spend N times as much:
+///
+/// mROI_c = (∂E\[R\]/∂x_c) / N
+pub fn marginal_roi(gradient: f64, periods: usize) -> f64 {
+    gradient / periods as f64
 }

@@ -486,8 +486,8 @@ fn odd_values_in_every_field_never_panic() {
             if let Ok(case) = r
                 && let Ok(p) = case.problem()
             {
-                let _ = Settings::from_options(&case.options, "scenario.json")
-                    .and_then(|s| Solver::new(&p, &mut CpuEvaluator::new(&p)?, s)?.solve());
+                let _ = CpuEvaluator::new(&p)
+                    .and_then(|mut ev| Solver::new(&p, &mut ev, case.settings.clone())?.solve());
             }
         }
     }

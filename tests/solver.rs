@@ -421,7 +421,9 @@ fn callback_trace_and_limits() {
     assert!(!s.allocation.is_empty());
     let options =
         serde_json::json!({"hessian": "bfgs", "max_iter": 60, "gtol": 1e-7, "verbose": 0});
-    let settings = Settings::from_options(options.as_object().unwrap(), "scenario.json").unwrap();
+    let settings =
+        mmm_budget::io::settings_from_options(options.as_object().unwrap(), "scenario.json")
+            .unwrap();
     assert_eq!(
         (settings.hessian, settings.max_iter, settings.gtol),
         (HessianMode::Bfgs, 60, 1e-7)
@@ -439,10 +441,11 @@ fn callback_trace_and_limits() {
         .to_string();
     assert!(e.contains("starts"), "{e}");
     let four = serde_json::json!({"starts": 4});
-    let s = Settings::from_options(four.as_object().unwrap(), "scenario.json").unwrap();
+    let s =
+        mmm_budget::io::settings_from_options(four.as_object().unwrap(), "scenario.json").unwrap();
     assert_eq!(s.starts, 4);
     let bad = serde_json::json!({"hessian": "newton"});
-    let e = Settings::from_options(bad.as_object().unwrap(), "scenario.json")
+    let e = mmm_budget::io::settings_from_options(bad.as_object().unwrap(), "scenario.json")
         .unwrap_err()
         .to_string();
     assert!(e.contains("options.hessian") && e.contains("newton"), "{e}");
@@ -952,7 +955,7 @@ fn random_problems_solve_or_are_infeasible() {
 /// bounds a negative one, and the exact solve failed each iteration), and 90750,
 /// 105740, 148272, 159152 (hill_sigmoid leaving a saddle: U climbing while the KKT
 /// residual rose for 30 iterations, stopped by a stall rule meant for nonlinear rows).
-/// benches/NOTES.md, session 4.
+/// benches/NOTES.md.
 #[test]
 fn random_problems_that_once_ended_short_solve() {
     for seed in [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a run on the lent GPU machine (../shared/gpu/README.md): fetch the Vulkan
 # loader packages into .gl/ and build the binaries into .gpu-bin/ (both git-ignored).
-# Then call the device tool's `run` with carry [".gl", ".gpu-bin"] and the command
+# Then run there, with .gl/ and .gpu-bin/ copied beside the working tree,
 #   bash benches/gpu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (see prepare.sh): the GPU tests, the shared cases with
 # --backend gpu, the bench table at the issue's sizes and the JAX peer. Logs go to
-# $OUT (the device tool brings them back). The MID table has the CPU row beside the
+# $OUT (the folder the GPU machine sends back). The MID table has the CPU row beside the
 # GPU (that machine has 16 cores).
 set -uo pipefail
 cd "$(dirname "$0")/../.."

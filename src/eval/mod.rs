@@ -57,6 +57,7 @@ impl Backend {
         let cpu = |warning| -> Result<Selected> {
             Ok(Selected {
                 evaluator: Box::new(CpuEvaluator::new(problem)?),
+                backend: Backend::Cpu,
                 warning,
             })
         };
@@ -64,6 +65,7 @@ impl Backend {
             Backend::Cpu => cpu(None),
             Backend::Gpu => Ok(Selected {
                 evaluator: Box::new(GpuEvaluator::new(problem, options)?),
+                backend: Backend::Gpu,
                 warning: None,
             }),
             Backend::Auto => match GpuContext::new() {
@@ -71,6 +73,7 @@ impl Backend {
                     match GpuEvaluator::with_context(std::sync::Arc::new(ctx), problem, options) {
                         Ok(g) => Ok(Selected {
                             evaluator: Box::new(g),
+                            backend: Backend::Gpu,
                             warning: None,
                         }),
                         Err(e) => cpu(Some(format!(
@@ -88,6 +91,8 @@ impl Backend {
 pub struct Selected {
     /// The evaluator.
     pub evaluator: Box<dyn Evaluator>,
+    /// Which backend it is: [`Backend::Cpu`] or [`Backend::Gpu`] (never `Auto`).
+    pub backend: Backend,
     /// Why `Auto` fell back to the CPU, when it did after a failure.
     pub warning: Option<String>,
 }

@@ -3,7 +3,8 @@
 //! diagonal plus a damped BFGS model of the constraints' curvature; or damped BFGS of
 //! the whole Lagrangian.
 
-use super::*;
+use super::point::Point;
+use super::{HessianMode, Tuning};
 
 /// The QP's Hessian block.
 #[derive(Clone, Debug)]
@@ -13,15 +14,18 @@ pub(super) enum Hessian {
     Dense(Vec<f64>),
 }
 
-/// The exact diagonal raised to a floor: 1e-8 × the median positive entry (at least
-/// 1e-8). Not the largest entry: one cell next to a bound where its curvature is
-/// unbounded (a power law at 0) would raise every other cell's floor with it and
-/// shrink their Newton steps.
-pub(super) fn regularised(h: &[f64]) -> Hessian {
-    Hessian::Diagonal(floored(h))
+/// The shape of the QP's Hessian block, fixed for a solve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum HessianShape {
+    Diagonal,
+    Dense,
 }
 
-pub(super) fn floored(h: &[f64]) -> Vec<f64> {
+/// The exact diagonal raised to a floor: `floor` ([`Tuning::curvature_floor`]) × the
+/// median positive entry (at least `floor`). Not the largest entry: one cell next to
+/// a bound where its curvature is unbounded (a power law at 0) would raise every
+/// other cell's floor with it and shrink their Newton steps.
+pub(super) fn floored(h: &[f64], floor: f64) -> Vec<f64> {
     let mut positive: Vec<f64> = h.iter().copied().filter(|v| *v > 0.0).collect();
     let typical = if positive.is_empty() {
         0.0
@@ -29,23 +33,29 @@ pub(super) fn floored(h: &[f64]) -> Vec<f64> {
         let mid = positive.len() / 2;
         *positive.select_nth_unstable_by(mid, f64::total_cmp).1
     };
-    let floor = 1e-8 * typical.max(1.0);
+    let floor = floor * typical.max(1.0);
     h.iter().map(|v| v.max(floor)).collect()
 }
 
-/// BFGS starts from the regularised exact diagonal (at least 1e-4).
-pub(super) fn initial_bfgs(h: &[f64], n: usize) -> Hessian {
-    let d = floored(h);
+/// BFGS starts from the regularised exact diagonal (at least `start`).
+fn initial_bfgs(h: &[f64], n: usize, floor: f64, start: f64) -> Hessian {
+    let d = floored(h, floor);
     let mut m = vec![0.0; n * n];
     for i in 0..n {
-        m[i * n + i] = d[i].max(1e-4);
+        m[i * n + i] = d[i].max(start);
     }
     Hessian::Dense(m)
 }
 
-/// How the QP's Hessian is made, iteration after iteration.
-pub(super) enum Model {
-    /// The exact diagonal, floored ([`regularised`]).
+/// How the QP's Hessian is made, iteration after iteration, and the floor of its
+/// diagonal ([`Tuning::curvature_floor`]).
+pub(super) struct Model {
+    kind: ModelKind,
+    floor: f64,
+}
+
+enum ModelKind {
+    /// The exact diagonal, floored ([`floored`]).
     Exact,
     /// The exact diagonal of the Lagrangian f + Σ_j z_j c_j, floored, with z from the
     /// last QP: every nonlinear constraint gives the diagonal of its Hessian
@@ -69,36 +79,56 @@ impl Model {
         nonlinear: usize,
         constant_weights: bool,
         start: &Point,
-        n: usize,
+        tuning: &Tuning,
     ) -> Self {
+        let n = start.y.len();
+        let floor = tuning.curvature_floor;
+        use ModelKind as Model;
+        let bfgs = || Model::Bfgs(initial_bfgs(&start.h, n, floor, tuning.bfgs_start));
         let curvature = nonlinear > 0 && start.nl_h.len() == nonlinear * n;
-        match mode {
+        let kind = match mode {
             HessianMode::Exact | HessianMode::Auto if curvature && constant_weights => {
                 Model::Lagrangian(vec![0.0; nonlinear])
             }
             HessianMode::Exact => Model::Exact,
-            HessianMode::Bfgs => Model::Bfgs(initial_bfgs(&start.h, n)),
+            HessianMode::Bfgs => bfgs(),
             HessianMode::Auto if nonlinear == 0 && constant_weights => Model::Exact,
             HessianMode::Auto if constant_weights => {
                 let mut m = vec![0.0; n * n];
                 for i in 0..n {
-                    m[i * n + i] = 1e-4;
+                    m[i * n + i] = tuning.bfgs_start;
                 }
                 Model::Structured(m)
             }
-            HessianMode::Auto => Model::Bfgs(initial_bfgs(&start.h, n)),
-        }
+            HessianMode::Auto => bfgs(),
+        };
+        Self { kind, floor }
     }
 
     /// Whether the QP's Hessian is the (floored) exact diagonal.
     pub(super) fn is_exact(&self) -> bool {
-        matches!(self, Model::Exact | Model::Lagrangian(_))
+        matches!(self.kind, ModelKind::Exact | ModelKind::Lagrangian(_))
+    }
+
+    /// The shape of the QP's Hessian block.
+    pub(super) fn shape(&self) -> HessianShape {
+        if self.is_exact() {
+            HessianShape::Diagonal
+        } else {
+            HessianShape::Dense
+        }
+    }
+
+    /// The exact diagonal at `h` floored as the QP's is.
+    pub(super) fn floored(&self, h: &[f64]) -> Vec<f64> {
+        floored(h, self.floor)
     }
 
     /// The QP's Hessian at `pt`.
     pub(super) fn hessian(&self, pt: &Point) -> Hessian {
-        match self {
-            Model::Exact => regularised(&pt.h),
+        use ModelKind as Model;
+        match &self.kind {
+            Model::Exact => Hessian::Diagonal(floored(&pt.h, self.floor)),
             Model::Lagrangian(z) => {
                 let n = pt.h.len();
                 let mut h = pt.h.clone();
@@ -107,13 +137,13 @@ impl Model {
                         *hc += z * c;
                     }
                 }
-                regularised(&h)
+                Hessian::Diagonal(floored(&h, self.floor))
             }
             Model::Bfgs(b) => b.clone(),
             Model::Structured(c) => {
                 let n = pt.h.len();
                 let mut m = c.clone();
-                for (i, d) in floored(&pt.h).iter().enumerate() {
+                for (i, d) in floored(&pt.h, self.floor).iter().enumerate() {
                     m[i * n + i] += d;
                 }
                 Hessian::Dense(m)
@@ -122,7 +152,8 @@ impl Model {
     }
 
     /// The secant update after the step from `old` to `new`.
-    pub(super) fn update(&mut self, old: &Point, new: &Point, z_nl: &[f64], n: usize) {
+    pub(super) fn update(&mut self, old: &Point, new: &Point, z_nl: &[f64]) {
+        let n = new.y.len();
         let s: Vec<f64> = new.y.iter().zip(&old.y).map(|(a, b)| a - b).collect();
         // Σ_j z_j (∇c_j(new) − ∇c_j(old)), and the objective's gradient change for BFGS.
         let mut r = vec![0.0; n];
@@ -135,7 +166,8 @@ impl Model {
                 *rc += z * (a - b);
             }
         }
-        match self {
+        use ModelKind as Model;
+        match &mut self.kind {
             Model::Exact => {}
             Model::Lagrangian(z) => z.copy_from_slice(z_nl),
             Model::Structured(m) => damped_bfgs(m, &s, r, n),

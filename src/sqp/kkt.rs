@@ -1,7 +1,12 @@
 //! Violations, KKT residuals (scaled and in user units) and the multipliers as
 //! reported.
 
-use super::*;
+use super::point::Point;
+use super::qp::QpResult;
+use super::rows::{NonlinearRow, Origin, Row};
+use crate::constraint::{NonlinearConstraint, Sense};
+use crate::problem::Problem;
+use crate::solution::Multiplier;
 
 pub(super) fn nl_violation(nl: &[NonlinearRow], values: &[f64]) -> f64 {
     nl.iter()
@@ -210,7 +215,7 @@ pub(super) fn kkt_user(
         .fold(comp / f0, f64::max)
 }
 
-/// The active nonlinear rows at `pt` whose gradient lies within 1e-3 (relative) of
+/// The active nonlinear rows at `pt` whose gradient lies within `within` (relative) of
 /// the span of the other active rows' gradients, each with that distance: there the
 /// constraint qualification fails or nearly fails, and KKT multipliers need not exist
 /// or are huge (the constraints may leave a single feasible point, or a tiny set,
@@ -219,6 +224,7 @@ pub(super) fn dependent_nonlinear(
     rows: &[Row],
     nl: &[NonlinearRow],
     pt: &Point,
+    within: f64,
 ) -> Vec<(usize, f64)> {
     let n = pt.y.len();
     let tight = |slack: f64, rhs: f64| slack.abs() <= 1e-9 * (1.0 + rhs.abs());
@@ -268,7 +274,7 @@ pub(super) fn dependent_nonlinear(
                     Err(_) => return None,
                 }
             };
-            (distance <= 1e-3).then_some((j, distance))
+            (distance <= within).then_some((j, distance))
         })
         .collect()
 }

@@ -1,8 +1,9 @@
 //! The final polish: bounds exactly, the budget to rounding.
 
-use super::*;
+use crate::problem::Problem;
+use crate::scenario::BudgetConstraint;
 
-/// Snaps onto the bounds (within [`SNAP`] · s) and restores Σx = B (or Σx ≤ B) by
+/// Snaps onto the bounds (within `snap` · s, [`super::Tuning::snap`]) and restores Σx = B (or Σx ≤ B) by
 /// spreading the residual over cells with room; the changes are at the QP's tolerance.
 /// `lower`: the lower bounds in use; a steep cell's raised one is only clamped to, not
 /// snapped to: its marginal return changes by percents over 1e-10 of the budget there.
@@ -12,8 +13,9 @@ pub(super) fn polish(
     curvature: Option<&[f64]>,
     x: &mut [f64],
     scale: f64,
+    snap: f64,
 ) {
-    let snap = SNAP * scale;
+    let snap = snap * scale;
     for (c, v) in x.iter_mut().enumerate() {
         let raised = lower[c] > p.lower[c];
         *v = if *v <= lower[c] || (!raised && *v <= lower[c] + snap) {

@@ -1,212 +1,53 @@
-//! The QP subproblem: its pattern built once, Clarabel, the exact answer on the
-//! active set (`refine`), the warm start; and the projection QP of the start.
+//! The QP subproblem of each iteration: its pattern built once, and the ordered list
+//! of ways to answer it ([`ATTEMPTS`]), from the cheapest (the last active set, solved
+//! exactly) to Clarabel's own interior-point answer.
+//!
+//! min ½pᵀHp + ∇fᵀp + ρΣt subject to the linear rows at y + p (equalities in a zero
+//! cone, inequalities and bounds in a nonnegative cone) and the nonlinear rows
+//! linearised with elastic slacks t ≥ 0. Where H is diagonal and there are no slacks,
+//! an answer is solved exactly on an active set (`refine`): an interior-point answer
+//! leaves spurious multipliers μ/s on rows with a tiny slack s.
 
-use super::*;
+use super::Tuning;
+use super::hessian::{Hessian, HessianShape};
+use super::pattern::{Pattern, clarabel_solver};
+use super::point::Point;
+use super::refine::{DiagonalQp, Refined};
+use super::rows::{NonlinearRow, Origin, Row};
+use crate::error::{Error, Result};
+use clarabel::solver::{DefaultSolver, IPSolver, SolverStatus};
 
-pub(super) fn clarabel_settings() -> DefaultSettings<f64> {
-    DefaultSettingsBuilder::default()
-        .verbose(false)
-        .presolve_enable(false)
-        .input_sparse_dropzeros(false)
-        .tol_gap_abs(1e-11)
-        .tol_gap_rel(1e-11)
-        .tol_feas(1e-11)
-        .tol_infeas_abs(1e-9)
-        .tol_infeas_rel(1e-9)
-        .max_iter(500)
-        .build()
-        .expect("constant Clarabel settings are valid")
+/// A QP's answer, in cells.
+pub(super) struct QpResult {
+    /// The step in y.
+    pub(super) p: Vec<f64>,
+    /// The elastic slacks.
+    pub(super) t: Vec<f64>,
+    /// Multipliers of the linear rows (in `rows` order), then of the nonlinear rows.
+    pub(super) z_lin: Vec<f64>,
+    pub(super) z_nl: Vec<f64>,
+    /// Clarabel's answer at reduced accuracy, taken as it is.
+    pub(super) reduced: bool,
+    /// A steep cell next to its bound still moves by a good part of its distance to it
+    /// (diving, cut at [`Tuning::to_boundary`] of the way, or climbing back up):
+    /// progress that the objective cannot resolve.
+    pub(super) diving: bool,
 }
 
-/// A Clarabel solver for min ½ xᵀPx + qᵀx subject to the rows of `a`: the first
-/// `n_eq` equalities (a zero cone), the rest `a·x ≤ b` (a nonnegative cone).
-pub(super) fn clarabel_solver(
-    p: &CscMatrix<f64>,
-    q: &[f64],
-    a: &CscMatrix<f64>,
-    b: &[f64],
-    n_eq: usize,
-) -> std::result::Result<DefaultSolver<f64>, clarabel::solver::SolverError> {
-    let cones = [
-        SupportedConeT::ZeroConeT(n_eq),
-        SupportedConeT::NonnegativeConeT(a.m - n_eq),
-    ];
-    DefaultSolver::new(p, q, a, b, &cones, clarabel_settings())
+/// A QP answered, or the status of the Clarabel run that nothing after it could mend.
+pub(super) enum QpOutcome {
+    Solved(QpResult),
+    Failed(SolverStatus),
 }
 
-/// A CSC matrix with a fixed pattern built from rows of (column, value) entries;
-/// `slot[r][k]` is where entry k of row r lives in `nzval`.
-pub(super) struct Pattern {
-    pub(super) matrix: CscMatrix<f64>,
-    pub(super) slot: Vec<Vec<usize>>,
-}
-
-impl Pattern {
-    pub(super) fn new(rows: &[Vec<(usize, f64)>], ncols: usize) -> Self {
-        let mut counts = vec![0usize; ncols];
-        for r in rows {
-            for &(c, _) in r {
-                counts[c] += 1;
-            }
-        }
-        let mut colptr = vec![0usize; ncols + 1];
-        for c in 0..ncols {
-            colptr[c + 1] = colptr[c] + counts[c];
-        }
-        let nnz = colptr[ncols];
-        let mut next = colptr.clone();
-        let mut rowval = vec![0usize; nnz];
-        let mut nzval = vec![0.0; nnz];
-        let mut slot = Vec::with_capacity(rows.len());
-        // Rows in increasing order, so each column's row indices come out sorted.
-        for (i, r) in rows.iter().enumerate() {
-            let mut s = Vec::with_capacity(r.len());
-            for &(c, v) in r {
-                let k = next[c];
-                next[c] += 1;
-                rowval[k] = i;
-                nzval[k] = v;
-                s.push(k);
-            }
-            slot.push(s);
-        }
-        Pattern {
-            matrix: CscMatrix::new(rows.len(), ncols, colptr, rowval, nzval),
-            slot,
-        }
-    }
-
-    /// The matrix with the pattern's entries set to `nz`.
-    fn filled(&self, nz: &[f64]) -> CscMatrix<f64> {
-        let mut m = self.matrix.clone();
-        m.nzval.copy_from_slice(nz);
-        m
-    }
-
-    fn values(&self, rows: &[Vec<(usize, f64)>]) -> Vec<f64> {
-        let mut nz = vec![0.0; self.matrix.nzval.len()];
-        for (r, s) in rows.iter().zip(&self.slot) {
-            for (&(_, v), &k) in r.iter().zip(s) {
-                nz[k] = v;
-            }
-        }
-        nz
-    }
-}
-
-/// The linear rows in Clarabel's order, equalities first (its zero cone, then the
-/// nonnegative one).
-pub(super) struct ConeOrder<'a> {
-    pub(super) rows: Vec<&'a Row>,
-    /// Their coefficients and right-hand sides, in that order.
-    pub(super) a_rows: Vec<Vec<(usize, f64)>>,
-    pub(super) b: Vec<f64>,
-    /// How many of them are equalities.
-    pub(super) n_eq: usize,
-}
-
-impl<'a> ConeOrder<'a> {
-    pub(super) fn new(rows: &'a [Row]) -> Self {
-        let (eq, ineq): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.equality);
-        let n_eq = eq.len();
-        let rows: Vec<&Row> = eq.into_iter().chain(ineq).collect();
-        let a_rows = rows.iter().map(|r| r.coefficients.clone()).collect();
-        let b = rows.iter().map(|r| r.rhs).collect();
-        ConeOrder {
-            rows,
-            a_rows,
-            b,
-            n_eq,
-        }
-    }
-}
-
-/// Projects y0 onto the linear rows: min ½‖y − y0‖². `Err(names)` when the rows admit
-/// no point, naming the rows of the infeasibility certificate.
-pub(super) fn project(
-    p: &Problem,
-    rows: &[Row],
-    y0: &[f64],
-    n: usize,
-) -> Result<std::result::Result<Vec<f64>, Vec<String>>> {
-    let ConeOrder {
-        rows: ordered,
-        a_rows,
-        b,
-        n_eq,
-    } = ConeOrder::new(rows);
-    let a = Pattern::new(&a_rows, n);
-    let p_mat = Pattern::new(&(0..n).map(|c| vec![(c, 1.0)]).collect::<Vec<_>>(), n).matrix;
-    let q: Vec<f64> = y0.iter().map(|v| -v).collect();
-    let mut solver = clarabel_solver(&p_mat, &q, &a.matrix, &b, n_eq).map_err(|e| {
-        Error::invalid(
-            "solver",
-            "projection QP",
-            format!("{e:?}"),
-            "a well-formed QP",
-        )
-    })?;
-    solver.solve();
-    let sol = &solver.solution;
-    match sol.status {
-        SolverStatus::Solved | SolverStatus::AlmostSolved => Ok(Ok(sol.x.clone())),
-        SolverStatus::PrimalInfeasible | SolverStatus::AlmostPrimalInfeasible => {
-            let zmax = sol.z.iter().fold(0.0f64, |m, z| m.max(z.abs()));
-            let involved: Vec<Origin> = ordered
-                .iter()
-                .zip(&sol.z)
-                .filter(|(_, z)| z.abs() > 1e-6 * zmax)
-                .map(|(r, _)| r.origin)
-                .collect();
-            Ok(Err(describe_rows(p, &involved)))
-        }
-        s => Err(Error::invalid(
-            "solver",
-            "projection onto the constraints",
-            format!("Clarabel status {s:?}"),
-            "a solved projection QP",
-        )),
-    }
-}
-
-/// Names for certificate rows; bounds are grouped.
-pub(super) fn describe_rows(p: &Problem, origins: &[Origin]) -> Vec<String> {
-    let mut out = vec![];
-    let mut upper = vec![];
-    let mut lower = vec![];
-    for o in origins {
-        match o {
-            Origin::Budget => out.push(format!(
-                "budget (sum {} {})",
-                if p.budget_constraint == BudgetConstraint::Equal {
-                    "=="
-                } else {
-                    "<="
-                },
-                p.total_budget
-            )),
-            Origin::Linear(i) => out.push(format!(
-                "constraints[{i}] ({})",
-                p.linear_constraints[*i].name
-            )),
-            Origin::Upper(c) => upper.push(*c),
-            Origin::Fixed(c) => {
-                upper.push(*c);
-                lower.push(*c);
-            }
-            Origin::Lower(c) => lower.push(*c),
-        }
-    }
-    for (side, cells, values) in [("upper", &upper, &p.upper), ("lower", &lower, &p.lower)] {
-        if !cells.is_empty() {
-            let list: Vec<String> = cells
-                .iter()
-                .map(|&c| format!("{} {}", p.cells[c].label, values[c]))
-                .collect();
-            out.push(format!("{side} bounds of {}", list.join(", ")));
-        }
-    }
-    out
+/// Which cells are special to the QP.
+pub(super) struct Cells<'c> {
+    /// Held at their bound by the constraints: not QP variables.
+    pub(super) pinned: &'c [bool],
+    /// Infinite marginal return at their lower bound.
+    pub(super) steep: &'c [bool],
+    /// Whether the steep cells' lower bounds were raised.
+    pub(super) raised: bool,
 }
 
 /// The SQP's QP with its pattern built once. Cells whose bounds are equal are not
@@ -223,20 +64,19 @@ pub(super) struct Qp {
     pub(super) nt: usize,
     pub(super) n_eq: usize,
     pub(super) order: Vec<QpRow>,
-    pub(super) exact: bool,
+    /// The shape of the Hessian block.
+    pub(super) shape: HessianShape,
     /// Cells whose marginal return is infinite at their lower bound (see
-    /// [`steep_cells`]): a step goes at most [`TO_BOUNDARY`] of the way there.
+    /// [`super::steep::steep_cells`]): a step goes at most [`Tuning::to_boundary`] of
+    /// the way there.
     pub(super) steep: Vec<bool>,
-    /// Whether their lower bounds were raised by [`STEEP_FLOOR`].
+    /// Whether their lower bounds were raised by [`Tuning::steep_floor`].
     pub(super) raised: bool,
     /// The last QP's active set (diagonal Hessian, no slacks): the next QP is first
     /// solved exactly from it, and Clarabel runs only where that fails.
     pub(super) warm: Option<Vec<bool>>,
+    pub(super) tuning: Tuning,
 }
-
-/// The largest fraction of the distance to its lower bound that one step may take a
-/// steep cell.
-pub(super) const TO_BOUNDARY: f64 = 0.9;
 
 #[derive(Clone, Copy)]
 pub(super) enum QpRow {
@@ -247,13 +87,21 @@ pub(super) enum QpRow {
 }
 
 impl Qp {
+    /// The QP for these rows, with its patterns built once. `pinned`: cells held at
+    /// their bound (not QP variables); `steep`, `raised`: see the fields.
     pub(super) fn new(
         rows: &[Row],
         nl: &[NonlinearRow],
-        n: usize,
-        exact: bool,
-        pinned: &[bool],
-    ) -> Result<Self> {
+        shape: HessianShape,
+        cells: Cells<'_>,
+        tuning: &Tuning,
+    ) -> Self {
+        let Cells {
+            pinned,
+            steep,
+            raised,
+        } = cells;
+        let n = pinned.len();
         let fixed: Vec<bool> = {
             let mut f = pinned.to_vec();
             for r in rows {
@@ -309,14 +157,15 @@ impl Qp {
             nt,
             n_eq,
             order,
-            exact,
-            steep: vec![false; n],
-            raised: false,
+            shape,
+            steep: steep.to_vec(),
+            raised,
             warm: None,
+            tuning: tuning.clone(),
         };
         let a_rows = qp.a_rows(rows, nl, &vec![1.0; nl.len() * n], n);
         qp.a = Pattern::new(&a_rows, nv);
-        let p_rows: Vec<Vec<(usize, f64)>> = if exact {
+        let p_rows: Vec<Vec<(usize, f64)>> = if shape == HessianShape::Diagonal {
             (0..nv)
                 .map(|c| if c < nf { vec![(c, 1.0)] } else { vec![] })
                 .collect()
@@ -332,7 +181,7 @@ impl Qp {
                 .collect()
         };
         qp.p = Pattern::new(&p_rows, nv);
-        Ok(qp)
+        qp
     }
 
     fn a_rows(
@@ -370,331 +219,533 @@ impl Qp {
     }
 
     /// Solves the QP at `pt`; each cell's step is kept within `radius` (scaled units)
-    /// on top of its bounds: a trust region on the bound rows' right-hand sides.
-    #[allow(clippy::too_many_arguments)]
+    /// on top of its bounds: a trust region on the bound rows' right-hand sides. The
+    /// [`ATTEMPTS`] are tried in order; the first answer is taken.
     pub(super) fn solve(
         &mut self,
         rows: &[Row],
+        nl: &[NonlinearRow],
         pt: &Point,
         hess: &Hessian,
-        nl: &[NonlinearRow],
-        n: usize,
         radius: f64,
     ) -> Result<QpOutcome> {
+        let n = pt.y.len();
         let nf = self.free.len();
         let nv = nf + self.nt;
-        let mut z_lin = vec![0.0; rows.len()];
-        let mut z_nl = vec![0.0; nl.len()];
-        let mut p = vec![0.0; n];
-        let mut t = vec![0.0; self.nt];
-        let mut reduced = false;
-        let mut diving = false;
+        let mut result = QpResult {
+            p: vec![0.0; n],
+            t: vec![0.0; self.nt],
+            z_lin: vec![0.0; rows.len()],
+            z_nl: vec![0.0; nl.len()],
+            reduced: false,
+            diving: false,
+        };
         if nv > 0 {
-            let a_rows = self.a_rows(rows, nl, &pt.nl_grads, n);
-            let a_nz = self.a.values(&a_rows);
-            let b: Vec<f64> = self
-                .order
-                .iter()
-                .map(|o| match *o {
-                    QpRow::Linear(i) => {
-                        let r = &rows[i];
-                        let slack = r.rhs - r.lhs(&pt.y);
-                        match r.origin {
-                            // Within a few floors of a raised bound a steep cell may
-                            // reach it: its marginal return is finite there.
-                            Origin::Lower(c)
-                                if self.steep[c]
-                                    && !(self.raised && slack <= 10.0 * STEEP_FLOOR) =>
-                            {
-                                slack.min(radius).min(TO_BOUNDARY * slack)
-                            }
-                            Origin::Upper(_) | Origin::Lower(_) => slack.min(radius),
-                            _ => slack,
-                        }
-                    }
-                    QpRow::Nonlinear(j, _) => -pt.nl_values[j],
-                    QpRow::Slack(_) => 0.0,
-                })
-                .collect();
-            let mut q: Vec<f64> = self.free.iter().map(|&c| pt.g[c]).collect();
-            q.extend(std::iter::repeat_n(ELASTIC_PENALTY, self.nt));
-            let p_rows: Vec<Vec<(usize, f64)>> = match hess {
-                Hessian::Diagonal(h) => (0..nv)
-                    .map(|k| {
-                        if k < nf {
-                            vec![(k, h[self.free[k]])]
-                        } else {
-                            vec![]
-                        }
-                    })
-                    .collect(),
-                Hessian::Dense(m) => (0..nv)
-                    .map(|i| {
-                        if i < nf {
-                            (i..nf)
-                                .map(|j| (j, m[self.free[i] * n + self.free[j]]))
-                                .collect()
-                        } else {
-                            vec![]
-                        }
-                    })
-                    .collect(),
-            };
-            debug_assert_eq!(matches!(hess, Hessian::Diagonal(_)), self.exact);
-            let p_nz = self.p.values(&p_rows);
-            // With the exact diagonal and no slacks: first the exact answer from the
-            // last QP's active set; Clarabel only where that fails.
-            let diagonal = matches!(hess, Hessian::Diagonal(_)) && self.nt == 0;
-            let floored: Vec<f64> = if diagonal {
-                p_rows.iter().map(|r| r[0].1).collect()
-            } else {
-                vec![]
-            };
-            let exact: Vec<f64> = if diagonal {
-                self.free.iter().map(|&c| pt.h[c]).collect()
-            } else {
-                vec![]
-            };
-            let n_eq = self.n_eq;
-            let (qp_floored, qp_exact) = [&floored, &exact]
-                .map(|h| refine::DiagonalQp {
-                    h,
-                    q: &q,
-                    rows: &a_rows,
-                    b: &b,
-                    n_eq,
-                })
-                .into();
-            // First with the exact curvature where the floor raised it (a convex
-            // stretch of a curve that the active rows outweigh: Newton's step, not a
-            // floored one that converges linearly), kept only where it is a descent
-            // direction with a model value (in the exact curvature) no worse than the
-            // floored step's; else with the QP's own.
-            // A descent direction up to the noise the line search allows (1e-11 of
-            // the objective): a Newton step of 1e-15 whose slope rounds to +1e-16 is
-            // the exact answer all the same.
-            let noise = 1e-11 * pt.f.abs().max(1e-300);
-            let pick = |with_exact: Option<refine::Refined>,
-                        with_floor: Option<refine::Refined>| {
-                let slope =
-                    |r: &refine::Refined| -> f64 { r.p.iter().zip(&q).map(|(x, q)| x * q).sum() };
-                // The model value (exact curvature) plus the rows' violation weighted
-                // by the largest multiplier (the QP's exact penalty): both answers hold
-                // their rows only to 1e-12, and a model value bought by violating a row
-                // by that much must not win where a cell lives at that scale (a steep
-                // cell's optimum 3e-12 of the budget above 0).
-                let model = |r: &refine::Refined, weight: f64| -> f64 {
-                    let violation: f64 = a_rows
-                        .iter()
-                        .zip(&b)
-                        .enumerate()
-                        .map(|(i, (row, b))| {
-                            let v = row.iter().map(|&(c, a)| a * r.p[c]).sum::<f64>() - b;
-                            if i < n_eq { v.abs() } else { v.max(0.0) }
-                        })
-                        .sum();
-                    r.p.iter()
-                        .zip(&q)
-                        .zip(&exact)
-                        .map(|((x, q), h)| q * x + 0.5 * h * x * x)
-                        .sum::<f64>()
-                        + weight * violation
-                };
-                match (with_exact, with_floor) {
-                    (Some(e), Some(f)) => {
-                        let weight = e.z.iter().chain(&f.z).fold(0.0f64, |m, z| m.max(z.abs()));
-                        if slope(&e) < noise && model(&e, weight) <= model(&f, weight) {
-                            Some(e)
-                        } else {
-                            Some(f)
-                        }
-                    }
-                    (e, f) => f.or(e.filter(|e| slope(e) < noise)),
-                }
-            };
-            let both = |solve: &dyn Fn(&refine::DiagonalQp) -> Option<refine::Refined>| {
-                let with_floor = solve(&qp_floored);
-                let with_exact = (exact != floored).then(|| solve(&qp_exact)).flatten();
-                pick(with_exact, with_floor)
-            };
-            let warm = match (&self.warm, diagonal) {
-                (Some(active), true) => both(&|qp| qp.solve_from(active.clone())),
-                _ => None,
-            };
-            // The answer (x, z), and the active set it is exact on (none: Clarabel's).
-            let (sx, sz, active) = match warm {
-                Some(r) => (r.p, r.z, Some(r.active)),
-                None => {
-                    let updated = match self.solver.as_mut() {
-                        Some(s) => {
-                            s.update_P(&p_nz).is_ok()
-                                && s.update_A(&a_nz).is_ok()
-                                && s.update_q(&q).is_ok()
-                                && s.update_b(&b).is_ok()
-                        }
-                        None => false,
-                    };
-                    if !updated {
-                        let solver = clarabel_solver(
-                            &self.p.filled(&p_nz),
-                            &q,
-                            &self.a.filled(&a_nz),
-                            &b,
-                            self.n_eq,
-                        )
-                        .map_err(|e| {
-                            Error::invalid(
-                                "solver",
-                                "QP subproblem",
-                                format!("{e:?}"),
-                                "a well-formed QP",
-                            )
-                        })?;
-                        self.solver = Some(solver);
-                    }
-                    let solver = self.solver.as_mut().expect("set above");
-                    solver.solve();
-                    let sol = &solver.solution;
-                    // Clarabel's verdict; where it gave up (insufficient progress, say),
-                    // its last iterate may still point to the active set (`refine`).
-                    let failed = match sol.status {
-                        SolverStatus::Solved => None,
-                        SolverStatus::AlmostSolved => {
-                            reduced = true;
-                            None
-                        }
-                        s => Some(s),
-                    };
-                    // Where Clarabel gave up and its iterate points nowhere, the rows
-                    // tight at the current point (then the equalities alone) are
-                    // guesses the active-set repair can start from.
-                    let refined = if diagonal {
-                        both(&|qp| qp.refine(&sol.x, &sol.z)).or_else(|| {
-                            failed?;
-                            let tight: Vec<bool> = (0..b.len())
-                                .map(|i| i < n_eq || b[i] <= 1e-12 * (1.0 + b[i].abs()))
-                                .collect();
-                            let equalities: Vec<bool> = (0..b.len()).map(|i| i < n_eq).collect();
-                            both(&|qp| qp.solve_from(tight.clone()))
-                                .or_else(|| both(&|qp| qp.solve_from(equalities.clone())))
-                                .or_else(|| {
-                                    // Clarabel again with the curvatures capped at 1e8
-                                    // of their median (a steep cell's 1e13 beside a
-                                    // floored 2e-8 is past what an interior-point
-                                    // method resolves): its answer only guesses the
-                                    // active set, on which the true QP is solved.
-                                    let mut sorted = p_nz.clone();
-                                    sorted.sort_by(f64::total_cmp);
-                                    let cap = 1e8 * sorted.get(sorted.len() / 2).copied()?;
-                                    let capped: Vec<f64> =
-                                        p_nz.iter().map(|v| v.min(cap)).collect();
-                                    let mut capped = clarabel_solver(
-                                        &self.p.filled(&capped),
-                                        &q,
-                                        &self.a.filled(&a_nz),
-                                        &b,
-                                        self.n_eq,
-                                    )
-                                    .ok()?;
-                                    capped.solve();
-                                    let (x, z) = (&capped.solution.x, &capped.solution.z);
-                                    both(&|qp| qp.refine(x, z))
-                                })
-                        })
-                    } else {
-                        None
-                    };
-                    // With elastic slacks (nonlinear rows) that the answer does not use
-                    // and a diagonal Hessian (their curvature given): the same QP
-                    // without the slacks, solved exactly on Clarabel's active set, as
-                    // above (a steep cell 1e-10 of the budget above 0 cycled on
-                    // Clarabel's 1e-11 imprecision).
-                    let unused_slacks = matches!(hess, Hessian::Diagonal(_))
-                        && self.nt > 0
-                        && sol.x[nf..].iter().all(|t| t.abs() <= 1e-9);
-                    let without_slacks = if unused_slacks {
-                        let kept = self.order.len() - self.nt;
-                        let rows_r: Vec<Vec<(usize, f64)>> = a_rows[..kept]
-                            .iter()
-                            .map(|r| r.iter().copied().filter(|&(c, _)| c < nf).collect())
-                            .collect();
-                        let h_r: Vec<f64> = p_rows[..nf].iter().map(|r| r[0].1).collect();
-                        refine::DiagonalQp {
-                            h: &h_r,
-                            q: &q[..nf],
-                            rows: &rows_r,
-                            b: &b[..kept],
-                            n_eq,
-                        }
-                        .refine(&sol.x[..nf], &sol.z[..kept])
-                    } else {
-                        None
-                    };
-                    match (refined, without_slacks, failed) {
-                        (Some(r), _, _) => {
-                            reduced = false;
-                            (r.p, r.z, Some(r.active))
-                        }
-                        (None, Some(r), _) => {
-                            reduced = false;
-                            let mut x = r.p;
-                            x.resize(nv, 0.0);
-                            let mut z = r.z;
-                            z.resize(self.order.len(), 0.0);
-                            (x, z, None)
-                        }
-                        (None, None, Some(s)) => return Ok(QpOutcome::Failed(s)),
-                        (None, None, None) => (sol.x.clone(), sol.z.clone(), None),
-                    }
-                }
-            };
-            self.warm = active;
-            for (o, z) in self.order.iter().zip(&sz) {
-                match *o {
-                    QpRow::Linear(i) => z_lin[i] = *z,
-                    QpRow::Nonlinear(j, _) => z_nl[j] = *z,
-                    QpRow::Slack(_) => {}
+            let data = self.data(rows, nl, pt, hess, radius);
+            let mut clarabel = None;
+            let mut answer = None;
+            for attempt in &ATTEMPTS {
+                answer = (attempt.run)(self, &data, &mut clarabel)?;
+                if answer.is_some() {
+                    break;
                 }
             }
-            for (k, &c) in self.free.iter().enumerate() {
-                p[c] = sx[k];
-            }
-            // A steep cell next to its bound (within 1e-6 of the budget) that moves by
-            // a tenth of its distance to it or more: diving towards it (cut short, or
-            // landing), or climbing back up to an optimum a little above it.
-            diving = rows.iter().any(|r| match r.origin {
-                Origin::Lower(c) if self.steep[c] => {
-                    let above = pt.y[c] + r.rhs;
-                    above > 0.0 && above <= 1e-6 && p[c].abs() >= 0.1 * above
-                }
-                _ => false,
-            });
-            t.copy_from_slice(&sx[nf..]);
+            let Some(answer) = answer else {
+                let status = clarabel.map_or(SolverStatus::Unsolved, |c: ClarabelRun| c.status);
+                return Ok(QpOutcome::Failed(status));
+            };
+            self.warm = answer.active;
+            self.to_cells(rows, pt, &answer.x, &answer.z, &mut result);
+            result.reduced = answer.reduced;
         }
         // A pinned cell's bound takes up whatever the other rows leave of its gradient.
         let mut residual = pt.g.clone();
-        for (r, z) in rows.iter().zip(&z_lin) {
+        for (r, z) in rows.iter().zip(&result.z_lin) {
             for &(c, a) in &r.coefficients {
                 residual[c] += z * a;
             }
         }
-        for (j, z) in z_nl.iter().enumerate() {
+        for (j, z) in result.z_nl.iter().enumerate() {
             for (c, res) in residual.iter_mut().enumerate() {
                 *res += z * pt.nl_grads[j * n + c];
             }
         }
         for (i, r) in rows.iter().enumerate() {
             if let Origin::Fixed(c) = r.origin {
-                z_lin[i] = -residual[c];
+                result.z_lin[i] = -residual[c];
             }
         }
-        Ok(QpOutcome::Solved(QpResult {
-            p,
-            t,
-            z_lin,
-            z_nl,
-            reduced,
-            diving,
-        }))
+        Ok(QpOutcome::Solved(result))
     }
+
+    /// The QP's data at `pt`.
+    fn data(
+        &self,
+        rows: &[Row],
+        nl: &[NonlinearRow],
+        pt: &Point,
+        hess: &Hessian,
+        radius: f64,
+    ) -> QpData {
+        let n = pt.y.len();
+        let nf = self.free.len();
+        let nv = nf + self.nt;
+        let tuning = &self.tuning;
+        let a_rows = self.a_rows(rows, nl, &pt.nl_grads, n);
+        let a_nz = self.a.values(&a_rows);
+        let b: Vec<f64> = self
+            .order
+            .iter()
+            .map(|o| match *o {
+                QpRow::Linear(i) => {
+                    let r = &rows[i];
+                    let slack = r.rhs - r.lhs(&pt.y);
+                    match r.origin {
+                        // Within a few floors of a raised bound a steep cell may
+                        // reach it: its marginal return is finite there.
+                        Origin::Lower(c)
+                            if self.steep[c]
+                                && !(self.raised
+                                    && slack <= tuning.steep_reach * tuning.steep_floor) =>
+                        {
+                            slack.min(radius).min(tuning.to_boundary * slack)
+                        }
+                        Origin::Upper(_) | Origin::Lower(_) => slack.min(radius),
+                        _ => slack,
+                    }
+                }
+                QpRow::Nonlinear(j, _) => -pt.nl_values[j],
+                QpRow::Slack(_) => 0.0,
+            })
+            .collect();
+        let mut q: Vec<f64> = self.free.iter().map(|&c| pt.g[c]).collect();
+        q.extend(std::iter::repeat_n(tuning.elastic_penalty, self.nt));
+        let p_rows: Vec<Vec<(usize, f64)>> = match hess {
+            Hessian::Diagonal(h) => (0..nv)
+                .map(|k| {
+                    if k < nf {
+                        vec![(k, h[self.free[k]])]
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect(),
+            Hessian::Dense(m) => (0..nv)
+                .map(|i| {
+                    if i < nf {
+                        (i..nf)
+                            .map(|j| (j, m[self.free[i] * n + self.free[j]]))
+                            .collect()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect(),
+        };
+        debug_assert_eq!(
+            matches!(hess, Hessian::Diagonal(_)),
+            self.shape == HessianShape::Diagonal
+        );
+        let p_nz = self.p.values(&p_rows);
+        let diagonal = matches!(hess, Hessian::Diagonal(_));
+        let exactly = diagonal && self.nt == 0;
+        let floored: Vec<f64> = if exactly {
+            p_rows.iter().map(|r| r[0].1).collect()
+        } else {
+            vec![]
+        };
+        let exact: Vec<f64> = if exactly {
+            self.free.iter().map(|&c| pt.h[c]).collect()
+        } else {
+            vec![]
+        };
+        let h_free: Vec<f64> = if diagonal {
+            p_rows[..nf].iter().map(|r| r[0].1).collect()
+        } else {
+            vec![]
+        };
+        QpData {
+            a_rows,
+            a_nz,
+            b,
+            q,
+            p_nz,
+            floored,
+            exact,
+            h_free,
+            diagonal,
+            exactly,
+            n_eq: self.n_eq,
+            // A descent direction up to the noise the line search allows: a Newton
+            // step of 1e-15 whose slope rounds to +1e-16 is the exact answer all the
+            // same.
+            noise: tuning.qp_accuracy * pt.f.abs().max(1e-300),
+        }
+    }
+
+    /// An answer in QP columns moved into `result`, in cells and rows.
+    fn to_cells(&self, rows: &[Row], pt: &Point, x: &[f64], z: &[f64], result: &mut QpResult) {
+        let nf = self.free.len();
+        for (o, z) in self.order.iter().zip(z) {
+            match *o {
+                QpRow::Linear(i) => result.z_lin[i] = *z,
+                QpRow::Nonlinear(j, _) => result.z_nl[j] = *z,
+                QpRow::Slack(_) => {}
+            }
+        }
+        for (k, &c) in self.free.iter().enumerate() {
+            result.p[c] = x[k];
+        }
+        // A steep cell next to its bound (within 1e-6 of the budget) that moves by
+        // a tenth of its distance to it or more: diving towards it (cut short, or
+        // landing), or climbing back up to an optimum a little above it.
+        let t = &self.tuning;
+        result.diving = rows.iter().any(|r| match r.origin {
+            Origin::Lower(c) if self.steep[c] => {
+                let above = pt.y[c] + r.rhs;
+                above > 0.0
+                    && above <= t.diving_near
+                    && result.p[c].abs() >= t.diving_fraction * above
+            }
+            _ => false,
+        });
+        result.t.copy_from_slice(&x[nf..]);
+    }
+}
+
+/// The QP at one point, in QP columns and Clarabel's row order.
+struct QpData {
+    a_rows: Vec<Vec<(usize, f64)>>,
+    a_nz: Vec<f64>,
+    b: Vec<f64>,
+    q: Vec<f64>,
+    p_nz: Vec<f64>,
+    /// The diagonal as the QP has it (floored), where it is solved exactly.
+    floored: Vec<f64>,
+    /// The exact curvature, where it is solved exactly.
+    exact: Vec<f64>,
+    /// The diagonal over the free cells (any diagonal Hessian).
+    h_free: Vec<f64>,
+    /// The Hessian is diagonal.
+    diagonal: bool,
+    /// Diagonal and without slacks: answers are solved exactly on an active set.
+    exactly: bool,
+    n_eq: usize,
+    noise: f64,
+}
+
+/// An answer in QP columns.
+struct Answer {
+    x: Vec<f64>,
+    z: Vec<f64>,
+    /// The active set it is exact on (none: Clarabel's answer).
+    active: Option<Vec<bool>>,
+    reduced: bool,
+}
+
+impl Answer {
+    fn exact(r: Refined) -> Self {
+        Answer {
+            x: r.p,
+            z: r.z,
+            active: Some(r.active),
+            reduced: false,
+        }
+    }
+}
+
+/// Clarabel's run on the QP, kept for the attempts after it.
+struct ClarabelRun {
+    x: Vec<f64>,
+    z: Vec<f64>,
+    status: SolverStatus,
+}
+
+impl ClarabelRun {
+    /// Clarabel gave up (neither solved nor almost solved).
+    fn failed(&self) -> bool {
+        !matches!(
+            self.status,
+            SolverStatus::Solved | SolverStatus::AlmostSolved
+        )
+    }
+}
+
+impl QpData {
+    fn diagonal_qp<'d>(&'d self, h: &'d [f64]) -> DiagonalQp<'d> {
+        DiagonalQp {
+            h,
+            q: &self.q,
+            rows: &self.a_rows,
+            b: &self.b,
+            n_eq: self.n_eq,
+        }
+    }
+
+    /// An exact answer with the floored curvature and, where the floor raised it, with
+    /// the exact curvature (a convex stretch of a curve that the active rows outweigh:
+    /// Newton's step, not a floored one that converges linearly); the exact one is kept
+    /// where it is a descent direction with a model value no worse than the floored
+    /// step's.
+    fn both(&self, solve: impl Fn(&DiagonalQp) -> Option<Refined>) -> Option<Refined> {
+        let with_floor = solve(&self.diagonal_qp(&self.floored));
+        let with_exact = (self.exact != self.floored)
+            .then(|| solve(&self.diagonal_qp(&self.exact)))
+            .flatten();
+        self.pick(with_exact, with_floor)
+    }
+
+    fn slope(&self, r: &Refined) -> f64 {
+        r.p.iter().zip(&self.q).map(|(x, q)| x * q).sum()
+    }
+
+    /// The model value (exact curvature) plus the rows' violation weighted by the
+    /// largest multiplier (the QP's exact penalty): both answers hold their rows only to
+    /// 1e-12, and a model value bought by violating a row by that much must not win
+    /// where a cell lives at that scale (a steep cell's optimum 3e-12 of the budget
+    /// above 0).
+    fn model(&self, r: &Refined, weight: f64) -> f64 {
+        let violation: f64 = self
+            .a_rows
+            .iter()
+            .zip(&self.b)
+            .enumerate()
+            .map(|(i, (row, b))| {
+                let v = row.iter().map(|&(c, a)| a * r.p[c]).sum::<f64>() - b;
+                if i < self.n_eq { v.abs() } else { v.max(0.0) }
+            })
+            .sum();
+        r.p.iter()
+            .zip(&self.q)
+            .zip(&self.exact)
+            .map(|((x, q), h)| q * x + 0.5 * h * x * x)
+            .sum::<f64>()
+            + weight * violation
+    }
+
+    fn pick(&self, with_exact: Option<Refined>, with_floor: Option<Refined>) -> Option<Refined> {
+        match (with_exact, with_floor) {
+            (Some(e), Some(f)) => {
+                let weight = e.z.iter().chain(&f.z).fold(0.0f64, |m, z| m.max(z.abs()));
+                if self.slope(&e) < self.noise && self.model(&e, weight) <= self.model(&f, weight) {
+                    Some(e)
+                } else {
+                    Some(f)
+                }
+            }
+            (e, f) => f.or(e.filter(|e| self.slope(e) < self.noise)),
+        }
+    }
+}
+
+/// One way to answer the QP.
+struct Attempt {
+    /// What it is, for readers and traces.
+    #[allow(dead_code)]
+    name: &'static str,
+    /// `None`: it does not apply, or found no answer; the next is tried.
+    run: fn(&mut Qp, &QpData, &mut Option<ClarabelRun>) -> Result<Option<Answer>>,
+}
+
+/// The ways to answer the QP, in order; the first answer is taken. Each after the
+/// second is there for a case that needed it.
+const ATTEMPTS: [Attempt; 7] = [
+    // Diagonal Hessian, no slacks: the last QP's active set, solved exactly and
+    // repaired; after the first iteration it is usually right, and Clarabel need not
+    // run at all.
+    Attempt {
+        name: "warm active set",
+        run: warm_active_set,
+    },
+    // Clarabel (its pattern built once, values updated), its answer solved again
+    // exactly on the active set it points to, also where Clarabel gave up (insufficient
+    // progress, say: its last iterate may still point to the active set).
+    Attempt {
+        name: "clarabel, exact on its active set",
+        run: clarabel_exact,
+    },
+    // Clarabel gave up and its iterate points nowhere: the rows tight at the current
+    // point are a guess the active-set repair can start from.
+    Attempt {
+        name: "rows tight at the point",
+        run: tight_rows,
+    },
+    // Then the equalities alone.
+    Attempt {
+        name: "equalities",
+        run: equalities,
+    },
+    // Clarabel again with the curvatures capped at `curvature_cap` of their median (a
+    // steep cell's 1e13 beside a floored 2e-8 is past what an interior-point method
+    // resolves): its answer only guesses the active set, on which the true QP is solved.
+    Attempt {
+        name: "capped curvature",
+        run: capped_curvature,
+    },
+    // With elastic slacks that the answer does not use and a diagonal Hessian (the
+    // constraints' curvature given): the same QP without the slacks, solved exactly on
+    // Clarabel's active set (a steep cell 1e-10 of the budget above 0 cycled on
+    // Clarabel's 1e-11 imprecision).
+    Attempt {
+        name: "without unused slacks",
+        run: without_slacks,
+    },
+    // Clarabel's own answer, where it solved (or almost solved) the QP.
+    Attempt {
+        name: "clarabel as it is",
+        run: clarabel_as_is,
+    },
+];
+
+fn warm_active_set(qp: &mut Qp, d: &QpData, _: &mut Option<ClarabelRun>) -> Result<Option<Answer>> {
+    Ok(match (&qp.warm, d.exactly) {
+        (Some(active), true) => d.both(|q| q.solve_from(active.clone())).map(Answer::exact),
+        _ => None,
+    })
+}
+
+fn clarabel_exact(
+    qp: &mut Qp,
+    d: &QpData,
+    run: &mut Option<ClarabelRun>,
+) -> Result<Option<Answer>> {
+    let updated = match qp.solver.as_mut() {
+        Some(s) => {
+            s.update_P(&d.p_nz).is_ok()
+                && s.update_A(&d.a_nz).is_ok()
+                && s.update_q(&d.q).is_ok()
+                && s.update_b(&d.b).is_ok()
+        }
+        None => false,
+    };
+    if !updated {
+        let solver = clarabel_solver(
+            &qp.p.filled(&d.p_nz),
+            &d.q,
+            &qp.a.filled(&d.a_nz),
+            &d.b,
+            qp.n_eq,
+            &qp.tuning,
+        )
+        .map_err(|e| Error::Solver {
+            stage: "the step's QP",
+            message: format!("Clarabel could not set up the QP: {e}"),
+        })?;
+        qp.solver = Some(solver);
+    }
+    let solver: &mut DefaultSolver<f64> = qp.solver.as_mut().expect("set above");
+    solver.solve();
+    let sol = &solver.solution;
+    let c = run.insert(ClarabelRun {
+        x: sol.x.clone(),
+        z: sol.z.clone(),
+        status: sol.status,
+    });
+    Ok(if d.exactly {
+        d.both(|q| q.refine(&c.x, &c.z)).map(Answer::exact)
+    } else {
+        None
+    })
+}
+
+/// Where Clarabel failed and the QP is solved exactly: an exact answer from `active`.
+fn after_failure(
+    d: &QpData,
+    run: &Option<ClarabelRun>,
+    active: impl Fn(usize) -> bool,
+) -> Option<Answer> {
+    if !(d.exactly && run.as_ref().is_some_and(ClarabelRun::failed)) {
+        return None;
+    }
+    let guess: Vec<bool> = (0..d.b.len()).map(active).collect();
+    d.both(|q| q.solve_from(guess.clone())).map(Answer::exact)
+}
+
+fn tight_rows(_: &mut Qp, d: &QpData, run: &mut Option<ClarabelRun>) -> Result<Option<Answer>> {
+    let tight = |i: usize| i < d.n_eq || d.b[i] <= 1e-12 * (1.0 + d.b[i].abs());
+    Ok(after_failure(d, run, tight))
+}
+
+fn equalities(_: &mut Qp, d: &QpData, run: &mut Option<ClarabelRun>) -> Result<Option<Answer>> {
+    Ok(after_failure(d, run, |i| i < d.n_eq))
+}
+
+fn capped_curvature(
+    qp: &mut Qp,
+    d: &QpData,
+    run: &mut Option<ClarabelRun>,
+) -> Result<Option<Answer>> {
+    if !(d.exactly && run.as_ref().is_some_and(ClarabelRun::failed)) {
+        return Ok(None);
+    }
+    let mut sorted = d.p_nz.clone();
+    sorted.sort_by(f64::total_cmp);
+    let Some(median) = sorted.get(sorted.len() / 2).copied() else {
+        return Ok(None);
+    };
+    let cap = qp.tuning.curvature_cap * median;
+    let capped: Vec<f64> = d.p_nz.iter().map(|v| v.min(cap)).collect();
+    let Ok(mut capped) = clarabel_solver(
+        &qp.p.filled(&capped),
+        &d.q,
+        &qp.a.filled(&d.a_nz),
+        &d.b,
+        qp.n_eq,
+        &qp.tuning,
+    ) else {
+        return Ok(None);
+    };
+    capped.solve();
+    let (x, z) = (&capped.solution.x, &capped.solution.z);
+    Ok(d.both(|q| q.refine(x, z)).map(Answer::exact))
+}
+
+fn without_slacks(
+    qp: &mut Qp,
+    d: &QpData,
+    run: &mut Option<ClarabelRun>,
+) -> Result<Option<Answer>> {
+    let nf = qp.free.len();
+    let Some(c) = run.as_ref() else {
+        return Ok(None);
+    };
+    let unused =
+        d.diagonal && qp.nt > 0 && c.x[nf..].iter().all(|t| t.abs() <= qp.tuning.slack_used);
+    if !unused {
+        return Ok(None);
+    }
+    let kept = qp.order.len() - qp.nt;
+    let rows: Vec<Vec<(usize, f64)>> = d.a_rows[..kept]
+        .iter()
+        .map(|r| r.iter().copied().filter(|&(c, _)| c < nf).collect())
+        .collect();
+    let refined = DiagonalQp {
+        h: &d.h_free,
+        q: &d.q[..nf],
+        rows: &rows,
+        b: &d.b[..kept],
+        n_eq: d.n_eq,
+    }
+    .refine(&c.x[..nf], &c.z[..kept]);
+    Ok(refined.map(|r| {
+        let mut x = r.p;
+        x.resize(nf + qp.nt, 0.0);
+        let mut z = r.z;
+        z.resize(qp.order.len(), 0.0);
+        Answer {
+            x,
+            z,
+            active: None,
+            reduced: false,
+        }
+    }))
+}
+
+fn clarabel_as_is(_: &mut Qp, _: &QpData, run: &mut Option<ClarabelRun>) -> Result<Option<Answer>> {
+    Ok(run.as_ref().filter(|c| !c.failed()).map(|c| Answer {
+        x: c.x.clone(),
+        z: c.z.clone(),
+        active: None,
+        reduced: c.status == SolverStatus::AlmostSolved,
+    }))
 }

@@ -38,6 +38,18 @@ pub(super) struct DiagonalQp<'a> {
     pub n_eq: usize,
 }
 
+/// The variables that single-coefficient active rows fix, and the other active rows.
+struct Fixed {
+    /// The row fixing each variable.
+    by: Vec<Option<usize>>,
+    /// A second row fixing it at the same value.
+    also: Vec<Option<usize>>,
+    /// The fixed values (0 elsewhere).
+    p: Vec<f64>,
+    /// The active rows over several variables.
+    general: Vec<usize>,
+}
+
 /// Rounds of active-set repair before giving up.
 const ROUNDS: usize = 12;
 
@@ -118,37 +130,50 @@ impl DiagonalQp<'_> {
         self.rows[i].iter().map(|&(c, a)| a * p[c]).sum()
     }
 
-    /// The equality-constrained QP on the active rows.
-    fn solve_on(&self, active: &[bool]) -> Option<(Vec<f64>, Vec<f64>)> {
+    /// Single-coefficient active rows fix their variable. A second one on the same
+    /// variable (its bound and `tv <= 0`, both active at 0) must fix the same value
+    /// and shares the multiplier; different values admit no answer (`None`).
+    fn fixed_rows(&self, active: &[bool]) -> Option<Fixed> {
         let n = self.h.len();
-        let m = self.rows.len();
-        // Single-coefficient active rows fix their variable. A second one on the same
-        // variable (its bound and `tv <= 0`, both active at 0) must fix the same value
-        // and shares the multiplier; different values admit no answer.
-        let mut fixed_by: Vec<Option<usize>> = vec![None; n];
-        let mut also: Vec<Option<usize>> = vec![None; n];
-        let mut p = vec![0.0; n];
-        let mut general = vec![];
-        for i in (0..m).filter(|&i| active[i]) {
+        let mut f = Fixed {
+            by: vec![None; n],
+            also: vec![None; n],
+            p: vec![0.0; n],
+            general: vec![],
+        };
+        for i in (0..self.rows.len()).filter(|&i| active[i]) {
             match self.rows[i].as_slice() {
                 &[(c, a)] if a != 0.0 => {
                     let v = self.b[i] / a;
-                    match fixed_by[c] {
+                    match f.by[c] {
                         None => {
-                            fixed_by[c] = Some(i);
-                            p[c] = v;
+                            f.by[c] = Some(i);
+                            f.p[c] = v;
                         }
                         Some(_)
-                            if also[c].is_none() && (v - p[c]).abs() <= 1e-12 * (1.0 + v.abs()) =>
+                            if f.also[c].is_none()
+                                && (v - f.p[c]).abs() <= 1e-12 * (1.0 + v.abs()) =>
                         {
-                            also[c] = Some(i);
+                            f.also[c] = Some(i);
                         }
                         Some(_) => return None,
                     }
                 }
-                _ => general.push(i),
+                _ => f.general.push(i),
             }
         }
+        Some(f)
+    }
+
+    /// The equality-constrained QP on the active rows.
+    fn solve_on(&self, active: &[bool]) -> Option<(Vec<f64>, Vec<f64>)> {
+        let n = self.h.len();
+        let Fixed {
+            by: fixed_by,
+            also,
+            mut p,
+            general,
+        } = self.fixed_rows(active)?;
         // A multi-cell row whose cells are all fixed has nothing to act on: it holds
         // or not (the caller checks) and takes no part in S below (where it would be
         // a zero eigenvalue, which with negative curvature reads as a singular
@@ -260,6 +285,22 @@ impl DiagonalQp<'_> {
                 free_step(&zg, &mut p);
             }
         }
+        let z = self.multipliers(&general, &idle, &fixed_by, &also, &p, &zg);
+        (p.iter().chain(&z).all(|v| v.is_finite())).then_some((p, z))
+    }
+
+    /// The multipliers of every row from the general rows' z_G: a fixed variable's row
+    /// takes the rest of its stationarity, an idle row its share.
+    fn multipliers(
+        &self,
+        general: &[usize],
+        idle: &[usize],
+        fixed_by: &[Option<usize>],
+        also: &[Option<usize>],
+        p: &[f64],
+        zg: &DVector<f64>,
+    ) -> Vec<f64> {
+        let (n, m) = (self.h.len(), self.rows.len());
         // A fixed variable's row takes the rest of its stationarity.
         let mut gz = vec![0.0; n];
         for (r, &i) in general.iter().enumerate() {
@@ -312,7 +353,7 @@ impl DiagonalQp<'_> {
                 }
             }
         }
-        (p.iter().chain(&z).all(|v| v.is_finite())).then_some((p, z))
+        z
     }
 }
 

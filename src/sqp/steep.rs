@@ -2,14 +2,20 @@
 //! with α < 1, `hill` with slope < 1 in some draw), found by one evaluation, and how
 //! much room the constraints leave each above its bound.
 
-use super::*;
+use super::Tuning;
+use super::pattern::{ConeOrder, Pattern, clarabel_solver};
+use super::rows::{Origin, Row};
+use crate::error::Result;
+use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::problem::Problem;
+use clarabel::solver::{IPSolver, SolverStatus};
 
 /// Which cells have an infinite marginal return at their lower bound: the power laws
 /// (`root` with α < 1, `hill` with slope < 1 in some draw) at 0. Their optimum lies
 /// strictly above the bound, and next to it the curvature is unbounded: a Newton step
 /// that lands there crawls back out, doubling each iteration (a 200-cell root problem
 /// took 61 iterations). The solver keeps their steps to a fraction of the distance to
-/// the bound instead, and raises the bound by [`STEEP_FLOOR`]. One evaluation, at the
+/// the bound instead, and raises the bound by [`Tuning::steep_floor`]. One evaluation, at the
 /// lower bounds, for the kinds that can have such cells (the flag says whether it ran).
 pub(super) fn steep_cells(
     evaluator: &mut dyn Evaluator,
@@ -28,10 +34,17 @@ pub(super) fn steep_cells(
 }
 
 /// How much room (scaled) the linear rows leave each steep cell above its lower bound,
-/// up to [`PINNED_ROOM`]·100, all at once: the LP max Σ t_c subject to the rows,
-/// t_c ≤ y_c − l_c and t_c ≤ 100·PINNED_ROOM. `None` (for every cell) when the LP
-/// does not solve; the projection then reports what is wrong with the rows.
-fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Vec<Option<f64>> {
+/// up to 100 × [`Tuning::pinned_room`], all at once: the LP max Σ t_c subject to the
+/// rows, t_c ≤ y_c − l_c and t_c ≤ 100 × pinned_room (the LP's answer is only needed
+/// to tell room from none). `None` (for every cell) when the LP does not solve; the
+/// projection then reports what is wrong with the rows.
+fn steep_room(
+    rows: &[Row],
+    steep: &[bool],
+    lower: &[f64],
+    n: usize,
+    tuning: &Tuning,
+) -> Vec<Option<f64>> {
     let cells: Vec<usize> = (0..n).filter(|&c| steep[c]).collect();
     let k = cells.len();
     let ConeOrder {
@@ -44,13 +57,13 @@ fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Vec<Opti
         a_rows.push(vec![(c, -1.0), (n + j, 1.0)]);
         b.push(-lower[c]);
         a_rows.push(vec![(n + j, 1.0)]);
-        b.push(100.0 * PINNED_ROOM);
+        b.push(100.0 * tuning.pinned_room);
     }
     let a = Pattern::new(&a_rows, n + k);
     let p_mat = Pattern::new(&vec![vec![]; n + k], n + k).matrix;
     let mut q = vec![0.0; n + k];
     q[n..].iter_mut().for_each(|v| *v = -1.0);
-    let Ok(mut solver) = clarabel_solver(&p_mat, &q, &a.matrix, &b, n_eq) else {
+    let Ok(mut solver) = clarabel_solver(&p_mat, &q, &a.matrix, &b, n_eq, tuning) else {
         return vec![None; n];
     };
     solver.solve();
@@ -68,45 +81,38 @@ fn steep_room(rows: &[Row], steep: &[bool], lower: &[f64], n: usize) -> Vec<Opti
     room
 }
 
-/// Below this room above its bound (scaled: 1e-8 of the budget, well above the LP's
-/// accuracy) a steep cell counts as pinned there by the constraints (as by
-/// `tv <= 0`): it is not a QP variable, and the KKT residual leaves it out (its
-/// marginal return there is infinite, and so are the multipliers that hold it).
-const PINNED_ROOM: f64 = 1e-8;
-
-/// How far (in scaled units: 1e-12 of the budget) a steep cell's lower bound is
-/// raised. Such a cell's optimum lies above the bound but can be astronomically close
-/// to it: for x^s near 0 with s = 0.997 and a marginal return a third of the budget's,
-/// at x ≈ 10⁻¹⁹⁷. No step reaches it and no KKT test passes on the way (the marginal
-/// return grows without bound). Above the raised bound the marginal return is finite:
-/// such a cell stops there, with a bound multiplier, at a cost to U of at most 1e-12
-/// of the budget times its marginal return. Not raised where the constraints leave
-/// no room for it ([`PINNED_ROOM`]), nor when the raised bounds together admit no
-/// point (then the old bounds and the fraction to the boundary remain).
-pub(super) const STEEP_FLOOR: f64 = 1e-12;
-
-/// The rows with steep cells' lower bounds raised by [`STEEP_FLOOR`] where the
-/// constraints leave room for it (`None` without steep cells), and the cells that the
-/// constraints hold at their bound: those are pinned there (not QP variables: their
-/// marginal return there is infinite).
+/// The rows with steep cells' lower bounds raised by [`Tuning::steep_floor`] where the
+/// constraints leave room for it, at least [`Tuning::pinned_room`] (`None` without
+/// steep cells), and the cells that the constraints hold at their bound: those are
+/// pinned there (not QP variables: their marginal return there is infinite, and so
+/// are the multipliers that hold them; the KKT residual leaves them out).
+///
+/// Why raise the bound: such a cell's optimum lies above the bound but can be
+/// astronomically close to it (for x^s near 0 with s = 0.997 and a marginal return a
+/// third of the budget's, at x ≈ 10⁻¹⁹⁷). No step reaches it and no KKT test passes
+/// on the way (the marginal return grows without bound). Above the raised bound the
+/// marginal return is finite: such a cell stops there, with a bound multiplier. Not
+/// raised when the raised bounds together admit no point (then the old bounds and the
+/// fraction to the boundary remain).
 pub(super) fn raised_rows(
     rows: &[Row],
     steep: &[bool],
     lower: &[f64],
+    tuning: &Tuning,
 ) -> (Option<Vec<Row>>, Vec<bool>) {
     let n = steep.len();
     let mut pinned = vec![false; n];
     if !steep.iter().any(|s| *s) {
         return (None, pinned);
     }
-    let room = steep_room(rows, steep, lower, n);
+    let room = steep_room(rows, steep, lower, n, tuning);
     let mut raised = rows.to_vec();
     for row in raised.iter_mut() {
         if let Origin::Lower(c) = row.origin
             && steep[c]
         {
             match room[c] {
-                Some(t) if t >= PINNED_ROOM => row.rhs -= STEEP_FLOOR,
+                Some(t) if t >= tuning.pinned_room => row.rhs -= tuning.steep_floor,
                 Some(_) => pinned[c] = true,
                 None => {}
             }

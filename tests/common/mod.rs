@@ -245,3 +245,20 @@ pub fn roots(sense: Sense, t: f64) -> NonlinearConstraint {
         Ok(())
     })
 }
+
+/// The nonlinear constraint named `kind` for a problem whose uniform allocation is `x0`
+/// (the random-problem sweeps' kinds): `squares` (Σ x² ≤ 1.5 × its value at x0, with
+/// its curvature), `squares-bfgs` (the same without it), `roots-ge`, `roots-eq`,
+/// `roots-le` (Σ √(x + 1) ≥ 0.98, = 0.9, ≤ 0.95 × its value at x0); `None` for others.
+pub fn constraint_of_kind(kind: &str, x0: &[f64]) -> Option<NonlinearConstraint> {
+    let squares = 1.5 * x0.iter().map(|v| v * v).sum::<f64>();
+    let root_total = root_sum(x0);
+    match kind {
+        "squares" => Some(with_its_curvature(sum_of_squares_at_most(squares))),
+        "squares-bfgs" => Some(sum_of_squares_at_most(squares)),
+        "roots-ge" => Some(roots(Sense::GreaterEqual, 0.98 * root_total)),
+        "roots-eq" => Some(roots(Sense::Equal, 0.9 * root_total)),
+        "roots-le" => Some(roots(Sense::LessEqual, 0.95 * root_total)),
+        _ => None,
+    }
+}

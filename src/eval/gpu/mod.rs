@@ -152,7 +152,7 @@ pub struct GpuEvaluator {
     /// Bytes of all buffers on the device.
     device_bytes: u64,
     /// The optimized cells, for errors.
-    cells: Vec<crate::problem::CellInfo>,
+    cells: Vec<crate::model::CellInfo>,
 }
 
 fn adstock_code(k: AdstockKind) -> u32 {
@@ -468,7 +468,14 @@ impl GpuEvaluator {
             weights,
             responses,
         };
-        let constant_stage = build_stage(device, &shared, &chunks, total_blocks, 3 * n, false);
+        let constant_stage = build_stage(
+            device,
+            &shared,
+            &chunks,
+            total_blocks,
+            3 * n,
+            Form::Constant,
+        );
         ctx.check(scope)?;
         let device_bytes = allocated.get() + constant_stage.bytes;
         Ok(GpuEvaluator {
@@ -516,14 +523,15 @@ impl GpuEvaluator {
         self.device_bytes
     }
 
-    /// Runs one evaluation: `varying` selects the time-varying kernel; returns the
-    /// responses and, per cell × width entry, the f64 sums over draws.
+    /// Runs one evaluation of the allocation's `form`; returns the responses and, per
+    /// cell × width entry, the f64 sums over draws.
     fn run(
         &mut self,
         x: &[f64],
         weights: DrawWeights<'_>,
-        varying: bool,
+        form: Form,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let varying = form == Form::TimeVarying;
         let n = self.num_cells;
         let width = if varying { self.num_periods } else { 3 };
         let queue = self.ctx.queue();
@@ -542,7 +550,7 @@ impl GpuEvaluator {
                 &self.chunks,
                 self.total_blocks,
                 n * self.num_periods,
-                true,
+                Form::TimeVarying,
             );
             self.device_bytes += stage.bytes;
             self.varying_stage = Some(stage);
@@ -665,7 +673,7 @@ impl Evaluator for GpuEvaluator {
     fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells)?;
         check_len(out.len(), self.num_draws, "responses")?;
-        let (r, _) = self.run(x, DrawWeights::Uniform, false)?;
+        let (r, _) = self.run(x, DrawWeights::Uniform, Form::Constant)?;
         out.copy_from_slice(&r);
         Ok(())
     }
@@ -678,7 +686,7 @@ impl Evaluator for GpuEvaluator {
     ) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells)?;
         check_weights(&weights, self.num_draws)?;
-        let (r, sums) = self.run(x, weights, false)?;
+        let (r, sums) = self.run(x, weights, Form::Constant)?;
         let n = self.num_cells;
         out.responses = r;
         out.contributions = (0..n).map(|c| sums[3 * c]).collect();
@@ -695,7 +703,7 @@ impl Evaluator for GpuEvaluator {
     ) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells * self.num_periods)?;
         check_weights(&weights, self.num_draws)?;
-        let (r, sums) = self.run(x, weights, true)?;
+        let (r, sums) = self.run(x, weights, Form::TimeVarying)?;
         out.responses = r;
         out.gradient = sums;
         Ok(())
@@ -724,6 +732,15 @@ fn bind_group(
     })
 }
 
+/// Which form of allocation a kernel evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// One spend per cell, spread over the periods by the time distribution.
+    Constant,
+    /// A spend per cell and period.
+    TimeVarying,
+}
+
 /// The partial sums, their reduction and read-back for `width` values a block (cells ×
 /// values a cell), and one
 /// response bind group a chunk (the time-varying form reads the input scale where the
@@ -734,7 +751,7 @@ fn build_stage(
     chunks: &[Chunk],
     blocks: u32,
     width: usize,
-    varying: bool,
+    form: Form,
 ) -> Stage {
     let buffer = |label: &str, bytes: u64, usage| {
         device.create_buffer(&wgpu::BufferDescriptor {
@@ -756,7 +773,7 @@ fn build_stage(
         width as u64 * 8,
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
     );
-    let pattern = if varying {
+    let pattern = if form == Form::TimeVarying {
         &shared.input_scale
     } else {
         &shared.pattern

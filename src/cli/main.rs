@@ -4,12 +4,14 @@
 //! 4 any other solver outcome (almost solved, iteration or time limit, line-search or
 //! numerical failure).
 
-use clap::{Args, Parser, Subcommand};
+mod bench;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mmm_budget::io::{load_allocation, load_case, write_case, write_csv, write_json};
 use mmm_budget::report::{Report, solution_json, solution_table};
 use mmm_budget::{
-    Backend, CpuEvaluator, Error, Evaluator, GpuOptions, Model, Problem, Scenario, Settings,
-    Solution, Solver, Status, demo,
+    Backend, CpuEvaluator, Error, GpuOptions, Model, Options, Problem, Scenario, Settings, Status,
+    demo, solve_on,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,9 +47,9 @@ enum Command {
         /// Write the result as JSON here.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Evaluator: cpu (the f64 reference, default), gpu or auto.
-        #[arg(long, default_value = "cpu")]
-        backend: String,
+        /// Evaluator: cpu (the f64 reference), gpu or auto.
+        #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+        backend: BackendArg,
     },
     /// Optimize the allocation of a case.
     Optimize {
@@ -78,8 +80,8 @@ enum Command {
         #[arg(long, default_value = "logistic")]
         saturation: String,
         /// Backends to run: all (cpu, then gpu when an adapter exists), cpu or gpu.
-        #[arg(long, default_value = "all")]
-        backend: String,
+        #[arg(long, value_enum, default_value_t = BenchBackends::All)]
+        backend: BenchBackends,
         /// Timed evaluations per backend (the median is reported).
         #[arg(long, default_value_t = 10)]
         repeats: usize,
@@ -107,14 +109,46 @@ enum Command {
     },
 }
 
+/// `--backend` of `evaluate`, `optimize` and `demo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// A hardware GPU where there is one (the CPU where it fails), else the CPU.
+    Auto,
+    /// The f64 CPU evaluator.
+    Cpu,
+    /// The GPU evaluator (an error where no adapter runs it).
+    Gpu,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::Gpu => Backend::Gpu,
+        }
+    }
+}
+
+/// `--backend` of `bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BenchBackends {
+    /// The CPU, then the GPU where an adapter exists.
+    All,
+    /// The CPU only.
+    Cpu,
+    /// The GPU only (an error where no adapter runs it).
+    Gpu,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Total budget per period, replacing the scenario's.
     #[arg(long)]
     budget: Option<f64>,
     /// Evaluator: auto (a hardware GPU if present, else the CPU), cpu or gpu.
-    #[arg(long, default_value = "auto")]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
     /// GPU only: store the posterior parameters as f16 (half the device memory).
     #[arg(long)]
     f16: bool,
@@ -130,7 +164,31 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, as for every other error: clap's message and its list of
+            // possible values, without the usage block.
+            let text = e.to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                .filter(|l| !l.starts_with("Usage:"))
+                .collect();
+            let line = line.join(" ");
+            eprintln!(
+                "error: {} (command line)",
+                line.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -152,7 +210,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             let case = load_case(&case, scenario.as_deref())?;
             let problem = case.problem()?;
             let x = allocation_of(&problem, &case.model, &allocation)?;
-            let selected = backend_of(&backend)?.evaluator(&problem, &GpuOptions::default())?;
+            let selected = Backend::from(backend).evaluator(&problem, &GpuOptions::default())?;
             if let Some(w) = &selected.warning {
                 eprintln!("warning: {w}");
             }
@@ -170,8 +228,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             run,
         } => {
             let case = load_case(&case, scenario.as_deref())?;
-            let settings =
-                Settings::from_options(&case.options, &case.scenario_path.display().to_string())?;
+            let settings = case.settings.clone();
             let mut s = case.scenario.clone();
             if let Some(b) = run.budget {
                 s.total_budget = b;
@@ -201,7 +258,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             periods,
             lmax,
             &saturation,
-            &backend,
+            backend,
             repeats,
             !no_optimize,
             f16,
@@ -248,31 +305,29 @@ fn optimize(
         settings.verbose = v;
         settings.validate()?;
     }
-    let backend = backend_of(&run.backend)?;
-    let options = GpuOptions {
-        f16_parameters: run.f16,
-        ..Default::default()
+    let options = Options {
+        backend: run.backend.into(),
+        gpu: GpuOptions {
+            f16_parameters: run.f16,
+            ..Default::default()
+        },
+        settings,
+        callback: None,
     };
-    let selected = backend.evaluator(problem, &options)?;
-    if let Some(w) = &selected.warning {
+    let mut selected = options.backend.evaluator(problem, &options.gpu)?;
+    // Under auto, a device failure (during the solve too) falls back to the CPU.
+    let solution = solve_on(problem, &mut selected, &options)?;
+    for w in &solution.warnings {
         eprintln!("warning: {w}");
     }
-    let mut ev = selected.evaluator;
-    let solution = match solve(problem, ev.as_mut(), &settings) {
-        // Under auto, a device failure during the solve falls back to the CPU.
-        Err(e @ Error::Device { .. })
-            if backend == Backend::Auto && ev.describe().starts_with("gpu") =>
-        {
-            eprintln!("warning: {e}; running on the CPU");
-            ev = Box::new(CpuEvaluator::new(problem)?);
-            solve(problem, ev.as_mut(), &settings)?
-        }
-        other => other?,
-    };
     let report = if solution.allocation.is_empty() {
         None
     } else {
-        Some(Report::new(problem, ev.as_mut(), &solution.allocation)?)
+        Some(Report::new(
+            problem,
+            selected.evaluator.as_mut(),
+            &solution.allocation,
+        )?)
     };
     print!("{}", solution_table(report.as_ref(), &solution));
     if let Some(path) = &run.out {
@@ -295,23 +350,15 @@ fn run_bench(
     periods: usize,
     lmax: usize,
     saturation: &str,
-    backend: &str,
+    backend: BenchBackends,
     repeats: usize,
     optimize: bool,
     f16: bool,
     workgroups: &[u32],
     json: bool,
 ) -> mmm_budget::Result<ExitCode> {
-    use mmm_budget::bench::{measure, table, to_json};
+    use bench::{measure, table, to_json};
     use std::time::Instant;
-    if !["all", "cpu", "gpu"].contains(&backend) {
-        return Err(Error::invalid(
-            "command line",
-            "--backend",
-            format!("{backend:?}"),
-            "all, cpu or gpu",
-        ));
-    }
     if let Some(w) = workgroups
         .iter()
         .find(|w| !mmm_budget::WORKGROUP_SIZES.contains(w))
@@ -351,7 +398,7 @@ fn run_bench(
     let problem = Problem::new(&model, &scenario)?;
     drop(model);
     let mut rows = vec![];
-    if backend != "gpu" {
+    if backend != BenchBackends::Gpu {
         let t = Instant::now();
         let mut ev = CpuEvaluator::new(&problem)?;
         rows.push(measure(
@@ -362,7 +409,7 @@ fn run_bench(
             optimize,
         )?);
     }
-    if backend != "cpu" {
+    if backend != BenchBackends::Cpu {
         let mut variants: Vec<(u32, bool)> = workgroups.iter().map(|&w| (w, false)).collect();
         if f16 {
             variants.extend(workgroups.iter().map(|&w| (w, true)));
@@ -383,7 +430,7 @@ fn run_bench(
                     row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
                     rows.push(row);
                 }
-                Err(e) if backend == "all" => eprintln!("gpu skipped: {e}"),
+                Err(e) if backend == BenchBackends::All => eprintln!("gpu skipped: {e}"),
                 Err(e) => return Err(e),
             }
         }
@@ -397,25 +444,6 @@ fn run_bench(
         print!("{}", table(&problem, &rows));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn solve(
-    problem: &Problem,
-    ev: &mut dyn Evaluator,
-    settings: &Settings,
-) -> mmm_budget::Result<Solution> {
-    Solver::new(problem, ev, settings.clone())?.solve()
-}
-
-fn backend_of(name: &str) -> mmm_budget::Result<Backend> {
-    Backend::from_name(name).ok_or_else(|| {
-        Error::invalid(
-            "command line",
-            "--backend",
-            format!("{name:?}"),
-            "auto, cpu or gpu",
-        )
-    })
 }
 
 fn allocation_of(problem: &Problem, model: &Model, spec: &str) -> mmm_budget::Result<Vec<f64>> {

@@ -1,10 +1,7 @@
 //! Timing of evaluation and optimization on each backend, side by side in one run,
-//! for the `bench` command and the criterion benches.
+//! for the `bench` command.
 
-use crate::error::Result;
-use crate::eval::{DrawWeights, Evaluation, Evaluator};
-use crate::problem::Problem;
-use crate::sqp::{Settings, Solver};
+use mmm_budget::{DrawWeights, Evaluation, Evaluator, Problem, Result, Settings, Solver};
 use serde_json::{Value, json};
 use std::fmt::Write;
 use std::time::Instant;

@@ -1,0 +1,268 @@
+//! `model.json`: the model's structure, scales and where its posterior is.
+
+use super::{parse_json, read_npz, read_text};
+use crate::adstock::{Adstock, AdstockKind};
+use crate::error::{Error, Result};
+use crate::model::{Array, Dim, Model};
+use crate::saturation::Saturation;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    channels: Vec<String>,
+    #[serde(default)]
+    dims: Map<String, Value>,
+    adstock: AdstockFile,
+    saturation: SaturationFile,
+    #[serde(default = "yes")]
+    adstock_first: bool,
+    channel_scale: Value,
+    target_scale: Value,
+    #[serde(default = "default_posterior")]
+    posterior: String,
+    #[serde(default)]
+    posterior_dims: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdstockFile {
+    kind: String,
+    l_max: usize,
+    #[serde(default = "yes")]
+    normalize: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaturationFile {
+    kind: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_posterior() -> String {
+    "posterior.npz".into()
+}
+
+/// Loads `model.json` and the posterior archive it names (relative to its folder);
+/// returns the model and the archive's path.
+pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
+    let file: ModelFile = parse_json(path, &read_text(path)?)?;
+    let ctx = path.display().to_string();
+    let adstock_kind = AdstockKind::from_name(&file.adstock.kind).ok_or_else(|| {
+        Error::invalid(
+            &ctx,
+            "adstock.kind",
+            format!("{:?}", file.adstock.kind),
+            format!("one of {:?}", AdstockKind::ALL.map(|k| k.name())),
+        )
+    })?;
+    let saturation = Saturation::from_name(&file.saturation.kind).ok_or_else(|| {
+        Error::invalid(
+            &ctx,
+            "saturation.kind",
+            format!("{:?}", file.saturation.kind),
+            format!("one of {:?}", Saturation::ALL.map(|k| k.name())),
+        )
+    })?;
+    let mut dims = Vec::new();
+    for (name, coords) in &file.dims {
+        let coords = string_list(coords).ok_or_else(|| {
+            Error::invalid(
+                &ctx,
+                format!("dims.{name}"),
+                coords,
+                "a list of coordinate strings",
+            )
+        })?;
+        dims.push(Dim {
+            name: name.clone(),
+            coords,
+        });
+    }
+    let extra: Vec<String> = dims.iter().map(|d| d.name.clone()).collect();
+    let channel_scale = nested_array(&ctx, "channel_scale", &file.channel_scale)?;
+    let channel_scale = with_dims(&ctx, "channel_scale", channel_scale, |rank| {
+        if rank == 0 {
+            Some(vec![])
+        } else if rank == 1 {
+            Some(vec!["channel".into()])
+        } else if rank == extra.len() + 1 {
+            Some(extra.iter().cloned().chain(["channel".into()]).collect())
+        } else {
+            None
+        }
+    })?;
+    let target_scale = nested_array(&ctx, "target_scale", &file.target_scale)?;
+    let target_scale = with_dims(&ctx, "target_scale", target_scale, |rank| {
+        if rank == 0 {
+            Some(vec![])
+        } else if rank == extra.len() {
+            Some(extra.clone())
+        } else {
+            None
+        }
+    })?;
+    let adstock = Adstock {
+        kind: adstock_kind,
+        l_max: file.adstock.l_max,
+        normalize: file.adstock.normalize,
+    };
+    let names: Vec<String> = adstock_kind
+        .parameters()
+        .iter()
+        .map(|p| format!("adstock_{p}"))
+        .chain(
+            saturation
+                .parameters()
+                .iter()
+                .map(|p| format!("saturation_{p}")),
+        )
+        .collect();
+    let posterior_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&file.posterior);
+    let needed_by = format!("adstock `{adstock_kind}` and saturation `{saturation}`");
+    let mut posterior = read_npz(&posterior_path, &names, &needed_by)?;
+    let pctx = posterior_path.display().to_string();
+    for (name, array) in posterior.arrays.iter_mut() {
+        array.dims = match file.posterior_dims.get(name) {
+            Some(v) => string_list(v).ok_or_else(|| {
+                Error::invalid(
+                    &ctx,
+                    format!("posterior_dims.{name}"),
+                    v,
+                    "a list of dim names",
+                )
+            })?,
+            None => {
+                let rank = array.shape.len();
+                let mut d: Vec<String> = vec!["chain".into(), "draw".into()];
+                if rank == 2 + extra.len() + 1 {
+                    d.extend(extra.iter().cloned());
+                    d.push("channel".into());
+                } else if rank == 3 {
+                    d.push("channel".into());
+                } else if rank != 2 {
+                    return Err(Error::Shape {
+                        context: pctx.clone(),
+                        field: name.clone(),
+                        found: array.shape.clone(),
+                        expected: format!(
+                            "(chain, draw, {}channel) or (chain, draw[, channel]), or dims given in {}: posterior_dims.{name}",
+                            extra.iter().map(|e| format!("{e}, ")).collect::<String>(),
+                            ctx
+                        ),
+                    });
+                }
+                d
+            }
+        };
+        if array.dims.len() != array.shape.len() {
+            return Err(Error::Shape {
+                context: pctx.clone(),
+                field: name.clone(),
+                found: array.shape.clone(),
+                expected: format!(
+                    "{} axes, one per dim of posterior_dims.{name} {:?}",
+                    array.dims.len(),
+                    array.dims
+                ),
+            });
+        }
+    }
+    for name in file.posterior_dims.keys() {
+        if !names.contains(name) {
+            return Err(Error::invalid(
+                &ctx,
+                "posterior_dims",
+                format!("{name:?}"),
+                format!("names among the model's parameters {names:?}"),
+            ));
+        }
+    }
+    let model = Model {
+        channels: file.channels,
+        dims,
+        adstock,
+        saturation,
+        adstock_first: file.adstock_first,
+        channel_scale,
+        target_scale,
+        posterior,
+    };
+    Ok((model, posterior_path))
+}
+
+fn string_list(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|s| s.as_str().map(str::to_string))
+        .collect()
+}
+
+/// A number or nested lists of numbers as a row-major array (dims left empty).
+fn nested_array(ctx: &str, field: &str, v: &Value) -> Result<Array> {
+    fn shape_of(v: &Value, shape: &mut Vec<usize>) {
+        if let Some(a) = v.as_array() {
+            shape.push(a.len());
+            if let Some(first) = a.first() {
+                shape_of(first, shape);
+            }
+        }
+    }
+    fn flatten(
+        ctx: &str,
+        field: &str,
+        v: &Value,
+        shape: &[usize],
+        out: &mut Vec<f64>,
+    ) -> Result<()> {
+        match (v, shape.split_first()) {
+            (Value::Number(n), None) => {
+                out.push(n.as_f64().unwrap_or(f64::NAN));
+                Ok(())
+            }
+            (Value::Array(a), Some((&len, rest))) if a.len() == len => {
+                a.iter().try_for_each(|x| flatten(ctx, field, x, rest, out))
+            }
+            _ => Err(Error::invalid(
+                ctx,
+                field,
+                v,
+                "a number or rectangular nested lists of numbers",
+            )),
+        }
+    }
+    let mut shape = Vec::new();
+    shape_of(v, &mut shape);
+    let mut values = Vec::new();
+    flatten(ctx, field, v, &shape, &mut values)?;
+    Ok(Array {
+        dims: vec![],
+        shape,
+        values,
+    })
+}
+
+fn with_dims(
+    ctx: &str,
+    field: &str,
+    mut a: Array,
+    dims_for_rank: impl Fn(usize) -> Option<Vec<String>>,
+) -> Result<Array> {
+    a.dims = dims_for_rank(a.shape.len()).ok_or_else(|| Error::Shape {
+        context: ctx.into(),
+        field: field.into(),
+        found: a.shape.clone(),
+        expected: "a scalar or an array over the model's dims (see model.json's format)".into(),
+    })?;
+    Ok(a)
+}

@@ -1,0 +1,251 @@
+//! `scenario.json` and allocation files; the solver's settings from the scenario's
+//! `options`.
+
+use super::{parse_json, read_text};
+use crate::error::{Error, Result};
+use crate::scenario::{BoundRule, BudgetConstraint, PeriodRule, Scenario, Selector};
+use crate::utility::Utility;
+use crate::{HessianMode, Settings};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    num_periods: usize,
+    total_budget: f64,
+    #[serde(default)]
+    budget_constraint: Option<String>,
+    #[serde(default)]
+    bounds: Vec<BoundFile>,
+    #[serde(default)]
+    optimize: Option<Vec<Selector>>,
+    #[serde(default)]
+    time_distribution: Vec<PeriodFile>,
+    #[serde(default)]
+    cost_per_unit: Vec<CostFile>,
+    #[serde(default)]
+    constraints: Vec<String>,
+    #[serde(default)]
+    utility: Option<Map<String, Value>>,
+    #[serde(default)]
+    start: Option<Vec<Map<String, Value>>>,
+    #[serde(default)]
+    options: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoundFile {
+    #[serde(default)]
+    select: Selector,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeriodFile {
+    #[serde(default)]
+    select: Selector,
+    factors: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostFile {
+    #[serde(default)]
+    select: Selector,
+    #[serde(alias = "factors")]
+    values: NumberOrList,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrList {
+    Number(f64),
+    List(Vec<f64>),
+}
+
+/// Loads `scenario.json`: the scenario and the solver's settings from its `options`.
+pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
+    let file: ScenarioFile = parse_json(path, &read_text(path)?)?;
+    let ctx = path.display().to_string();
+    let budget_constraint = match &file.budget_constraint {
+        None => BudgetConstraint::Equal,
+        Some(s) => BudgetConstraint::from_name(s).ok_or_else(|| {
+            Error::invalid(
+                &ctx,
+                "budget_constraint",
+                format!("{s:?}"),
+                r#"one of "equal", "at_most", "none""#,
+            )
+        })?,
+    };
+    let utility = match &file.utility {
+        None => Utility::Mean,
+        Some(u) => {
+            let kind = u.get("kind").and_then(Value::as_str).ok_or_else(|| {
+                Error::invalid(
+                    &ctx,
+                    "utility",
+                    Value::Object(u.clone()),
+                    r#"an object with a "kind""#,
+                )
+            })?;
+            Utility::from_name(kind).ok_or_else(|| {
+                Error::invalid(
+                    &ctx,
+                    "utility.kind",
+                    format!("{kind:?}"),
+                    r#"one of "mean""#,
+                )
+            })?
+        }
+    };
+    let start = file
+        .start
+        .as_ref()
+        .map(|entries| allocation_entries(&ctx, "start", entries))
+        .transpose()?;
+    let n = file.num_periods;
+    let scenario = Scenario {
+        num_periods: n,
+        total_budget: file.total_budget,
+        budget_constraint,
+        bounds: file
+            .bounds
+            .into_iter()
+            .map(|b| BoundRule {
+                select: b.select,
+                min: b.min,
+                max: b.max,
+            })
+            .collect(),
+        optimize: file.optimize,
+        time_distribution: file
+            .time_distribution
+            .into_iter()
+            .map(|p| PeriodRule {
+                select: p.select,
+                values: p.factors,
+            })
+            .collect(),
+        cost_per_unit: file
+            .cost_per_unit
+            .into_iter()
+            .map(|p| PeriodRule {
+                select: p.select,
+                values: match p.values {
+                    NumberOrList::Number(v) => vec![v; n],
+                    NumberOrList::List(v) => v,
+                },
+            })
+            .collect(),
+        constraints: file.constraints,
+        utility,
+        start,
+    };
+    let settings = settings_from_options(&file.options, &ctx)?;
+    Ok((scenario, settings))
+}
+
+/// The solver's settings from a scenario file's `options` object (`max_iter`,
+/// `time_limit`, `gtol`, `ctol`, `ftol`, `xtol`, `verbose`, `hessian`: "auto" |
+/// "exact" | "bfgs", `starts`); errors name `context` (the file) and the option.
+pub fn settings_from_options(options: &Map<String, Value>, context: &str) -> Result<Settings> {
+    let mut s = Settings::default();
+    for (key, v) in options {
+        let bad =
+            |expected: &'static str| Error::invalid(context, format!("options.{key}"), v, expected);
+        let num = || v.as_f64().ok_or_else(|| bad("a number"));
+        match key.as_str() {
+            "max_iter" => s.max_iter = v.as_u64().ok_or_else(|| bad("an integer >= 1"))? as usize,
+            "starts" => s.starts = v.as_u64().ok_or_else(|| bad("an integer >= 1"))? as usize,
+            "time_limit" => s.time_limit = num()?,
+            "gtol" => s.gtol = num()?,
+            "ctol" => s.ctol = num()?,
+            "ftol" => s.ftol = num()?,
+            "xtol" => s.xtol = num()?,
+            "verbose" => {
+                s.verbose = v
+                    .as_u64()
+                    .filter(|&x| x <= 2)
+                    .ok_or_else(|| bad("0, 1 or 2"))? as u8
+            }
+            "hessian" => {
+                s.hessian = match v.as_str() {
+                    Some("auto") => HessianMode::Auto,
+                    Some("exact") => HessianMode::Exact,
+                    Some("bfgs") => HessianMode::Bfgs,
+                    _ => return Err(bad(r#""auto", "exact" or "bfgs""#)),
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "one of max_iter, time_limit, gtol, ctol, ftol, xtol, verbose, hessian, starts",
+                ));
+            }
+        }
+    }
+    s.validate().map_err(|e| e.recontext("settings", context))?;
+    Ok(s)
+}
+
+/// `[{"channel": "tv", "geo": "north", "budget": 12.5}, …]` as (selector, budget) pairs.
+fn allocation_entries(
+    ctx: &str,
+    field: &str,
+    entries: &[Map<String, Value>],
+) -> Result<Vec<(Selector, f64)>> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut selector = Selector::new();
+            let mut budget = None;
+            for (k, v) in e {
+                if k == "budget" {
+                    budget = Some(v.as_f64().ok_or_else(|| {
+                        Error::invalid(
+                            ctx,
+                            format!("{field}[{i}].budget"),
+                            v,
+                            "a number (budget per period)",
+                        )
+                    })?);
+                } else {
+                    let coord = v.as_str().ok_or_else(|| {
+                        Error::invalid(ctx, format!("{field}[{i}].{k}"), v, "a coordinate string")
+                    })?;
+                    selector.insert(k.clone(), coord.to_string());
+                }
+            }
+            let budget = budget.ok_or_else(|| {
+                Error::invalid(
+                    ctx,
+                    format!("{field}[{i}]"),
+                    Value::Object(e.clone()),
+                    r#"a "budget" field"#,
+                )
+            })?;
+            Ok((selector, budget))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllocationFile {
+    allocation: Vec<Map<String, Value>>,
+}
+
+/// Loads an allocation file `{"allocation": [{"channel": …, <dim>: …, "budget": …}]}`
+/// (budgets per period) as (selector, budget) pairs.
+pub fn load_allocation(path: &Path) -> Result<Vec<(Selector, f64)>> {
+    let file: AllocationFile = parse_json(path, &read_text(path)?)?;
+    allocation_entries(&path.display().to_string(), "allocation", &file.allocation)
+}

@@ -1,0 +1,165 @@
+//! The objective side of the loop: f(y) = −U(s y)/|U₀| and the nonlinear rows at an
+//! iterate, from one call of the evaluator.
+
+use super::rows::NonlinearRow;
+use crate::constraint::NonlinearConstraint;
+use crate::error::{Error, Result};
+use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::problem::Problem;
+
+/// Everything known at one iterate.
+#[derive(Clone, Debug)]
+pub(super) struct Point {
+    pub(super) y: Vec<f64>,
+    pub(super) f: f64,
+    pub(super) utility: f64,
+    pub(super) mean_response: f64,
+    /// ∇_y f.
+    pub(super) g: Vec<f64>,
+    /// ∇_x U.
+    pub(super) grad_u: Vec<f64>,
+    /// Σ_d u_d r_dc (for the mean: the mean contribution of each cell).
+    pub(super) contributions: Vec<f64>,
+    /// −(s²/|U₀|) Σ_d u_d r''_dc (exact diagonal of ∇²f), before regularisation.
+    pub(super) h: Vec<f64>,
+    /// Scaled nonlinear row values sign·(c − rhs)/scale.
+    pub(super) nl_values: Vec<f64>,
+    /// Their gradients in y, row-major (m_nl × n).
+    pub(super) nl_grads: Vec<f64>,
+    /// The diagonals of their Hessians in y, row-major (m_nl × n), where every
+    /// nonlinear constraint gives its curvature; else empty.
+    pub(super) nl_h: Vec<f64>,
+    /// c(x) of each nonlinear constraint.
+    pub(super) nl_raw: Vec<f64>,
+    /// ∇c(x), row-major.
+    pub(super) nl_raw_grads: Vec<f64>,
+}
+
+/// The evaluation side of the loop.
+pub(super) struct Objective<'e> {
+    pub(super) evaluator: &'e mut dyn Evaluator,
+    pub(super) nonlinear: &'e mut [NonlinearConstraint],
+    pub(super) nl_rows: Vec<NonlinearRow>,
+    pub(super) problem: &'e Problem,
+    pub(super) scale: f64,
+    pub(super) f0: f64,
+    pub(super) lower: Vec<f64>,
+    pub(super) upper: Vec<f64>,
+    pub(super) evaluations: usize,
+    pub(super) out: Evaluation,
+    pub(super) weights: Vec<f64>,
+    pub(super) ngrad: Vec<f64>,
+    /// Whether every nonlinear constraint gives the diagonal of its Hessian.
+    pub(super) curvature: bool,
+    /// [`super::Tuning::infinite_slope`].
+    pub(super) infinite_slope: f64,
+}
+
+/// Clamps y onto the bounds.
+pub(super) fn clamp_scaled(y: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
+    y.iter()
+        .zip(lower.iter().zip(upper))
+        .map(|(v, (l, u))| v.clamp(*l, *u))
+        .collect()
+}
+
+impl Objective<'_> {
+    /// Evaluates at y (clamped onto the bounds), unscaled: f, g and h are filled by
+    /// [`Objective::rescale`].
+    pub(super) fn point(&mut self, y: &[f64]) -> Result<Point> {
+        let y = clamp_scaled(y, &self.lower, &self.upper);
+        let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
+        let p = self.problem;
+        let n = x.len();
+        if p.utility.has_constant_weights() {
+            self.evaluator
+                .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
+            self.evaluations += 1;
+        } else {
+            self.evaluator.responses(&x, &mut self.out.responses)?;
+            p.utility.weights(&self.out.responses, &mut self.weights);
+            self.evaluator
+                .evaluate(&x, DrawWeights::PerDraw(&self.weights), &mut self.out)?;
+            self.evaluations += 2;
+        }
+        let utility = p.utility.value(&self.out.responses);
+        let mean_response =
+            self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
+        let grad_u = self.out.gradient.clone();
+        let mut nl_values = Vec::with_capacity(self.nonlinear.len());
+        let mut nl_grads = Vec::with_capacity(self.nonlinear.len() * n);
+        let mut nl_raw = Vec::with_capacity(self.nonlinear.len());
+        let mut nl_raw_grads = Vec::with_capacity(self.nonlinear.len() * n);
+        let mut nl_h = Vec::new();
+        for (c, row) in self.nonlinear.iter_mut().zip(&self.nl_rows) {
+            let v = (c.function)(&x, &mut self.ngrad)?;
+            nl_raw.push(v);
+            nl_raw_grads.extend_from_slice(&self.ngrad);
+            nl_values.push(row.sign * (v - c.rhs) / row.scale);
+            nl_grads.extend(
+                self.ngrad
+                    .iter()
+                    .map(|g| row.sign * g * self.scale / row.scale),
+            );
+            if let (true, Some(curvature)) = (self.curvature, c.curvature.as_mut()) {
+                self.ngrad.fill(0.0);
+                curvature(&x, &mut self.ngrad)?;
+                if let Some((i, h)) = self.ngrad.iter().enumerate().find(|(_, h)| !h.is_finite()) {
+                    return Err(Error::invalid(
+                        "nonlinear constraint",
+                        format!("{} curvature[{i}]", c.name),
+                        h,
+                        "a finite second derivative",
+                    ));
+                }
+                let k = row.sign * self.scale * self.scale / row.scale;
+                nl_h.extend(self.ngrad.iter().map(|h| k * h));
+            }
+        }
+        Ok(Point {
+            y,
+            f: utility,
+            utility,
+            mean_response,
+            g: grad_u.clone(),
+            grad_u,
+            contributions: self.out.contributions.clone(),
+            h: self.out.curvature.clone(),
+            nl_values,
+            nl_grads,
+            nl_h,
+            nl_raw,
+            nl_raw_grads,
+        })
+    }
+
+    /// Turns U, ∇U, ∇²U into f = −U/|U₀|, ∇_y f, ∇²_y f, with non-finite gradient
+    /// entries (curves with g'(0) = ∞) replaced by a large finite slope.
+    pub(super) fn rescale(&self, mut pt: Point) -> Point {
+        let k = self.scale / self.f0;
+        pt.f = -pt.utility / self.f0;
+        let finite_max = pt
+            .grad_u
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        let big = self.infinite_slope * (finite_max * k).max(1.0);
+        pt.g = pt
+            .grad_u
+            .iter()
+            .map(|v| {
+                let s = -v * k;
+                if s.is_finite() { s } else { -big * v.signum() }
+            })
+            .collect();
+        let kk = self.scale * k;
+        pt.h =
+            pt.h.iter()
+                .map(|v| {
+                    let s = -v * kk;
+                    if s.is_finite() { s } else { 0.0 }
+                })
+                .collect();
+        pt
+    }
+}

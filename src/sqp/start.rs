@@ -1,0 +1,243 @@
+//! The set-up of a run: scaled variables, the rows, the steep cells, the start
+//! projected onto the linear rows, the nonlinear rows' scales, the objective's scale.
+
+use super::hessian::Model;
+use super::point::{Objective, clamp_scaled};
+use super::project::project;
+use super::qp::{Cells, Qp};
+use super::rows::{NonlinearRow, Origin, Row, linear_rows};
+use super::run::{Run, State};
+use super::steep::{raised_rows, steep_cells};
+use super::termination::Stall;
+use super::{Settings, finish};
+use crate::constraint::{NonlinearConstraint, Sense};
+use crate::error::Result;
+use crate::eval::{Evaluation, Evaluator};
+use crate::problem::Problem;
+use crate::solution::Solution;
+use std::time::Instant;
+
+/// A run ready to iterate, or the rows' infeasibility found by the projection (once
+/// a run, its size no matter).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Begin<'r> {
+    Ready(Run<'r>, State),
+    Infeasible(Box<Solution>),
+}
+
+/// The start projected onto the linear rows, with the rows it holds (the steep
+/// cells' lower bounds raised where that leaves a point), or the rows that admit none.
+struct Projected {
+    y: Vec<f64>,
+    rows: Vec<Row>,
+    lower: Vec<f64>,
+    pinned: Vec<bool>,
+    raised: bool,
+}
+
+impl<'r> Run<'r> {
+    /// Sets up a run from `start` (default: the problem's start, else the budget
+    /// spread evenly).
+    pub(super) fn begin(
+        problem: &'r Problem,
+        evaluator: &'r mut dyn Evaluator,
+        nonlinear: &'r mut [NonlinearConstraint],
+        settings: &'r Settings,
+        start: Option<&[f64]>,
+        started: Instant,
+    ) -> Result<Begin<'r>> {
+        let p = problem;
+        let tuning = &settings.tuning;
+        let n = p.num_cells();
+        // y = x/s with s the total budget, or the largest upper bound when it is 0.
+        let scale = if p.total_budget > 0.0 {
+            p.total_budget
+        } else {
+            p.upper.iter().copied().fold(0.0, f64::max).max(1.0)
+        };
+        let upper: Vec<f64> = p.upper.iter().map(|v| v / scale).collect();
+        let mut out = Evaluation::new(p.num_draws(), n);
+        let (steep, probed) = steep_cells(evaluator, p, &mut out)?;
+        let x0 = match start.or(p.start.as_deref()) {
+            Some(x) => {
+                p.check_allocation(x, n)
+                    .map_err(|e| e.recontext("allocation", "start"))?;
+                x.to_vec()
+            }
+            None => p.uniform_allocation(),
+        };
+        let y0: Vec<f64> = x0.iter().map(|v| v / scale).collect();
+        let projected = match projected(p, scale, &steep, &y0, settings)? {
+            Ok(projected) => projected,
+            Err(conflicting) => {
+                let solution = finish::infeasible(
+                    conflicting,
+                    started,
+                    scale,
+                    evaluator.describe(),
+                    settings.verbose,
+                );
+                return Ok(Begin::Infeasible(Box::new(solution)));
+            }
+        };
+        let Projected {
+            y: y0,
+            rows,
+            lower,
+            pinned,
+            raised,
+        } = projected;
+        let x_start: Vec<f64> = clamp_scaled(&y0, &lower, &upper)
+            .iter()
+            .map(|v| v * scale)
+            .collect();
+        let nl_rows = nonlinear_rows(nonlinear, &x_start)?;
+        let curvature = !nonlinear.is_empty() && nonlinear.iter().all(|c| c.curvature.is_some());
+        let precision = evaluator.precision();
+        let mut objective = Objective {
+            evaluator,
+            nonlinear,
+            nl_rows,
+            problem: p,
+            scale,
+            f0: 1.0,
+            lower,
+            upper,
+            evaluations: usize::from(probed),
+            out,
+            weights: vec![0.0; p.num_draws()],
+            ngrad: vec![0.0; n],
+            curvature,
+            infinite_slope: tuning.infinite_slope,
+        };
+        let start = objective.point(&y0)?;
+        objective.f0 = objective_scale(&start, scale, tuning.worthless_start);
+        let point = objective.rescale(start);
+        let constant_weights = p.utility.has_constant_weights();
+        let model = Model::new(
+            settings.hessian,
+            objective.nl_rows.len(),
+            constant_weights,
+            &point,
+            tuning,
+        );
+        let cells = Cells {
+            pinned: &pinned,
+            steep: &steep,
+            raised,
+        };
+        let qp = Qp::new(&rows, &objective.nl_rows, model.shape(), cells, tuning);
+        let concave = model.is_exact() && p.is_concave() && constant_weights;
+        let run = Run {
+            problem: p,
+            settings,
+            tuning,
+            objective,
+            rows,
+            pinned,
+            qp,
+            gtol: settings.gtol.max(tuning.precision_gtol * precision),
+            precision,
+            concave,
+            started,
+        };
+        let state = State {
+            start: point.clone(),
+            point,
+            model,
+            nu: 0.0,
+            radius: f64::INFINITY,
+            iterations: 0,
+            trace: vec![],
+            stall: Stall::new(&tuning.stall),
+        };
+        Ok(Begin::Ready(run, state))
+    }
+}
+
+/// The start projected onto the linear rows: first with the steep cells' lower bounds
+/// raised (where the constraints leave room), pinning the cells they hold at their
+/// bound; where the raised rows admit no point, or there are no steep cells, onto the
+/// rows as they are. `Err`: the rows of the infeasibility certificate.
+fn projected(
+    p: &Problem,
+    scale: f64,
+    steep: &[bool],
+    y0: &[f64],
+    settings: &Settings,
+) -> Result<std::result::Result<Projected, Vec<String>>> {
+    let tuning = &settings.tuning;
+    let n = p.num_cells();
+    let mut lower: Vec<f64> = p.lower.iter().map(|v| v / scale).collect();
+    let rows = linear_rows(p, scale);
+    let (shifted_rows, mut pinned) = raised_rows(&rows, steep, &lower, tuning);
+    if let Some(raised) = shifted_rows
+        && let Ok(mut y) = project(p, &raised, y0, n, tuning)?
+    {
+        for row in &raised {
+            if let Origin::Lower(c) = row.origin {
+                lower[c] = -row.rhs;
+                if pinned[c] {
+                    y[c] = lower[c];
+                }
+            }
+        }
+        return Ok(Ok(Projected {
+            y,
+            rows: raised,
+            lower,
+            pinned,
+            raised: true,
+        }));
+    }
+    // Not raised: nothing pinned either.
+    pinned.fill(false);
+    Ok(project(p, &rows, y0, n, tuning)?.map(|y| Projected {
+        y,
+        rows,
+        lower,
+        pinned,
+        raised: false,
+    }))
+}
+
+/// The nonlinear rows' scaled form, their scales from their value at the start.
+fn nonlinear_rows(
+    nonlinear: &mut [NonlinearConstraint],
+    x_start: &[f64],
+) -> Result<Vec<NonlinearRow>> {
+    let mut gbuf = vec![0.0; x_start.len()];
+    nonlinear
+        .iter_mut()
+        .map(|c| {
+            let v = (c.function)(x_start, &mut gbuf)?;
+            Ok(NonlinearRow {
+                sign: if c.sense == Sense::GreaterEqual {
+                    -1.0
+                } else {
+                    1.0
+                },
+                equality: c.sense == Sense::Equal,
+                scale: c.rhs.abs().max(v.abs()).max(1e-12),
+            })
+        })
+        .collect()
+}
+
+/// The objective's scale: |U₀|, unless the start is worth (almost) nothing, as at a
+/// zero start; then the size of the start's marginal returns times s.
+fn objective_scale(start: &super::point::Point, scale: f64, worthless: f64) -> f64 {
+    let slope = scale
+        * start
+            .grad_u
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+    if start.utility.abs() >= worthless * slope && start.utility != 0.0 {
+        start.utility.abs()
+    } else if slope > 0.0 {
+        slope
+    } else {
+        1.0
+    }
+}
