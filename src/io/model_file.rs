@@ -1,5 +1,6 @@
 //! `model.json`: the model's structure, scales and where its posterior is.
 
+use super::npz::truncated;
 use super::{parse_json, read_npz, read_text};
 use crate::adstock::{Adstock, AdstockKind};
 use crate::error::{Error, Result};
@@ -87,6 +88,10 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
         });
     }
     let extra: Vec<String> = dims.iter().map(|d| d.name.clone()).collect();
+    let dims_known: Vec<(String, usize)> = dims
+        .iter()
+        .map(|d| (d.name.clone(), d.coords.len()))
+        .collect();
     let channel_scale = nested_array(&ctx, "channel_scale", &file.channel_scale)?;
     let channel_scale = with_dims(&ctx, "channel_scale", channel_scale, |rank| {
         if rank == 0 {
@@ -130,20 +135,20 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
         .unwrap_or(Path::new("."))
         .join(&file.posterior);
     let needed_by = format!("adstock `{adstock_kind}` and saturation `{saturation}`");
-    let mut posterior = read_npz(&posterior_path, &names, &needed_by)?;
     let pctx = posterior_path.display().to_string();
-    for (name, array) in posterior.arrays.iter_mut() {
-        array.dims = match file.posterior_dims.get(name) {
+    // Each array's dims, from posterior_dims or by its rank.
+    let dims_of = |name: &str, shape: &[usize]| -> Result<Vec<String>> {
+        let dims = match file.posterior_dims.get(name) {
             Some(v) => string_list(v).ok_or_else(|| {
                 Error::invalid(
                     &ctx,
                     format!("posterior_dims.{name}"),
-                    v,
+                    truncated(&v.to_string(), 200),
                     "a list of dim names",
                 )
             })?,
             None => {
-                let rank = array.shape.len();
+                let rank = shape.len();
                 let mut d: Vec<String> = vec!["chain".into(), "draw".into()];
                 if rank == 2 + extra.len() + 1 {
                     d.extend(extra.iter().cloned());
@@ -153,8 +158,8 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
                 } else if rank != 2 {
                     return Err(Error::Shape {
                         context: pctx.clone(),
-                        field: name.clone(),
-                        found: array.shape.clone(),
+                        field: name.to_string(),
+                        found: shape.to_vec(),
                         expected: format!(
                             "(chain, draw, {}channel) or (chain, draw[, channel]), or dims given in {}: posterior_dims.{name}",
                             extra.iter().map(|e| format!("{e}, ")).collect::<String>(),
@@ -165,18 +170,63 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
                 d
             }
         };
-        if array.dims.len() != array.shape.len() {
+        if dims.len() != shape.len() {
             return Err(Error::Shape {
                 context: pctx.clone(),
-                field: name.clone(),
-                found: array.shape.clone(),
+                field: name.to_string(),
+                found: shape.to_vec(),
                 expected: format!(
                     "{} axes, one per dim of posterior_dims.{name} {:?}",
-                    array.dims.len(),
-                    array.dims
+                    dims.len(),
+                    dims
                 ),
             });
         }
+        Ok(dims)
+    };
+    // Before any value is read: each named axis as long as the model's coordinates,
+    // and every array with the same number of chains and draws.
+    let mut draws: Option<(String, usize, usize)> = None;
+    let check = |name: &str, shape: &[usize]| -> Result<()> {
+        let dims = dims_of(name, shape)?;
+        let size = |dim: &str| -> Option<usize> {
+            if dim == "channel" {
+                Some(file.channels.len())
+            } else {
+                dims_known.iter().find(|(d, _)| d == dim).map(|(_, n)| *n)
+            }
+        };
+        for (dim, &len) in dims.iter().zip(shape) {
+            if let Some(expected) = size(dim)
+                && expected != len
+            {
+                return Err(Error::Shape {
+                    context: pctx.clone(),
+                    field: name.to_string(),
+                    found: shape.to_vec(),
+                    expected: format!("length {expected} along `{dim}` (the model's coordinates)"),
+                });
+            }
+        }
+        let along = |dim: &str| dims.iter().position(|d| d == dim).map_or(1, |k| shape[k]);
+        let (chains, draw) = (along("chain"), along("draw"));
+        match &draws {
+            Some((first, c, d)) if (*c, *d) != (chains, draw) => Err(Error::Shape {
+                context: pctx.clone(),
+                field: name.to_string(),
+                found: shape.to_vec(),
+                expected: format!("{} draws ({c} chains × {d}), as `{first}` has", c * d),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                draws = Some((name.to_string(), chains, draw));
+                Ok(())
+            }
+        }
+    };
+    let mut posterior = read_npz(&posterior_path, &names, &needed_by, check)?;
+    for (name, array) in posterior.arrays.iter_mut() {
+        array.dims = dims_of(name, &array.shape)?;
     }
     for name in file.posterior_dims.keys() {
         if !names.contains(name) {

@@ -1,14 +1,76 @@
-//! The posterior's NPZ archive: float64 or float32 arrays, C or Fortran order.
+//! The posterior's NPZ archive: float64 or float32 arrays, C or Fortran order, read so
+//! that nothing the file declares is trusted before it is checked.
+//!
+//! Each member is read as a stream: the NPY preamble and header (at most
+//! [`MAX_HEADER_BYTES`], nesting at most [`MAX_NESTING`] deep, parsed with
+//! `py_literal`, the parser numpy's format is written for), the shape's element count
+//! with checked arithmetic, its bytes compared with the member's declared size, with
+//! what deflate can make of the member's compressed bytes, with the caller's check
+//! against the model, and with a memory budget, all before any value is read; then the
+//! values in chunks of [`CHUNK_BYTES`], never more than the shape declares.
 
 use crate::error::{Error, Result};
 use crate::model::{Array, Posterior};
 use std::io::Read;
 use std::path::Path;
 
+/// The largest NPY header accepted, in bytes: numpy's own reading limit
+/// (`numpy.lib.format._MAX_HEADER_SIZE`, 10,000).
+pub const MAX_HEADER_BYTES: usize = 10_000;
+
+/// The deepest nesting of brackets accepted in an NPY header.
+pub const MAX_NESTING: usize = 64;
+
+/// Values are read and converted this many bytes at a time.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Deflate makes at most 1032 bytes of one compressed byte (its longest match per
+/// shortest code); a member that declares more was not made by deflate.
+const DEFLATE_MAX_RATIO: u64 = 1032;
+
+/// The f64 values of all arrays together may take at most this much memory, unless
+/// `MMM_MEMORY_BUDGET` (bytes) says otherwise: three quarters of the machine's memory
+/// where it can be read (Linux), else 16 GiB.
+pub fn memory_budget() -> u64 {
+    if let Some(b) = std::env::var("MMM_MEMORY_BUDGET")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return b;
+    }
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    total.map_or(16 << 30, |t| t / 4 * 3)
+}
+
+/// An array's header: its shape and element type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyHeader {
+    /// The shape as declared.
+    pub shape: Vec<usize>,
+    /// Bytes per element (4 or 8).
+    pub item_bytes: usize,
+    /// Big-endian values.
+    pub big_endian: bool,
+    /// Fortran (column-major) order.
+    pub fortran: bool,
+}
+
 /// Reads the arrays `names` from an NPZ archive (as written by `numpy.savez` or
 /// `numpy.savez_compressed`), converting float32 to f64. Dims are left empty.
 /// `needed_by` says, for each name, what needs it (for the error when it is missing).
-pub fn read_npz(path: &Path, names: &[String], needed_by: &str) -> Result<Posterior> {
+/// `check(name, shape)` is called with each array's declared shape before its values
+/// are read (the model's sizes); its error stops the read.
+pub fn read_npz(
+    path: &Path,
+    names: &[String],
+    needed_by: &str,
+    mut check: impl FnMut(&str, &[usize]) -> Result<()>,
+) -> Result<Posterior> {
     let npz_err = |message: String| Error::Npz {
         path: path.to_path_buf(),
         message,
@@ -17,8 +79,12 @@ pub fn read_npz(path: &Path, names: &[String], needed_by: &str) -> Result<Poster
         path: path.to_path_buf(),
         source,
     })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| npz_err(format!("not an NPZ (zip) archive: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        npz_err(format!(
+            "not an NPZ (zip) archive: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
     let present: Vec<String> = zip
         .file_names()
         .filter_map(|n| n.ok())
@@ -29,41 +95,65 @@ pub fn read_npz(path: &Path, names: &[String], needed_by: &str) -> Result<Poster
             context: path.display().to_string(),
             name: missing.clone(),
             needed_by: needed_by.into(),
-            present: present.join(", "),
+            present: truncated(&present.join(", "), 400),
         });
     }
+    let budget = memory_budget();
+    let mut used: u64 = 0;
     let mut posterior = Posterior::default();
     for name in names {
-        let mut entry = zip
+        let entry = zip
             .by_name(&format!("{name}.npy"))
-            .map_err(|e| npz_err(format!("{name}: {e}")))?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| npz_err(format!("{name}: {e}")))?;
-        let npy = npyz::NpyFile::new(&bytes[..])
-            .map_err(|e| npz_err(format!("{name}: not an NPY array: {e}")))?;
-        let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
-        let fortran = npy.order() == npyz::Order::Fortran;
-        let dtype = npy.dtype();
-        let values: Vec<f64> = match npy.try_data::<f64>() {
-            Ok(r) => r.into_iter().collect::<std::io::Result<_>>(),
-            Err(npy) => match npy.try_data::<f32>() {
-                Ok(r) => r
-                    .into_iter()
-                    .map(|v| v.map(f64::from))
-                    .collect::<std::io::Result<_>>(),
-                Err(_) => {
-                    return Err(npz_err(format!(
-                        "{name}: dtype {} is not supported: expected float64 or float32",
-                        dtype.descr()
-                    )));
-                }
-            },
+            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
+        let declared = entry.size();
+        let compressed = entry.compressed_size();
+        let stored = entry.compression() == zip::CompressionMethod::Stored;
+        let most = if stored {
+            compressed
+        } else {
+            compressed
+                .saturating_mul(DEFLATE_MAX_RATIO)
+                .saturating_add(1024)
+        };
+        if declared > most {
+            return Err(npz_err(format!(
+                "{name}: declares {declared} bytes uncompressed from {compressed} compressed: more than {} can make",
+                if stored { "storing" } else { "deflate" }
+            )));
         }
-        .map_err(|e| npz_err(format!("{name}: {e}")))?;
-        let values = if fortran {
-            fortran_to_c(&values, &shape)
+        // Never more than the member declares, whatever the stream holds.
+        let mut reader = entry.take(declared.saturating_add(1));
+        let (header, header_bytes) =
+            read_header(&mut reader).map_err(|m| npz_err(format!("{name}: {m}")))?;
+        let count = header
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))
+            .ok_or_else(|| {
+                npz_err(format!(
+                    "{name}: shape {:?} has more elements than memory can address",
+                    header.shape
+                ))
+            })?;
+        let data_bytes = (count as u64).checked_mul(header.item_bytes as u64);
+        if data_bytes.and_then(|d| d.checked_add(header_bytes)) != Some(declared) {
+            return Err(npz_err(format!(
+                "{name}: shape {:?} of {}-byte values does not match the member's {declared} bytes (header {header_bytes})",
+                header.shape, header.item_bytes
+            )));
+        }
+        check(name, &header.shape)?;
+        let f64_bytes = (count as u64).saturating_mul(8);
+        used = used.saturating_add(f64_bytes);
+        if used > budget {
+            return Err(npz_err(format!(
+                "{name}: the posterior's arrays need {used} bytes as f64, over the memory budget of {budget} (set MMM_MEMORY_BUDGET to raise it)"
+            )));
+        }
+        let values = read_values(&mut reader, &header, count)
+            .map_err(|m| npz_err(format!("{name}: {m}")))?;
+        let values = if header.fortran {
+            fortran_to_c(&values, &header.shape)
         } else {
             values
         };
@@ -71,12 +161,210 @@ pub fn read_npz(path: &Path, names: &[String], needed_by: &str) -> Result<Poster
             name.clone(),
             Array {
                 dims: vec![],
-                shape,
+                shape: header.shape,
                 values,
             },
         );
     }
     Ok(posterior)
+}
+
+/// The NPY preamble and header from `r`, and how many bytes they took.
+pub fn read_header(r: &mut impl Read) -> std::result::Result<(NpyHeader, u64), String> {
+    let mut pre = [0u8; 8];
+    r.read_exact(&mut pre)
+        .map_err(|_| "not an NPY array: shorter than its preamble".to_string())?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err("not an NPY array: no \\x93NUMPY magic".into());
+    }
+    let (len, pre_len) = match pre[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b)
+                .map_err(|_| "not an NPY array: truncated preamble".to_string())?;
+            (u16::from_le_bytes(b) as usize, 10)
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)
+                .map_err(|_| "not an NPY array: truncated preamble".to_string())?;
+            (u32::from_le_bytes(b) as usize, 12)
+        }
+        v => {
+            return Err(format!(
+                "NPY format version {v} is not supported (1, 2 or 3)"
+            ));
+        }
+    };
+    if len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "NPY header of {len} bytes: expected at most {MAX_HEADER_BYTES}"
+        ));
+    }
+    let mut text = vec![0u8; len];
+    r.read_exact(&mut text)
+        .map_err(|_| format!("NPY header truncated: expected {len} bytes"))?;
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| "NPY header is not UTF-8 text".to_string())?
+        .trim_end_matches(['\n', ' ', '\0']);
+    let header = interpret(text)?;
+    Ok((header, (pre_len + len) as u64))
+}
+
+/// The header's Python dict literal: `{'descr': '<f8', 'fortran_order': False,
+/// 'shape': (1, 500, 3), }`.
+fn interpret(text: &str) -> std::result::Result<NpyHeader, String> {
+    use py_literal::Value;
+    check_nesting(text)?;
+    let bad = |what: &str| format!("NPY header {}: {what}", truncated(text, 120));
+    let value: Value = text.parse().map_err(|_| bad("is not a Python literal"))?;
+    let Value::Dict(entries) = value else {
+        return Err(bad("is not a dict"));
+    };
+    let get = |key: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| matches!(k, Value::String(s) if s == key))
+            .map(|(_, v)| v)
+            .ok_or_else(|| bad(&format!("has no '{key}'")))
+    };
+    let descr = match get("descr")? {
+        Value::String(s) => s.as_str(),
+        _ => return Err(bad("'descr' is not a string")),
+    };
+    let (big_endian, item_bytes) = match descr {
+        "<f8" | "=f8" => (cfg!(target_endian = "big") && descr == "=f8", 8),
+        "<f4" | "=f4" => (cfg!(target_endian = "big") && descr == "=f4", 4),
+        ">f8" => (true, 8),
+        ">f4" => (true, 4),
+        other => {
+            return Err(format!(
+                "dtype {} is not supported: expected float64 or float32",
+                truncated(other, 40)
+            ));
+        }
+    };
+    let fortran = match get("fortran_order")? {
+        Value::Boolean(b) => *b,
+        _ => return Err(bad("'fortran_order' is not True or False")),
+    };
+    let shape = match get("shape")? {
+        Value::Tuple(items) | Value::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Integer(i) => usize::try_from(i).ok(),
+                _ => None,
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| bad("'shape' holds a value that is not a size"))?,
+        _ => return Err(bad("'shape' is not a tuple")),
+    };
+    Ok(NpyHeader {
+        shape,
+        item_bytes,
+        big_endian,
+        fortran,
+    })
+}
+
+/// Refuses brackets nested deeper than [`MAX_NESTING`] (outside strings), before the
+/// recursive parser sees them.
+fn check_nesting(text: &str) -> std::result::Result<(), String> {
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    let mut escaped = false;
+    for c in text.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!("NPY header: nesting deeper than {MAX_NESTING}"));
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Exactly `count` values of the header's type, in chunks; an error where the stream
+/// holds fewer, or more.
+fn read_values(
+    r: &mut impl Read,
+    header: &NpyHeader,
+    count: usize,
+) -> std::result::Result<Vec<f64>, String> {
+    let size = header.item_bytes;
+    let mut values = Vec::with_capacity(count);
+    let mut buf = vec![0u8; CHUNK_BYTES.min(count.saturating_mul(size)).max(size)];
+    let mut left = count;
+    while left > 0 {
+        let take = (left * size).min(buf.len() / size * size);
+        let chunk = &mut buf[..take];
+        r.read_exact(chunk).map_err(|e| {
+            format!(
+                "data truncated: {} of {count} values read ({})",
+                count - left,
+                one_line(&e.to_string())
+            )
+        })?;
+        match (size, header.big_endian) {
+            (8, false) => values.extend(
+                chunk
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            ),
+            (8, true) => values.extend(
+                chunk
+                    .chunks_exact(8)
+                    .map(|b| f64::from_be_bytes(b.try_into().expect("8 bytes"))),
+            ),
+            (_, false) => values.extend(
+                chunk
+                    .chunks_exact(4)
+                    .map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")))),
+            ),
+            (_, true) => values.extend(
+                chunk
+                    .chunks_exact(4)
+                    .map(|b| f64::from(f32::from_be_bytes(b.try_into().expect("4 bytes")))),
+            ),
+        }
+        left -= take / size;
+    }
+    // Nothing after the values (and the archive's checksum verified at its end).
+    let mut extra = [0u8; 1];
+    match r.read(&mut extra) {
+        Ok(0) => Ok(values),
+        Ok(_) => Err(format!("more data than its shape's {count} values")),
+        Err(e) => Err(one_line(&e.to_string())),
+    }
+}
+
+/// A message on one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max` characters of `s`, with how many were left out.
+pub(crate) fn truncated(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} more characters)", n - max)
 }
 
 fn fortran_to_c(values: &[f64], shape: &[usize]) -> Vec<f64> {

@@ -1,0 +1,249 @@
+//! Hostile input: nothing a file or flag holds crashes, exhausts memory, hangs or
+//! yields a wrong plan. Each class of attack is refused with one line naming it.
+
+mod common;
+
+use mmm_budget::io::load_case;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+/// An NPY member: preamble (version 1 or 2), `header` padded to 64 bytes, `data`.
+fn npy(header: &str, data: &[u8], version: u8) -> Vec<u8> {
+    let pre = if version == 1 { 10 } else { 12 };
+    let mut text = header.to_string();
+    while !(pre + text.len() + 1).is_multiple_of(64) {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut out = b"\x93NUMPY".to_vec();
+    out.push(version);
+    out.push(0);
+    if version == 1 {
+        out.extend((text.len() as u16).to_le_bytes());
+    } else {
+        out.extend((text.len() as u32).to_le_bytes());
+    }
+    out.extend(text.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// The header of a float64 C-order array of `shape` (a Python tuple's text).
+fn f8(shape: &str) -> String {
+    format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}")
+}
+
+fn values(n: usize, v: f64) -> Vec<u8> {
+    (0..n).flat_map(|_| v.to_le_bytes()).collect()
+}
+
+/// A case folder: s3's model and scenario, and an archive of these members.
+fn case_with(members: &[(&str, Vec<u8>, bool)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.json", "scenario.json"] {
+        std::fs::copy(Path::new("tests/data/s3").join(f), dir.path().join(f)).unwrap();
+    }
+    let file = std::fs::File::create(dir.path().join("posterior.npz")).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    for (name, bytes, deflate) in members {
+        let method = if *deflate {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(method)
+            .large_file(bytes.len() > u32::MAX as usize / 2);
+        zip.start_file(format!("{name}.npy"), options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+    dir
+}
+
+/// s3's three arrays, shape (2, 5, 3), with `name` replaced by `member`.
+fn s3_with(name: &str, member: Vec<u8>, deflate: bool) -> tempfile::TempDir {
+    let good = |v: f64| npy(&f8("(2, 5, 3)"), &values(30, v), 1);
+    let mut members = vec![
+        ("adstock_alpha", good(0.5), false),
+        ("saturation_lam", good(1.0), false),
+        ("saturation_beta", good(1.0), false),
+    ];
+    for m in members.iter_mut() {
+        if m.0 == name {
+            *m = (m.0, member.clone(), deflate);
+        }
+    }
+    case_with(&members)
+}
+
+fn error_of(dir: &Path) -> String {
+    match load_case(dir, None).and_then(|c| c.problem()) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_one_line(e: &str, parts: &[&str]) {
+    assert!(!e.contains('\n'), "not one line: {e}");
+    for p in parts {
+        assert!(e.contains(p), "{e:?} should mention {p:?}");
+    }
+}
+
+#[test]
+fn well_formed_members_load() {
+    let dir = s3_with(
+        "adstock_alpha",
+        npy(&f8("(2, 5, 3)"), &values(30, 0.5), 2),
+        true,
+    );
+    load_case(dir.path(), None).unwrap().problem().unwrap();
+}
+
+#[test]
+fn a_shape_whose_size_overflows_is_refused() {
+    let shape = format!("({}, {}, 3)", u64::MAX / 2, 7);
+    let dir = s3_with(
+        "saturation_lam",
+        npy(&f8(&shape), &values(30, 1.0), 1),
+        false,
+    );
+    let e = error_of(dir.path());
+    assert_one_line(
+        &e,
+        &[
+            "posterior.npz",
+            "saturation_lam",
+            "more elements than memory",
+        ],
+    );
+}
+
+#[test]
+fn a_shape_larger_than_its_data_is_refused_before_reading() {
+    // 10^5 × 10^5 × 3 float64 = 240 GB declared, 240 bytes present.
+    let dir = s3_with(
+        "saturation_lam",
+        npy(&f8("(100000, 100000, 3)"), &values(30, 1.0), 1),
+        true,
+    );
+    let e = error_of(dir.path());
+    assert_one_line(&e, &["saturation_lam", "does not match the member's"]);
+}
+
+#[test]
+fn a_shape_that_disagrees_with_the_model_is_refused_before_reading() {
+    // Consistent with its own data, but 4 channels where the model has 3.
+    let dir = s3_with(
+        "saturation_lam",
+        npy(&f8("(2, 5, 4)"), &values(40, 1.0), 1),
+        false,
+    );
+    let e = error_of(dir.path());
+    assert_one_line(&e, &["saturation_lam", "[2, 5, 4]", "length 3", "channel"]);
+}
+
+#[test]
+fn headers_too_long_or_too_deep_are_refused() {
+    // A version-2 preamble declaring a 4 GB header.
+    let mut member = b"\x93NUMPY\x02\x00".to_vec();
+    member.extend(0xFFFF_FFF0u32.to_le_bytes());
+    member.extend(b"{'descr'");
+    let dir = s3_with("adstock_alpha", member, false);
+    let e = error_of(dir.path());
+    assert_one_line(
+        &e,
+        &[
+            "adstock_alpha",
+            "header of 4294967280 bytes",
+            "at most 10000",
+        ],
+    );
+    // Brackets nested 1000 deep.
+    let deep = format!("{}{}", "(".repeat(1000), ")".repeat(1000));
+    let dir = s3_with("adstock_alpha", npy(&f8(&deep), &[], 1), false);
+    let e = error_of(dir.path());
+    assert_one_line(&e, &["adstock_alpha", "nesting deeper than 64"]);
+    // Not a Python literal: one line, the header cut short.
+    let junk = format!("{{'descr': '<f8', 'shape': (2, {}", "x".repeat(5000));
+    let dir = s3_with("adstock_alpha", npy(&junk, &[], 1), false);
+    let e = error_of(dir.path());
+    assert_one_line(
+        &e,
+        &["adstock_alpha", "not a Python literal", "more characters"],
+    );
+    assert!(e.len() < 400, "{}", e.len());
+}
+
+#[test]
+fn truncated_and_overlong_data_are_refused() {
+    let mut member = npy(&f8("(2, 5, 3)"), &values(30, 1.0), 1);
+    let cut = member.len() - 8;
+    member.truncate(cut);
+    let dir = s3_with("saturation_lam", member, true);
+    let e = error_of(dir.path());
+    assert_one_line(&e, &["saturation_lam"]);
+    let dir = s3_with(
+        "saturation_lam",
+        npy(&f8("(2, 5, 3)"), &values(31, 1.0), 1),
+        true,
+    );
+    let e = error_of(dir.path());
+    assert_one_line(&e, &["saturation_lam"]);
+}
+
+/// A deflate bomb: 64 MB of zeros in ~64 KB, with a header that matches it (and, as
+/// the first array, sets the draw count). The memory budget (here 1 MB) refuses it
+/// before it is inflated.
+#[test]
+fn a_deflate_bomb_is_refused_before_it_is_inflated() {
+    let n = 8 << 20; // values: 64 MB
+    let shape = format!("(1, {}, 3)", n / 3 + 1);
+    let count = n / 3 + 1;
+    let member = npy(&f8(&shape), &vec![0u8; count * 3 * 8], 1);
+    let dir = s3_with("adstock_alpha", member, true);
+    let compressed = std::fs::metadata(dir.path().join("posterior.npz"))
+        .unwrap()
+        .len();
+    assert!(compressed < 1 << 20, "{compressed}");
+    let out = Command::new(env!("CARGO_BIN_EXE_mmm-budget"))
+        .args(["evaluate"])
+        .arg(dir.path())
+        .env("MMM_MEMORY_BUDGET", "1000000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_one_line(
+        err.trim_end(),
+        &[
+            "adstock_alpha",
+            "memory budget of 1000000",
+            "MMM_MEMORY_BUDGET",
+        ],
+    );
+}
+
+/// A member whose zip entry declares 4 GB uncompressed from a few hundred bytes
+/// stored: refused before anything is allocated for it.
+#[test]
+fn a_declared_size_beyond_the_compressed_bytes_is_refused() {
+    let dir = s3_with(
+        "adstock_alpha",
+        npy(&f8("(2, 5, 3)"), &values(30, 0.5), 1),
+        false,
+    );
+    let path = dir.path().join("posterior.npz");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let patch = |bytes: &mut Vec<u8>, signature: &[u8], offset: usize| {
+        let at = bytes.windows(4).position(|w| w == signature).unwrap();
+        bytes[at + offset..at + offset + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    };
+    patch(&mut bytes, b"PK\x03\x04", 22);
+    patch(&mut bytes, b"PK\x01\x02", 24);
+    std::fs::write(&path, bytes).unwrap();
+    let e = error_of(dir.path());
+    assert_one_line(&e, &["posterior.npz", "adstock_alpha"]);
+}
