@@ -187,9 +187,21 @@ impl Affine {
     }
 }
 
+/// The deepest nesting of parentheses and unary minus a constraint may have.
+pub const MAX_NESTING: usize = 64;
+
+/// The largest ratio between a constraint's coefficients: beyond it the QP's rows
+/// cannot be held to its tolerance.
+pub const MAX_COEFFICIENT_SPREAD: f64 = 1e12;
+
+/// The longest constraint text accepted, in characters.
+pub const MAX_CONSTRAINT_CHARS: usize = 10_000;
+
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    /// Parentheses and unary minus open at `pos`.
+    depth: usize,
     model: &'a Model,
     cells: &'a [CellInfo],
     total: f64,
@@ -209,20 +221,61 @@ impl LinearConstraint {
         cells: &[CellInfo],
         total: f64,
     ) -> Result<Self> {
+        let shown = crate::io::truncated(text, 200);
+        let chars = text.chars().count();
+        if chars > MAX_CONSTRAINT_CHARS {
+            return Err(Error::Constraint {
+                context: "scenario".into(),
+                index,
+                text: shown,
+                column: MAX_CONSTRAINT_CHARS + 1,
+                message: format!("{chars} characters: expected at most {MAX_CONSTRAINT_CHARS}"),
+            });
+        }
         let mut p = Parser {
             text,
             pos: 0,
+            depth: 0,
             model,
             cells,
             total,
         };
-        p.constraint().map_err(|e| Error::Constraint {
+        let parsed = p.constraint().map_err(|e| Error::Constraint {
             context: "scenario".into(),
             index,
-            text: text.into(),
+            text: shown.clone(),
             column: text[..e.at.min(text.len())].chars().count() + 1,
             message: e.message,
-        })
+        })?;
+        // Coefficients that the QP can hold: finite with the budget, and within
+        // MAX_COEFFICIENT_SPREAD of each other.
+        let (lo, hi) = parsed
+            .coefficients
+            .iter()
+            .filter(|a| **a != 0.0)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), a| {
+                (lo.min(a.abs()), hi.max(a.abs()))
+            });
+        let scale = total.max(1.0);
+        let fails = if !(hi * scale).is_finite() || !(parsed.rhs.is_finite()) {
+            Some("a coefficient or the right-hand side overflows with the budget".to_string())
+        } else if hi / lo > MAX_COEFFICIENT_SPREAD {
+            Some(format!(
+                "coefficients from {lo:e} to {hi:e}: expected within a factor {MAX_COEFFICIENT_SPREAD:e} of each other"
+            ))
+        } else {
+            None
+        };
+        match fails {
+            Some(message) => Err(Error::Constraint {
+                context: "scenario".into(),
+                index,
+                text: shown,
+                column: 1,
+                message,
+            }),
+            None => Ok(parsed),
+        }
     }
 }
 
@@ -351,9 +404,23 @@ impl Parser<'_> {
         }
     }
 
+    /// One level deeper (a parenthesis or a unary minus), within [`MAX_NESTING`].
+    fn deeper(&mut self, at: usize) -> Parsed<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return self.fail(at, format!("nesting deeper than {MAX_NESTING}"));
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> Parsed<Affine> {
+        self.skip_ws();
+        let at = self.pos;
         if self.eat("-") {
-            return Ok(self.unary()?.scale(-1.0));
+            self.deeper(at)?;
+            let inner = self.unary()?.scale(-1.0);
+            self.depth -= 1;
+            return Ok(inner);
         }
         self.atom()
     }
@@ -363,12 +430,14 @@ impl Parser<'_> {
         let at = self.pos;
         match self.peek() {
             Some('(') => {
+                self.deeper(at)?;
                 self.pos += 1;
                 let e = self.expr()?;
                 if !self.eat(")") {
                     let (at, found) = (self.pos, self.found());
                     return self.fail(at, format!("expected ')'; found {found}"));
                 }
+                self.depth -= 1;
                 Ok(e)
             }
             Some(c) if c.is_ascii_digit() || c == '.' => {

@@ -114,6 +114,9 @@ pub enum Error {
     },
 }
 
+/// The most characters of a value from the input that an error message repeats.
+pub const MAX_ECHO: usize = 200;
+
 /// Shorthand for `Result<T, mmm_budget::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -136,17 +139,26 @@ impl Error {
         self
     }
 
-    /// An [`Error::InvalidValue`] from printable parts.
+    /// An [`Error::InvalidValue`] from printable parts; a field or value longer than
+    /// [`MAX_ECHO`] characters is cut there (with how much was left out), and either
+    /// is put on one line.
     pub fn invalid(
         context: impl Into<String>,
         field: impl Into<String>,
         value: impl std::fmt::Display,
         expected: impl Into<String>,
     ) -> Self {
+        // Numbers whose decimal form is long (1e308 has 309 digits) in scientific form.
+        let compact = |s: String| match s.parse::<f64>() {
+            Ok(v) if s.len() > 24 => format!("{v:e}"),
+            _ => s,
+        };
+        let echo =
+            |s: String| crate::io::truncated(&compact(s).replace(['\n', '\r'], " "), MAX_ECHO);
         Error::InvalidValue {
             context: context.into(),
-            field: field.into(),
-            value: value.to_string(),
+            field: echo(field.into()),
+            value: echo(value.to_string()),
             expected: expected.into(),
         }
     }

@@ -43,7 +43,7 @@ pub use eval::{
     Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
     GpuOptions, Selected, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
-pub use model::{Array, Cell, CellInfo, Dim, MAX_PERIODS, Model, Posterior};
+pub use model::{Array, Cell, CellInfo, Dim, MAX_CELLS, MAX_L_MAX, MAX_PERIODS, Model, Posterior};
 pub use optimize::{Callback, Options, optimize, optimize_problem, solve_on};
 pub use problem::Problem;
 pub use saturation::{Domain, Saturation};

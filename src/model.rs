@@ -123,8 +123,15 @@ pub struct Model {
     pub posterior: Posterior,
 }
 
-/// The largest `num_periods` and `l_max` accepted: beyond them a typo would exhaust
-/// memory before any other check could report it.
+/// The longest carry-over (`l_max`) accepted: years of weekly or daily data; each
+/// evaluation costs draws × cells × (N + l_max) terms.
+pub const MAX_L_MAX: usize = 4096;
+
+/// The most cells (channels × the coordinates of every other dim) a model may have.
+pub const MAX_CELLS: usize = 10_000_000;
+
+/// The largest `num_periods` accepted: beyond it a typo would exhaust memory before
+/// any other check could report it.
 pub const MAX_PERIODS: usize = 100_000;
 
 /// One optimized cell.
@@ -230,7 +237,8 @@ impl Model {
             ));
         }
         check_unique(context, "channels", &self.channels)?;
-        for (k, d) in self.dims.iter().enumerate() {
+        let mut dim_names = std::collections::HashSet::with_capacity(self.dims.len());
+        for d in &self.dims {
             if ["channel", "chain", "draw"].contains(&d.name.as_str()) {
                 return Err(Error::invalid(
                     context,
@@ -239,7 +247,7 @@ impl Model {
                     "a dim name other than channel, chain or draw",
                 ));
             }
-            if self.dims[..k].iter().any(|e| e.name == d.name) {
+            if !dim_names.insert(d.name.as_str()) {
                 return Err(Error::invalid(context, "dims", &d.name, "unique dim names"));
             }
             if d.coords.is_empty() {
@@ -252,7 +260,27 @@ impl Model {
             }
             check_unique(context, &format!("dims.{}", d.name), &d.coords)?;
         }
-        let max = MAX_PERIODS;
+        // The cells are listed one by one later: their number must fit first.
+        let cells = self
+            .dims
+            .iter()
+            .try_fold(self.channels.len(), |n, d| n.checked_mul(d.coords.len()))
+            .filter(|&n| n <= MAX_CELLS);
+        if cells.is_none() {
+            let sizes: Vec<String> = self
+                .dims
+                .iter()
+                .map(|d| format!("{} {}", d.coords.len(), d.name))
+                .chain([format!("{} channels", self.channels.len())])
+                .collect();
+            return Err(Error::invalid(
+                context,
+                "dims",
+                sizes.join(" × "),
+                format!("at most {MAX_CELLS} cells in all"),
+            ));
+        }
+        let max = MAX_L_MAX;
         if self.adstock.l_max == 0 || self.adstock.l_max > max {
             return Err(Error::invalid(
                 context,
@@ -386,13 +414,16 @@ impl Broadcast {
     }
 }
 
+/// Names that must be unique: linear in their number.
 fn check_unique(context: &str, field: &str, names: &[String]) -> Result<()> {
-    for (i, a) in names.iter().enumerate() {
-        if names[..i].contains(a) {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for a in names {
+        if !seen.insert(a.as_str()) {
+            let shown: String = a.chars().take(80).collect();
             return Err(Error::invalid(
                 context,
                 field,
-                format!("{a:?} (repeated)"),
+                format!("{shown:?} (repeated)"),
                 "unique names",
             ));
         }

@@ -234,6 +234,16 @@ impl Problem {
                 pattern.push(p / channel_scale[c]);
             }
         }
+        check_derived(
+            model,
+            scenario,
+            &opt,
+            &labels,
+            &channel_scale,
+            &target_scale,
+            &input_scale,
+            &pattern,
+        )?;
 
         // Posterior.
         let read =
@@ -605,6 +615,68 @@ pub(crate) fn check_allocation(cells: &[CellInfo], x: &[f64], len: usize) -> Res
             x[i],
             "a finite number >= 0",
         ));
+    }
+    Ok(())
+}
+
+/// The quantities derived from finite inputs must be finite too: the budget over the
+/// window (N·B), each cell's input scale 1/(κ s), the largest input to its saturation
+/// curve (B · the unit pattern) and the target scale over the window's periods
+/// (τ (N + L), the scale of a response).
+#[allow(clippy::too_many_arguments)]
+fn check_derived(
+    model: &Model,
+    scenario: &Scenario,
+    opt: &[usize],
+    labels: &[String],
+    channel_scale: &[f64],
+    target_scale: &[f64],
+    input_scale: &[f64],
+    pattern: &[f64],
+) -> Result<()> {
+    let n = scenario.num_periods;
+    let budget = scenario.total_budget;
+    if !(budget * n as f64).is_finite() {
+        return Err(Error::invalid(
+            "scenario",
+            "total_budget",
+            budget,
+            format!("a budget whose total over the {n} periods is finite"),
+        ));
+    }
+    let window = (n + model.adstock.l_max) as f64;
+    for (k, &c) in opt.iter().enumerate() {
+        let cell = k * n..(k + 1) * n;
+        if input_scale[cell.clone()]
+            .iter()
+            .any(|v| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(Error::invalid(
+                "model",
+                format!("channel_scale[{}]", labels[c]),
+                channel_scale[c],
+                "a scale whose reciprocal, with the cell's cost_per_unit, is finite and > 0",
+            ));
+        }
+        if pattern[cell].iter().any(|p| !(budget * p).is_finite()) {
+            return Err(Error::invalid(
+                "scenario",
+                "total_budget",
+                budget,
+                format!(
+                    "a budget that, over channel_scale[{}] = {} (and its cost_per_unit), stays finite",
+                    labels[c], channel_scale[c]
+                ),
+            ));
+        }
+        if !(target_scale[c] * window).is_finite() {
+            return Err(Error::invalid(
+                "model",
+                format!("target_scale[{}]", labels[c]),
+                target_scale[c],
+                format!("a scale whose response over {window} periods stays finite"),
+            ));
+        }
     }
     Ok(())
 }

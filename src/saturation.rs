@@ -60,7 +60,13 @@ pub enum Domain {
     NonNegative,
     /// In [0, 1].
     UnitInterval,
+    /// An exponent: > 0 and at most [`MAX_EXPONENT`] (beyond, the curve is a step
+    /// whose derivatives overflow).
+    Exponent,
 }
+
+/// The largest exponent (hill's slope) accepted.
+pub const MAX_EXPONENT: f64 = 100.0;
 
 impl Domain {
     /// Whether `v` lies in the domain.
@@ -71,6 +77,7 @@ impl Domain {
                 Domain::Positive => v > 0.0,
                 Domain::NonNegative => v >= 0.0,
                 Domain::UnitInterval => (0.0..=1.0).contains(&v),
+                Domain::Exponent => v > 0.0 && v <= MAX_EXPONENT,
             }
     }
 
@@ -81,6 +88,7 @@ impl Domain {
             Domain::Positive => "a finite number > 0",
             Domain::NonNegative => "a finite number >= 0",
             Domain::UnitInterval => "a number in [0, 1]",
+            Domain::Exponent => "a number in (0, 100]",
         }
     }
 }
@@ -163,7 +171,7 @@ impl Saturation {
             Saturation::Logistic => &[D::NonNegative, D::Finite],
             Saturation::InverseScaledLogistic => &[D::Positive, D::Finite],
             Saturation::MichaelisMenten => &[D::Finite, D::Positive],
-            Saturation::Hill => &[D::Positive, D::Positive, D::Finite],
+            Saturation::Hill => &[D::Exponent, D::Positive, D::Finite],
             Saturation::HillSigmoid => &[D::Finite, D::Finite, D::Finite],
             Saturation::Tanh => &[D::Positive, D::Positive],
             Saturation::Root => &[D::Positive, D::Finite],

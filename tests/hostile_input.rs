@@ -247,3 +247,221 @@ fn a_declared_size_beyond_the_compressed_bytes_is_refused() {
     let e = error_of(dir.path());
     assert_one_line(&e, &["posterior.npz", "adstock_alpha"]);
 }
+
+/// s3 with its model and scenario JSON edited; its posterior as it is.
+fn edited(
+    edit_model: impl FnOnce(&mut serde_json::Value),
+    edit_scenario: impl FnOnce(&mut serde_json::Value),
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new("tests/data/s3");
+    std::fs::copy(src.join("posterior.npz"), dir.path().join("posterior.npz")).unwrap();
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(src.join(f)).unwrap()).unwrap()
+    };
+    let (mut m, mut s) = (read("model.json"), read("scenario.json"));
+    edit_model(&mut m);
+    edit_scenario(&mut s);
+    std::fs::write(dir.path().join("model.json"), m.to_string()).unwrap();
+    std::fs::write(dir.path().join("scenario.json"), s.to_string()).unwrap();
+    dir
+}
+
+/// Runs the binary (killed after a minute: a hang is a failure), returning its exit
+/// code, stdout and stderr.
+fn cli(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmm-budget"))
+        .args(args)
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Exit 2 with one line on stderr naming each of `parts`, nothing panicking.
+fn refused(args: &[&str], dir: &Path, parts: &[&str]) {
+    let (code, _, err) = cli(args, dir);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(code, Some(2), "{args:?}: {err}");
+    let line = err.trim_end();
+    assert_one_line(line, parts);
+    assert!(line.len() < 1000, "{} characters", line.len());
+}
+
+#[test]
+fn model_sizes_are_checked_before_the_posterior_is_read() {
+    // 3000 × 3000 × 3000 geos/regions/stores × 3 channels: 8e10 cells.
+    let coords: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
+    let dir = edited(
+        |m| {
+            m["dims"] = serde_json::json!({"geo": coords, "region": coords, "store": coords});
+        },
+        |_| {},
+    );
+    refused(
+        &["evaluate"],
+        dir.path(),
+        &["model.json", "dims", "at most 10000000 cells"],
+    );
+    // 100,000 channel names, one repeated at the end: found in linear time.
+    let mut names: Vec<String> = (0..100_000).map(|i| format!("ch{i}")).collect();
+    names.push("ch5".into());
+    let dir = edited(|m| m["channels"] = serde_json::json!(names), |_| {});
+    refused(
+        &["evaluate"],
+        dir.path(),
+        &["model.json", "channels", "\"ch5\" (repeated)"],
+    );
+}
+
+#[test]
+fn deep_or_long_constraints_are_refused() {
+    let deep = format!("{}ch0{} <= 10", "(".repeat(100_000), ")".repeat(100_000));
+    let dir = edited(|_| {}, |s| s["constraints"] = serde_json::json!([deep]));
+    refused(&["optimize"], dir.path(), &["constraints[0]", "characters"]);
+    let deep = format!("{}ch0{} <= 10", "(".repeat(3000), ")".repeat(3000));
+    let dir = edited(|_| {}, |s| s["constraints"] = serde_json::json!([deep]));
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["constraints[0]", "nesting deeper than 64"],
+    );
+    let minus = format!("{}ch0 <= 10", "- ".repeat(4000));
+    let dir = edited(|_| {}, |s| s["constraints"] = serde_json::json!([minus]));
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["constraints[0]", "nesting deeper than 64"],
+    );
+    let huge = "1e307 * ch0 <= 10";
+    let dir = edited(|_| {}, |s| s["constraints"] = serde_json::json!([huge]));
+    refused(&["optimize"], dir.path(), &["constraints[0]", "overflows"]);
+    let spread = "1e13 * ch0 + ch1 <= 10";
+    let dir = edited(|_| {}, |s| s["constraints"] = serde_json::json!([spread]));
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["constraints[0]", "within a factor"],
+    );
+}
+
+#[test]
+fn values_whose_products_overflow_are_refused() {
+    let dir = edited(|m| m["target_scale"] = serde_json::json!(1e308), |_| {});
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["model.json", "target_scale[ch0]", "1e308"],
+    );
+    let dir = edited(|m| m["channel_scale"] = serde_json::json!(5e-324), |_| {});
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["model.json", "channel_scale[ch0]"],
+    );
+    let dir = edited(|_| {}, |s| s["total_budget"] = serde_json::json!(1e308));
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["scenario.json", "total_budget", "1e308"],
+    );
+    refused(
+        &["evaluate"],
+        dir.path(),
+        &["scenario.json", "total_budget"],
+    );
+    let dir = edited(|_| {}, |_| {});
+    refused(
+        &["optimize", "--budget", "1e308"],
+        dir.path(),
+        &["command line", "--budget", "1e308"],
+    );
+    let dir = edited(
+        |_| {},
+        |s| {
+            s["cost_per_unit"] =
+                serde_json::json!([{"select": {"channel": "ch1"}, "values": 5e-324}])
+        },
+    );
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["channel_scale[ch1]", "cost_per_unit"],
+    );
+}
+
+#[test]
+fn requested_work_is_capped() {
+    let dir = edited(
+        |_| {},
+        |s| s["options"] = serde_json::json!({"starts": 1_000_000_000_000u64}),
+    );
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["scenario.json", "starts", "[1, 1000]"],
+    );
+    let dir = edited(
+        |m| m["adstock"]["l_max"] = serde_json::json!(100_000),
+        |_| {},
+    );
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["model.json", "adstock.l_max", "4096"],
+    );
+    assert_eq!(mmm_budget::Settings::default().time_limit, 3600.0);
+}
+
+#[test]
+fn long_malformed_strings_are_echoed_cut_short() {
+    let long = "x".repeat(1 << 20);
+    let dir = edited(|_| {}, |s| s["budget_constraint"] = serde_json::json!(long));
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["scenario.json", "budget_constraint", "more characters"],
+    );
+}
+
+#[test]
+fn an_exponent_out_of_range_is_refused() {
+    let good = |v: f64| npy(&f8("(2, 5, 3)"), &values(30, v), 1);
+    let mut slope: Vec<u8> = values(30, 1.5);
+    slope[8 * 7..8 * 8].copy_from_slice(&1e300f64.to_le_bytes());
+    let dir = case_with(&[
+        ("adstock_alpha", good(0.5), false),
+        ("saturation_slope", npy(&f8("(2, 5, 3)"), &slope, 1), false),
+        ("saturation_kappa", good(1.0), false),
+        ("saturation_beta", good(1.0), false),
+    ]);
+    let path = dir.path().join("model.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m["saturation"]["kind"] = serde_json::json!("hill");
+    m["posterior_dims"] = serde_json::json!({});
+    std::fs::write(&path, m.to_string()).unwrap();
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["saturation_slope", "1e300", "(0, 100]"],
+    );
+}

@@ -143,7 +143,7 @@ fn bad_scales_are_named_with_their_cell() {
 #[test]
 fn structure_errors() {
     let e = model_error(|m| m["adstock"]["l_max"] = json!(0));
-    assert_mentions(&e, &["adstock.l_max", "[1, 100000]"]);
+    assert_mentions(&e, &["adstock.l_max", "[1, 4096]"]);
     let e = model_error(|m| m["channels"] = json!(["ch0", "ch0", "ch2"]));
     assert_mentions(&e, &["channels", "ch0", "unique"]);
     let e =

@@ -234,7 +234,8 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
                 s.total_budget = b;
             }
             let problem = Problem::new(&case.model, &s).map_err(|e| {
-                e.recontext("model", &case.dir.join("model.json").display().to_string())
+                budget_flag(e, &run)
+                    .recontext("model", &case.dir.join("model.json").display().to_string())
                     .recontext("posterior", &case.posterior_path.display().to_string())
                     .recontext("scenario", &case.scenario_path.display().to_string())
             })?;
@@ -283,7 +284,7 @@ fn demo_run(model: &Model, mut scenario: Scenario, run: &RunArgs) -> mmm_budget:
     if let Some(b) = run.budget {
         scenario.total_budget = b;
     }
-    let problem = Problem::new(model, &scenario)?;
+    let problem = Problem::new(model, &scenario).map_err(|e| budget_flag(e, run))?;
     println!(
         "demo: {} channels × {} geos, {} draws, {} periods + {} carry-over; budget {} per period",
         model.channels.len(),
@@ -444,6 +445,24 @@ fn run_bench(
         print!("{}", table(&problem, &rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error about `total_budget` names `--budget` where the flag set it.
+fn budget_flag(e: Error, run: &RunArgs) -> Error {
+    match e {
+        Error::InvalidValue {
+            field,
+            value,
+            expected,
+            ..
+        } if run.budget.is_some() && field == "total_budget" => Error::InvalidValue {
+            context: "command line".into(),
+            field: "--budget".into(),
+            value,
+            expected,
+        },
+        other => other,
+    }
 }
 
 fn allocation_of(problem: &Problem, model: &Model, spec: &str) -> mmm_budget::Result<Vec<f64>> {

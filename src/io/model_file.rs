@@ -4,7 +4,7 @@ use super::npz::truncated;
 use super::{parse_json, read_npz, read_text};
 use crate::adstock::{Adstock, AdstockKind};
 use crate::error::{Error, Result};
-use crate::model::{Array, Dim, Model};
+use crate::model::{Array, Dim, Model, Posterior};
 use crate::saturation::Saturation;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -130,6 +130,18 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
                 .map(|p| format!("saturation_{p}")),
         )
         .collect();
+    // The model's own sizes first: the posterior is read against them.
+    let mut model = Model {
+        channels: file.channels.clone(),
+        dims,
+        adstock,
+        saturation,
+        adstock_first: file.adstock_first,
+        channel_scale,
+        target_scale,
+        posterior: Posterior::default(),
+    };
+    model.validate_structure(&ctx)?;
     let posterior_path = path
         .parent()
         .unwrap_or(Path::new("."))
@@ -238,16 +250,7 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
             ));
         }
     }
-    let model = Model {
-        channels: file.channels,
-        dims,
-        adstock,
-        saturation,
-        adstock_first: file.adstock_first,
-        channel_scale,
-        target_scale,
-        posterior,
-    };
+    model.posterior = posterior;
     Ok((model, posterior_path))
 }
 

@@ -50,6 +50,19 @@ impl Run<'_> {
             return Ok(self.nonlinear_infeasible(violated, state, violation));
         }
         let message = self.qualification_note(status, message, &point);
+        // A non-finite number is never part of an answer that claims an allocation.
+        let finite = point.utility.is_finite()
+            && x.iter().all(|v| v.is_finite())
+            && !multipliers.iter().any(|m| m.value.is_nan());
+        let claims = matches!(status, Status::Solved | Status::AlmostSolved);
+        let (status, message) = if finite || !claims {
+            (status, message)
+        } else {
+            (
+                Status::NumericalError,
+                format!("{message}; but the utility, the allocation or a multiplier is not finite"),
+            )
+        };
         self.solution(
             state,
             status,

@@ -20,6 +20,9 @@ pub enum HessianMode {
     Bfgs,
 }
 
+/// The most starts [`Settings::starts`] may ask for.
+pub const MAX_STARTS: usize = 1000;
+
 /// Solver settings.
 ///
 /// ```
@@ -32,7 +35,7 @@ pub enum HessianMode {
 pub struct Settings {
     /// Iteration limit.
     pub max_iter: usize,
-    /// Wall-time limit in seconds (∞: none).
+    /// Wall-time limit in seconds over all the starts (default an hour; ∞: none).
     pub time_limit: f64,
     /// KKT residual tolerance (scaled: marginal returns relative to U₀ per budget unit s).
     pub gtol: f64,
@@ -66,7 +69,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             max_iter: 200,
-            time_limit: f64::INFINITY,
+            time_limit: 3600.0,
             gtol: 1e-8,
             ctol: 1e-9,
             ftol: 1e-15,
@@ -114,8 +117,8 @@ impl Settings {
         if self.max_iter == 0 {
             return Err(bad("max_iter", 0.0, "an integer >= 1"));
         }
-        if self.starts == 0 {
-            return Err(bad("starts", 0.0, "an integer >= 1"));
+        if self.starts == 0 || self.starts > MAX_STARTS {
+            return Err(bad("starts", self.starts as f64, "an integer in [1, 1000]"));
         }
         if self.time_limit.is_nan() || self.time_limit <= 0.0 {
             return Err(bad("time_limit", self.time_limit, "seconds > 0"));

@@ -11,7 +11,7 @@ use super::steep::{raised_rows, steep_cells};
 use super::termination::Stall;
 use super::{Settings, finish};
 use crate::constraint::{NonlinearConstraint, Sense};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{Evaluation, Evaluator};
 use crate::problem::Problem;
 use crate::solution::Solution;
@@ -111,6 +111,14 @@ impl<'r> Run<'r> {
             infinite_slope: tuning.infinite_slope,
         };
         let start = objective.point(&y0)?;
+        if !start.utility.is_finite() {
+            return Err(Error::invalid(
+                "problem",
+                "utility at the start",
+                start.utility,
+                "a finite number: the responses overflow (target_scale, channel_scale or the posterior's parameters are too large)",
+            ));
+        }
         objective.f0 = objective_scale(&start, scale, tuning.worthless_start);
         let point = objective.rescale(start);
         let constant_weights = p.utility.has_constant_weights();
