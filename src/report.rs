@@ -8,7 +8,7 @@
 //! ROI = ∂E\[R\]/∂budget_window = (∂E\[R\]/∂x_c) / N: the response to one more unit of
 //! money spread over the window like the rest.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::{DrawWeights, Evaluation, Evaluator};
 use crate::problem::Problem;
 use crate::solution::{Solution, Status};
@@ -78,6 +78,29 @@ impl Report {
     pub fn new(problem: &Problem, ev: &mut dyn Evaluator, x: &[f64]) -> Result<Self> {
         let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
         ev.evaluate(x, DrawWeights::Uniform, &mut out)?;
+        // A report never shows a non-finite response: an allocation whose responses
+        // overflow is refused, naming the largest spend. (A marginal return is infinite
+        // only where a power-law curve has no spend, and says so.)
+        let finite = out
+            .responses
+            .iter()
+            .chain(&out.contributions)
+            .all(|v| v.is_finite())
+            && !out.gradient.iter().any(|v| v.is_nan());
+        if !finite {
+            let (c, v) = x
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or((0, 0.0), |(c, v)| (c, *v));
+            let label = problem.cells.get(c).map_or("", |cell| cell.label.as_str());
+            return Err(Error::invalid(
+                "allocation",
+                format!("budget of {label}"),
+                v,
+                "spends whose responses stay finite",
+            ));
+        }
         let n_periods = problem.num_periods as f64;
         let cells = problem
             .cells

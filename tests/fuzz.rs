@@ -40,7 +40,9 @@ fn seed() -> u64 {
 /// naming the seed and the case number (`MMM_FUZZ_SEED=… MMM_FUZZ_CASE=…` replays it).
 fn fuzz(target: &str, mut case: impl FnMut(&mut StdRng)) {
     let seed = seed();
-    let only: Option<u64> = std::env::var("MMM_FUZZ_CASE").ok().and_then(|v| v.parse().ok());
+    let only: Option<u64> = std::env::var("MMM_FUZZ_CASE")
+        .ok()
+        .and_then(|v| v.parse().ok());
     eprintln!("fuzz {target}: MMM_FUZZ_SEED={seed}");
     let end = Instant::now() + Duration::from_secs_f64(seconds());
     let mut n = 0u64;
@@ -73,7 +75,8 @@ fn mutate(rng: &mut StdRng, bytes: &mut Vec<u8>) {
             0 => bytes[at] ^= 1 << rng.random_range(0..8),
             1 => bytes[at] = rng.random(),
             2 => {
-                let v: u32 = [0, 1, 0x7FFF_FFFF, 0xFFFF_FFFF, 0x8000_0000, 65535][rng.random_range(0..6)];
+                let v: u32 =
+                    [0, 1, 0x7FFF_FFFF, 0xFFFF_FFFF, 0x8000_0000, 65535][rng.random_range(0..6)];
                 let end = (at + 4).min(bytes.len());
                 bytes[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
             }
@@ -114,9 +117,36 @@ fn npz_archives() {
 #[test]
 fn npy_headers() {
     let pieces = [
-        "{", "}", "(", ")", "[", "]", ",", ":", "'descr'", "'shape'", "'fortran_order'", "'<f8'",
-        "'>f4'", "'|O'", "True", "False", "None", "0", "1", "-1", "18446744073709551615",
-        "99999999999999999999999999", "1e308", "'\\x00'", "\"", "'", " ", "\n", "b'x'", "1j",
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        ",",
+        ":",
+        "'descr'",
+        "'shape'",
+        "'fortran_order'",
+        "'<f8'",
+        "'>f4'",
+        "'|O'",
+        "True",
+        "False",
+        "None",
+        "0",
+        "1",
+        "-1",
+        "18446744073709551615",
+        "99999999999999999999999999",
+        "1e308",
+        "'\\x00'",
+        "\"",
+        "'",
+        " ",
+        "\n",
+        "b'x'",
+        "1j",
     ];
     fuzz("npy header", |rng| {
         let mut text = String::new();
@@ -124,9 +154,7 @@ fn npy_headers() {
             text.push_str(pieces[rng.random_range(0..pieces.len())]);
         }
         if rng.random_bool(0.5) {
-            text = format!(
-                "{{'descr': '<f8', 'fortran_order': False, 'shape': {text}, }}"
-            );
+            text = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {text}, }}");
         }
         let mut member = b"\x93NUMPY\x01\x00".to_vec();
         member.extend((text.len().min(65535) as u16).to_le_bytes());
@@ -184,8 +212,7 @@ fn case_files() {
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("model.json")).unwrap()).unwrap();
     let mut scenario: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("scenario.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(src.join("scenario.json")).unwrap()).unwrap();
     scenario["constraints"] = serde_json::json!(["ch0 <= 0.5 * total"]);
     scenario["bounds"] = serde_json::json!([{"select": {"channel": "ch1"}, "min": 10, "max": 200}]);
     scenario["options"] = serde_json::json!({"max_iter": 20, "time_limit": 2});
@@ -235,9 +262,9 @@ fn constraint_texts() {
     let case = load_case(Path::new("tests/data/m8x4"), None).unwrap();
     let problem = case.problem().unwrap();
     let tokens = [
-        "sum(", ")", "(", "channel=", "geo=", "ch0", "ch1", "g0", "\"g1\"", "total", "+", "-",
-        "*", "/", "<=", ">=", "==", "0", "1.5", "1e308", "1e-320", "0.0", ",", " ", "nan", "inf",
-        "é", "\"", "=",
+        "sum(", ")", "(", "channel=", "geo=", "ch0", "ch1", "g0", "\"g1\"", "total", "+", "-", "*",
+        "/", "<=", ">=", "==", "0", "1.5", "1e308", "1e-320", "0.0", ",", " ", "nan", "inf", "é",
+        "\"", "=",
     ];
     fuzz("constraints", |rng| {
         let mut text = String::new();

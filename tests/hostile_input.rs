@@ -465,3 +465,34 @@ fn an_exponent_out_of_range_is_refused() {
         &["saturation_slope", "1e300", "(0, 100]"],
     );
 }
+
+#[test]
+fn an_allocation_whose_responses_overflow_is_refused() {
+    // τ (N + L) is finite, but with β = 1e10 the responses are ~1e310.
+    let good = |v: f64| npy(&f8("(2, 5, 3)"), &values(30, v), 1);
+    let dir = case_with(&[
+        ("adstock_alpha", good(0.5), false),
+        ("saturation_lam", good(1.0), false),
+        ("saturation_beta", good(1e10), false),
+    ]);
+    let path = dir.path().join("model.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m["target_scale"] = serde_json::json!(1e300);
+    std::fs::write(&path, m.to_string()).unwrap();
+    refused(&["optimize"], dir.path(), &["utility at the start", "overflow"]);
+    let alloc = dir.path().join("allocation.json");
+    std::fs::write(
+        &alloc,
+        r#"{"allocation": [{"channel": "ch0", "budget": 1e300}, {"channel": "ch1", "budget": 1}, {"channel": "ch2", "budget": 1}]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = cli(
+        &["evaluate", "--allocation", alloc.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.contains("NaN") && !out.contains("inf"), "{out}");
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert_one_line(err.trim_end(), &["allocation"]);
+}

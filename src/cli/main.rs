@@ -164,6 +164,14 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // The Vulkan loader's window-system layers print "XDG_RUNTIME_DIR is invalid or
+    // not set" twice when it is unset (as under CI, cron or ssh without a session),
+    // though nothing here opens a window: give them the temporary folder.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: the first statement of main: no other thread exists yet to read the
+        // environment.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

@@ -21,8 +21,8 @@ mod write;
 pub use model_file::load_model;
 pub(crate) use npz::truncated;
 pub use npz::{
-    MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, memory_budget, read_header as read_npy_header,
-    read_npz,
+    MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, memory_budget,
+    read_header as read_npy_header, read_npz,
 };
 pub use scenario_file::{load_allocation, load_scenario, settings_from_options};
 pub use write::{write_case, write_csv, write_json, write_npz};
