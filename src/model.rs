@@ -128,7 +128,7 @@ pub struct Model {
 pub const MAX_L_MAX: usize = 4096;
 
 /// The most cells (channels × the coordinates of every other dim) a model may have.
-pub const MAX_CELLS: usize = 10_000_000;
+pub const MAX_CELLS: usize = 1_000_000;
 
 /// The largest `num_periods` accepted: beyond it a typo would exhaust memory before
 /// any other check could report it.

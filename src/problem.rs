@@ -217,6 +217,8 @@ impl Problem {
             "cost_per_unit",
             |v| v.is_finite() && v > 0.0,
         )?;
+        // Two period × cell tables of f64 follow: they must fit the memory budget.
+        fits("cells × num_periods", &[opt.len(), n_periods, 2])?;
         let mut pattern = Vec::with_capacity(opt.len() * n_periods);
         let mut input_scale = Vec::with_capacity(opt.len() * n_periods);
         for &c in &opt {
@@ -318,6 +320,11 @@ impl Problem {
                 ));
             }
         };
+        // Every draw's parameters for every optimized cell, broadcast, in f64.
+        fits(
+            "draws × cells × parameters",
+            &[num_draws, opt.len(), ad.len() + sat.len()],
+        )?;
         let gather = |params: &[(String, &Array, Broadcast)],
                       domains: &[crate::saturation::Domain]|
          -> Result<Vec<f64>> {
@@ -677,6 +684,29 @@ fn check_derived(
                 format!("a scale whose response over {window} periods stays finite"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The product of `sizes` in f64 values must fit the memory budget
+/// ([`crate::io::memory_budget`]), checked before anything of that size is allocated:
+/// a posterior broadcast over many cells can ask for more than the file holds.
+fn fits(what: &str, sizes: &[usize]) -> Result<()> {
+    let budget = crate::io::memory_budget();
+    let bytes = sizes
+        .iter()
+        .try_fold(8u64, |a, &s| a.checked_mul(s as u64))
+        .filter(|&b| b <= budget);
+    if bytes.is_none() {
+        let shown: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+        return Err(Error::invalid(
+            "problem",
+            what,
+            shown.join(" × "),
+            format!(
+                "at most {budget} bytes of f64 values in all (the memory budget; MMM_MEMORY_BUDGET raises it)"
+            ),
+        ));
     }
     Ok(())
 }

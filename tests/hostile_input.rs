@@ -319,7 +319,7 @@ fn model_sizes_are_checked_before_the_posterior_is_read() {
     refused(
         &["evaluate"],
         dir.path(),
-        &["model.json", "dims", "at most 10000000 cells"],
+        &["model.json", "dims", "at most 1000000 cells"],
     );
     // 100,000 channel names, one repeated at the end: found in linear time.
     let mut names: Vec<String> = (0..100_000).map(|i| format!("ch{i}")).collect();
@@ -480,7 +480,11 @@ fn an_allocation_whose_responses_overflow_is_refused() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     m["target_scale"] = serde_json::json!(1e300);
     std::fs::write(&path, m.to_string()).unwrap();
-    refused(&["optimize"], dir.path(), &["utility at the start", "overflow"]);
+    refused(
+        &["optimize"],
+        dir.path(),
+        &["utility at the start", "overflow"],
+    );
     let alloc = dir.path().join("allocation.json");
     std::fs::write(
         &alloc,
@@ -495,4 +499,38 @@ fn an_allocation_whose_responses_overflow_is_refused() {
     assert!(!out.contains("NaN") && !out.contains("inf"), "{out}");
     assert_eq!(code, Some(2), "{out}{err}");
     assert_one_line(err.trim_end(), &["allocation"]);
+}
+
+/// Parameters without cell dims broadcast over a million cells: what that would take
+/// is checked against the memory budget before it is allocated.
+#[test]
+fn a_broadcast_larger_than_the_memory_budget_is_refused() {
+    let per_draw = |v: f64| npy(&f8("(2, 5)"), &values(10, v), 1);
+    let dir = case_with(&[
+        ("adstock_alpha", per_draw(0.5), false),
+        ("saturation_lam", per_draw(1.0), false),
+        ("saturation_beta", per_draw(1.0), false),
+    ]);
+    let path = dir.path().join("model.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let coords: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
+    m["channels"] = serde_json::json!(["tv"]);
+    m["channel_scale"] = serde_json::json!(100.0);
+    m["dims"] = serde_json::json!({"geo": coords, "region": coords});
+    m["posterior_dims"] = serde_json::json!({});
+    std::fs::write(&path, m.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmm-budget"));
+    let out = child
+        .args(["evaluate"])
+        .arg(dir.path())
+        .env("MMM_MEMORY_BUDGET", "50000000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_one_line(
+        err.trim_end(),
+        &["problem", "memory budget", "MMM_MEMORY_BUDGET"],
+    );
 }
