@@ -483,7 +483,23 @@ impl Problem {
         entries: &[(Selector, f64)],
         field: &str,
     ) -> Result<Vec<f64>> {
+        self.allocation_named(model, entries, field).map(|(x, _)| x)
+    }
+
+    /// [`Problem::allocation_from`], with which optimized cells an entry named.
+    pub fn allocation_named(
+        &self,
+        model: &Model,
+        entries: &[(Selector, f64)],
+        field: &str,
+    ) -> Result<(Vec<f64>, Vec<bool>)> {
         let mut x = vec![0.0; self.num_cells()];
+        let mut named = vec![false; self.num_cells()];
+        // Model cell → optimized cell, once (a search per cell was quadratic).
+        let mut slot = vec![None; model.num_cells()];
+        for (j, cell) in self.cells.iter().enumerate() {
+            slot[cell.model_index] = Some(j);
+        }
         for (i, (selector, value)) in entries.iter().enumerate() {
             let field = format!("{field}[{i}]");
             if !(value.is_finite() && *value >= 0.0) {
@@ -500,8 +516,11 @@ impl Problem {
                 if !hit {
                     continue;
                 }
-                match self.cells.iter().position(|cell| cell.model_index == c) {
-                    Some(j) => x[j] = *value,
+                match slot[c] {
+                    Some(j) => {
+                        x[j] = *value;
+                        named[j] = true;
+                    }
                     None if *value == 0.0 => {}
                     None => {
                         return Err(Error::invalid(
@@ -514,7 +533,102 @@ impl Problem {
                 }
             }
         }
-        Ok(x)
+        Ok((x, named))
+    }
+
+    /// What an allocation (per period) does that an optimized plan would not: spend
+    /// other than the budget (or more, under `at_most`), leave its bounds, or leave
+    /// cells out (`named`: the cells the allocation's source named; those left out
+    /// have 0). One line each, for the user to read.
+    pub fn allocation_warnings(&self, x: &[f64], named: Option<&[bool]>) -> Vec<String> {
+        let mut out = vec![];
+        let spent: f64 = x.iter().sum();
+        let b = self.total_budget;
+        let off = (spent - b).abs() > 1e-9 * b.max(1.0);
+        let over = spent > b * (1.0 + 1e-9);
+        match self.budget_constraint {
+            crate::scenario::BudgetConstraint::Equal if off => out.push(format!(
+                "the allocation spends {} per period, the budget is {} ({}%)",
+                num(spent),
+                num(b),
+                num(100.0 * (spent - b) / b.max(f64::MIN_POSITIVE))
+            )),
+            crate::scenario::BudgetConstraint::AtMost if over => out.push(format!(
+                "the allocation spends {} per period, over the budget of at most {}",
+                num(spent),
+                num(b)
+            )),
+            _ => {}
+        }
+        let outside: Vec<String> = (0..x.len())
+            .filter(|&c| x[c] < self.lower[c] || x[c] > self.upper[c])
+            .map(|c| {
+                format!(
+                    "{} {} (bounds {} to {})",
+                    self.cells[c].label,
+                    num(x[c]),
+                    num(self.lower[c]),
+                    num(self.upper[c])
+                )
+            })
+            .collect();
+        if !outside.is_empty() {
+            out.push(format!(
+                "{} outside {} bounds: {}",
+                count(outside.len(), "cell"),
+                if outside.len() == 1 { "its" } else { "their" },
+                list(&outside)
+            ));
+        }
+        if let Some(named) = named {
+            let left: Vec<String> = (0..x.len())
+                .filter(|&c| !named[c])
+                .map(|c| self.cells[c].label.clone())
+                .collect();
+            if !left.is_empty() {
+                out.push(format!(
+                    "{} not in the allocation file given 0: {}",
+                    count(left.len(), "cell"),
+                    list(&left)
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A number as a person reads it: as written where short, else in scientific form.
+fn num(v: f64) -> String {
+    let plain = format!("{v}");
+    if plain.len() <= 16 {
+        plain
+    } else if v.abs() >= 1e-3 && v.abs() < 1e12 {
+        format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        format!("{v:.6e}")
+    }
+}
+
+/// `1 cell`, `3 cells`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The first few items and how many more.
+fn list(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let head = items[..items.len().min(SHOWN)].join(", ");
+    if items.len() > SHOWN {
+        format!("{head} and {} more", items.len() - SHOWN)
+    } else {
+        head
     }
 }
 

@@ -222,19 +222,23 @@ impl Report {
             "",
             self.cells.iter().map(|c| c.mean_contribution).sum::<f64>()
         );
+        // The utility only where it is not the mean response itself.
+        let utility = if self.utility_kind == "mean" {
+            String::new()
+        } else {
+            format!("utility ({}) {:.6}; ", self.utility_kind, self.utility)
+        };
         let _ = writeln!(
             s,
-            "budget {} per period = {} over {} periods; {} draws; utility ({}) {:.6}; mean response {:.6}; 5/50/95% {:.4} / {:.4} / {:.4}",
+            "budget {} per period = {} over {} periods; {} draws; {utility}mean response {:.6} (90% of draws between {:.4} and {:.4}, median {:.4})",
             self.total_budget,
             self.total_budget * n,
             self.num_periods,
             self.num_draws,
-            self.utility_kind,
-            self.utility,
             self.mean_response,
             self.response_quantiles[0],
-            self.response_quantiles[1],
-            self.response_quantiles[2]
+            self.response_quantiles[2],
+            self.response_quantiles[1]
         );
         s
     }
@@ -294,42 +298,81 @@ pub fn solution_json(report: Option<&Report>, solution: &Solution) -> Value {
 
 /// The readable summary of an optimization: the status, start vs optimum, the table,
 /// and the multipliers of the budget and of the linear/nonlinear constraints.
-pub fn solution_table(report: Option<&Report>, solution: &Solution) -> String {
+pub fn solution_table(report: Option<&Report>, solution: &Solution, detail: bool) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "status: {} ({})", solution.status, solution.message);
+    let _ = writeln!(s, "status: {}", plain_status(solution, detail));
     let Some(report) = report else {
         return s;
     };
     s.push_str(&report.table());
-    let gain = solution.utility - solution.start_utility;
-    let _ = writeln!(
-        s,
-        "utility: start {:.6} -> optimum {:.6} ({:+.4}%); mean response {:.6} -> {:.6}",
-        solution.start_utility,
-        solution.utility,
-        100.0 * gain / solution.start_utility.abs().max(f64::MIN_POSITIVE),
-        solution.start_mean_response,
-        solution.mean_response
-    );
+    let pct = |a: f64, b: f64| 100.0 * (b - a) / a.abs().max(f64::MIN_POSITIVE);
+    if report.utility_kind == "mean" {
+        let _ = writeln!(
+            s,
+            "mean response: start {:.6} -> optimum {:.6} ({:+.4}%)",
+            solution.start_mean_response,
+            solution.mean_response,
+            pct(solution.start_mean_response, solution.mean_response)
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "utility ({}): start {:.6} -> optimum {:.6} ({:+.4}%); mean response {:.6} -> {:.6}",
+            report.utility_kind,
+            solution.start_utility,
+            solution.utility,
+            pct(solution.start_utility, solution.utility),
+            solution.start_mean_response,
+            solution.mean_response
+        );
+    }
+    // In the unit of mROI: the response one more unit spent over the window brings,
+    // where the constraint's right-hand side (per period) moves by 1/N.
+    let periods = report.num_periods;
+    let mut worth: Vec<String> = vec![];
     for m in solution
         .multipliers
         .iter()
-        .filter(|m| !m.constraint.contains(" bound of "))
+        .filter(|m| !m.constraint.contains(" bound of ") && m.value != 0.0)
     {
+        worth.push(format!(
+            "  {}: {:.4}",
+            m.constraint,
+            crate::solution::marginal_roi(m.value, periods)
+        ));
+    }
+    if !worth.is_empty() {
         let _ = writeln!(
             s,
-            "multiplier of {}: {:.6} (per unit of its right-hand side)",
-            m.constraint, m.value
+            "what one more unit is worth, per unit over the window (as mROI), where a constraint binds:"
         );
+        for w in worth {
+            let _ = writeln!(s, "{w}");
+        }
     }
     let _ = writeln!(
         s,
-        "{} iterations, {} evaluations, {:.3} s on {}; KKT residual {:.1e}",
-        solution.iterations,
-        solution.evaluations,
-        solution.seconds,
-        solution.backend,
-        solution.kkt_residual
+        "{} iterations, {} evaluations, {:.3} s on {}",
+        solution.iterations, solution.evaluations, solution.seconds, solution.backend
     );
     s
+}
+
+/// The status in plain words; the solver's own account with `detail` (and always
+/// where it explains why there is no optimum).
+pub fn plain_status(solution: &Solution, detail: bool) -> String {
+    let (words, explain) = match solution.status {
+        Status::Solved => ("optimal", false),
+        Status::AlmostSolved => ("nearly optimal", true),
+        Status::Infeasible => ("infeasible", true),
+        Status::MaxIterations => ("stopped at the iteration limit, not optimal", true),
+        Status::MaxTime => ("stopped at the time limit, not optimal", true),
+        Status::LineSearchFailed | Status::NumericalError => ("no optimum found", true),
+        Status::Stopped => ("stopped by the caller", false),
+    };
+    if explain || detail {
+        format!("{words}: {}", solution.message)
+    } else {
+        words.to_string()
+    }
 }

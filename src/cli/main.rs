@@ -217,7 +217,10 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
         } => {
             let case = load_case(&case, scenario.as_deref())?;
             let problem = case.problem()?;
-            let x = allocation_of(&problem, &case.model, &allocation)?;
+            let (x, warnings) = allocation_of(&problem, &case.model, &allocation)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             let selected = Backend::from(backend).evaluator(&problem, &GpuOptions::default())?;
             if let Some(w) = &selected.warning {
                 eprintln!("warning: {w}");
@@ -226,7 +229,11 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             let report = Report::new(&problem, ev.as_mut(), &x)?;
             print!("{}", report.table());
             if let Some(path) = out {
-                write_json(&path, &report.to_json())?;
+                let mut json = report.to_json();
+                if let Some(map) = json.as_object_mut() {
+                    map.insert("warnings".into(), serde_json::json!(warnings));
+                }
+                write_json(&path, &json)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -338,7 +345,10 @@ fn optimize(
             &solution.allocation,
         )?)
     };
-    print!("{}", solution_table(report.as_ref(), &solution));
+    print!(
+        "{}",
+        solution_table(report.as_ref(), &solution, run.verbose.unwrap_or(0) >= 1)
+    );
     if let Some(path) = &run.out {
         write_json(path, &solution_json(report.as_ref(), &solution))?;
     }
@@ -473,13 +483,22 @@ fn budget_flag(e: Error, run: &RunArgs) -> Error {
     }
 }
 
-fn allocation_of(problem: &Problem, model: &Model, spec: &str) -> mmm_budget::Result<Vec<f64>> {
+/// The allocation to evaluate, and what it does that a plan would not (warnings).
+fn allocation_of(
+    problem: &Problem,
+    model: &Model,
+    spec: &str,
+) -> mmm_budget::Result<(Vec<f64>, Vec<String>)> {
     if spec == "uniform" {
-        return Ok(problem.uniform_allocation());
+        let x = problem.uniform_allocation();
+        let warnings = problem.allocation_warnings(&x, None);
+        return Ok((x, warnings));
     }
     let path = Path::new(spec);
     let entries = load_allocation(path)?;
-    problem
-        .allocation_from(model, &entries, "allocation")
-        .map_err(|e| e.recontext("allocation", &path.display().to_string()))
+    let (x, named) = problem
+        .allocation_named(model, &entries, "allocation")
+        .map_err(|e| e.recontext("allocation", &path.display().to_string()))?;
+    let warnings = problem.allocation_warnings(&x, Some(&named));
+    Ok((x, warnings))
 }
