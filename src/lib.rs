@@ -25,6 +25,7 @@ pub mod constraint;
 pub mod demo;
 pub mod error;
 pub mod eval;
+pub mod frontier;
 pub mod io;
 pub mod model;
 pub mod optimize;
@@ -43,6 +44,7 @@ pub use eval::{
     Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
     GpuOptions, Selected, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
+pub use frontier::FrontierPoint;
 pub use model::{Array, Cell, CellInfo, Dim, MAX_CELLS, MAX_L_MAX, MAX_PERIODS, Model, Posterior};
 pub use optimize::{Callback, Options, optimize, optimize_problem, solve_on};
 pub use problem::Problem;

@@ -382,3 +382,43 @@ fn infinite_multipliers_are_written_as_inf() {
     assert_eq!(ch3["marginal_roi"], "inf");
     assert!(v["kkt_residual"].as_f64().unwrap() <= 1e-8);
 }
+
+#[test]
+fn frontier_prints_a_rising_table_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("f.json");
+    let text = succeeds(
+        bin()
+            .args([
+                "frontier",
+                "tests/data/m8x4",
+                "--budgets",
+                "0.5x..1.5x",
+                "--steps",
+                "5",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    assert!(text.contains("marginal"), "{text}");
+    let v: Value = read_json(&out);
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 5);
+    let responses: Vec<f64> = points
+        .iter()
+        .map(|p| p["mean_response"].as_f64().unwrap())
+        .collect();
+    assert!(responses.windows(2).all(|w| w[1] > w[0]), "{responses:?}");
+    assert_eq!(points[0]["budget"].as_f64().unwrap(), 1000.0);
+    assert_eq!(points[0]["cells"].as_array().unwrap().len(), 32);
+    let o = bin()
+        .args(["frontier", "tests/data/m8x4", "--budgets", "2x..1x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("--budgets") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -99,6 +99,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The efficient frontier: optimize a case at each of a range of total budgets
+    /// (each solve started from the last optimum) and print the optimal mean response,
+    /// its 90% band and the budget's marginal return at each.
+    Frontier {
+        /// The case folder (model.json, posterior.npz, scenario.json).
+        case: PathBuf,
+        /// A scenario file to use instead of CASE/scenario.json.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Total budgets per period, FROM..TO: numbers, or multiples of the scenario's
+        /// budget (`0.5x..2x`).
+        #[arg(long, default_value = "0.5x..2x")]
+        budgets: String,
+        /// How many budgets, evenly spaced.
+        #[arg(long, default_value_t = 25)]
+        steps: usize,
+        /// Evaluator: cpu (the f64 reference), gpu or auto.
+        #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+        backend: BackendArg,
+        /// Write the frontier as JSON here (every point's allocation too).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Optimize a demo case built into the binary (5 channels × 3 geos, 2000 draws).
     Demo {
         /// Also write the demo case as a case folder here.
@@ -281,6 +304,41 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             &workgroup,
             json,
         ),
+        Command::Frontier {
+            case,
+            scenario,
+            budgets,
+            steps,
+            backend,
+            out,
+        } => {
+            let case = load_case(&case, scenario.as_deref())?;
+            let problem = case.problem()?;
+            let list = budget_range(&budgets, steps, case.scenario.total_budget)?;
+            let mut selected =
+                Backend::from(backend).evaluator(&problem, &GpuOptions::default())?;
+            if let Some(w) = &selected.warning {
+                eprintln!("warning: {w}");
+            }
+            let points = mmm_budget::frontier::frontier(
+                &case.model,
+                &case.scenario,
+                selected.evaluator.as_mut(),
+                &list,
+                &case.settings,
+                true,
+            )?;
+            print!("{}", frontier_table(&points, problem.num_periods));
+            if let Some(path) = out {
+                write_json(&path, &frontier_json(&points, &problem))?;
+            }
+            let all = points.iter().all(|p| p.solution.status == Status::Solved);
+            Ok(if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(4)
+            })
+        }
         Command::Demo {
             write_case: dir,
             run,
@@ -463,6 +521,98 @@ fn run_bench(
         print!("{}", table(&problem, &rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FROM..TO` (numbers, or multiples of `base` written `0.5x`) as `steps` budgets.
+fn budget_range(spec: &str, steps: usize, base: f64) -> mmm_budget::Result<Vec<f64>> {
+    let bad = || {
+        Error::invalid(
+            "command line",
+            "--budgets",
+            spec,
+            "FROM..TO, each a number >= 0 or a multiple of the budget such as 0.5x, FROM < TO",
+        )
+    };
+    let side = |t: &str| -> Option<f64> {
+        let t = t.trim();
+        let v = match t.strip_suffix('x') {
+            Some(k) => k.trim().parse::<f64>().ok()? * base,
+            None => t.parse::<f64>().ok()?,
+        };
+        (v.is_finite() && v >= 0.0).then_some(v)
+    };
+    let (from, to) = spec.split_once("..").ok_or_else(bad)?;
+    let (from, to) = (side(from).ok_or_else(bad)?, side(to).ok_or_else(bad)?);
+    if from >= to {
+        return Err(bad());
+    }
+    if !(2..=1000).contains(&steps) {
+        return Err(Error::invalid(
+            "command line",
+            "--steps",
+            steps,
+            "an integer in [2, 1000]",
+        ));
+    }
+    Ok(mmm_budget::frontier::budgets(from, to, steps))
+}
+
+/// The frontier as a table: per budget the optimal mean response, its band and the
+/// budget's marginal return in mROI's unit (per unit spent over the window).
+fn frontier_table(points: &[mmm_budget::FrontierPoint], periods: usize) -> String {
+    let mut s = format!(
+        "{:>14} {:>14} {:>16} {:>16} {:>16} {:>10}  status\n",
+        "budget/period", "budget/window", "mean response", "5%", "95%", "marginal"
+    );
+    for p in points {
+        let marginal = p.marginal_return.map_or("-".to_string(), |m| {
+            format!("{:.4}", mmm_budget::solution::marginal_roi(m, periods))
+        });
+        s.push_str(&format!(
+            "{:>14.4} {:>14.2} {:>16.4} {:>16.4} {:>16.4} {:>10}  {}\n",
+            p.budget,
+            p.budget * periods as f64,
+            p.solution.mean_response,
+            p.response_quantiles[0],
+            p.response_quantiles[2],
+            marginal,
+            p.solution.status
+        ));
+    }
+    s.push_str(&format!(
+        "marginal: the mean response that one more unit spent over the window brings (the budget's multiplier / {periods}, as mROI)\n"
+    ));
+    s
+}
+
+/// The frontier as JSON, with each point's allocation by cell.
+fn frontier_json(points: &[mmm_budget::FrontierPoint], problem: &Problem) -> serde_json::Value {
+    let n = problem.num_periods as f64;
+    let list: Vec<serde_json::Value> = points
+        .iter()
+        .map(|p| {
+            let cells: Vec<serde_json::Value> = problem
+                .cells
+                .iter()
+                .zip(&p.solution.allocation)
+                .map(|(c, x)| serde_json::json!({"cell": c.label, "budget": x, "budget_window": x * n}))
+                .collect();
+            serde_json::json!({
+                "budget": p.budget,
+                "budget_window": p.budget * n,
+                "status": p.solution.status.name(),
+                "mean_response": p.solution.mean_response,
+                "response_quantiles": {"0.05": p.response_quantiles[0], "0.5": p.response_quantiles[1], "0.95": p.response_quantiles[2]},
+                "marginal_return": p.marginal_return.map(|m| m / n),
+                "cells": cells,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "units": {"budget": "per period", "budget_window": "over the window", "marginal_return": "d mean_response / d budget_window"},
+        "num_periods": problem.num_periods,
+        "points": list,
+    })
 }
 
 /// An error about `total_budget` names `--budget` where the flag set it.

@@ -1,0 +1,123 @@
+//! The efficient frontier: the optimum over a range of total budgets, each solve
+//! started from the last one's allocation scaled to the new budget.
+//!
+//! At each budget B the optimal mean response U*(B) and its marginal return
+//! dU*/dB, which is the budget constraint's multiplier λ_B (per unit of per-period
+//! budget; λ_B / N per unit spent over the window, the unit of mROI).
+
+use crate::error::{Error, Result};
+use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::model::Model;
+use crate::problem::Problem;
+use crate::report::QUANTILES;
+use crate::scenario::Scenario;
+use crate::solution::{Solution, Status};
+use crate::sqp::{Settings, Solver};
+use crate::utility::quantile;
+
+/// One budget of the frontier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrontierPoint {
+    /// The total budget per period.
+    pub budget: f64,
+    /// The solve at that budget.
+    pub solution: Solution,
+    /// The 5%, 50% and 95% quantiles of the response over draws at its allocation.
+    pub response_quantiles: [f64; 3],
+    /// dU*/dB: the budget's multiplier, per unit of per-period budget (`None` where the
+    /// solve did not end solved).
+    pub marginal_return: Option<f64>,
+}
+
+/// `steps` budgets from `from` to `to` per period, evenly spaced.
+///
+/// ```
+/// let b = mmm_budget::frontier::budgets(100.0, 200.0, 5);
+/// assert_eq!(b, vec![100.0, 125.0, 150.0, 175.0, 200.0]);
+/// ```
+pub fn budgets(from: f64, to: f64, steps: usize) -> Vec<f64> {
+    match steps {
+        0 => vec![],
+        1 => vec![from],
+        _ => (0..steps)
+            .map(|k| from + (to - from) * k as f64 / (steps - 1) as f64)
+            .collect(),
+    }
+}
+
+/// Solves `scenario` at each of `budgets` (per period) with one evaluator for all
+/// (it depends on the posterior and the time patterns, not on the budget). With
+/// `warm`, each solve after the first starts from the previous optimum scaled to its
+/// budget (projected onto its constraints), else from the usual start.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 100 }, 2);
+/// let problem = Problem::new(&model, &scenario)?;
+/// let mut ev = CpuEvaluator::new(&problem)?;
+/// let b = frontier::budgets(0.5 * scenario.total_budget, 1.5 * scenario.total_budget, 5);
+/// let points = frontier::frontier(&model, &scenario, &mut ev, &b, &Settings::default(), true)?;
+/// assert!(points.windows(2).all(|w| w[1].solution.mean_response > w[0].solution.mean_response));
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
+pub fn frontier(
+    model: &Model,
+    scenario: &Scenario,
+    evaluator: &mut dyn Evaluator,
+    budgets: &[f64],
+    settings: &Settings,
+    warm: bool,
+) -> Result<Vec<FrontierPoint>> {
+    let mut points: Vec<FrontierPoint> = Vec::with_capacity(budgets.len());
+    for (k, &budget) in budgets.iter().enumerate() {
+        let mut sc = scenario.clone();
+        sc.total_budget = budget;
+        let problem = Problem::new(model, &sc).map_err(|e| match e {
+            Error::InvalidValue {
+                field,
+                value,
+                expected,
+                ..
+            } if field == "total_budget" => Error::InvalidValue {
+                context: "frontier".into(),
+                field: format!("budgets[{k}]"),
+                value,
+                expected,
+            },
+            other => other,
+        })?;
+        let mut settings = settings.clone();
+        if warm
+            && let Some(last) = points.last()
+            && last.solution.status == Status::Solved
+            && last.budget > 0.0
+        {
+            let scale = budget / last.budget;
+            settings.start = Some(last.solution.allocation.iter().map(|v| v * scale).collect());
+        }
+        let solution = Solver::new(&problem, &mut *evaluator, settings)?.solve()?;
+        let response_quantiles = if solution.allocation.is_empty() {
+            [f64::NAN; 3]
+        } else {
+            let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+            evaluator.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)?;
+            QUANTILES.map(|q| quantile(&out.responses, q))
+        };
+        let marginal_return = (solution.status == Status::Solved)
+            .then(|| {
+                solution
+                    .multipliers
+                    .iter()
+                    .find(|m| m.constraint == "budget")
+                    .map(|m| m.value)
+            })
+            .flatten();
+        points.push(FrontierPoint {
+            budget,
+            solution,
+            response_quantiles,
+            marginal_return,
+        });
+    }
+    Ok(points)
+}
