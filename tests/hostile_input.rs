@@ -78,6 +78,15 @@ fn s3_with(name: &str, member: Vec<u8>, deflate: bool) -> tempfile::TempDir {
     case_with(&members)
 }
 
+/// Edits the case folder's model.json in place.
+fn edit_model(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("model.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut m);
+    std::fs::write(&path, m.to_string()).unwrap();
+}
+
 fn error_of(dir: &Path) -> String {
     match load_case(dir, None).and_then(|c| c.problem()) {
         Ok(_) => panic!("expected an error"),
@@ -453,12 +462,10 @@ fn an_exponent_out_of_range_is_refused() {
         ("saturation_kappa", good(1.0), false),
         ("saturation_beta", good(1.0), false),
     ]);
-    let path = dir.path().join("model.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    m["saturation"]["kind"] = serde_json::json!("hill");
-    m["posterior_dims"] = serde_json::json!({});
-    std::fs::write(&path, m.to_string()).unwrap();
+    edit_model(dir.path(), |m| {
+        m["saturation"]["kind"] = serde_json::json!("hill");
+        m["posterior_dims"] = serde_json::json!({});
+    });
     refused(
         &["optimize"],
         dir.path(),
@@ -475,11 +482,9 @@ fn an_allocation_whose_responses_overflow_is_refused() {
         ("saturation_lam", good(1.0), false),
         ("saturation_beta", good(1e10), false),
     ]);
-    let path = dir.path().join("model.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    m["target_scale"] = serde_json::json!(1e300);
-    std::fs::write(&path, m.to_string()).unwrap();
+    edit_model(dir.path(), |m| {
+        m["target_scale"] = serde_json::json!(1e300);
+    });
     refused(
         &["optimize"],
         dir.path(),
