@@ -22,6 +22,7 @@
 
 pub mod adstock;
 pub mod constraint;
+pub mod curves;
 pub mod demo;
 pub mod error;
 pub mod eval;
@@ -39,6 +40,7 @@ pub mod utility;
 
 pub use adstock::{Adstock, AdstockKind};
 pub use constraint::{LinearConstraint, NonlinearConstraint, Sense};
+pub use curves::CellCurve;
 pub use error::{Error, Result};
 pub use eval::{
     Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,

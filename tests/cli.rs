@@ -422,3 +422,23 @@ fn frontier_prints_a_rising_table_and_writes_json() {
         "{err}"
     );
 }
+
+#[test]
+fn optimize_writes_response_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("curves.json");
+    succeeds(
+        bin()
+            .args(["optimize", "tests/data/s3", "--backend", "cpu", "--curves"])
+            .arg(&out),
+    );
+    let v: Value = read_json(&out);
+    let cells = v["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    for c in cells {
+        assert_eq!(c["spend"].as_array().unwrap().len(), 25);
+        assert_eq!(c["contribution"].as_array().unwrap().len(), 25);
+        assert!(c["budget"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(v["units"]["spend"], "per period");
+}

@@ -181,6 +181,10 @@ struct RunArgs {
     /// Write the per-cell table as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Write each cell's response curve around the optimum as JSON here (25 spends
+    /// from 0 to twice the chosen one: mean contribution and marginal return).
+    #[arg(long)]
+    curves: Option<PathBuf>,
     /// 0 silent, 1 a closing report, 2 a line per iteration (stderr).
     #[arg(long)]
     verbose: Option<u8>,
@@ -413,6 +417,18 @@ fn optimize(
     if let (Some(path), Some(r)) = (&run.csv, &report) {
         write_csv(path, r)?;
     }
+    if let Some(path) = &run.curves
+        && !solution.allocation.is_empty()
+    {
+        let curves = mmm_budget::curves::response_curves(
+            problem,
+            selected.evaluator.as_mut(),
+            &solution.allocation,
+            25,
+            2.0,
+        )?;
+        write_json(path, &curves_json(&curves, problem.num_periods))?;
+    }
     Ok(match solution.status {
         Status::Solved => ExitCode::SUCCESS,
         Status::Infeasible => ExitCode::from(3),
@@ -521,6 +537,36 @@ fn run_bench(
         print!("{}", table(&problem, &rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Response curves as JSON, with units: spends per period and over the window, the
+/// mean contribution over the window, the marginal return per unit over the window.
+fn curves_json(curves: &[mmm_budget::CellCurve], periods: usize) -> serde_json::Value {
+    let n = periods as f64;
+    let cells: Vec<serde_json::Value> = curves
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "cell": c.label,
+                "budget": c.at,
+                "spend": c.spend,
+                "spend_window": c.spend.iter().map(|s| s * n).collect::<Vec<_>>(),
+                "contribution": c.contribution,
+                "marginal_roi": c.marginal.iter().map(|m| mmm_budget::solution::marginal_roi(*m, periods)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "units": {
+            "budget": "chosen spend per period",
+            "spend": "per period",
+            "spend_window": "over the window",
+            "contribution": "mean response over the window and its carry-over",
+            "marginal_roi": "d contribution / d spend_window",
+        },
+        "num_periods": periods,
+        "cells": cells,
+    })
 }
 
 /// `FROM..TO` (numbers, or multiples of `base` written `0.5x`) as `steps` budgets.
