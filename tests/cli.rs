@@ -328,6 +328,11 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         // hill included: its synthetic slopes span 1 (0.56 to 3.25).
         assert_eq!(row["status"], "solved", "{kind}: {row}");
         assert!(row["utility"].as_f64().unwrap() > 0.0, "{kind}: {row}");
+        if cfg!(target_os = "linux") {
+            // The peak resident memory of the process while the row was measured.
+            let peak = row["peak_host_bytes"].as_u64().unwrap();
+            assert!(peak > 1 << 20 && peak < 1 << 32, "{kind}: {peak}");
+        }
     }
     let o = bin()
         .args(["bench", "--saturation", "sigmoid"])

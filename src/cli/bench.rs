@@ -30,6 +30,29 @@ pub struct BenchRow {
     /// GPU: (bytes of all device buffers, bytes of the parameters in f32, bytes of the
     /// parameters as stored: f32 or f16).
     pub device_memory: Option<(u64, u64, u64)>,
+    /// The process's peak resident memory in bytes while this backend was built and
+    /// measured (the problem included), where the system reports it (Linux).
+    pub peak_host_bytes: Option<u64>,
+}
+
+/// Starts a new peak of resident memory (Linux: `5` to /proc/self/clear_refs resets
+/// VmHWM); elsewhere nothing.
+pub fn reset_host_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident memory since the last reset (Linux: VmHWM), in bytes.
+pub fn host_peak_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Times `ev` on `problem`: `repeats` evaluations after one warm-up, then one
@@ -77,6 +100,7 @@ pub fn measure(
         utility,
         status,
         device_memory: None,
+        peak_host_bytes: None,
     })
 }
 
@@ -132,6 +156,19 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
             opt_ratio
         );
     }
+    let f64_params = (problem.adstock_params.len() + problem.saturation_params.len()) as f64 * 8.0;
+    for r in rows {
+        if let Some(peak) = r.peak_host_bytes {
+            let _ = writeln!(
+                s,
+                "{}: peak host memory {:.1} MB = {:.2} × the posterior parameters in f64 ({:.1} MB), the problem included",
+                r.backend,
+                peak as f64 / 1e6,
+                peak as f64 / f64_params,
+                f64_params / 1e6
+            );
+        }
+    }
     for r in rows {
         if let Some((device, params, stored)) = r.device_memory {
             let _ = writeln!(
@@ -169,6 +206,7 @@ pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
             "device_bytes": r.device_memory.map(|m| m.0),
             "parameter_bytes_f32": r.device_memory.map(|m| m.1),
             "parameter_bytes_stored": r.device_memory.map(|m| m.2),
+            "peak_host_bytes": r.peak_host_bytes,
         })).collect::<Vec<_>>(),
     })
 }

@@ -492,15 +492,18 @@ fn run_bench(
     drop(model);
     let mut rows = vec![];
     if backend != BenchBackends::Gpu {
+        bench::reset_host_peak();
         let t = Instant::now();
         let mut ev = CpuEvaluator::new(&problem)?;
-        rows.push(measure(
+        let mut row = measure(
             &problem,
             &mut ev,
             t.elapsed().as_secs_f64(),
             repeats,
             optimize,
-        )?);
+        )?;
+        row.peak_host_bytes = bench::host_peak_bytes();
+        rows.push(row);
     }
     if backend != BenchBackends::Cpu {
         let mut variants: Vec<(u32, bool)> = workgroups.iter().map(|&w| (w, false)).collect();
@@ -508,6 +511,7 @@ fn run_bench(
             variants.extend(workgroups.iter().map(|&w| (w, true)));
         }
         for (workgroup, half) in variants {
+            bench::reset_host_peak();
             let t = Instant::now();
             let options = GpuOptions {
                 f16_parameters: half,
@@ -521,6 +525,7 @@ fn run_bench(
                     let f32_params =
                         (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 4;
                     row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
+                    row.peak_host_bytes = bench::host_peak_bytes();
                     rows.push(row);
                 }
                 Err(e) if backend == BenchBackends::All => eprintln!("gpu skipped: {e}"),
