@@ -10,11 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mmm_budget::io::{load_allocation, load_case, write_case, write_csv, write_json};
 use mmm_budget::report::{Report, solution_json, solution_table};
 use mmm_budget::{
-    Backend, CpuEvaluator, Error, GpuOptions, Model, Options, Problem, Scenario, Settings, Status,
-    demo, solve_on,
+    Backend, CpuEvaluator, Error, GpuOptions, Model, Options, Posterior, Problem, Scenario,
+    Settings, Status, demo, solve_on,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -242,13 +243,16 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             out,
             backend,
         } => {
-            let case = load_case(&case, scenario.as_deref())?;
-            let problem = case.problem()?;
+            let mut case = load_case(&case, scenario.as_deref())?;
+            let problem = Arc::new(case.problem()?);
+            // Resolved into the problem: the posterior's own copy is not needed again.
+            case.model.posterior = Posterior::default();
             let (x, warnings) = allocation_of(&problem, &case.model, &allocation)?;
             for w in &warnings {
                 eprintln!("warning: {w}");
             }
-            let selected = Backend::from(backend).evaluator(&problem, &GpuOptions::default())?;
+            let selected =
+                Backend::from(backend).shared_evaluator(&problem, &GpuOptions::default())?;
             if let Some(w) = &selected.warning {
                 eprintln!("warning: {w}");
             }
@@ -269,7 +273,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             scenario,
             run,
         } => {
-            let case = load_case(&case, scenario.as_deref())?;
+            let mut case = load_case(&case, scenario.as_deref())?;
             let settings = case.settings.clone();
             let mut s = case.scenario.clone();
             if let Some(b) = run.budget {
@@ -281,7 +285,9 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
                     .recontext("posterior", &case.posterior_path.display().to_string())
                     .recontext("scenario", &case.scenario_path.display().to_string())
             })?;
-            optimize(&problem, settings, &run)
+            // Resolved into the problem: the posterior's own copy is not needed again.
+            case.model.posterior = Posterior::default();
+            optimize(Arc::new(problem), settings, &run)
         }
         Command::Bench {
             draws,
@@ -371,11 +377,11 @@ fn demo_run(model: &Model, mut scenario: Scenario, run: &RunArgs) -> mmm_budget:
         problem.adstock.l_max,
         problem.total_budget
     );
-    optimize(&problem, Settings::default(), run)
+    optimize(Arc::new(problem), Settings::default(), run)
 }
 
 fn optimize(
-    problem: &Problem,
+    problem: Arc<Problem>,
     mut settings: Settings,
     run: &RunArgs,
 ) -> mmm_budget::Result<ExitCode> {
@@ -392,7 +398,8 @@ fn optimize(
         settings,
         callback: None,
     };
-    let mut selected = options.backend.evaluator(problem, &options.gpu)?;
+    let mut selected = options.backend.shared_evaluator(&problem, &options.gpu)?;
+    let problem = &*problem;
     // Under auto, a device failure (during the solve too) falls back to the CPU.
     let solution = solve_on(problem, &mut selected, &options)?;
     for w in &solution.warnings {

@@ -31,7 +31,7 @@ const TERM_CACHE_BYTES: usize = 1 << 30;
 /// ```
 #[derive(Clone, Debug)]
 pub struct CpuEvaluator {
-    problem: Problem,
+    problem: std::sync::Arc<Problem>,
     /// Cached terms, when they fit in [`TERM_CACHE_BYTES`].
     terms: Option<Terms>,
     /// Whether each cell's unit pattern is the same in every period.
@@ -63,8 +63,24 @@ struct Scratch {
 }
 
 impl CpuEvaluator {
-    /// An evaluator for `problem` (copied; the posterior is not modified).
+    /// An evaluator for `problem` (copied; the posterior is not modified). To share a
+    /// problem without copying its parameters, [`CpuEvaluator::shared`].
     pub fn new(problem: &Problem) -> Result<Self> {
+        Self::shared(std::sync::Arc::new(problem.clone()))
+    }
+
+    /// An evaluator for a problem shared with the caller: no copy of its parameters.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// use std::sync::Arc;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 2, geos: 1, draws: 20 }, 3);
+    /// let problem = Arc::new(Problem::new(&model, &scenario)?);
+    /// let ev = CpuEvaluator::shared(problem.clone())?;
+    /// assert!(std::ptr::eq(ev.problem(), &*problem));
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    pub fn shared(problem: std::sync::Arc<Problem>) -> Result<Self> {
         let (d, n) = (problem.num_draws(), problem.num_cells());
         let constant: Vec<bool> = (0..n)
             .map(|c| {

@@ -54,9 +54,28 @@ impl Backend {
     /// slower than the CPU evaluator), saying why in `warning` when a GPU was expected
     /// but failed.
     pub fn evaluator(&self, problem: &crate::Problem, options: &GpuOptions) -> Result<Selected> {
+        self.select(problem, options, || CpuEvaluator::new(problem))
+    }
+
+    /// [`Backend::evaluator`] for a problem shared with the caller: the CPU evaluator
+    /// holds it without copying its parameters ([`CpuEvaluator::shared`]).
+    pub fn shared_evaluator(
+        &self,
+        problem: &std::sync::Arc<crate::Problem>,
+        options: &GpuOptions,
+    ) -> Result<Selected> {
+        self.select(problem, options, || CpuEvaluator::shared(problem.clone()))
+    }
+
+    fn select(
+        &self,
+        problem: &crate::Problem,
+        options: &GpuOptions,
+        make_cpu: impl Fn() -> Result<CpuEvaluator>,
+    ) -> Result<Selected> {
         let cpu = |warning| -> Result<Selected> {
             Ok(Selected {
-                evaluator: Box::new(CpuEvaluator::new(problem)?),
+                evaluator: Box::new(make_cpu()?),
                 backend: Backend::Cpu,
                 warning,
             })
