@@ -221,7 +221,7 @@ impl LinearConstraint {
         cells: &[CellInfo],
         total: f64,
     ) -> Result<Self> {
-        let shown = crate::io::truncated(text, 200);
+        let shown = crate::error::truncated(text, 200);
         let chars = text.chars().count();
         if chars > MAX_CONSTRAINT_CHARS {
             return Err(Error::Constraint {

@@ -148,18 +148,49 @@ impl Error {
         value: impl std::fmt::Display,
         expected: impl Into<String>,
     ) -> Self {
-        // Numbers whose decimal form is long (1e308 has 309 digits) in scientific form.
+        // Numbers whose decimal form is long (1e308 has 309 digits) as a person reads
+        // them.
         let compact = |s: String| match s.parse::<f64>() {
-            Ok(v) if s.len() > 24 => format!("{v:e}"),
+            Ok(v) if s.len() > 24 => readable_number(v),
             _ => s,
         };
-        let echo =
-            |s: String| crate::io::truncated(&compact(s).replace(['\n', '\r'], " "), MAX_ECHO);
+        let echo = |s: String| truncated(&compact(s).replace(['\n', '\r'], " "), MAX_ECHO);
         Error::InvalidValue {
             context: context.into(),
             field: echo(field.into()),
             value: echo(value.to_string()),
             expected: expected.into(),
         }
+    }
+}
+
+/// A message on one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max` characters of `s`, with how many were left out.
+pub(crate) fn truncated(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} more characters)", n - max)
+}
+
+/// A number as a person reads it: as Rust writes it where that is short, else with six
+/// decimals (1e-3 to 1e12) or in scientific form (`1e308`, `5e-324`).
+pub(crate) fn readable_number(v: f64) -> String {
+    let plain = format!("{v}");
+    if plain.len() <= 16 {
+        plain
+    } else if v.abs() >= 1e-3 && v.abs() < 1e12 {
+        format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    } else {
+        format!("{v:e}")
     }
 }

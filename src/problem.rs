@@ -10,7 +10,7 @@
 
 use crate::adstock::Adstock;
 use crate::constraint::LinearConstraint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, readable_number};
 use crate::model::{Array, Broadcast, CellInfo, MAX_PERIODS, Model};
 use crate::saturation::Saturation;
 use crate::scenario::{BudgetConstraint, PeriodRule, Scenario, Selector};
@@ -549,14 +549,14 @@ impl Problem {
         match self.budget_constraint {
             crate::scenario::BudgetConstraint::Equal if off => out.push(format!(
                 "the allocation spends {} per period, the budget is {} ({}%)",
-                num(spent),
-                num(b),
-                num(100.0 * (spent - b) / b.max(f64::MIN_POSITIVE))
+                readable_number(spent),
+                readable_number(b),
+                readable_number(100.0 * (spent - b) / b.max(f64::MIN_POSITIVE))
             )),
             crate::scenario::BudgetConstraint::AtMost if over => out.push(format!(
                 "the allocation spends {} per period, over the budget of at most {}",
-                num(spent),
-                num(b)
+                readable_number(spent),
+                readable_number(b)
             )),
             _ => {}
         }
@@ -566,9 +566,9 @@ impl Problem {
                 format!(
                     "{} {} (bounds {} to {})",
                     self.cells[c].label,
-                    num(x[c]),
-                    num(self.lower[c]),
-                    num(self.upper[c])
+                    readable_number(x[c]),
+                    readable_number(self.lower[c]),
+                    readable_number(self.upper[c])
                 )
             })
             .collect();
@@ -594,21 +594,6 @@ impl Problem {
             }
         }
         out
-    }
-}
-
-/// A number as a person reads it: as written where short, else in scientific form.
-fn num(v: f64) -> String {
-    let plain = format!("{v}");
-    if plain.len() <= 16 {
-        plain
-    } else if v.abs() >= 1e-3 && v.abs() < 1e12 {
-        format!("{v:.6}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    } else {
-        format!("{v:.6e}")
     }
 }
 

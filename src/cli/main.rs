@@ -661,7 +661,7 @@ fn frontier_json(points: &[mmm_budget::FrontierPoint], problem: &Problem) -> ser
                 "status": p.solution.status.name(),
                 "mean_response": p.solution.mean_response,
                 "response_quantiles": {"0.05": p.response_quantiles[0], "0.5": p.response_quantiles[1], "0.95": p.response_quantiles[2]},
-                "marginal_return": p.marginal_return.map(|m| m / n),
+                "marginal_return": p.marginal_return.map(|m| mmm_budget::solution::marginal_roi(m, problem.num_periods)),
                 "cells": cells,
             })
         })

@@ -19,7 +19,6 @@ mod scenario_file;
 mod write;
 
 pub use model_file::load_model;
-pub(crate) use npz::truncated;
 pub use npz::{
     MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, memory_budget,
     read_header as read_npy_header, read_npz,

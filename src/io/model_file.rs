@@ -1,8 +1,8 @@
 //! `model.json`: the model's structure, scales and where its posterior is.
 
-use super::npz::truncated;
 use super::{parse_json, read_npz, read_text};
 use crate::adstock::{Adstock, AdstockKind};
+use crate::error::truncated;
 use crate::error::{Error, Result};
 use crate::model::{Array, Dim, Model, Posterior};
 use crate::saturation::Saturation;

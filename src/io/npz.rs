@@ -9,7 +9,7 @@
 //! against the model, and with a memory budget, all before any value is read; then the
 //! values in chunks of [`CHUNK_BYTES`], never more than the shape declares.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line, truncated};
 use crate::model::{Array, Posterior};
 use std::io::Read;
 use std::path::Path;
@@ -350,21 +350,6 @@ fn read_values(
         Ok(_) => Err(format!("more data than its shape's {count} values")),
         Err(e) => Err(one_line(&e.to_string())),
     }
-}
-
-/// A message on one line.
-pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// At most `max` characters of `s`, with how many were left out.
-pub(crate) fn truncated(s: &str, max: usize) -> String {
-    let n = s.chars().count();
-    if n <= max {
-        return s.to_string();
-    }
-    let head: String = s.chars().take(max).collect();
-    format!("{head}… ({} more characters)", n - max)
 }
 
 fn fortran_to_c(values: &[f64], shape: &[usize]) -> Vec<f64> {

@@ -349,11 +349,6 @@ impl Qp {
         let p_nz = self.p.values(&p_rows);
         let diagonal = matches!(hess, Hessian::Diagonal(_));
         let exactly = diagonal && self.nt == 0;
-        let floored: Vec<f64> = if exactly {
-            p_rows.iter().map(|r| r[0].1).collect()
-        } else {
-            vec![]
-        };
         let exact: Vec<f64> = if exactly {
             self.free.iter().map(|&c| pt.h[c]).collect()
         } else {
@@ -370,7 +365,6 @@ impl Qp {
             b,
             q,
             p_nz,
-            floored,
             exact,
             h_free,
             diagonal,
@@ -420,11 +414,10 @@ struct QpData {
     b: Vec<f64>,
     q: Vec<f64>,
     p_nz: Vec<f64>,
-    /// The diagonal as the QP has it (floored), where it is solved exactly.
-    floored: Vec<f64>,
     /// The exact curvature, where it is solved exactly.
     exact: Vec<f64>,
-    /// The diagonal over the free cells (any diagonal Hessian).
+    /// The diagonal over the free cells as the QP has it (floored), for any diagonal
+    /// Hessian.
     h_free: Vec<f64>,
     /// The Hessian is diagonal.
     diagonal: bool,
@@ -488,8 +481,8 @@ impl QpData {
     /// where it is a descent direction with a model value no worse than the floored
     /// step's.
     fn both(&self, solve: impl Fn(&DiagonalQp) -> Option<Refined>) -> Option<Refined> {
-        let with_floor = solve(&self.diagonal_qp(&self.floored));
-        let with_exact = (self.exact != self.floored)
+        let with_floor = solve(&self.diagonal_qp(&self.h_free));
+        let with_exact = (self.exact != self.h_free)
             .then(|| solve(&self.diagonal_qp(&self.exact)))
             .flatten();
         self.pick(with_exact, with_floor)
