@@ -139,6 +139,10 @@ impl Problem {
             }
         };
         let opt: Vec<usize> = (0..all_cells.len()).filter(|&c| mask[c]).collect();
+        // Two period × cell tables of f64 follow (the unit pattern and the input
+        // scale): they must fit the memory budget, checked before the optimized cells'
+        // descriptions are built.
+        fits("cells × num_periods", &[opt.len(), n_periods, 2])?;
         let cells: Vec<CellInfo> = opt
             .iter()
             .map(|&c| CellInfo {
@@ -217,8 +221,6 @@ impl Problem {
             "cost_per_unit",
             |v| v.is_finite() && v > 0.0,
         )?;
-        // Two period × cell tables of f64 follow: they must fit the memory budget.
-        fits("cells × num_periods", &[opt.len(), n_periods, 2])?;
         let mut pattern = Vec::with_capacity(opt.len() * n_periods);
         let mut input_scale = Vec::with_capacity(opt.len() * n_periods);
         for &c in &opt {
