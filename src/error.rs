@@ -32,6 +32,24 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A netCDF file (a saved PyMC-Marketing model) could not be decoded.
+    #[error("{path}: {message}")]
+    Netcdf {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A required field (a file's attribute, variable or group) is missing.
+    #[error("{context}: missing {field}: expected {expected}")]
+    Missing {
+        /// The file.
+        context: String,
+        /// What is missing: `attribute `adstock``, `variable `constant_data/target_scale``.
+        field: String,
+        /// What it should have held.
+        expected: String,
+    },
     /// A field holds a value outside what is allowed.
     #[error("{context}: {field} = {value}: expected {expected}")]
     InvalidValue {
@@ -128,6 +146,7 @@ impl Error {
             Error::InvalidValue { context, .. }
             | Error::Shape { context, .. }
             | Error::MissingArray { context, .. }
+            | Error::Missing { context, .. }
             | Error::Constraint { context, .. }
             | Error::Settings { context, .. }
                 if context == from =>

@@ -7,7 +7,10 @@
 mod bench;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mmm_budget::io::{load_allocation, load_case, write_case, write_csv, write_json};
+use mmm_budget::io::{
+    Case, load_allocation, load_case, load_saved_model, load_scenario, write_case, write_csv,
+    write_json,
+};
 use mmm_budget::report::{Report, solution_json, solution_table};
 use mmm_budget::{
     Backend, CpuEvaluator, Error, GpuOptions, Model, Options, Posterior, Problem, Scenario,
@@ -36,11 +39,8 @@ enum Command {
     /// Evaluate an allocation (budgets per period) on a case: utility, response
     /// quantiles, and each cell's contribution, ROI and marginal ROI.
     Evaluate {
-        /// The case folder (model.json, posterior.npz, scenario.json).
-        case: PathBuf,
-        /// A scenario file to use instead of CASE/scenario.json.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// An allocation JSON file, or `uniform` (total_budget spread evenly over the
         /// optimized cells).
         #[arg(long, default_value = "uniform")]
@@ -54,11 +54,8 @@ enum Command {
     },
     /// Optimize the allocation of a case.
     Optimize {
-        /// The case folder (model.json, posterior.npz, scenario.json).
-        case: PathBuf,
-        /// A scenario file to use instead of CASE/scenario.json.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -104,11 +101,8 @@ enum Command {
     /// (each solve started from the last optimum) and print the optimal mean response,
     /// its 90% band and the budget's marginal return at each.
     Frontier {
-        /// The case folder (model.json, posterior.npz, scenario.json).
-        case: PathBuf,
-        /// A scenario file to use instead of CASE/scenario.json.
-        #[arg(long)]
-        scenario: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Total budgets per period, FROM..TO: numbers, or multiples of the scenario's
         /// budget (`0.5x..2x`).
         #[arg(long, default_value = "0.5x..2x")]
@@ -128,9 +122,54 @@ enum Command {
         /// Also write the demo case as a case folder here.
         #[arg(long)]
         write_case: Option<PathBuf>,
+        /// Total budget per period, replacing the demo's.
+        #[arg(long)]
+        budget: Option<f64>,
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Write a model saved by PyMC-Marketing 0.19.x (`mmm.save("fitted.nc")`) as a case
+    /// folder: model.json, posterior.npz (float64) and scenario.json.
+    Export {
+        /// The saved model (netCDF-4).
+        model: PathBuf,
+        /// The folder to write (created if missing).
+        dir: PathBuf,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+    },
+}
+
+/// Where the model and the scenario come from: a case folder, or a model saved by
+/// PyMC-Marketing with a scenario file or flags.
+#[derive(Args)]
+struct SourceArgs {
+    /// A case folder (model.json, posterior.npz, scenario.json), or a model saved by
+    /// PyMC-Marketing 0.19.x (a .nc file, as with --model).
+    #[arg(required_unless_present = "model")]
+    case: Option<PathBuf>,
+    /// A model saved by PyMC-Marketing 0.19.x (`mmm.save("fitted.nc")`, netCDF-4),
+    /// instead of a case folder; the scenario then comes from --scenario or from
+    /// --budget and --periods.
+    #[arg(long, value_name = "FILE", conflicts_with = "case")]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+}
+
+/// The scenario: a file, and flags that replace its values (or, for a saved model
+/// without a file, make it).
+#[derive(Args)]
+struct ScenarioArgs {
+    /// A scenario file to use instead of CASE/scenario.json.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Total budget per period, replacing the scenario's.
+    #[arg(long)]
+    budget: Option<f64>,
+    /// Periods N of the budget window, replacing the scenario's.
+    #[arg(long)]
+    periods: Option<usize>,
 }
 
 /// `--backend` of `evaluate`, `optimize` and `demo`.
@@ -167,9 +206,6 @@ enum BenchBackends {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Total budget per period, replacing the scenario's.
-    #[arg(long)]
-    budget: Option<f64>,
     /// Evaluator: auto (a hardware GPU if present, else the CPU), cpu or gpu.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
@@ -237,14 +273,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
     match cli.command {
         Command::Evaluate {
-            case,
-            scenario,
+            source,
             allocation,
             out,
             backend,
         } => {
-            let mut case = load_case(&case, scenario.as_deref())?;
-            let problem = Arc::new(case.problem()?);
+            let mut case = load_source(&source)?;
+            let problem = Arc::new(source_problem(&case, &source)?);
             // Resolved into the problem: the posterior's own copy is not needed again.
             case.model.posterior = Posterior::default();
             let (x, warnings) = allocation_of(&problem, &case.model, &allocation)?;
@@ -268,23 +303,10 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Optimize {
-            case,
-            scenario,
-            run,
-        } => {
-            let mut case = load_case(&case, scenario.as_deref())?;
+        Command::Optimize { source, run } => {
+            let mut case = load_source(&source)?;
             let settings = case.settings.clone();
-            let mut s = case.scenario.clone();
-            if let Some(b) = run.budget {
-                s.total_budget = b;
-            }
-            let problem = Problem::new(&case.model, &s).map_err(|e| {
-                budget_flag(e, &run)
-                    .recontext("model", &case.dir.join("model.json").display().to_string())
-                    .recontext("posterior", &case.posterior_path.display().to_string())
-                    .recontext("scenario", &case.scenario_path.display().to_string())
-            })?;
+            let problem = source_problem(&case, &source)?;
             // Resolved into the problem: the posterior's own copy is not needed again.
             case.model.posterior = Posterior::default();
             optimize(Arc::new(problem), settings, &run)
@@ -315,15 +337,14 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             json,
         ),
         Command::Frontier {
-            case,
-            scenario,
+            source,
             budgets,
             steps,
             backend,
             out,
         } => {
-            let case = load_case(&case, scenario.as_deref())?;
-            let problem = case.problem()?;
+            let case = load_source(&source)?;
+            let problem = source_problem(&case, &source)?;
             let list = budget_range(&budgets, steps, case.scenario.total_budget)?;
             let mut selected =
                 Backend::from(backend).evaluator(&problem, &GpuOptions::default())?;
@@ -351,6 +372,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
         }
         Command::Demo {
             write_case: dir,
+            budget,
             run,
         } => {
             let (model, scenario) = demo::case(&demo::DEMO, 42);
@@ -358,16 +380,105 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
                 write_case(&dir, &model, &scenario)?;
                 eprintln!("wrote the demo case to {}", dir.display());
             }
-            demo_run(&model, scenario, &run)
+            demo_run(&model, scenario, budget, &run)
+        }
+        Command::Export {
+            model,
+            dir,
+            scenario,
+        } => {
+            let source = SourceArgs {
+                case: None,
+                model: Some(model),
+                scenario,
+            };
+            let case = load_source(&source)?;
+            // The scenario is checked against the model before anything is written.
+            let problem = source_problem(&case, &source)?;
+            write_case(&dir, &case.model, &case.scenario)?;
+            eprintln!(
+                "wrote {} (model.json, posterior.npz, scenario.json): {} cells, {} draws",
+                dir.display(),
+                problem.num_cells(),
+                problem.num_draws()
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn demo_run(model: &Model, mut scenario: Scenario, run: &RunArgs) -> mmm_budget::Result<ExitCode> {
-    if let Some(b) = run.budget {
+/// The case of `source`: a case folder, or a saved model with a scenario file or the
+/// flags; `--budget` and `--periods` replace the scenario's values.
+fn load_source(source: &SourceArgs) -> mmm_budget::Result<Case> {
+    let flags = &source.scenario;
+    let saved = match (&source.model, &source.case) {
+        (Some(path), _) => Some(path),
+        (None, Some(path)) if path.is_file() => Some(path),
+        _ => None,
+    };
+    let mut case = match (saved, &source.case) {
+        (Some(path), _) => {
+            let model = load_saved_model(path)?.model;
+            let (scenario, settings, scenario_path) = match &flags.scenario {
+                Some(file) => {
+                    let (scenario, settings) = load_scenario(file)?;
+                    (scenario, settings, Some(file.clone()))
+                }
+                None => {
+                    let need = |flag: &str, what: &str| Error::Missing {
+                        context: "command line".into(),
+                        field: flag.into(),
+                        expected: format!(
+                            "{what} (or --scenario FILE): a saved model holds no budget scenario"
+                        ),
+                    };
+                    let periods = flags
+                        .periods
+                        .ok_or_else(|| need("--periods", "the periods N of the budget window"))?;
+                    let budget = flags
+                        .budget
+                        .ok_or_else(|| need("--budget", "the total budget per period"))?;
+                    (Scenario::new(periods, budget), Settings::default(), None)
+                }
+            };
+            Case {
+                dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                model_path: path.clone(),
+                posterior_path: path.clone(),
+                model,
+                scenario,
+                scenario_path,
+                settings,
+            }
+        }
+        (None, Some(dir)) => load_case(dir, flags.scenario.as_deref())?,
+        (None, None) => unreachable!("clap requires CASE or --model"),
+    };
+    if let Some(b) = flags.budget {
+        case.scenario.total_budget = b;
+    }
+    if let Some(n) = flags.periods {
+        case.scenario.num_periods = n;
+    }
+    Ok(case)
+}
+
+/// The problem of a case, errors naming its files, or the flag that set a value.
+fn source_problem(case: &Case, source: &SourceArgs) -> mmm_budget::Result<Problem> {
+    case.problem()
+        .map_err(|e| scenario_flags(e, source.scenario.budget, source.scenario.periods))
+}
+
+fn demo_run(
+    model: &Model,
+    mut scenario: Scenario,
+    budget: Option<f64>,
+    run: &RunArgs,
+) -> mmm_budget::Result<ExitCode> {
+    if let Some(b) = budget {
         scenario.total_budget = b;
     }
-    let problem = Problem::new(model, &scenario).map_err(|e| budget_flag(e, run))?;
+    let problem = Problem::new(model, &scenario).map_err(|e| scenario_flags(e, budget, None))?;
     println!(
         "demo: {} channels × {} geos, {} draws, {} periods + {} carry-over; budget {} per period",
         model.channels.len(),
@@ -673,20 +784,28 @@ fn frontier_json(points: &[mmm_budget::FrontierPoint], problem: &Problem) -> ser
     })
 }
 
-/// An error about `total_budget` names `--budget` where the flag set it.
-fn budget_flag(e: Error, run: &RunArgs) -> Error {
+/// An error about `total_budget` or `num_periods` names `--budget` or `--periods`
+/// where the flag set it.
+fn scenario_flags(e: Error, budget: Option<f64>, periods: Option<usize>) -> Error {
     match e {
         Error::InvalidValue {
             field,
             value,
             expected,
-            ..
-        } if run.budget.is_some() && field == "total_budget" => Error::InvalidValue {
-            context: "command line".into(),
-            field: "--budget".into(),
-            value,
-            expected,
-        },
+            context,
+        } => {
+            let flag = match field.as_str() {
+                "total_budget" if budget.is_some() => Some("--budget"),
+                "num_periods" if periods.is_some() => Some("--periods"),
+                _ => None,
+            };
+            Error::InvalidValue {
+                context: flag.map_or(context, |_| "command line".into()),
+                field: flag.map_or(field, Into::into),
+                value,
+                expected,
+            }
+        }
         other => other,
     }
 }

@@ -15,6 +15,7 @@
 
 mod model_file;
 mod npz;
+mod saved_model;
 mod scenario_file;
 mod write;
 
@@ -23,6 +24,7 @@ pub use npz::{
     MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, memory_budget,
     read_header as read_npy_header, read_npz,
 };
+pub use saved_model::{MODEL_TYPES, SUPPORTED_VERSIONS, SavedModel, load_saved_model};
 pub use scenario_file::{load_allocation, load_scenario, settings_from_options};
 pub use write::{write_case, write_csv, write_json, write_npz};
 
@@ -32,19 +34,21 @@ use crate::scenario::Scenario;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// A case loaded from a folder.
+/// A case: a model and a scenario, and the files they came from.
 #[derive(Clone, Debug)]
 pub struct Case {
     /// The folder.
     pub dir: PathBuf,
+    /// The model's file: `model.json`, or a model saved by PyMC-Marketing.
+    pub model_path: PathBuf,
     /// The model with its posterior.
     pub model: Model,
     /// The scenario.
     pub scenario: Scenario,
-    /// The posterior archive.
+    /// The posterior's file: the NPZ archive, or the saved model.
     pub posterior_path: PathBuf,
-    /// The scenario file.
-    pub scenario_path: PathBuf,
+    /// The scenario file; `None` where the scenario was built otherwise (flags, code).
+    pub scenario_path: Option<PathBuf>,
     /// The solver's settings from the scenario's `options` object.
     pub settings: crate::Settings,
 }
@@ -52,13 +56,15 @@ pub struct Case {
 /// Loads `dir/model.json` (with its posterior) and `dir/scenario.json`, or the
 /// scenario from `scenario` when given.
 pub fn load_case(dir: &Path, scenario: Option<&Path>) -> Result<Case> {
-    let (model, posterior_path) = load_model(&dir.join("model.json"))?;
+    let model_path = dir.join("model.json");
+    let (model, posterior_path) = load_model(&model_path)?;
     let scenario_path = scenario.map_or_else(|| dir.join("scenario.json"), Path::to_path_buf);
     let (scenario, settings) = load_scenario(&scenario_path)?;
     Ok(Case {
         dir: dir.to_path_buf(),
+        model_path,
         posterior_path,
-        scenario_path,
+        scenario_path: Some(scenario_path),
         model,
         scenario,
         settings,
@@ -69,9 +75,13 @@ impl Case {
     /// Resolves the case into a [`crate::Problem`], naming the case's files in errors.
     pub fn problem(&self) -> Result<crate::Problem> {
         crate::Problem::new(&self.model, &self.scenario).map_err(|e| {
-            e.recontext("model", &self.dir.join("model.json").display().to_string())
-                .recontext("posterior", &self.posterior_path.display().to_string())
-                .recontext("scenario", &self.scenario_path.display().to_string())
+            let e = e
+                .recontext("model", &self.model_path.display().to_string())
+                .recontext("posterior", &self.posterior_path.display().to_string());
+            match &self.scenario_path {
+                Some(p) => e.recontext("scenario", &p.display().to_string()),
+                None => e,
+            }
         })
     }
 }
