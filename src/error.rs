@@ -122,6 +122,14 @@ pub enum Error {
         /// What Clarabel said.
         message: String,
     },
+    /// A chart could not be drawn.
+    #[error("chart `{chart}`: {message}")]
+    Render {
+        /// Which chart.
+        chart: &'static str,
+        /// What the plotting library said.
+        message: String,
+    },
     /// An evaluator failed (device lost, out of memory, …).
     #[error("evaluator `{backend}`: {message}")]
     Device {

@@ -21,12 +21,14 @@
 #![warn(missing_docs)]
 
 pub mod adstock;
+pub mod charts;
 pub mod constraint;
 pub mod curves;
 pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod frontier;
+pub mod html_report;
 pub mod io;
 pub mod model;
 pub mod optimize;

@@ -328,26 +328,14 @@ pub fn solution_table(report: Option<&Report>, solution: &Solution, detail: bool
     }
     // In the unit of mROI: the response one more unit spent over the window brings,
     // where the constraint's right-hand side (per period) moves by 1/N.
-    let periods = report.num_periods;
-    let mut worth: Vec<String> = vec![];
-    for m in solution
-        .multipliers
-        .iter()
-        .filter(|m| !m.constraint.contains(" bound of ") && m.value != 0.0)
-    {
-        worth.push(format!(
-            "  {}: {:.4}",
-            m.constraint,
-            crate::solution::marginal_roi(m.value, periods)
-        ));
-    }
+    let worth = binding_worth(solution, report.num_periods);
     if !worth.is_empty() {
         let _ = writeln!(
             s,
             "what one more unit is worth, per unit over the window (as mROI), where a constraint binds:"
         );
-        for w in worth {
-            let _ = writeln!(s, "{w}");
+        for (constraint, value) in worth {
+            let _ = writeln!(s, "  {constraint}: {value:.4}");
         }
     }
     let _ = writeln!(
@@ -356,6 +344,23 @@ pub fn solution_table(report: Option<&Report>, solution: &Solution, detail: bool
         solution.iterations, solution.evaluations, solution.seconds, solution.backend
     );
     s
+}
+
+/// The constraints that bind (bounds left out) and what one more unit of each is
+/// worth, in mROI's unit: the mean response that one more unit of the constraint's
+/// right-hand side spent over the window brings (the multiplier / N).
+pub fn binding_worth(solution: &Solution, periods: usize) -> Vec<(String, f64)> {
+    solution
+        .multipliers
+        .iter()
+        .filter(|m| !m.constraint.contains(" bound of ") && m.value != 0.0)
+        .map(|m| {
+            (
+                m.constraint.clone(),
+                crate::solution::marginal_roi(m.value, periods),
+            )
+        })
+        .collect()
 }
 
 /// The status in plain words; the solver's own account with `detail` (and always

@@ -9,12 +9,12 @@ mod bench;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mmm_budget::io::{
     Case, load_allocation, load_case, load_saved_model, load_scenario, write_case, write_csv,
-    write_json,
+    write_json, write_text,
 };
 use mmm_budget::report::{Report, solution_json, solution_table};
 use mmm_budget::{
     Backend, CpuEvaluator, Error, GpuOptions, Model, Options, Posterior, Problem, Scenario,
-    Settings, Status, demo, solve_on,
+    Settings, Status, charts, demo, solve_on,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,6 +116,9 @@ enum Command {
         /// Write the frontier as JSON here (every point's allocation too).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write the chart of the frontier with its 90% band as DIR/frontier.svg.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
     /// Optimize a demo case built into the binary (5 channels × 3 geos, 2000 draws).
     Demo {
@@ -222,6 +225,15 @@ struct RunArgs {
     /// from 0 to twice the chosen one: mean contribution and marginal return).
     #[arg(long)]
     curves: Option<PathBuf>,
+    /// Write the charts as SVG into this folder: allocation.svg (start and optimum
+    /// per cell) and curves.svg (each cell's response curve, the chosen spend marked).
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+    /// Write the plan as one self-contained HTML page here: the summary in plain
+    /// words, the tables, the binding constraints and their worth, and the charts
+    /// (with the efficient frontier from 0.5 to 1.5 times the budget, 9 more solves).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     /// 0 silent, 1 a closing report, 2 a line per iteration (stderr).
     #[arg(long)]
     verbose: Option<u8>,
@@ -307,9 +319,17 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             let mut case = load_source(&source)?;
             let settings = case.settings.clone();
             let problem = source_problem(&case, &source)?;
-            // Resolved into the problem: the posterior's own copy is not needed again.
-            case.model.posterior = Posterior::default();
-            optimize(Arc::new(problem), settings, &run)
+            if run.report.is_none() {
+                // Resolved into the problem: the posterior's own copy is not needed
+                // again (the report's frontier re-solves the model at other budgets).
+                case.model.posterior = Posterior::default();
+            }
+            optimize(
+                Arc::new(problem),
+                settings,
+                &run,
+                (&case.model, &case.scenario),
+            )
         }
         Command::Bench {
             draws,
@@ -342,6 +362,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             steps,
             backend,
             out,
+            plot,
         } => {
             let case = load_source(&source)?;
             let problem = source_problem(&case, &source)?;
@@ -362,6 +383,15 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             print!("{}", frontier_table(&points, problem.num_periods));
             if let Some(path) = out {
                 write_json(&path, &frontier_json(&points, &problem))?;
+            }
+            if let Some(dir) = plot {
+                let svg = charts::frontier_svg(&points, Some(case.scenario.total_budget))?;
+                let chart = Chart {
+                    file: "frontier",
+                    title: "Efficient frontier",
+                    svg,
+                };
+                write_charts(&dir, &[chart])?;
             }
             let all = points.iter().all(|p| p.solution.status == Status::Solved);
             Ok(if all {
@@ -488,13 +518,19 @@ fn demo_run(
         problem.adstock.l_max,
         problem.total_budget
     );
-    optimize(Arc::new(problem), Settings::default(), run)
+    optimize(
+        Arc::new(problem),
+        Settings::default(),
+        run,
+        (model, &scenario),
+    )
 }
 
 fn optimize(
     problem: Arc<Problem>,
     mut settings: Settings,
     run: &RunArgs,
+    (model, scenario): (&Model, &Scenario),
 ) -> mmm_budget::Result<ExitCode> {
     if let Some(v) = run.verbose {
         settings.verbose = v;
@@ -535,17 +571,69 @@ fn optimize(
     if let (Some(path), Some(r)) = (&run.csv, &report) {
         write_csv(path, r)?;
     }
-    if let Some(path) = &run.curves
-        && !solution.allocation.is_empty()
-    {
-        let curves = mmm_budget::curves::response_curves(
+    let wants_curves = run.curves.is_some() || run.plot.is_some() || run.report.is_some();
+    let curves = if wants_curves && !solution.allocation.is_empty() {
+        mmm_budget::curves::response_curves(
             problem,
             selected.evaluator.as_mut(),
             &solution.allocation,
             25,
             2.0,
-        )?;
+        )?
+    } else {
+        vec![]
+    };
+    if let Some(path) = &run.curves
+        && !curves.is_empty()
+    {
         write_json(path, &curves_json(&curves, problem.num_periods))?;
+    }
+    if run.plot.is_some() || run.report.is_some() {
+        let mut charts: Vec<Chart> = vec![];
+        if !solution.allocation.is_empty() {
+            charts.push(Chart {
+                file: "allocation",
+                title: "Start and optimum per cell",
+                svg: charts::allocation_svg(
+                    &problem.cells,
+                    &solution.start_allocation,
+                    &solution.allocation,
+                )?,
+            });
+            charts.push(Chart {
+                file: "curves",
+                title: "Response curves",
+                svg: charts::curves_svg(&curves)?,
+            });
+        }
+        if run.report.is_some() && solution.status == Status::Solved {
+            // The frontier around the budget: 9 budgets from half to one and a half
+            // times it, each solve started from the last.
+            let b = scenario.total_budget;
+            let list = mmm_budget::frontier::budgets(0.5 * b, 1.5 * b, 9);
+            let points = mmm_budget::frontier::frontier(
+                model,
+                scenario,
+                selected.evaluator.as_mut(),
+                &list,
+                &options.settings,
+                true,
+            )?;
+            charts.push(Chart {
+                file: "frontier",
+                title: "Efficient frontier",
+                svg: charts::frontier_svg(&points, Some(b))?,
+            });
+        }
+        if let Some(dir) = &run.plot {
+            write_charts(dir, &charts)?;
+        }
+        if let Some(path) = &run.report {
+            let list: Vec<(&str, &str)> =
+                charts.iter().map(|c| (c.title, c.svg.as_str())).collect();
+            let page = mmm_budget::html_report::plan_page(report.as_ref(), &solution, &list);
+            write_text(path, &page)?;
+        }
     }
     Ok(match solution.status {
         Status::Solved => ExitCode::SUCCESS,
@@ -660,6 +748,21 @@ fn run_bench(
         print!("{}", table(&problem, &rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A chart: its file name (without `.svg`), its title in the report, its SVG.
+struct Chart {
+    file: &'static str,
+    title: &'static str,
+    svg: String,
+}
+
+/// Writes each chart as `DIR/<file>.svg`.
+fn write_charts(dir: &Path, charts: &[Chart]) -> mmm_budget::Result<()> {
+    for chart in charts {
+        write_text(&dir.join(format!("{}.svg", chart.file)), &chart.svg)?;
+    }
+    Ok(())
 }
 
 /// Response curves as JSON, with units: spends per period and over the window, the

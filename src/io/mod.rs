@@ -26,7 +26,7 @@ pub use npz::{
 };
 pub use saved_model::{MODEL_TYPES, SUPPORTED_VERSIONS, SavedModel, load_saved_model};
 pub use scenario_file::{load_allocation, load_scenario, settings_from_options};
-pub use write::{write_case, write_csv, write_json, write_npz};
+pub use write::{write_case, write_csv, write_json, write_npz, write_text};
 
 use crate::error::{Error, Result};
 use crate::model::Model;

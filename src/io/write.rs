@@ -7,16 +7,35 @@ use crate::utility::Utility;
 use serde_json::{Map, Value};
 use std::path::Path;
 
-/// Writes `value` as pretty JSON to `path`.
+/// Creates the folder `path` will be written into, where it is missing.
+fn make_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes `text` to `path`, creating its folder where missing.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    make_parent(path)?;
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `value` as pretty JSON to `path`, creating its folder where missing.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Json {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    std::fs::write(path, text + "\n").map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    write_text(path, &(text + "\n"))
 }
 
 /// Writes an NPZ archive of float64 arrays (uncompressed, as `numpy.savez` does).
@@ -27,6 +46,7 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &[usize], &[f64])]) -> Result<()>
         path: path.to_path_buf(),
         source,
     };
+    make_parent(path)?;
     let file = std::fs::File::create(path).map_err(io_err)?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
     let options = zip::write::SimpleFileOptions::default()
@@ -158,6 +178,7 @@ pub fn write_csv(path: &Path, report: &crate::report::Report) -> Result<()> {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     };
+    make_parent(path)?;
     let mut w = csv::Writer::from_path(path).map_err(err)?;
     let dims: Vec<String> = report
         .cells
