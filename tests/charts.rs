@@ -42,6 +42,17 @@ const GREY: [u8; 3] = [170, 170, 170];
 const RED: [u8; 3] = [214, 39, 40];
 const WHITE: [u8; 3] = [255, 255, 255];
 
+/// The problem of `model` and `scenario` solved on the CPU.
+fn solve(model: &Model, scenario: &Scenario) -> (Problem, CpuEvaluator, Solution) {
+    let problem = Problem::new(model, scenario).unwrap();
+    let mut ev = CpuEvaluator::new(&problem).unwrap();
+    let solution = Solver::new(&problem, &mut ev, Settings::default())
+        .unwrap()
+        .solve()
+        .unwrap();
+    (problem, ev, solution)
+}
+
 fn solved_demo() -> (Problem, CpuEvaluator, Solution, Model, Scenario) {
     let (model, scenario) = demo::case(
         &demo::DemoSize {
@@ -51,12 +62,7 @@ fn solved_demo() -> (Problem, CpuEvaluator, Solution, Model, Scenario) {
         },
         11,
     );
-    let problem = Problem::new(&model, &scenario).unwrap();
-    let mut ev = CpuEvaluator::new(&problem).unwrap();
-    let solution = Solver::new(&problem, &mut ev, Settings::default())
-        .unwrap()
-        .solve()
-        .unwrap();
+    let (problem, ev, solution) = solve(&model, &scenario);
     assert_eq!(solution.status, Status::Solved);
     (problem, ev, solution, model, scenario)
 }
@@ -209,12 +215,7 @@ fn the_report_escapes_what_the_input_says() {
         2,
     );
     model.channels[0] = "<script>alert(1)</script>".into();
-    let problem = Problem::new(&model, &scenario).unwrap();
-    let mut ev = CpuEvaluator::new(&problem).unwrap();
-    let solution = Solver::new(&problem, &mut ev, Settings::default())
-        .unwrap()
-        .solve()
-        .unwrap();
+    let (problem, mut ev, solution) = solve(&model, &scenario);
     let report = report::Report::new(&problem, &mut ev, &solution.allocation).unwrap();
     let svg = charts::allocation_svg(
         &problem.cells,
@@ -241,12 +242,7 @@ fn an_infeasible_plan_reports_why_without_a_table() {
         2,
     );
     scenario.constraints = vec!["sum(channel=ch0) >= 2 * total".into()];
-    let problem = Problem::new(&model, &scenario).unwrap();
-    let mut ev = CpuEvaluator::new(&problem).unwrap();
-    let solution = Solver::new(&problem, &mut ev, Settings::default())
-        .unwrap()
-        .solve()
-        .unwrap();
+    let (_, _, solution) = solve(&model, &scenario);
     assert_eq!(solution.status, Status::Infeasible);
     let page = html_report::plan_page(None, &solution, &[]);
     assert!(page.contains("infeasible"));
