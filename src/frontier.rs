@@ -68,6 +68,27 @@ pub fn frontier(
     settings: &Settings,
     warm: bool,
 ) -> Result<Vec<FrontierPoint>> {
+    frontier_each(
+        model,
+        scenario,
+        evaluator,
+        budgets,
+        settings,
+        warm,
+        &mut |_| {},
+    )
+}
+
+/// [`frontier`], calling `each` with every point as it is solved (for progress).
+pub fn frontier_each(
+    model: &Model,
+    scenario: &Scenario,
+    evaluator: &mut dyn Evaluator,
+    budgets: &[f64],
+    settings: &Settings,
+    warm: bool,
+    each: &mut dyn FnMut(&FrontierPoint),
+) -> Result<Vec<FrontierPoint>> {
     let mut points: Vec<FrontierPoint> = Vec::with_capacity(budgets.len());
     for (k, &budget) in budgets.iter().enumerate() {
         let mut sc = scenario.clone();
@@ -112,12 +133,14 @@ pub fn frontier(
                     .map(|m| m.value)
             })
             .flatten();
-        points.push(FrontierPoint {
+        let point = FrontierPoint {
             budget,
             solution,
             response_quantiles,
             marginal_return,
-        });
+        };
+        each(&point);
+        points.push(point);
     }
     Ok(points)
 }

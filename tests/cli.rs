@@ -220,7 +220,8 @@ fn demo_solves_and_writes_a_case_that_optimize_reads() {
         .collect();
     assert_eq!(
         lines[0],
-        "geo,channel,budget,budget_window,share,mean_contribution,roi,marginal_roi"
+        "geo,channel,budget_per_period,budget_over_window,share_of_allocated,\
+         mean_contribution_over_window,roi,marginal_roi"
     );
     assert_eq!(lines.len(), 16);
 }
@@ -446,4 +447,89 @@ fn optimize_writes_response_curves() {
         assert!(c["budget"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(v["units"]["spend"], "per period");
+}
+
+#[test]
+fn quiet_prints_nothing_and_still_writes_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/plan.json");
+    let o = bin()
+        .args([
+            "optimize",
+            "tests/data/m8x4",
+            "--backend",
+            "cpu",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(read_json(&out)["status"], "solved");
+}
+
+#[test]
+fn without_a_terminal_stderr_holds_no_progress_and_no_error_lines() {
+    // A frontier of 60 solves: long enough for a bar on a terminal, none here.
+    let o = bin()
+        .args([
+            "frontier",
+            "tests/data/m8x4",
+            "--steps",
+            "60",
+            "--backend",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Auto on a machine whose only adapter is software: no `error:` line either.
+    let o = bin()
+        .args(["optimize", "tests/data/s3"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.lines().any(|l| l.starts_with("error")), "{err}");
+}
+
+#[test]
+fn the_csv_header_names_each_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("plan.csv");
+    succeeds(
+        bin()
+            .args([
+                "optimize",
+                "tests/data/m8x4",
+                "--backend",
+                "cpu",
+                "-q",
+                "--csv",
+            ])
+            .arg(&csv),
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "geo,channel,budget_per_period,budget_over_window,share_of_allocated,\
+         mean_contribution_over_window,roi,marginal_roi"
+    );
+    assert_eq!(text.lines().count(), 1 + 32);
 }

@@ -5,6 +5,31 @@
 //! numerical failure).
 
 mod bench;
+mod progress;
+
+use progress::Progress;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--quiet`: nothing on stdout, no progress, no notes; warnings and errors only.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Prints `text` on stdout unless `--quiet`.
+fn say(text: &str) {
+    if !quiet() {
+        print!("{text}");
+    }
+}
+
+/// A note on stderr (what was written where) unless `--quiet`.
+fn note(text: &str) {
+    if !quiet() {
+        eprintln!("{text}");
+    }
+}
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mmm_budget::io::{
@@ -32,6 +57,10 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print nothing but warnings and errors: no table, no progress (results in the
+    /// files of --out, --csv, …; the exit code says the status).
+    #[arg(long, short, global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -283,6 +312,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     match cli.command {
         Command::Evaluate {
             source,
@@ -305,7 +335,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             }
             let mut ev = selected.evaluator;
             let report = Report::new(&problem, ev.as_mut(), &x)?;
-            print!("{}", report.table());
+            say(&report.table());
             if let Some(path) = out {
                 let mut json = report.to_json();
                 if let Some(map) = json.as_object_mut() {
@@ -372,15 +402,18 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             if let Some(w) = &selected.warning {
                 eprintln!("warning: {w}");
             }
-            let points = mmm_budget::frontier::frontier(
+            let progress = Progress::bar(list.len(), "frontier", quiet());
+            let points = mmm_budget::frontier::frontier_each(
                 &case.model,
                 &case.scenario,
                 selected.evaluator.as_mut(),
                 &list,
                 &case.settings,
                 true,
+                &mut |_| progress.step(),
             )?;
-            print!("{}", frontier_table(&points, problem.num_periods));
+            drop(progress);
+            say(&frontier_table(&points, problem.num_periods));
             if let Some(path) = out {
                 write_json(&path, &frontier_json(&points, &problem))?;
             }
@@ -408,7 +441,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             let (model, scenario) = demo::case(&demo::DEMO, 42);
             if let Some(dir) = dir {
                 write_case(&dir, &model, &scenario)?;
-                eprintln!("wrote the demo case to {}", dir.display());
+                note(&format!("wrote the demo case to {}", dir.display()));
             }
             demo_run(&model, scenario, budget, &run)
         }
@@ -426,12 +459,12 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             // The scenario is checked against the model before anything is written.
             let problem = source_problem(&case, &source)?;
             write_case(&dir, &case.model, &case.scenario)?;
-            eprintln!(
+            note(&format!(
                 "wrote {} (model.json, posterior.npz, scenario.json): {} cells, {} draws",
                 dir.display(),
                 problem.num_cells(),
                 problem.num_draws()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -441,6 +474,12 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
 /// flags; `--budget` and `--periods` replace the scenario's values.
 fn load_source(source: &SourceArgs) -> mmm_budget::Result<Case> {
     let flags = &source.scenario;
+    let what = source
+        .model
+        .as_ref()
+        .or(source.case.as_ref())
+        .map_or_else(String::new, |p| p.display().to_string());
+    let _progress = Progress::spinner(format!("reading {what}"), quiet());
     let saved = match (&source.model, &source.case) {
         (Some(path), _) => Some(path),
         (None, Some(path)) if path.is_file() => Some(path),
@@ -509,15 +548,15 @@ fn demo_run(
         scenario.total_budget = b;
     }
     let problem = Problem::new(model, &scenario).map_err(|e| scenario_flags(e, budget, None))?;
-    println!(
-        "demo: {} channels × {} geos, {} draws, {} periods + {} carry-over; budget {} per period",
+    say(&format!(
+        "demo: {} channels × {} geos, {} draws, {} periods + {} carry-over; budget {} per period\n",
         model.channels.len(),
         model.dims.first().map_or(1, |d| d.coords.len()),
         problem.num_draws(),
         problem.num_periods,
         problem.adstock.l_max,
         problem.total_budget
-    );
+    ));
     optimize(
         Arc::new(problem),
         Settings::default(),
@@ -547,8 +586,21 @@ fn optimize(
     };
     let mut selected = options.backend.shared_evaluator(&problem, &options.gpu)?;
     let problem = &*problem;
+    let progress = Progress::spinner("optimizing", quiet());
+    let handle = progress.handle();
+    let options = Options {
+        callback: Some(Arc::new(move |info: &mmm_budget::IterationInfo| {
+            handle.set_message(format!(
+                "optimizing: iteration {}, utility {:.6e}",
+                info.iteration, info.utility
+            ));
+            true
+        })),
+        ..options
+    };
     // Under auto, a device failure (during the solve too) falls back to the CPU.
     let solution = solve_on(problem, &mut selected, &options)?;
+    drop(progress);
     for w in &solution.warnings {
         eprintln!("warning: {w}");
     }
@@ -561,10 +613,11 @@ fn optimize(
             &solution.allocation,
         )?)
     };
-    print!(
-        "{}",
-        solution_table(report.as_ref(), &solution, run.verbose.unwrap_or(0) >= 1)
-    );
+    say(&solution_table(
+        report.as_ref(),
+        &solution,
+        run.verbose.unwrap_or(0) >= 1,
+    ));
     if let Some(path) = &run.out {
         write_json(path, &solution_json(report.as_ref(), &solution))?;
     }
@@ -611,13 +664,15 @@ fn optimize(
             // times it, each solve started from the last.
             let b = scenario.total_budget;
             let list = mmm_budget::frontier::budgets(0.5 * b, 1.5 * b, 9);
-            let points = mmm_budget::frontier::frontier(
+            let progress = Progress::bar(list.len(), "the report's frontier", quiet());
+            let points = mmm_budget::frontier::frontier_each(
                 model,
                 scenario,
                 selected.evaluator.as_mut(),
                 &list,
                 &options.settings,
                 true,
+                &mut |_| progress.step(),
             )?;
             charts.push(Chart {
                 file: "frontier",

@@ -171,8 +171,9 @@ pub fn write_case(dir: &Path, model: &Model, scenario: &Scenario) -> Result<()> 
     write_json(&dir.join("scenario.json"), &scenario_json)
 }
 
-/// Writes the per-cell lines of a report as CSV: the dims, `budget` (per period),
-/// `budget_window`, `share`, `mean_contribution`, `roi`, `marginal_roi`.
+/// Writes the per-cell lines of a report as CSV: the dims, `budget_per_period`,
+/// `budget_over_window`, `share_of_allocated`, `mean_contribution_over_window`, `roi`,
+/// `marginal_roi` (the header names each unit).
 pub fn write_csv(path: &Path, report: &crate::report::Report) -> Result<()> {
     let err = |e: csv::Error| Error::Io {
         path: path.to_path_buf(),
@@ -188,10 +189,10 @@ pub fn write_csv(path: &Path, report: &crate::report::Report) -> Result<()> {
     let mut header = dims.clone();
     header.extend(
         [
-            "budget",
-            "budget_window",
-            "share",
-            "mean_contribution",
+            "budget_per_period",
+            "budget_over_window",
+            "share_of_allocated",
+            "mean_contribution_over_window",
             "roi",
             "marginal_roi",
         ]
