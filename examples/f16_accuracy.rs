@@ -19,7 +19,7 @@ fn main() -> Result<()> {
         let x = p.uniform_allocation();
         let mut reference = Evaluation::default();
         cpu.evaluate(&x, DrawWeights::Uniform, &mut reference)?;
-        let u0 = Utility::Mean.value(&reference.responses);
+        let u0 = Utility::mean().value(&reference.responses, &[]);
         let best = Solver::new(&p, &mut cpu, Settings::default())?
             .solve()?
             .utility;
@@ -34,7 +34,7 @@ fn main() -> Result<()> {
             )?;
             let mut out = Evaluation::default();
             g.evaluate(&x, DrawWeights::Uniform, &mut out)?;
-            let u = Utility::Mean.value(&out.responses);
+            let u = Utility::mean().value(&out.responses, &[]);
             let gmax = reference
                 .gradient
                 .iter()
@@ -48,7 +48,7 @@ fn main() -> Result<()> {
             let s = Solver::new(&p, &mut g, Settings::default())?.solve()?;
             let mut r = vec![0.0; p.num_draws()];
             cpu.responses(&s.allocation, &mut r)?;
-            let lost = (best - Utility::Mean.value(&r)) / best;
+            let lost = (best - Utility::mean().value(&r, &[])) / best;
             row.push(((u - u0).abs() / u0, gerr, lost));
         }
         println!(

@@ -15,7 +15,7 @@
 //! let mut ev = CpuEvaluator::new(&problem)?;
 //! let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
 //! ev.evaluate(&problem.uniform_allocation(), DrawWeights::Uniform, &mut out)?;
-//! println!("mean response {}", problem.utility.value(&out.responses));
+//! println!("mean response {}", problem.utility.value(&out.responses, &problem.uniform_allocation()));
 //! # Ok::<(), mmm_budget::Error>(())
 //! ```
 #![warn(missing_docs)]

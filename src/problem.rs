@@ -398,7 +398,7 @@ impl Problem {
             lower: opt.iter().map(|&c| lower[c]).collect(),
             upper: opt.iter().map(|&c| upper[c]).collect(),
             linear_constraints: vec![],
-            utility: scenario.utility,
+            utility: scenario.utility.clone(),
             start: None,
             dim_names,
             cells,

@@ -117,8 +117,8 @@ impl Report {
             })
             .collect();
         Ok(Report {
-            utility_kind: problem.utility.name().into(),
-            utility: problem.utility.value(&out.responses),
+            utility_kind: problem.utility.name(),
+            utility: problem.utility.value(&out.responses, x),
             mean_response: out.responses.iter().sum::<f64>() / out.responses.len() as f64,
             response_quantiles: QUANTILES.map(|q| quantile(&out.responses, q)),
             num_periods: problem.num_periods,

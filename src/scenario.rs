@@ -107,7 +107,7 @@ impl Scenario {
             time_distribution: vec![],
             cost_per_unit: vec![],
             constraints: vec![],
-            utility: Utility::Mean,
+            utility: Utility::mean(),
             start: None,
         }
     }

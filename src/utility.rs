@@ -1,65 +1,810 @@
-//! Utilities over posterior draws: what the optimizer maximises, as a function
-//! U(R_1, …, R_D) of the draws' responses.
+//! Utilities over posterior draws: what the optimizer maximises, a weighted sum
+//! U = Σ_k c_k M_k(R, x) of measures of the draws' responses R_1, …, R_D (and, for
+//! two of them, of the allocation x).
+//!
+//! The measures follow PyMC-Marketing 0.19.2 (`pymc_marketing.mmm.utility`), with
+//! μ = (1/D) Σ_d R_d, σ the sample standard deviation (ddof 1), and Q_q the
+//! q-quantile with linear interpolation at q(D−1) over the sorted R (NumPy's default):
+//!
+//! | measure | definition |
+//! |---|---|
+//! | `mean` | μ |
+//! | `std` | σ |
+//! | `quantile(q)` | Q_q |
+//! | `var(c)` | Q_{1−c} (PyMC-Marketing's `value_at_risk` returns the quantile itself) |
+//! | `cvar(c)` | CVaR at α = 1 − c, see below |
+//! | `tail_distance(c)` | \|Q_c − μ\| + \|μ − Q_{1−c}\| |
+//! | `mean_tightness(a, c)` | 1 − a · tail_distance(c) / μ |
+//! | `sharpe(r_f)` | (μ − r_f) / σ |
+//! | `raroc(r_f)` | (μ − r_f) / Σ_c x_c |
+//! | `adjusted_var(c, ρ)` | (1 − ρ) μ + ρ Q_{1−c} |
+//! | `portfolio_entropy` | −Σ_c w_c ln w_c, w = x / Σ x (0 ln 0 = 0) |
+//!
+//! **Our definitions where PyMC-Marketing's are fragile.** CVaR is Rockafellar and
+//! Uryasev's: CVaR_α = max_t { t − (1/(αD)) Σ_d (t − R_d)₊ }, the mean of the lowest
+//! αD draws (the boundary draw counted fractionally). PyMC-Marketing averages the draws
+//! at or below the interpolated VaR, which equals ours when αD is whole and is NaN when
+//! no draw lies there; ours is always defined. Portfolio entropy takes 0 ln 0 = 0
+//! where PyMC-Marketing gives NaN for a cell with no budget.
+//!
+//! **Smoothing.** Quantiles (and so VaR, CVaR, tail distance, mean tightness,
+//! adjusted VaR) are not differentiable where two draws swap order; the solver
+//! maximises smoothed versions with exact gradients (never finite differences), and
+//! [`Utility::value`] reports the exact ones. With the bandwidth h = σ max(η/√D,
+//! 3/D) ([`SMOOTHING`] η = 0.1: a tenth of the order of a quantile's own sampling
+//! error over D draws, so the smoothing follows the spread of R and shrinks with more
+//! draws; at least 3σ/D, a few times the spacing of the draws in a distribution's
+//! tail, because where two adjacent draws lie more than ~60 h apart the smoothed
+//! quantile goes numerically flat between them and its derivative is lost in
+//! rounding) and the logistic function s:
+//! - the smoothed quantile Q^h_q is the t with (1/D) Σ_d s((t − R_d)/h) = (p + ½)/D,
+//!   p = q(D − 1): the draws smoothed by a logistic kernel, at the level where the
+//!   interpolated quantile's position p sits. With the order statistics R_(0) ≤ … ≤
+//!   R_(D−1), it lies between R_(⌈p⌉−1) − h ln(2D) and R_(⌊p⌋+1) + h ln(2D) (for any
+//!   a > 0 the kernel moves the empirical CDF by at most e^{−a/h} beyond a distance
+//!   a; take a = h ln(2D)), while Q_q lies between R_(⌊p⌋) and R_(⌈p⌉): within one
+//!   draw and h ln(2D) of it;
+//! - the smoothed CVaR is the same maximum with (t − R)₊ replaced by h softplus((t −
+//!   R)/h), which lies between (t − R)₊ and (t − R)₊ + h ln 2: so CVaR − h ln 2 / α ≤
+//!   CVaR^h ≤ CVaR, and its maximiser t is Q^h_α.
+//!
+//! Gradients: ∂U/∂R_d (the weights of the evaluator's pass, so that ∇_x U = Σ_d
+//! (∂U/∂R_d) ∇_x R_d) and the explicit ∂U/∂x of `raroc` and `portfolio_entropy`; h's
+//! dependence on σ is differentiated too.
 
+use crate::error::{Error, Result};
 use std::fmt;
 
-/// A utility over draws.
+/// η: the smoothing bandwidth of quantiles is h = σ max(η/√D, 3/D).
+pub const SMOOTHING: f64 = 0.1;
+
+/// h / σ for D draws: max(η/√D, 3/D).
+pub fn bandwidth(draws: usize) -> f64 {
+    let d = draws as f64;
+    (SMOOTHING / d.sqrt()).max(3.0 / d)
+}
+
+/// One measure of the draws' responses (and of the allocation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Measure {
+    /// μ.
+    Mean,
+    /// σ (ddof 1).
+    Std,
+    /// Q_q.
+    Quantile(f64),
+    /// Q_{1−c} for the confidence level c.
+    ValueAtRisk(f64),
+    /// CVaR at α = 1 − c for the confidence level c.
+    ConditionalValueAtRisk(f64),
+    /// \|Q_c − μ\| + \|μ − Q_{1−c}\|.
+    TailDistance(f64),
+    /// 1 − a · tail_distance(c) / μ.
+    MeanTightness {
+        /// a.
+        alpha: f64,
+        /// c.
+        confidence: f64,
+    },
+    /// (μ − r_f) / σ.
+    SharpeRatio(f64),
+    /// (μ − r_f) / Σ x.
+    Raroc(f64),
+    /// (1 − ρ) μ + ρ Q_{1−c}.
+    AdjustedValueAtRisk {
+        /// c.
+        confidence: f64,
+        /// ρ.
+        risk_aversion: f64,
+    },
+    /// −Σ w ln w, w = x / Σ x.
+    PortfolioEntropy,
+}
+
+/// What the optimizer maximises: Σ_k c_k M_k.
 ///
 /// ```
 /// use mmm_budget::Utility;
+/// let u = Utility::parse("maximize mean - 0.5 * std").unwrap();
 /// let r = [1.0, 2.0, 6.0];
-/// assert_eq!(Utility::Mean.value(&r), 3.0);
-/// let mut u = [0.0; 3];
-/// Utility::Mean.weights(&r, &mut u); // ∂U/∂R_d
-/// assert_eq!(u, [1.0 / 3.0; 3]);
+/// let x = [1.0, 1.0];
+/// let (mean, std) = (3.0, (7.0f64).sqrt());
+/// assert!((u.value(&r, &x) - (mean - 0.5 * std)).abs() < 1e-12);
+/// assert_eq!(u.to_string(), "mean - 0.5 * std");
+/// assert_eq!(Utility::mean().value(&r, &x), 3.0);
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum Utility {
-    /// U = (1/D) Σ_d R_d (PyMC-Marketing's `average_response`).
-    #[default]
-    Mean,
+#[derive(Clone, Debug, PartialEq)]
+pub struct Utility {
+    /// (c_k, M_k).
+    pub terms: Vec<(f64, Measure)>,
+}
+
+impl Default for Utility {
+    fn default() -> Self {
+        Utility::mean()
+    }
+}
+
+/// The draws' summary shared by the measures.
+struct Draws<'a> {
+    r: &'a [f64],
+    mean: f64,
+    std: f64,
+    /// h = σ [`bandwidth`].
+    h: f64,
+    /// ∂h/∂σ.
+    dh: f64,
+}
+
+impl<'a> Draws<'a> {
+    fn new(r: &'a [f64]) -> Self {
+        let d = r.len() as f64;
+        let mean = r.iter().sum::<f64>() / d;
+        let ss: f64 = r.iter().map(|v| (v - mean) * (v - mean)).sum();
+        let std = if r.len() > 1 {
+            (ss / (d - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        let dh = bandwidth(r.len());
+        Draws {
+            r,
+            mean,
+            std,
+            h: dh * std,
+            dh,
+        }
+    }
+
+    fn d(&self) -> f64 {
+        self.r.len() as f64
+    }
+
+    /// ∂σ/∂R_d = (R_d − μ) / ((D − 1) σ), added × `k` into `out`.
+    fn add_std_gradient(&self, k: f64, out: &mut [f64]) {
+        if self.std > 0.0 && k != 0.0 {
+            let f = k / ((self.d() - 1.0) * self.std);
+            for (o, v) in out.iter_mut().zip(self.r) {
+                *o += f * (v - self.mean);
+            }
+        }
+    }
+
+    /// The smoothed quantile Q^h_q; its gradient × `k` added into `out`.
+    fn quantile(&self, q: f64, k: f64, out: &mut [f64]) -> f64 {
+        if self.h <= 0.0 || !self.h.is_finite() {
+            // Every draw equal (or one draw): the quantile is that value, and moving
+            // every draw moves it alike.
+            let d = self.d();
+            out.iter_mut().for_each(|o| *o += k / d);
+            return quantile(self.r, q);
+        }
+        let d = self.d();
+        let level = ((q * (d - 1.0) + 0.5) / d).clamp(0.5 / d, 1.0 - 0.5 / d);
+        let t = self.smoothed_quantile(level);
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for v in self.r {
+            let z = (t - v) / self.h;
+            let ds = dlogistic(z);
+            s1 += ds;
+            s2 += ds * z;
+        }
+        if k != 0.0 && s1 > 0.0 {
+            for (o, v) in out.iter_mut().zip(self.r) {
+                *o += k * dlogistic((t - v) / self.h) / s1;
+            }
+            // Through h ∝ σ: ∂t/∂h = S2 / S1.
+            self.add_std_gradient(k * self.dh * s2 / s1, out);
+        }
+        t
+    }
+
+    /// The t with (1/D) Σ s((t − R_d)/h) = `level`: Newton steps kept inside a
+    /// bracket.
+    fn smoothed_quantile(&self, q: f64) -> f64 {
+        let (lo0, hi0) = self
+            .r
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let pad = 50.0 * self.h;
+        let (mut lo, mut hi) = (lo0 - pad, hi0 + pad);
+        let mut t = quantile(self.r, q).clamp(lo, hi);
+        let d = self.d();
+        for _ in 0..200 {
+            let (mut f, mut df) = (0.0, 0.0);
+            for v in self.r {
+                let z = (t - v) / self.h;
+                f += logistic(z);
+                df += dlogistic(z);
+            }
+            let g = f / d - q;
+            if g > 0.0 {
+                hi = t;
+            } else {
+                lo = t;
+            }
+            let newton = t - g / (df / (d * self.h));
+            let next = if df > 0.0 && newton > lo && newton < hi {
+                newton
+            } else {
+                0.5 * (lo + hi)
+            };
+            if (next - t).abs() <= 1e-15 * t.abs().max(self.h) {
+                return next;
+            }
+            t = next;
+        }
+        t
+    }
+
+    /// The smoothed CVaR at α; its gradient × `k` added into `out`.
+    fn cvar(&self, alpha: f64, k: f64, out: &mut [f64]) -> f64 {
+        let d = self.d();
+        if self.h <= 0.0 || !self.h.is_finite() {
+            out.iter_mut().for_each(|o| *o += k / d);
+            return cvar_exact(self.r, alpha);
+        }
+        let t = self.smoothed_quantile(alpha);
+        let h = self.h;
+        let mut tail = 0.0;
+        let mut dh = 0.0;
+        for v in self.r {
+            let z = (t - v) / h;
+            let sp = softplus(z);
+            tail += sp;
+            dh += sp - z * logistic(z);
+        }
+        let value = t - h * tail / (alpha * d);
+        if k != 0.0 {
+            for (o, v) in out.iter_mut().zip(self.r) {
+                *o += k * logistic((t - v) / h) / (alpha * d);
+            }
+            // ∂/∂h of −(h/(αD)) Σ softplus((t − R)/h) at the maximiser t.
+            self.add_std_gradient(-k * self.dh * dh / (alpha * d), out);
+        }
+        value
+    }
+}
+
+fn logistic(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn dlogistic(z: f64) -> f64 {
+    let s = logistic(z);
+    s * (1.0 - s)
+}
+
+fn softplus(z: f64) -> f64 {
+    z.max(0.0) + (-z.abs()).exp().ln_1p()
+}
+
+/// Rockafellar–Uryasev's CVaR at α of `values`: the mean of the lowest αD values, the
+/// boundary one counted fractionally (the minimum where αD < 1).
+pub fn cvar_exact(values: &[f64], alpha: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let k = alpha * sorted.len() as f64;
+    if k < 1.0 {
+        return sorted[0];
+    }
+    let whole = (k.floor() as usize).min(sorted.len());
+    let mut sum: f64 = sorted[..whole].iter().sum();
+    if whole < sorted.len() {
+        sum += (k - whole as f64) * sorted[whole];
+    }
+    sum / k
+}
+
+impl Measure {
+    /// The exact value at R and x (what reports show).
+    pub fn value(&self, r: &[f64], x: &[f64]) -> f64 {
+        let dr = Draws::new(r);
+        let q = |p: f64| quantile(r, p);
+        match *self {
+            Measure::Mean => dr.mean,
+            Measure::Std => dr.std,
+            Measure::Quantile(p) => q(p),
+            Measure::ValueAtRisk(c) => q(1.0 - c),
+            Measure::ConditionalValueAtRisk(c) => cvar_exact(r, 1.0 - c),
+            Measure::TailDistance(c) => (q(c) - dr.mean).abs() + (dr.mean - q(1.0 - c)).abs(),
+            Measure::MeanTightness { alpha, confidence } => {
+                let td = (q(confidence) - dr.mean).abs() + (dr.mean - q(1.0 - confidence)).abs();
+                1.0 - alpha * td / dr.mean
+            }
+            Measure::SharpeRatio(rf) => (dr.mean - rf) / dr.std,
+            Measure::Raroc(rf) => (dr.mean - rf) / x.iter().sum::<f64>(),
+            Measure::AdjustedValueAtRisk {
+                confidence,
+                risk_aversion,
+            } => (1.0 - risk_aversion) * dr.mean + risk_aversion * q(1.0 - confidence),
+            Measure::PortfolioEntropy => entropy(x),
+        }
+    }
+
+    /// The smoothed value; ∂/∂R × `k` added into `wr`, ∂/∂x × `k` into `wx`.
+    fn smooth(&self, dr: &Draws, x: &[f64], k: f64, wr: &mut [f64], wx: &mut [f64]) -> f64 {
+        let d = dr.d();
+        let add_mean = |k: f64, wr: &mut [f64]| wr.iter_mut().for_each(|o| *o += k / d);
+        match *self {
+            Measure::Mean => {
+                add_mean(k, wr);
+                dr.mean
+            }
+            Measure::Std => {
+                dr.add_std_gradient(k, wr);
+                dr.std
+            }
+            Measure::Quantile(p) => dr.quantile(p, k, wr),
+            Measure::ValueAtRisk(c) => dr.quantile(1.0 - c, k, wr),
+            Measure::ConditionalValueAtRisk(c) => dr.cvar(1.0 - c, k, wr),
+            Measure::TailDistance(c) => tail_distance(dr, c, k, wr),
+            Measure::MeanTightness { alpha, confidence } => {
+                // 1 − a T / μ: ∂ = −(a/μ) ∂T + (a T/μ²) ∂μ.
+                let mut g = vec![0.0; wr.len()];
+                let td = tail_distance(dr, confidence, 1.0, &mut g);
+                let m = dr.mean;
+                for (o, gi) in wr.iter_mut().zip(&g) {
+                    *o -= k * alpha / m * gi;
+                }
+                add_mean(k * alpha * td / (m * m), wr);
+                1.0 - alpha * td / m
+            }
+            Measure::SharpeRatio(rf) => {
+                let (m, s) = (dr.mean, dr.std);
+                add_mean(k / s, wr);
+                dr.add_std_gradient(-k * (m - rf) / (s * s), wr);
+                (m - rf) / s
+            }
+            Measure::Raroc(rf) => {
+                let total: f64 = x.iter().sum();
+                add_mean(k / total, wr);
+                let dx = -k * (dr.mean - rf) / (total * total);
+                wx.iter_mut().for_each(|o| *o += dx);
+                (dr.mean - rf) / total
+            }
+            Measure::AdjustedValueAtRisk {
+                confidence,
+                risk_aversion,
+            } => {
+                add_mean(k * (1.0 - risk_aversion), wr);
+                let var = dr.quantile(1.0 - confidence, k * risk_aversion, wr);
+                (1.0 - risk_aversion) * dr.mean + risk_aversion * var
+            }
+            Measure::PortfolioEntropy => {
+                // ∂H/∂x_c = −(ln w_c + H) / S; +∞ where w_c = 0.
+                let total: f64 = x.iter().sum();
+                let h = entropy(x);
+                for (o, xc) in wx.iter_mut().zip(x) {
+                    let w = xc / total;
+                    *o += if w > 0.0 {
+                        -k * (w.ln() + h) / total
+                    } else {
+                        k * f64::INFINITY
+                    };
+                }
+                h
+            }
+        }
+    }
+
+    /// Whether the measure depends on x directly (not only through R).
+    pub fn uses_allocation(&self) -> bool {
+        matches!(self, Measure::Raroc(_) | Measure::PortfolioEntropy)
+    }
+
+    /// Its name in objective strings, with its parameters.
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Measure::Mean => write!(f, "mean"),
+            Measure::Std => write!(f, "std"),
+            Measure::Quantile(q) => write!(f, "quantile({q})"),
+            Measure::ValueAtRisk(c) => write!(f, "var({c})"),
+            Measure::ConditionalValueAtRisk(c) => write!(f, "cvar({c})"),
+            Measure::TailDistance(c) => write!(f, "tail_distance({c})"),
+            Measure::MeanTightness { alpha, confidence } => {
+                write!(f, "mean_tightness({alpha}, {confidence})")
+            }
+            Measure::SharpeRatio(rf) => write!(f, "sharpe({rf})"),
+            Measure::Raroc(rf) => write!(f, "raroc({rf})"),
+            Measure::AdjustedValueAtRisk {
+                confidence,
+                risk_aversion,
+            } => write!(f, "adjusted_var({confidence}, {risk_aversion})"),
+            Measure::PortfolioEntropy => write!(f, "portfolio_entropy"),
+        }
+    }
+}
+
+fn entropy(x: &[f64]) -> f64 {
+    let total: f64 = x.iter().sum();
+    -x.iter()
+        .map(|v| v / total)
+        .filter(|w| *w > 0.0)
+        .map(|w| w * w.ln())
+        .sum::<f64>()
+}
+
+/// The smoothed |Q_c − μ| + |μ − Q_{1−c}|, its gradient × `k` added into `out`.
+fn tail_distance(dr: &Draws, c: f64, k: f64, out: &mut [f64]) -> f64 {
+    let d = dr.d();
+    let mut g1 = vec![0.0; out.len()];
+    let mut g2 = vec![0.0; out.len()];
+    let q1 = dr.quantile(c, 1.0, &mut g1);
+    let q2 = dr.quantile(1.0 - c, 1.0, &mut g2);
+    let (s1, s2) = ((q1 - dr.mean).signum(), (dr.mean - q2).signum());
+    for ((o, a), b) in out.iter_mut().zip(&g1).zip(&g2) {
+        *o += k * (s1 * (a - 1.0 / d) + s2 * (1.0 / d - b));
+    }
+    (q1 - dr.mean).abs() + (dr.mean - q2).abs()
 }
 
 impl Utility {
-    /// The kind for its scenario name.
+    /// U = μ (PyMC-Marketing's `average_response`).
+    pub fn mean() -> Self {
+        Utility {
+            terms: vec![(1.0, Measure::Mean)],
+        }
+    }
+
+    /// Whether U is the mean response.
+    pub fn is_mean(&self) -> bool {
+        self.terms == [(1.0, Measure::Mean)]
+    }
+
+    /// The kind for its scenario name (`"utility": {"kind": …}`): `mean`
+    /// (`average_response`); see [`Utility::parse`] for the rest.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "mean" | "average_response" => Some(Utility::Mean),
-            _ => None,
+            "mean" | "average_response" => Some(Utility::mean()),
+            _ => Utility::parse(name).ok(),
         }
     }
 
-    /// The scenario name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Utility::Mean => "mean",
-        }
+    /// The exact U(R, x): what reports show (quantiles unsmoothed).
+    pub fn value(&self, responses: &[f64], x: &[f64]) -> f64 {
+        self.terms
+            .iter()
+            .map(|(c, m)| c * m.value(responses, x))
+            .sum()
     }
 
-    /// U(R).
-    pub fn value(&self, responses: &[f64]) -> f64 {
-        match self {
-            Utility::Mean => responses.iter().sum::<f64>() / responses.len() as f64,
-        }
+    /// The smoothed U(R, x) the solver maximises, with ∂U/∂R_d into `weights` and
+    /// the explicit ∂U/∂x into `explicit` (both overwritten). Equal to
+    /// [`Utility::value`] where no term involves a quantile.
+    pub fn smooth(
+        &self,
+        responses: &[f64],
+        x: &[f64],
+        weights: &mut [f64],
+        explicit: &mut [f64],
+    ) -> f64 {
+        weights.fill(0.0);
+        explicit.fill(0.0);
+        let dr = Draws::new(responses);
+        self.terms
+            .iter()
+            .map(|(c, m)| c * m.smooth(&dr, x, *c, weights, explicit))
+            .sum()
     }
 
-    /// u_d = ∂U/∂R_d, written into `out`.
-    pub fn weights(&self, responses: &[f64], out: &mut [f64]) {
-        match self {
-            Utility::Mean => out.fill(1.0 / responses.len() as f64),
-        }
+    /// u_d = ∂U/∂R_d of the smoothed U, written into `out`.
+    pub fn weights(&self, responses: &[f64], x: &[f64], out: &mut [f64]) {
+        let mut explicit = vec![0.0; x.len()];
+        self.smooth(responses, x, out, &mut explicit);
     }
 
-    /// Whether ∂U/∂R is the same for every R (then one evaluator pass gives the
-    /// value, gradient and curvature).
+    /// Whether U is the mean response (its terms all `mean`, their coefficients summing
+    /// to 1): then ∂U/∂R_d = 1/D for every R and one evaluator pass gives the value,
+    /// gradient and curvature.
     pub fn has_constant_weights(&self) -> bool {
-        matches!(self, Utility::Mean)
+        self.terms.iter().all(|(_, m)| *m == Measure::Mean)
+            && self.terms.iter().map(|(c, _)| c).sum::<f64>() == 1.0
+    }
+
+    /// Whether U depends on x directly (`raroc`, `portfolio_entropy`).
+    pub fn uses_allocation(&self) -> bool {
+        self.terms.iter().any(|(_, m)| m.uses_allocation())
+    }
+
+    /// The scenario name: the expression maximised.
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// An objective string: `[maximize|minimize] TERM (± TERM)*`, each TERM a measure
+    /// optionally times a number (`0.5 * std`, `std * 0.5`), a measure being `mean`,
+    /// `std`, `quantile(q)`, `var(c)`, `cvar(c)`, `tail_distance(c)`,
+    /// `mean_tightness(a, c)`, `sharpe(r_f)`, `raroc(r_f)`, `adjusted_var(c, ρ)`,
+    /// `portfolio_entropy`, or PyMC-Marketing's names (`average_response`,
+    /// `value_at_risk`, `conditional_value_at_risk`, `sharpe_ratio`,
+    /// `mean_tightness_score`, `adjusted_value_at_risk_score`); parameters left out
+    /// take PyMC-Marketing's defaults. `minimize` negates the expression. Errors give
+    /// the column (1-based) and what was expected.
+    pub fn parse(text: &str) -> std::result::Result<Self, (usize, String)> {
+        Parser::new(text).objective()
+    }
+
+    /// [`Utility::parse`] with the error as [`Error::InvalidValue`] naming `context`
+    /// and `field`.
+    pub fn parse_in(text: &str, context: &str, field: &str) -> Result<Self> {
+        Utility::parse(text).map_err(|(column, message)| {
+            Error::invalid(
+                context,
+                field,
+                format!("{text:?}"),
+                format!("column {column}: {message}"),
+            )
+        })
     }
 }
 
 impl fmt::Display for Utility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        for (k, (c, m)) in self.terms.iter().enumerate() {
+            let (sign, magnitude) = if *c < 0.0 { ("-", -c) } else { ("+", *c) };
+            match (k, sign) {
+                (0, "-") => write!(f, "-")?,
+                (0, _) => {}
+                (_, s) => write!(f, " {s} ")?,
+            }
+            if magnitude != 1.0 {
+                write!(f, "{magnitude} * ")?;
+            }
+            m.write(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// The objective-string parser.
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+type Parsed<T> = std::result::Result<T, (usize, String)>;
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str) -> Self {
+        Parser { text, pos: 0 }
+    }
+
+    /// The 1-based column of byte offset `at`.
+    fn col(&self, at: usize) -> usize {
+        self.text[..at].chars().count() + 1
+    }
+
+    fn fail<T>(&self, message: impl Into<String>) -> Parsed<T> {
+        Err((self.col(self.pos), message.into()))
+    }
+
+    fn skip(&mut self) {
+        let rest = &self.text[self.pos..];
+        self.pos += rest.len() - rest.trim_start().len();
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.skip();
+        self.text[self.pos..].chars().next()
+    }
+
+    fn word(&mut self) -> Option<&'a str> {
+        self.skip();
+        let rest = &self.text[self.pos..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        self.pos += len;
+        Some(&rest[..len])
+    }
+
+    fn number(&mut self) -> Option<f64> {
+        self.skip();
+        let rest = &self.text[self.pos..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == 'E'))
+            .unwrap_or(rest.len());
+        let v = rest[..len].parse::<f64>().ok().filter(|v| v.is_finite())?;
+        self.pos += len;
+        Some(v)
+    }
+
+    fn objective(mut self) -> Parsed<Utility> {
+        let start = self.pos;
+        let sign = match self.word() {
+            Some("maximize" | "maximise") => 1.0,
+            Some("minimize" | "minimise") => -1.0,
+            _ => {
+                self.pos = start;
+                1.0
+            }
+        };
+        let mut terms = vec![];
+        let mut coefficient = 1.0;
+        loop {
+            match self.peek() {
+                Some('-') => {
+                    self.pos += 1;
+                    coefficient = -coefficient;
+                    continue;
+                }
+                Some('+') if terms.is_empty() => {
+                    self.pos += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let (c, m) = self.term()?;
+            terms.push((sign * coefficient * c, m));
+            match self.peek() {
+                None => break,
+                Some('+') => coefficient = 1.0,
+                Some('-') => coefficient = -1.0,
+                Some(_) => return self.fail("expected + or - between terms, or the end"),
+            }
+            self.pos += 1;
+        }
+        Ok(Utility { terms })
+    }
+
+    fn term(&mut self) -> Parsed<(f64, Measure)> {
+        let mut c = 1.0;
+        if let Some(v) = self.number() {
+            c = v;
+            if self.peek() != Some('*') {
+                return self.fail("expected * after the number");
+            }
+            self.pos += 1;
+        }
+        let m = self.measure()?;
+        if self.peek() == Some('*') {
+            self.pos += 1;
+            match self.number() {
+                Some(v) => c *= v,
+                None => return self.fail("expected a number after *"),
+            }
+        }
+        Ok((c, m))
+    }
+
+    fn args(&mut self) -> Parsed<Vec<f64>> {
+        let mut args = vec![];
+        if self.peek() != Some('(') {
+            return Ok(args);
+        }
+        self.pos += 1;
+        if self.peek() == Some(')') {
+            self.pos += 1;
+            return Ok(args);
+        }
+        loop {
+            match self.number() {
+                Some(v) => args.push(v),
+                None => return self.fail("expected a number"),
+            }
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some(')') => {
+                    self.pos += 1;
+                    return Ok(args);
+                }
+                _ => return self.fail("expected , or )"),
+            }
+        }
+    }
+
+    fn measure(&mut self) -> Parsed<Measure> {
+        self.skip();
+        let at = self.pos;
+        let column = self.col(at);
+        let Some(name) = self.word() else {
+            return self.fail("expected a measure (mean, std, quantile(q), var(c), cvar(c), …)");
+        };
+        let args = self.args()?;
+        let end = self.pos;
+        self.pos = at;
+        let arg = |k: usize, default: f64| args.get(k).copied().unwrap_or(default);
+        let max_args = |n: usize| -> Parsed<()> {
+            if args.len() > n {
+                Err((column, format!("{name} takes at most {n} argument(s)")))
+            } else {
+                Ok(())
+            }
+        };
+        let level = |v: f64, what: &str| -> Parsed<f64> {
+            if v > 0.0 && v < 1.0 {
+                Ok(v)
+            } else {
+                Err((
+                    column,
+                    format!("{name}: {what} = {v}: expected strictly between 0 and 1"),
+                ))
+            }
+        };
+        let m = match name {
+            "mean" | "average_response" => {
+                max_args(0)?;
+                Measure::Mean
+            }
+            "std" => {
+                max_args(0)?;
+                Measure::Std
+            }
+            "quantile" => {
+                if args.len() != 1 {
+                    return Err((column, "quantile takes one argument, q".into()));
+                }
+                Measure::Quantile(level(args[0], "q")?)
+            }
+            "var" | "value_at_risk" => {
+                max_args(1)?;
+                Measure::ValueAtRisk(level(arg(0, 0.95), "confidence")?)
+            }
+            "cvar" | "conditional_value_at_risk" => {
+                max_args(1)?;
+                Measure::ConditionalValueAtRisk(level(arg(0, 0.95), "confidence")?)
+            }
+            "tail_distance" => {
+                max_args(1)?;
+                Measure::TailDistance(level(arg(0, 0.75), "confidence")?)
+            }
+            "mean_tightness" | "mean_tightness_score" => {
+                max_args(2)?;
+                Measure::MeanTightness {
+                    alpha: arg(0, 0.5),
+                    confidence: level(arg(1, 0.75), "confidence")?,
+                }
+            }
+            "sharpe" | "sharpe_ratio" => {
+                max_args(1)?;
+                Measure::SharpeRatio(arg(0, 0.0))
+            }
+            "raroc" => {
+                max_args(1)?;
+                Measure::Raroc(arg(0, 0.0))
+            }
+            "adjusted_var" | "adjusted_value_at_risk_score" => {
+                max_args(2)?;
+                let rho = arg(1, 0.8);
+                if !(0.0..=1.0).contains(&rho) {
+                    return Err((
+                        column,
+                        format!("{name}: risk_aversion = {rho}: expected in [0, 1]"),
+                    ));
+                }
+                Measure::AdjustedValueAtRisk {
+                    confidence: level(arg(0, 0.95), "confidence")?,
+                    risk_aversion: rho,
+                }
+            }
+            "portfolio_entropy" => {
+                max_args(0)?;
+                Measure::PortfolioEntropy
+            }
+            other => {
+                return Err((
+                    column,
+                    format!(
+                        "unknown measure {other:?}: expected mean, std, quantile(q), var(c), cvar(c), \
+                         tail_distance(c), mean_tightness(a, c), sharpe(r_f), raroc(r_f), \
+                         adjusted_var(c, rho), portfolio_entropy"
+                    ),
+                ));
+            }
+        };
+        self.pos = end;
+        Ok(m)
     }
 }
 

@@ -61,8 +61,8 @@ fn check_against_cpu(what: &str, problem: &Problem, ev: &mut dyn Evaluator, tol:
                 tol,
             );
             let (ua, ub) = (
-                Utility::Mean.value(&a.responses),
-                Utility::Mean.value(&b.responses),
+                Utility::mean().value(&a.responses, &[]),
+                Utility::mean().value(&b.responses, &[]),
             );
             assert!(
                 (ua - ub).abs() <= tol * ub.abs(),
@@ -293,7 +293,7 @@ fn reference_cases_solve_to_the_same_optimum() {
         // Judge the GPU's allocation with the f64 evaluator.
         let mut r = vec![0.0; problem.num_draws()];
         cpu.responses(&s.allocation, &mut r).unwrap();
-        let u = Utility::Mean.value(&r);
+        let u = Utility::mean().value(&r, &[]);
         assert!(
             (u - reference.utility).abs() <= 1e-6 * reference.utility,
             "{name}: {u} vs {}",
@@ -326,7 +326,7 @@ fn steep_hill_cells_solve_on_each_backend() {
             .unwrap();
         assert_eq!(s.status, Status::Solved, "{name}: {}", s.message);
         cpu.responses(&s.allocation, &mut r).unwrap();
-        let u = Utility::Mean.value(&r);
+        let u = Utility::mean().value(&r, &[]);
         let reference = *best.get_or_insert(u);
         assert!(
             (u - reference).abs() <= 1e-7 * reference,
@@ -365,7 +365,7 @@ fn assert_as_good(problem: &Problem, gpu: &Solution, cpu: &Solution, what: &str)
         .unwrap()
         .responses(&gpu.allocation, &mut r)
         .unwrap();
-    let u = Utility::Mean.value(&r);
+    let u = Utility::mean().value(&r, &[]);
     assert!(
         u >= cpu.utility - 1e-5 * cpu.utility.abs(),
         "{what}: {u} vs {}",
@@ -450,8 +450,8 @@ fn f16_parameters_stay_close() {
     half.evaluate(&x, DrawWeights::Uniform, &mut a).unwrap();
     cpu.evaluate(&x, DrawWeights::Uniform, &mut b).unwrap();
     let (ua, ub) = (
-        Utility::Mean.value(&a.responses),
-        Utility::Mean.value(&b.responses),
+        Utility::mean().value(&a.responses, &[]),
+        Utility::mean().value(&b.responses, &[]),
     );
     // f16 keeps 11 significant bits per parameter: the mean moves by ~1e-4.
     assert!((ua - ub).abs() <= 1e-3 * ub, "f16 utility {ua} vs {ub}");

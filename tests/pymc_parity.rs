@@ -97,7 +97,7 @@ fn mean_response(problem: &Problem, x: &[f64]) -> f64 {
     let mut ev = CpuEvaluator::new(problem).unwrap();
     let mut r = vec![0.0; problem.num_draws()];
     ev.responses(x, &mut r).unwrap();
-    Utility::Mean.value(&r)
+    Utility::mean().value(&r, &[])
 }
 
 /// Each shared case's objective at the uniform allocation and at the allocation in
@@ -185,7 +185,7 @@ fn budget_optimizer_objective_and_gradient_match_on_other_kinds() {
         let mut ev = CpuEvaluator::new(&problem).unwrap();
         let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
         ev.evaluate(&x, DrawWeights::Uniform, &mut out).unwrap();
-        let objective = Utility::Mean.value(&out.responses);
+        let objective = Utility::mean().value(&out.responses, &[]);
         let e = expected["objective"].as_f64().unwrap();
         assert!(
             close(objective, e, 1e-9, 0.0),

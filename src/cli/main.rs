@@ -202,6 +202,10 @@ struct ScenarioArgs {
     /// Periods N of the budget window, replacing the scenario's.
     #[arg(long)]
     periods: Option<usize>,
+    /// What to maximise over the draws, replacing the scenario's: `maximize mean`
+    /// (the default), `maximize cvar(0.9)`, `maximize mean - 0.5 * std`, …
+    #[arg(long)]
+    objective: Option<String>,
 }
 
 /// `--backend` of `evaluate`, `optimize` and `demo`.
@@ -528,6 +532,9 @@ fn load_source(source: &SourceArgs) -> mmm_budget::Result<Case> {
     }
     if let Some(n) = flags.periods {
         case.scenario.num_periods = n;
+    }
+    if let Some(text) = &flags.objective {
+        case.scenario.utility = mmm_budget::Utility::parse_in(text, "command line", "--objective")?;
     }
     Ok(case)
 }

@@ -30,6 +30,8 @@ struct ScenarioFile {
     #[serde(default)]
     utility: Option<Map<String, Value>>,
     #[serde(default)]
+    objective: Option<String>,
+    #[serde(default)]
     start: Option<Vec<Map<String, Value>>>,
     #[serde(default)]
     options: Map<String, Value>,
@@ -86,7 +88,7 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
         })?,
     };
     let utility = match &file.utility {
-        None => Utility::Mean,
+        None => Utility::mean(),
         Some(u) => {
             let kind = u.get("kind").and_then(Value::as_str).ok_or_else(|| {
                 Error::invalid(
@@ -101,10 +103,22 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
                     &ctx,
                     "utility.kind",
                     format!("{kind:?}"),
-                    r#"one of "mean""#,
+                    r#""mean", or a measure as in "objective""#,
                 )
             })?
         }
+    };
+    let utility = match (&file.objective, &file.utility) {
+        (Some(text), None) => Utility::parse_in(text, &ctx, "objective")?,
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                &ctx,
+                "objective",
+                "given with utility",
+                "one of objective and utility",
+            ));
+        }
+        (None, _) => utility,
     };
     let start = file
         .start

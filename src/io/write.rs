@@ -3,7 +3,6 @@
 use crate::error::{Error, Result};
 use crate::model::{Array, Model};
 use crate::scenario::{BudgetConstraint, Scenario};
-use crate::utility::Utility;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -162,10 +161,10 @@ pub fn write_case(dir: &Path, model: &Model, scenario: &Scenario) -> Result<()> 
             serde_json::json!(scenario.constraints),
         );
     }
-    if scenario.utility != Utility::Mean {
+    if !scenario.utility.is_mean() {
         obj.insert(
-            "utility".into(),
-            serde_json::json!({"kind": scenario.utility.name()}),
+            "objective".into(),
+            serde_json::json!(format!("maximize {}", scenario.utility)),
         );
     }
     write_json(&dir.join("scenario.json"), &scenario_json)

@@ -71,21 +71,36 @@ impl Objective<'_> {
         let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
         let p = self.problem;
         let n = x.len();
-        if p.utility.has_constant_weights() {
+        let (utility, grad_u) = if p.utility.has_constant_weights() {
             self.evaluator
                 .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
             self.evaluations += 1;
+            (
+                p.utility.value(&self.out.responses, &x),
+                self.out.gradient.clone(),
+            )
         } else {
+            // u_d = ∂U/∂R_d at these responses, then one weighted pass:
+            // ∇U = Σ_d u_d ∇R_d + ∂U/∂x.
             self.evaluator.responses(&x, &mut self.out.responses)?;
-            p.utility.weights(&self.out.responses, &mut self.weights);
+            let mut explicit = vec![0.0; n];
+            let u = p
+                .utility
+                .smooth(&self.out.responses, &x, &mut self.weights, &mut explicit);
             self.evaluator
                 .evaluate(&x, DrawWeights::PerDraw(&self.weights), &mut self.out)?;
             self.evaluations += 2;
-        }
-        let utility = p.utility.value(&self.out.responses);
+            let g = self
+                .out
+                .gradient
+                .iter()
+                .zip(&explicit)
+                .map(|(a, b)| a + b)
+                .collect();
+            (u, g)
+        };
         let mean_response =
             self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
-        let grad_u = self.out.gradient.clone();
         let mut nl_values = Vec::with_capacity(self.nonlinear.len());
         let mut nl_grads = Vec::with_capacity(self.nonlinear.len() * n);
         let mut nl_raw = Vec::with_capacity(self.nonlinear.len());

@@ -117,7 +117,7 @@ struct Shared {
 /// let mut ev = GpuEvaluator::new(&problem, &GpuOptions::default())?;
 /// let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
 /// ev.evaluate(&problem.uniform_allocation(), DrawWeights::Uniform, &mut out)?;
-/// println!("{} on {}", problem.utility.value(&out.responses), ev.describe());
+/// println!("{} on {}", problem.utility.value(&out.responses, &problem.uniform_allocation()), ev.describe());
 /// # Ok::<(), mmm_budget::Error>(())
 /// ```
 pub struct GpuEvaluator {

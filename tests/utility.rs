@@ -1,0 +1,323 @@
+//! Utilities over draws: PyMC-Marketing 0.19.2's values (tests/fixtures/
+//! make_utility_fixtures.py), exact gradients of the smoothed versions against finite
+//! differences on random draws, the smoothing within its documented bounds, the
+//! objective strings, and solves that do what each objective asks.
+
+use mmm_budget::utility::{Measure, bandwidth, cvar_exact, quantile};
+use mmm_budget::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+fn fixtures() -> Value {
+    serde_json::from_str(&std::fs::read_to_string("tests/data/utility_fixtures.json").unwrap())
+        .unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn exact_values_match_pymc_marketing() {
+    for case in fixtures()["cases"].as_array().unwrap() {
+        let r = floats(&case["samples"]);
+        let x = floats(&case["budgets"]);
+        let d = r.len();
+        for (name, expected) in case["values"].as_object().unwrap() {
+            let expected = expected.as_f64().unwrap();
+            let u = Utility::parse(name).unwrap();
+            let ours = u.value(&r, &x);
+            if name.starts_with("cvar") {
+                // Ours is Rockafellar–Uryasev's (the lowest αD draws, the boundary
+                // one fractionally); PyMC-Marketing averages the draws at or below the
+                // interpolated quantile. Equal where αD is whole.
+                let c: f64 = name[5..name.len() - 1].parse().unwrap();
+                let k = (1.0 - c) * d as f64;
+                if (k - k.round()).abs() < 1e-9 {
+                    assert!(
+                        (ours - expected).abs() <= 1e-12 * expected.abs(),
+                        "{name} D={d}: {ours} vs {expected}"
+                    );
+                } else {
+                    // Both lie between the lowest draw and the quantile.
+                    let q = quantile(&r, 1.0 - c);
+                    assert!(ours <= q + 1e-9 && expected <= q + 1e-9, "{name} D={d}");
+                }
+                continue;
+            }
+            assert!(
+                (ours - expected).abs() <= 1e-12 * expected.abs().max(1e-300),
+                "{name} D={d}: {ours} vs {expected}"
+            );
+        }
+    }
+}
+
+fn all_measures() -> Vec<Measure> {
+    vec![
+        Measure::Mean,
+        Measure::Std,
+        Measure::Quantile(0.1),
+        Measure::Quantile(0.5),
+        Measure::ValueAtRisk(0.95),
+        Measure::ConditionalValueAtRisk(0.9),
+        Measure::ConditionalValueAtRisk(0.99),
+        Measure::TailDistance(0.75),
+        Measure::MeanTightness {
+            alpha: 0.5,
+            confidence: 0.8,
+        },
+        Measure::SharpeRatio(10.0),
+        Measure::Raroc(5.0),
+        Measure::AdjustedValueAtRisk {
+            confidence: 0.9,
+            risk_aversion: 0.6,
+        },
+        Measure::PortfolioEntropy,
+    ]
+}
+
+#[test]
+fn smoothed_gradients_match_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(5);
+    for trial in 0..20 {
+        let d = rng.random_range(5..80);
+        let n = rng.random_range(2..7);
+        let r: Vec<f64> = (0..d)
+            .map(|_| 1000.0 * (1.0 + rng.random::<f64>()))
+            .collect();
+        let x: Vec<f64> = (0..n).map(|_| rng.random_range(1.0..50.0)).collect();
+        for m in all_measures() {
+            let u = Utility {
+                terms: vec![(1.5, m), (-0.25, Measure::Std)],
+            };
+            let mut wr = vec![0.0; d];
+            let mut wx = vec![0.0; n];
+            let f0 = u.smooth(&r, &x, &mut wr, &mut wx);
+            // Steps far below the bandwidth h (σ ≈ 290).
+            let step = 1e-4 * bandwidth(d) * 290.0;
+            let f = |r: &[f64], x: &[f64]| {
+                let (mut a, mut b) = (vec![0.0; d], vec![0.0; n]);
+                u.smooth(r, x, &mut a, &mut b)
+            };
+            for k in 0..d {
+                let (mut up, mut down) = (r.clone(), r.clone());
+                up[k] += step;
+                down[k] -= step;
+                let fd = (f(&up, &x) - f(&down, &x)) / (2.0 * step);
+                let tol = 1e-5 * (wr.iter().map(|v| v.abs()).fold(0.0, f64::max) + 1e-12);
+                assert!(
+                    (fd - wr[k]).abs() <= tol,
+                    "trial {trial} {m:?} dU/dR[{k}]: {} vs fd {fd} (U {f0})",
+                    wr[k]
+                );
+            }
+            for c in 0..n {
+                let h = 1e-6 * x[c];
+                let (mut up, mut down) = (x.clone(), x.clone());
+                up[c] += h;
+                down[c] -= h;
+                let fd = (f(&r, &up) - f(&r, &down)) / (2.0 * h);
+                let scale = wx.iter().map(|v| v.abs()).fold(0.0, f64::max);
+                assert!(
+                    (fd - wx[c]).abs() <= 1e-6 * (wx[c].abs() + fd.abs()) + 1e-8 * scale,
+                    "trial {trial} {m:?} dU/dx[{c}]: {} vs fd {fd}",
+                    wx[c]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_smoothing_stays_within_its_documented_bounds() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for _ in 0..50 {
+        let d = rng.random_range(10..3000);
+        let r: Vec<f64> = (0..d)
+            .map(|_| 500.0 * (1.0 + rng.random::<f64>()).powi(3))
+            .collect();
+        let dn = d as f64;
+        let mean = r.iter().sum::<f64>() / dn;
+        let std = (r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (dn - 1.0)).sqrt();
+        let h = bandwidth(d) * std;
+        for q in [0.01, 0.05, 0.1, 0.5, 0.9] {
+            let smooth = Utility {
+                terms: vec![(1.0, Measure::Quantile(q))],
+            };
+            let mut w = vec![0.0; d];
+            let qh = smooth.smooth(&r, &[], &mut w, &mut []);
+            // Between R_(⌈p⌉−1) and R_(⌊p⌋+1), p = q(D − 1), widened by h ln(2D).
+            let mut sorted = r.clone();
+            sorted.sort_by(f64::total_cmp);
+            let p = q * (dn - 1.0);
+            let a = h * (2.0 * dn).ln();
+            let lo = sorted[(p.ceil() as usize).saturating_sub(1)] - a;
+            let hi = sorted[(p.floor() as usize + 1).min(d - 1)] + a;
+            assert!(
+                lo <= qh && qh <= hi,
+                "Q_{q} D={d}: {qh} not in [{lo}, {hi}]"
+            );
+            // Moving every draw alike moves the quantile alike: Σ_d ∂Q/∂R_d = 1.
+            let sum: f64 = w.iter().sum();
+            assert!((sum - 1.0).abs() <= 1e-9, "Σ weights {sum}");
+            let alpha = q;
+            let cv = Utility {
+                terms: vec![(1.0, Measure::ConditionalValueAtRisk(1.0 - alpha))],
+            };
+            let ch = cv.smooth(&r, &[], &mut w, &mut []);
+            let exact = cvar_exact(&r, alpha);
+            let slack = 1e-9 * exact.abs();
+            assert!(
+                exact - h * 2f64.ln() / alpha - slack <= ch && ch <= exact + slack,
+                "CVaR_{alpha} D={d}: {ch} vs exact {exact}"
+            );
+        }
+    }
+}
+
+#[test]
+fn objective_strings_parse_and_print() {
+    let u = Utility::parse("maximize cvar(0.9)").unwrap();
+    assert_eq!(u.terms, vec![(1.0, Measure::ConditionalValueAtRisk(0.9))]);
+    let u = Utility::parse("maximize mean - 0.5 * std").unwrap();
+    assert_eq!(u.terms, vec![(1.0, Measure::Mean), (-0.5, Measure::Std)]);
+    assert_eq!(u.to_string(), "mean - 0.5 * std");
+    let u = Utility::parse("minimize std*2 - mean").unwrap();
+    assert_eq!(u.terms, vec![(-2.0, Measure::Std), (1.0, Measure::Mean)]);
+    // PyMC-Marketing's names and defaults.
+    let u =
+        Utility::parse("conditional_value_at_risk + sharpe_ratio + mean_tightness_score").unwrap();
+    assert_eq!(
+        u.terms,
+        vec![
+            (1.0, Measure::ConditionalValueAtRisk(0.95)),
+            (1.0, Measure::SharpeRatio(0.0)),
+            (
+                1.0,
+                Measure::MeanTightness {
+                    alpha: 0.5,
+                    confidence: 0.75
+                }
+            )
+        ]
+    );
+    assert!(Utility::parse("mean").unwrap().is_mean());
+    // Printed strings parse back to the same utility.
+    for text in [
+        "quantile(0.05) + 2 * adjusted_var(0.9, 0.3)",
+        "-std",
+        "raroc(1) - portfolio_entropy",
+    ] {
+        let u = Utility::parse(text).unwrap();
+        assert_eq!(Utility::parse(&u.to_string()).unwrap(), u, "{text}");
+    }
+    // Errors name the column.
+    assert_eq!(Utility::parse("maximize cvar(1.5)").unwrap_err().0, 10);
+    assert_eq!(Utility::parse("mean - 0.5 std").unwrap_err().0, 12);
+    let (col, msg) = Utility::parse("maximize spend").unwrap_err();
+    assert_eq!(col, 10);
+    assert!(msg.contains("unknown measure \"spend\""), "{msg}");
+    assert_eq!(Utility::parse("mean +").unwrap_err().0, 7);
+}
+
+fn demo() -> (Model, Scenario) {
+    demo::case(
+        &demo::DemoSize {
+            channels: 4,
+            geos: 2,
+            draws: 400,
+        },
+        8,
+    )
+}
+
+fn solve_with(model: &Model, scenario: &Scenario, objective: &str) -> (Solution, Vec<f64>) {
+    let mut s = scenario.clone();
+    s.utility = Utility::parse(objective).unwrap();
+    let problem = Problem::new(model, &s).unwrap();
+    let mut ev = CpuEvaluator::new(&problem).unwrap();
+    let solution = Solver::new(&problem, &mut ev, Settings::default())
+        .unwrap()
+        .solve()
+        .unwrap();
+    let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+    ev.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)
+        .unwrap();
+    (solution, out.responses)
+}
+
+#[test]
+fn risk_aware_objectives_trade_mean_for_the_tail() {
+    let (model, scenario) = demo();
+    let (mean_opt, r_mean) = solve_with(&model, &scenario, "maximize mean");
+    assert_eq!(mean_opt.status, Status::Solved);
+    let x = &mean_opt.allocation;
+    for objective in [
+        "maximize cvar(0.9)",
+        "maximize mean - 0.5 * std",
+        "maximize quantile(0.1)",
+    ] {
+        let (s, r) = solve_with(&model, &scenario, objective);
+        assert_eq!(s.status, Status::Solved, "{objective}: {}", s.message);
+        let u = Utility::parse(objective).unwrap();
+        // At least as good in its own measure as the mean's optimum, by more than
+        // the smoothing (exact values).
+        assert!(
+            u.value(&r, &s.allocation) >= u.value(&r_mean, x),
+            "{objective}: {} vs {}",
+            u.value(&r, &s.allocation),
+            u.value(&r_mean, x)
+        );
+        // And no better in the mean.
+        let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
+        assert!(mean(&r) <= mean(&r_mean) * (1.0 + 1e-9), "{objective}");
+        // The budget is spent and nothing is negative.
+        let total: f64 = s.allocation.iter().sum();
+        assert!((total - scenario.total_budget).abs() <= 1e-6 * scenario.total_budget);
+        assert!(s.allocation.iter().all(|v| *v >= 0.0 && v.is_finite()));
+    }
+    // A mean with a coefficient other than 1 takes the general path: same optimum.
+    let (twice, _) = solve_with(&model, &scenario, "maximize 2 * mean");
+    assert_eq!(twice.status, Status::Solved);
+    for (a, b) in twice.allocation.iter().zip(x) {
+        assert!((a - b).abs() <= 1e-5 * scenario.total_budget, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn objectives_come_from_the_scenario_file_and_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("tests/data/m8x4/scenario.json").unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["objective"] = Value::from("maximize cvar(0.9)");
+    let path = dir.path().join("scenario.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let (scenario, _) = mmm_budget::io::load_scenario(&path).unwrap();
+    assert_eq!(scenario.utility, Utility::parse("cvar(0.9)").unwrap());
+    v["objective"] = Value::from("maximize cvar(0.9) +");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let e = mmm_budget::io::load_scenario(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("objective") && e.contains("column 21"), "{e}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mmm-budget"))
+        .args([
+            "optimize",
+            "tests/data/s3",
+            "--backend",
+            "cpu",
+            "--objective",
+            "maximize mean - 0.2 * std",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("utility (mean - 0.2 * std)"), "{out}");
+}
