@@ -1,5 +1,6 @@
 //! Constraints beyond bounds and the budget: linear ones over cells, parsed from
-//! strings, and nonlinear ones given as functions with gradients.
+//! strings, and nonlinear ones: functions given with gradients, or outcomes of the
+//! draws' responses.
 //!
 //! The string grammar (whitespace free):
 //!
@@ -20,6 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{CellInfo, Model};
+use crate::utility::Utility;
 use std::fmt;
 
 /// The relation of a constraint.
@@ -72,8 +74,8 @@ pub type ConstraintFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<f64> + Send>
 /// argument.
 pub type CurvatureFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<()> + Send>;
 
-/// A nonlinear constraint c(x) (sense) rhs, given by a function that returns c and
-/// writes its gradient, and optionally one that writes the diagonal of its Hessian.
+/// A nonlinear constraint c(x) (sense) rhs: a function of the allocation given in
+/// code, or an outcome of the draws' responses.
 ///
 /// ```
 /// use mmm_budget::*;
@@ -87,7 +89,11 @@ pub type CurvatureFn = Box<dyn FnMut(&[f64], &mut [f64]) -> Result<()> + Send>;
 ///     Ok(())
 /// });
 /// assert_eq!(c.name, "squares");
-/// assert!(c.curvature.is_some());
+/// assert!(c.has_curvature());
+/// // The 10% CVaR of the response at least 4000.
+/// let tail = NonlinearConstraint::outcome(
+///     "cvar(0.9) >= 4000", Sense::GreaterEqual, 4000.0, Utility::parse("cvar(0.9)").unwrap());
+/// assert!(!tail.has_curvature());
 /// ```
 pub struct NonlinearConstraint {
     /// A name for reports.
@@ -96,15 +102,30 @@ pub struct NonlinearConstraint {
     pub sense: Sense,
     /// The right-hand side.
     pub rhs: f64,
-    /// c(x) and its gradient.
-    pub function: ConstraintFn,
-    /// The diagonal of ∇²c(x), for a c whose Hessian is diagonal (a sum of functions of
-    /// one cell each, plus linear terms). When every nonlinear constraint gives it, the
-    /// solver's QPs use the exact Hessian of the Lagrangian, diag(∇²f) + Σ_j z_j
-    /// diag(∇²c_j), and converge as Newton's method does; without it they use a
-    /// quasi-Newton (BFGS) model of the constraints' curvature, slower and less
-    /// dependable (README, "Known limits").
-    pub curvature: Option<CurvatureFn>,
+    /// What c(x) is.
+    pub function: ConstraintFunction,
+}
+
+/// What a nonlinear constraint's c(x) is.
+pub enum ConstraintFunction {
+    /// A function of the allocation given in code.
+    Code {
+        /// c(x) and its gradient.
+        value: ConstraintFn,
+        /// The diagonal of ∇²c(x), for a c whose Hessian is diagonal (a sum of
+        /// functions of one cell each, plus linear terms). When every nonlinear
+        /// constraint gives it, the solver's QPs use the exact Hessian of the
+        /// Lagrangian, diag(∇²f) + Σ_j z_j diag(∇²c_j), and converge as Newton's method
+        /// does; without it they use a quasi-Newton (BFGS) model of the constraints'
+        /// curvature, slower and less dependable (README, "Known limits").
+        curvature: Option<CurvatureFn>,
+    },
+    /// An outcome of the draws' responses: c(x) = U(R(x), x) for a utility as the
+    /// objectives take (`mean`, `quantile(0.05)`, `cvar(0.9)`, `mean - 0.5 * std`),
+    /// evaluated with the solver's evaluator (one more weighted pass per iterate; its
+    /// quantiles smoothed as in objectives). The mean's curvature is exact (its
+    /// Hessian is diagonal); the others' is learnt by BFGS.
+    Outcome(Utility),
 }
 
 impl NonlinearConstraint {
@@ -119,19 +140,43 @@ impl NonlinearConstraint {
             name: name.into(),
             sense,
             rhs,
-            function: Box::new(function),
-            curvature: None,
+            function: ConstraintFunction::Code {
+                value: Box::new(function),
+                curvature: None,
+            },
         }
     }
 
-    /// Adds the diagonal of ∇²c(x) (see [`NonlinearConstraint::curvature`]; a c whose
-    /// Hessian has off-diagonal entries must not give it).
+    /// An outcome constraint: `utility` of the draws' responses (sense) rhs.
+    pub fn outcome(name: impl Into<String>, sense: Sense, rhs: f64, utility: Utility) -> Self {
+        NonlinearConstraint {
+            name: name.into(),
+            sense,
+            rhs,
+            function: ConstraintFunction::Outcome(utility),
+        }
+    }
+
+    /// Adds the diagonal of ∇²c(x) to a constraint given in code (see
+    /// [`ConstraintFunction::Code`]; a c whose Hessian has off-diagonal entries must
+    /// not give it). An outcome constraint is returned unchanged.
     pub fn with_curvature(
         mut self,
         curvature: impl FnMut(&[f64], &mut [f64]) -> Result<()> + Send + 'static,
     ) -> Self {
-        self.curvature = Some(Box::new(curvature));
+        if let ConstraintFunction::Code { curvature: c, .. } = &mut self.function {
+            *c = Some(Box::new(curvature));
+        }
         self
+    }
+
+    /// Whether the solver knows the exact diagonal of ∇²c: given in code, or an
+    /// outcome that is the mean response.
+    pub fn has_curvature(&self) -> bool {
+        match &self.function {
+            ConstraintFunction::Code { curvature, .. } => curvature.is_some(),
+            ConstraintFunction::Outcome(u) => u.has_constant_weights(),
+        }
     }
 }
 
@@ -142,6 +187,106 @@ impl fmt::Debug for NonlinearConstraint {
             "NonlinearConstraint({:?} {} {})",
             self.name, self.sense, self.rhs
         )
+    }
+}
+
+/// An outcome constraint from a string: a measure of the draws' responses, as the
+/// objectives take, against a number: `mean_response >= 5000`, `quantile(0.05) >=
+/// 3000`, `cvar(0.9) >= 4000`, `mean - 0.5 * std >= 100`.
+///
+/// ```
+/// use mmm_budget::*;
+/// let c = OutcomeConstraint::parse("cvar(0.9) >= 4000").unwrap().unwrap();
+/// assert_eq!((c.sense, c.rhs), (Sense::GreaterEqual, 4000.0));
+/// assert_eq!(c.utility, Utility::parse("cvar(0.9)").unwrap());
+/// assert!(OutcomeConstraint::parse("sum(channel=tv) <= 300").is_none()); // a linear one
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutcomeConstraint {
+    /// The source string.
+    pub name: String,
+    /// The measure.
+    pub utility: Utility,
+    /// The relation.
+    pub sense: Sense,
+    /// The level.
+    pub rhs: f64,
+}
+
+/// The names that start an outcome constraint.
+const MEASURE_NAMES: [&str; 20] = [
+    "mean",
+    "mean_response",
+    "average_response",
+    "std",
+    "quantile",
+    "var",
+    "value_at_risk",
+    "cvar",
+    "conditional_value_at_risk",
+    "tail_distance",
+    "mean_tightness",
+    "mean_tightness_score",
+    "sharpe",
+    "sharpe_ratio",
+    "raroc",
+    "adjusted_var",
+    "adjusted_value_at_risk_score",
+    "portfolio_entropy",
+    "minimize",
+    "maximize",
+];
+
+impl OutcomeConstraint {
+    /// `None` where the left side does not start with a measure's name (a linear
+    /// constraint, then); else the constraint, or the 1-based column and what is wrong.
+    pub fn parse(text: &str) -> Option<std::result::Result<Self, (usize, String)>> {
+        let lhs_start = text.len() - text.trim_start().len();
+        let first: String = text[lhs_start..]
+            .trim_start_matches(['-', '+', ' '])
+            .chars()
+            .skip_while(|c| c.is_ascii_digit() || *c == '.' || *c == '*' || *c == ' ')
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !MEASURE_NAMES.contains(&first.as_str()) || first == "minimize" || first == "maximize" {
+            return None;
+        }
+        let found = [
+            (">=", Sense::GreaterEqual),
+            ("<=", Sense::LessEqual),
+            ("==", Sense::Equal),
+        ]
+        .into_iter()
+        .filter_map(|(op, sense)| text.find(op).map(|at| (at, op, sense)))
+        .min_by_key(|(at, ..)| *at);
+        let col = |at: usize| text[..at].chars().count() + 1;
+        let Some((at, op, sense)) = found else {
+            return Some(Err((
+                col(text.len()),
+                "expected >=, <= or == and a number".into(),
+            )));
+        };
+        let utility = match Utility::parse(&text[..at]) {
+            Ok(u) => u,
+            Err((c, m)) => return Some(Err((c, m))),
+        };
+        let rhs_text = &text[at + op.len()..];
+        let rhs = match rhs_text.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => v,
+            _ => {
+                let skip = rhs_text.len() - rhs_text.trim_start().len();
+                return Some(Err((
+                    col(at + op.len() + skip),
+                    "expected a finite number on the right of an outcome constraint".into(),
+                )));
+            }
+        };
+        Some(Ok(OutcomeConstraint {
+            name: text.to_string(),
+            utility,
+            sense,
+            rhs,
+        }))
     }
 }
 

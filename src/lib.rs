@@ -41,7 +41,9 @@ pub mod sqp;
 pub mod utility;
 
 pub use adstock::{Adstock, AdstockKind};
-pub use constraint::{LinearConstraint, NonlinearConstraint, Sense};
+pub use constraint::{
+    ConstraintFunction, LinearConstraint, NonlinearConstraint, OutcomeConstraint, Sense,
+};
 pub use curves::CellCurve;
 pub use error::{Error, Result};
 pub use eval::{

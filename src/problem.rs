@@ -60,6 +60,10 @@ pub struct Problem {
     pub upper: Vec<f64>,
     /// Linear constraints, parsed from the scenario's strings.
     pub linear_constraints: Vec<LinearConstraint>,
+    /// Outcome constraints (a measure of the draws' responses against a level),
+    /// parsed from the scenario's strings; the solver adds each as a
+    /// [`crate::NonlinearConstraint::outcome`].
+    pub outcome_constraints: Vec<crate::constraint::OutcomeConstraint>,
     /// The utility.
     pub utility: Utility,
     /// The scenario's start allocation, per optimized cell.
@@ -398,14 +402,30 @@ impl Problem {
             lower: opt.iter().map(|&c| lower[c]).collect(),
             upper: opt.iter().map(|&c| upper[c]).collect(),
             linear_constraints: vec![],
+            outcome_constraints: vec![],
             utility: scenario.utility.clone(),
             start: None,
             dim_names,
             cells,
         };
         for (i, text) in scenario.constraints.iter().enumerate() {
-            let c = LinearConstraint::parse_indexed(text, i, model, &problem.cells, budget)?;
-            problem.linear_constraints.push(c);
+            match crate::constraint::OutcomeConstraint::parse(text) {
+                Some(Ok(c)) => problem.outcome_constraints.push(c),
+                Some(Err((column, message))) => {
+                    return Err(Error::Constraint {
+                        context: "scenario".into(),
+                        index: i,
+                        text: crate::error::truncated(text, 200),
+                        column,
+                        message,
+                    });
+                }
+                None => {
+                    let c =
+                        LinearConstraint::parse_indexed(text, i, model, &problem.cells, budget)?;
+                    problem.linear_constraints.push(c);
+                }
+            }
         }
         if let Some(start) = &scenario.start {
             problem.start = Some(problem.allocation_from(model, start, "start")?);

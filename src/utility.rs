@@ -733,7 +733,7 @@ impl<'a> Parser<'a> {
             }
         };
         let m = match name {
-            "mean" | "average_response" => {
+            "mean" | "mean_response" | "average_response" => {
                 max_args(0)?;
                 Measure::Mean
             }

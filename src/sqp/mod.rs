@@ -123,11 +123,19 @@ impl<'a> Solver<'a> {
                 ),
             ));
         }
+        // The scenario's outcome constraints first, then those added in code.
+        let nonlinear = problem
+            .outcome_constraints
+            .iter()
+            .map(|o| {
+                NonlinearConstraint::outcome(o.name.clone(), o.sense, o.rhs, o.utility.clone())
+            })
+            .collect();
         Ok(Solver {
             problem,
             evaluator,
             settings,
-            nonlinear: vec![],
+            nonlinear,
             callback: None,
         })
     }

@@ -2,10 +2,11 @@
 //! iterate, from one call of the evaluator.
 
 use super::rows::NonlinearRow;
-use crate::constraint::NonlinearConstraint;
+use crate::constraint::{ConstraintFunction, NonlinearConstraint};
 use crate::error::{Error, Result};
 use crate::eval::{DrawWeights, Evaluation, Evaluator};
 use crate::problem::Problem;
+use crate::utility::Utility;
 
 /// Everything known at one iterate.
 #[derive(Clone, Debug)]
@@ -53,6 +54,33 @@ pub(super) struct Objective<'e> {
     pub(super) curvature: bool,
     /// [`super::Tuning::infinite_slope`].
     pub(super) infinite_slope: f64,
+    /// The last outcome constraint's exact curvature diagonal (the mean's), else empty.
+    pub(super) outcome_curvature: Vec<f64>,
+}
+
+/// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
+/// `grad` (one weighted pass of the evaluator: Σ_d (∂U/∂R_d) ∇R_d + ∂U/∂x), and the
+/// exact diagonal of its Hessian where U is the mean (else empty).
+pub(super) fn outcome(
+    evaluator: &mut dyn Evaluator,
+    u: &Utility,
+    r: &[f64],
+    x: &[f64],
+    grad: &mut [f64],
+) -> Result<(f64, Vec<f64>)> {
+    let mut out = Evaluation::new(r.len(), x.len());
+    if u.has_constant_weights() {
+        evaluator.evaluate(x, DrawWeights::Uniform, &mut out)?;
+        grad.copy_from_slice(&out.gradient);
+        return Ok((u.value(&out.responses, x), out.curvature));
+    }
+    let mut weights = vec![0.0; r.len()];
+    let value = u.smooth(r, x, &mut weights, grad);
+    evaluator.evaluate(x, DrawWeights::PerDraw(&weights), &mut out)?;
+    for (g, e) in grad.iter_mut().zip(&out.gradient) {
+        *g += e;
+    }
+    Ok((value, vec![]))
 }
 
 /// Clamps y onto the bounds.
@@ -106,8 +134,18 @@ impl Objective<'_> {
         let mut nl_raw = Vec::with_capacity(self.nonlinear.len());
         let mut nl_raw_grads = Vec::with_capacity(self.nonlinear.len() * n);
         let mut nl_h = Vec::new();
+        let responses = std::mem::take(&mut self.out.responses);
         for (c, row) in self.nonlinear.iter_mut().zip(&self.nl_rows) {
-            let v = (c.function)(&x, &mut self.ngrad)?;
+            let v = match &mut c.function {
+                ConstraintFunction::Code { value, .. } => value(&x, &mut self.ngrad)?,
+                ConstraintFunction::Outcome(u) => {
+                    let (v, curvature) =
+                        outcome(&mut *self.evaluator, u, &responses, &x, &mut self.ngrad)?;
+                    self.evaluations += 1;
+                    self.outcome_curvature = curvature;
+                    v
+                }
+            };
             nl_raw.push(v);
             nl_raw_grads.extend_from_slice(&self.ngrad);
             nl_values.push(row.sign * (v - c.rhs) / row.scale);
@@ -116,9 +154,17 @@ impl Objective<'_> {
                     .iter()
                     .map(|g| row.sign * g * self.scale / row.scale),
             );
-            if let (true, Some(curvature)) = (self.curvature, c.curvature.as_mut()) {
-                self.ngrad.fill(0.0);
-                curvature(&x, &mut self.ngrad)?;
+            if self.curvature {
+                match &mut c.function {
+                    ConstraintFunction::Code {
+                        curvature: Some(curvature),
+                        ..
+                    } => {
+                        self.ngrad.fill(0.0);
+                        curvature(&x, &mut self.ngrad)?;
+                    }
+                    _ => self.ngrad.copy_from_slice(&self.outcome_curvature),
+                }
                 if let Some((i, h)) = self.ngrad.iter().enumerate().find(|(_, h)| !h.is_finite()) {
                     return Err(Error::invalid(
                         "nonlinear constraint",
@@ -131,6 +177,7 @@ impl Objective<'_> {
                 nl_h.extend(self.ngrad.iter().map(|h| k * h));
             }
         }
+        self.out.responses = responses;
         Ok(Point {
             y,
             f: utility,

@@ -10,7 +10,7 @@ use super::run::{Run, State};
 use super::steep::{raised_rows, steep_cells};
 use super::termination::Stall;
 use super::{Settings, finish};
-use crate::constraint::{NonlinearConstraint, Sense};
+use crate::constraint::{ConstraintFunction, NonlinearConstraint, Sense};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, Evaluator};
 use crate::problem::Problem;
@@ -91,8 +91,8 @@ impl<'r> Run<'r> {
             .iter()
             .map(|v| v * scale)
             .collect();
-        let nl_rows = nonlinear_rows(nonlinear, &x_start)?;
-        let curvature = !nonlinear.is_empty() && nonlinear.iter().all(|c| c.curvature.is_some());
+        let (nl_rows, outcome_calls) = nonlinear_rows(nonlinear, &x_start, evaluator)?;
+        let curvature = !nonlinear.is_empty() && nonlinear.iter().all(|c| c.has_curvature());
         let precision = evaluator.precision();
         let mut objective = Objective {
             evaluator,
@@ -103,12 +103,13 @@ impl<'r> Run<'r> {
             f0: 1.0,
             lower,
             upper,
-            evaluations: usize::from(probed),
+            evaluations: usize::from(probed) + outcome_calls,
             out,
             weights: vec![0.0; p.num_draws()],
             ngrad: vec![0.0; n],
             curvature,
             infinite_slope: tuning.infinite_slope,
+            outcome_curvature: vec![],
         };
         let start = objective.point(&y0)?;
         if !start.utility.is_finite() {
@@ -209,27 +210,43 @@ fn projected(
     }))
 }
 
-/// The nonlinear rows' scaled form, their scales from their value at the start.
+/// The nonlinear rows' scaled form, their scales from their value at the start; and
+/// how many evaluator calls the outcome constraints took.
 fn nonlinear_rows(
     nonlinear: &mut [NonlinearConstraint],
     x_start: &[f64],
-) -> Result<Vec<NonlinearRow>> {
+    evaluator: &mut dyn Evaluator,
+) -> Result<(Vec<NonlinearRow>, usize)> {
     let mut gbuf = vec![0.0; x_start.len()];
-    nonlinear
-        .iter_mut()
-        .map(|c| {
-            let v = (c.function)(x_start, &mut gbuf)?;
-            Ok(NonlinearRow {
-                sign: if c.sense == Sense::GreaterEqual {
-                    -1.0
-                } else {
-                    1.0
-                },
-                equality: c.sense == Sense::Equal,
-                scale: c.rhs.abs().max(v.abs()).max(1e-12),
-            })
-        })
-        .collect()
+    let mut responses: Option<Vec<f64>> = None;
+    let mut calls = 0;
+    let mut rows = Vec::with_capacity(nonlinear.len());
+    for c in nonlinear.iter_mut() {
+        let v = match &mut c.function {
+            ConstraintFunction::Code { value, .. } => value(x_start, &mut gbuf)?,
+            ConstraintFunction::Outcome(u) => {
+                if responses.is_none() {
+                    let mut r = vec![0.0; evaluator.num_draws()];
+                    evaluator.responses(x_start, &mut r)?;
+                    calls += 1;
+                    responses = Some(r);
+                }
+                let r = responses.as_deref().unwrap_or_default();
+                calls += 1;
+                super::point::outcome(evaluator, u, r, x_start, &mut gbuf)?.0
+            }
+        };
+        rows.push(NonlinearRow {
+            sign: if c.sense == Sense::GreaterEqual {
+                -1.0
+            } else {
+                1.0
+            },
+            equality: c.sense == Sense::Equal,
+            scale: c.rhs.abs().max(v.abs()).max(1e-12),
+        });
+    }
+    Ok((rows, calls))
 }
 
 /// The objective's scale: |U₀|, unless the start is worth (almost) nothing, as at a

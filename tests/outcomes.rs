@@ -1,0 +1,169 @@
+//! Outcome constraints: a measure of the draws' responses (the mean, a quantile, the
+//! CVaR) held above or below a level, evaluated with the solver's evaluator.
+
+use mmm_budget::*;
+
+fn case() -> (Model, Scenario) {
+    demo::case(
+        &demo::DemoSize {
+            channels: 4,
+            geos: 2,
+            draws: 400,
+        },
+        8,
+    )
+}
+
+fn solve(
+    model: &Model,
+    scenario: &Scenario,
+    objective: &str,
+    constraints: Vec<NonlinearConstraint>,
+) -> (Solution, Vec<f64>) {
+    let mut s = scenario.clone();
+    s.utility = Utility::parse(objective).unwrap();
+    let problem = Problem::new(model, &s).unwrap();
+    let mut ev = CpuEvaluator::new(&problem).unwrap();
+    let mut solver = Solver::new(&problem, &mut ev, Settings::default()).unwrap();
+    for c in constraints {
+        solver = solver.with_nonlinear(c);
+    }
+    let solution = solver.solve().unwrap();
+    let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+    if !solution.allocation.is_empty() {
+        ev.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)
+            .unwrap();
+    }
+    (solution, out.responses)
+}
+
+fn mean(r: &[f64]) -> f64 {
+    r.iter().sum::<f64>() / r.len() as f64
+}
+
+#[test]
+fn a_cvar_floor_moves_the_mean_optimum_to_it() {
+    let (model, scenario) = case();
+    let cvar = Utility::parse("cvar(0.9)").unwrap();
+    let (free, r_free) = solve(&model, &scenario, "maximize mean", vec![]);
+    let (best, r_best) = solve(&model, &scenario, "maximize cvar(0.9)", vec![]);
+    assert_eq!((free.status, best.status), (Status::Solved, Status::Solved));
+    let (lo, hi) = (
+        cvar.value(&r_free, &free.allocation),
+        cvar.value(&r_best, &best.allocation),
+    );
+    assert!(hi > lo, "{hi} vs {lo}");
+    let floor = lo + 0.5 * (hi - lo);
+    let c = NonlinearConstraint::outcome(
+        "cvar(0.9) >= floor",
+        Sense::GreaterEqual,
+        floor,
+        cvar.clone(),
+    );
+    let (s, r) = solve(&model, &scenario, "maximize mean", vec![c]);
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    // The floor holds (the smoothed CVaR lies below the exact one) and binds: the
+    // mean falls between the two optima's.
+    assert!(cvar.value(&r, &s.allocation) >= floor * (1.0 - 1e-9));
+    assert!(mean(&r) < mean(&r_free) && mean(&r) > mean(&r_best));
+    // λ = ∂U*/∂floor: raising the floor costs mean response.
+    let m = s
+        .multipliers
+        .iter()
+        .find(|m| m.constraint == "cvar(0.9) >= floor")
+        .unwrap();
+    assert!(m.value < 0.0, "{m:?}");
+}
+
+#[test]
+fn a_mean_floor_under_a_risk_objective_uses_its_exact_curvature() {
+    let (model, scenario) = case();
+    let (free, r_free) = solve(&model, &scenario, "maximize mean", vec![]);
+    let (tail, r_tail) = solve(&model, &scenario, "maximize quantile(0.1)", vec![]);
+    assert_eq!((free.status, tail.status), (Status::Solved, Status::Solved));
+    let floor = mean(&r_tail) + 0.5 * (mean(&r_free) - mean(&r_tail));
+    let c =
+        NonlinearConstraint::outcome("mean >= floor", Sense::GreaterEqual, floor, Utility::mean());
+    assert!(c.has_curvature());
+    let (s, r) = solve(&model, &scenario, "maximize quantile(0.1)", vec![c]);
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    assert!(mean(&r) >= floor * (1.0 - 1e-9), "{} < {floor}", mean(&r));
+    let q = Utility::parse("quantile(0.1)").unwrap();
+    assert!(q.value(&r, &s.allocation) <= q.value(&r_tail, &tail.allocation) * (1.0 + 1e-9));
+}
+
+#[test]
+fn an_unreachable_outcome_is_infeasible() {
+    let (model, scenario) = case();
+    let (free, r_free) = solve(&model, &scenario, "maximize mean", vec![]);
+    assert_eq!(free.status, Status::Solved);
+    let c = NonlinearConstraint::outcome(
+        "mean >= 2 x max",
+        Sense::GreaterEqual,
+        2.0 * mean(&r_free),
+        Utility::mean(),
+    );
+    let (s, _) = solve(&model, &scenario, "maximize mean", vec![c]);
+    assert_eq!(s.status, Status::Infeasible, "{}", s.message);
+    assert!(s.allocation.is_empty() || s.status != Status::Solved);
+}
+
+#[test]
+fn outcome_constraints_come_as_strings_beside_linear_ones() {
+    let (model, mut scenario) = case();
+    let (free, r_free) = solve(&model, &scenario, "maximize mean", vec![]);
+    let q = Utility::parse("quantile(0.05)").unwrap();
+    let (best, r_best) = solve(&model, &scenario, "maximize quantile(0.05)", vec![]);
+    assert_eq!(best.status, Status::Solved);
+    let (lo, hi) = (
+        q.value(&r_free, &free.allocation),
+        q.value(&r_best, &best.allocation),
+    );
+    let floor = lo + 0.3 * (hi - lo);
+    scenario.constraints = vec![
+        format!("quantile(0.05) >= {floor}"),
+        "sum(channel=ch0) <= 0.5 * total".into(),
+        format!("mean_response >= {}", 0.9 * mean(&r_free)),
+    ];
+    let problem = Problem::new(&model, &scenario).unwrap();
+    assert_eq!(problem.linear_constraints.len(), 1);
+    assert_eq!(problem.outcome_constraints.len(), 2);
+    assert_eq!(problem.outcome_constraints[1].utility, Utility::mean());
+    let solution = optimize(
+        &model,
+        &scenario,
+        &Options {
+            backend: Backend::Cpu,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(solution.status, Status::Solved, "{}", solution.message);
+    let mut ev = CpuEvaluator::new(&problem).unwrap();
+    let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+    ev.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)
+        .unwrap();
+    // The smoothed quantile is held at the floor; the exact one within the smoothing.
+    let h = mmm_budget::utility::bandwidth(out.responses.len());
+    let sd = {
+        let m = mean(&out.responses);
+        (out.responses.iter().map(|v| (v - m).powi(2)).sum::<f64>()
+            / (out.responses.len() - 1) as f64)
+            .sqrt()
+    };
+    let slack = h * sd * (2.0 * out.responses.len() as f64).ln() + 0.02 * sd;
+    assert!(q.value(&out.responses, &solution.allocation) >= floor - slack);
+    // Errors give the column.
+    scenario.constraints = vec!["cvar(0.9) >= lots".into()];
+    let e = Problem::new(&model, &scenario).unwrap_err();
+    match e {
+        Error::Constraint { column, .. } => assert_eq!(column, 14),
+        other => panic!("{other:?}"),
+    }
+    scenario.constraints = vec!["cvar(1.9) >= 5".into()];
+    let e = Problem::new(&model, &scenario).unwrap_err().to_string();
+    assert!(
+        e.contains("column 1") && e.contains("strictly between 0 and 1"),
+        "{e}"
+    );
+}
