@@ -398,7 +398,13 @@ impl Problem {
             saturation_params,
             num_draws,
             total_budget: budget,
-            budget_constraint: scenario.budget_constraint,
+            // With the spend in the objective (`minimize spend`) the budget is a cap.
+            budget_constraint: match scenario.budget_constraint {
+                crate::scenario::BudgetConstraint::Equal if scenario.utility.uses_spend() => {
+                    crate::scenario::BudgetConstraint::AtMost
+                }
+                other => other,
+            },
             lower: opt.iter().map(|&c| lower[c]).collect(),
             upper: opt.iter().map(|&c| upper[c]).collect(),
             linear_constraints: vec![],

@@ -50,6 +50,9 @@ pub struct CellReport {
 pub struct Report {
     /// The utility's name.
     pub utility_kind: String,
+    /// a, where the objective is a · spend with a < 0 (`minimize spend`): the
+    /// multipliers are then marginal costs.
+    pub least_spend: Option<f64>,
     /// U at the allocation.
     pub utility: f64,
     /// E\[R\] over draws.
@@ -118,6 +121,11 @@ impl Report {
             .collect();
         Ok(Report {
             utility_kind: problem.utility.name(),
+            least_spend: problem
+                .utility
+                .linear_form()
+                .filter(|(k, a)| *k == 0.0 && *a < 0.0)
+                .map(|(_, a)| a),
             utility: problem.utility.value(&out.responses, x),
             mean_response: out.responses.iter().sum::<f64>() / out.responses.len() as f64,
             response_quantiles: QUANTILES.map(|q| quantile(&out.responses, q)),
@@ -328,8 +336,30 @@ pub fn solution_table(report: Option<&Report>, solution: &Solution, detail: bool
     }
     // In the unit of mROI: the response one more unit spent over the window brings,
     // where the constraint's right-hand side (per period) moves by 1/N.
+    if let Some(a) = report.least_spend {
+        // U = a Σx: λ = ∂U*/∂level = a ∂S*/∂level, so one more unit of a binding
+        // outcome's level costs λ/a per period, N times that over the window.
+        let n = report.num_periods as f64;
+        let _ = writeln!(
+            s,
+            "least spend: {:.4} per period, {:.2} over the window",
+            report.allocated,
+            report.allocated * n
+        );
+        for m in solution.multipliers.iter().filter(|m| {
+            !m.constraint.contains(" bound of ") && m.constraint != "budget" && m.value != 0.0
+        }) {
+            let _ = writeln!(
+                s,
+                "marginal cost of one more unit of `{}`: {:.6} spent over the window ({:.6} per period)",
+                m.constraint,
+                m.value * n / a,
+                m.value / a
+            );
+        }
+    }
     let worth = binding_worth(solution, report.num_periods);
-    if !worth.is_empty() {
+    if !worth.is_empty() && report.least_spend.is_none() {
         let _ = writeln!(
             s,
             "what one more unit is worth, per unit over the window (as mROI), where a constraint binds:"

@@ -19,6 +19,7 @@
 //! | `raroc(r_f)` | (μ − r_f) / Σ_c x_c |
 //! | `adjusted_var(c, ρ)` | (1 − ρ) μ + ρ Q_{1−c} |
 //! | `portfolio_entropy` | −Σ_c w_c ln w_c, w = x / Σ x (0 ln 0 = 0) |
+//! | `spend` | Σ_c x_c, per period (`minimize spend` with an outcome constraint: the least spend that reaches a target) |
 //!
 //! **Our definitions where PyMC-Marketing's are fragile.** CVaR is Rockafellar and
 //! Uryasev's: CVaR_α = max_t { t − (1/(αD)) Σ_d (t − R_d)₊ }, the mean of the lowest
@@ -99,6 +100,8 @@ pub enum Measure {
     },
     /// −Σ w ln w, w = x / Σ x.
     PortfolioEntropy,
+    /// Σ_c x_c: the spend per period (`minimize spend`).
+    Spend,
 }
 
 /// What the optimizer maximises: Σ_k c_k M_k.
@@ -326,6 +329,7 @@ impl Measure {
                 risk_aversion,
             } => (1.0 - risk_aversion) * dr.mean + risk_aversion * q(1.0 - confidence),
             Measure::PortfolioEntropy => entropy(x),
+            Measure::Spend => x.iter().sum(),
         }
     }
 
@@ -392,12 +396,19 @@ impl Measure {
                 }
                 h
             }
+            Measure::Spend => {
+                wx.iter_mut().for_each(|o| *o += k);
+                x.iter().sum()
+            }
         }
     }
 
     /// Whether the measure depends on x directly (not only through R).
     pub fn uses_allocation(&self) -> bool {
-        matches!(self, Measure::Raroc(_) | Measure::PortfolioEntropy)
+        matches!(
+            self,
+            Measure::Raroc(_) | Measure::PortfolioEntropy | Measure::Spend
+        )
     }
 
     /// Its name in objective strings, with its parameters.
@@ -419,6 +430,7 @@ impl Measure {
                 risk_aversion,
             } => write!(f, "adjusted_var({confidence}, {risk_aversion})"),
             Measure::PortfolioEntropy => write!(f, "portfolio_entropy"),
+            Measure::Spend => write!(f, "spend"),
         }
     }
 }
@@ -505,8 +517,28 @@ impl Utility {
     /// to 1): then ∂U/∂R_d = 1/D for every R and one evaluator pass gives the value,
     /// gradient and curvature.
     pub fn has_constant_weights(&self) -> bool {
-        self.terms.iter().all(|(_, m)| *m == Measure::Mean)
-            && self.terms.iter().map(|(c, _)| c).sum::<f64>() == 1.0
+        self.linear_form() == Some((1.0, 0.0))
+    }
+
+    /// (k, a) where U = k μ + a Σ_c x_c (terms `mean` and `spend` only): linear in R
+    /// and x, so one uniform evaluator pass gives its value, gradient (k ∇μ + a) and
+    /// exact curvature (k diag ∇²μ).
+    pub fn linear_form(&self) -> Option<(f64, f64)> {
+        let (mut k, mut a) = (0.0, 0.0);
+        for (c, m) in &self.terms {
+            match m {
+                Measure::Mean => k += c,
+                Measure::Spend => a += c,
+                _ => return None,
+            }
+        }
+        Some((k, a))
+    }
+
+    /// Whether U involves the spend (`minimize spend`): the total budget is then a
+    /// cap, not a target.
+    pub fn uses_spend(&self) -> bool {
+        self.terms.iter().any(|(_, m)| *m == Measure::Spend)
     }
 
     /// Whether U depends on x directly (`raroc`, `portfolio_entropy`).
@@ -792,13 +824,17 @@ impl<'a> Parser<'a> {
                 max_args(0)?;
                 Measure::PortfolioEntropy
             }
+            "spend" => {
+                max_args(0)?;
+                Measure::Spend
+            }
             other => {
                 return Err((
                     column,
                     format!(
                         "unknown measure {other:?}: expected mean, std, quantile(q), var(c), cvar(c), \
                          tail_distance(c), mean_tightness(a, c), sharpe(r_f), raroc(r_f), \
-                         adjusted_var(c, rho), portfolio_entropy"
+                         adjusted_var(c, rho), portfolio_entropy, spend"
                     ),
                 ));
             }

@@ -167,3 +167,54 @@ fn outcome_constraints_come_as_strings_beside_linear_ones() {
         "{e}"
     );
 }
+
+#[test]
+fn the_least_spend_that_reaches_a_target_and_its_marginal_cost() {
+    let (model, mut scenario) = case();
+    let (free, r_free) = solve(&model, &scenario, "maximize mean", vec![]);
+    assert_eq!(free.status, Status::Solved);
+    let target = 0.8 * mean(&r_free);
+    let least = |target: f64, scenario: &mut Scenario| {
+        scenario.constraints = vec![format!("mean_response >= {target}")];
+        solve(&model, scenario, "minimize spend", vec![])
+    };
+    let (s, r) = least(target, &mut scenario);
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    let spend: f64 = s.allocation.iter().sum();
+    // The budget is a cap: less is spent, and the target is met exactly.
+    assert!(spend < scenario.total_budget, "{spend}");
+    assert!(
+        (mean(&r) - target).abs() <= 1e-7 * target,
+        "{} vs {target}",
+        mean(&r)
+    );
+    // The multiplier is dU*/dT with U = −spend: the marginal cost −λ per period,
+    // checked by solving again at a slightly higher target.
+    let lambda = s
+        .multipliers
+        .iter()
+        .find(|m| m.constraint.starts_with("mean_response"))
+        .unwrap()
+        .value;
+    let dt = 1e-4 * target;
+    let (s2, _) = least(target + dt, &mut scenario);
+    let spend2: f64 = s2.allocation.iter().sum();
+    let fd = (spend2 - spend) / dt;
+    assert!(
+        (fd - (-lambda)).abs() <= 1e-3 * fd.abs(),
+        "cost {} vs finite difference {fd}",
+        -lambda
+    );
+    // It is the inverse of the common marginal ROI of the cells that spend.
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let n = problem.num_periods as f64;
+    for (x, mroi) in s.allocation.iter().zip(&s.marginal_roi) {
+        if *x > 1e-3 * spend {
+            assert!(
+                (mroi * (-lambda) * n - 1.0).abs() <= 1e-5,
+                "mROI {mroi} vs cost {}",
+                -lambda * n
+            );
+        }
+    }
+}

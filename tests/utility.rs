@@ -220,9 +220,13 @@ fn objective_strings_parse_and_print() {
     // Errors name the column.
     assert_eq!(Utility::parse("maximize cvar(1.5)").unwrap_err().0, 10);
     assert_eq!(Utility::parse("mean - 0.5 std").unwrap_err().0, 12);
-    let (col, msg) = Utility::parse("maximize spend").unwrap_err();
+    let (col, msg) = Utility::parse("maximize revenue").unwrap_err();
     assert_eq!(col, 10);
-    assert!(msg.contains("unknown measure \"spend\""), "{msg}");
+    assert!(msg.contains("unknown measure \"revenue\""), "{msg}");
+    assert_eq!(
+        Utility::parse("minimize spend").unwrap().terms,
+        vec![(-1.0, Measure::Spend)]
+    );
     assert_eq!(Utility::parse("mean +").unwrap_err().0, 7);
 }
 

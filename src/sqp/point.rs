@@ -99,10 +99,16 @@ impl Objective<'_> {
         let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
         let p = self.problem;
         let n = x.len();
-        let (utility, grad_u) = if p.utility.has_constant_weights() {
+        let (utility, grad_u) = if let Some((k, a)) = p.utility.linear_form() {
+            // U = k μ + a Σx: one uniform pass.
             self.evaluator
                 .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
             self.evaluations += 1;
+            if (k, a) != (1.0, 0.0) {
+                self.out.gradient.iter_mut().for_each(|g| *g = k * *g + a);
+                self.out.curvature.iter_mut().for_each(|h| *h *= k);
+                self.out.contributions.iter_mut().for_each(|c| *c *= k);
+            }
             (
                 p.utility.value(&self.out.responses, &x),
                 self.out.gradient.clone(),

@@ -122,7 +122,8 @@ impl<'r> Run<'r> {
         }
         objective.f0 = objective_scale(&start, scale, tuning.worthless_start);
         let point = objective.rescale(start);
-        let constant_weights = p.utility.has_constant_weights();
+        // Linear in R and x (the mean, the spend): the evaluator's diagonal is exact.
+        let constant_weights = p.utility.linear_form().is_some();
         let model = Model::new(
             settings.hessian,
             objective.nl_rows.len(),
@@ -136,7 +137,9 @@ impl<'r> Run<'r> {
             raised,
         };
         let qp = Qp::new(&rows, &objective.nl_rows, model.shape(), cells, tuning);
-        let concave = model.is_exact() && p.is_concave() && constant_weights;
+        let concave = model.is_exact()
+            && p.is_concave()
+            && p.utility.linear_form().is_some_and(|(k, _)| k >= 0.0);
         let run = Run {
             problem: p,
             settings,
