@@ -192,14 +192,19 @@ impl fmt::Debug for NonlinearConstraint {
 
 /// An outcome constraint from a string: a measure of the draws' responses, as the
 /// objectives take, against a number: `mean_response >= 5000`, `quantile(0.05) >=
-/// 3000`, `cvar(0.9) >= 4000`, `mean - 0.5 * std >= 100`.
+/// 3000`, `cvar(0.9) >= 4000`, `mean - 0.5 * std >= 100`; or the return on the spend
+/// over the window, `roi >= 2.5` (held as mean − 2.5 N spend ≥ 0, linear in the
+/// mean and the spend, so its curvature is exact).
 ///
 /// ```
 /// use mmm_budget::*;
-/// let c = OutcomeConstraint::parse("cvar(0.9) >= 4000").unwrap().unwrap();
+/// let c = OutcomeConstraint::parse("cvar(0.9) >= 4000", 8).unwrap().unwrap();
 /// assert_eq!((c.sense, c.rhs), (Sense::GreaterEqual, 4000.0));
 /// assert_eq!(c.utility, Utility::parse("cvar(0.9)").unwrap());
-/// assert!(OutcomeConstraint::parse("sum(channel=tv) <= 300").is_none()); // a linear one
+/// assert!(OutcomeConstraint::parse("sum(channel=tv) <= 300", 8).is_none()); // a linear one
+/// // roi >= 2.5 over 8 periods: mean − 2.5 · 8 · spend ≥ 0.
+/// let roi = OutcomeConstraint::parse("roi >= 2.5", 8).unwrap().unwrap();
+/// assert_eq!((roi.utility.to_string(), roi.rhs), ("mean - 20 * spend".to_string(), 0.0));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutcomeConstraint {
@@ -214,7 +219,9 @@ pub struct OutcomeConstraint {
 }
 
 /// The names that start an outcome constraint.
-const MEASURE_NAMES: [&str; 20] = [
+const MEASURE_NAMES: [&str; 22] = [
+    "roi",
+    "spend",
     "mean",
     "mean_response",
     "average_response",
@@ -240,7 +247,10 @@ const MEASURE_NAMES: [&str; 20] = [
 impl OutcomeConstraint {
     /// `None` where the left side does not start with a measure's name (a linear
     /// constraint, then); else the constraint, or the 1-based column and what is wrong.
-    pub fn parse(text: &str) -> Option<std::result::Result<Self, (usize, String)>> {
+    pub fn parse(
+        text: &str,
+        num_periods: usize,
+    ) -> Option<std::result::Result<Self, (usize, String)>> {
         let lhs_start = text.len() - text.trim_start().len();
         let first: String = text[lhs_start..]
             .trim_start_matches(['-', '+', ' '])
@@ -266,9 +276,14 @@ impl OutcomeConstraint {
                 "expected >=, <= or == and a number".into(),
             )));
         };
-        let utility = match Utility::parse(&text[..at]) {
-            Ok(u) => u,
-            Err((c, m)) => return Some(Err((c, m))),
+        let roi = text[..at].trim() == "roi";
+        let utility = if roi {
+            Utility::mean()
+        } else {
+            match Utility::parse(&text[..at]) {
+                Ok(u) => u,
+                Err((c, m)) => return Some(Err((c, m))),
+            }
         };
         let rhs_text = &text[at + op.len()..];
         let rhs = match rhs_text.trim().parse::<f64>() {
@@ -281,6 +296,19 @@ impl OutcomeConstraint {
                 )));
             }
         };
+        if roi {
+            // μ / (N Σx) (sense) k  ⇔  μ − k N Σx (sense) 0, for Σx > 0.
+            let mut utility = utility;
+            utility
+                .terms
+                .push((-rhs * num_periods as f64, crate::utility::Measure::Spend));
+            return Some(Ok(OutcomeConstraint {
+                name: text.to_string(),
+                utility,
+                sense,
+                rhs: 0.0,
+            }));
+        }
         Some(Ok(OutcomeConstraint {
             name: text.to_string(),
             utility,

@@ -415,7 +415,7 @@ impl Problem {
             cells,
         };
         for (i, text) in scenario.constraints.iter().enumerate() {
-            match crate::constraint::OutcomeConstraint::parse(text) {
+            match crate::constraint::OutcomeConstraint::parse(text, scenario.num_periods) {
                 Some(Ok(c)) => problem.outcome_constraints.push(c),
                 Some(Err((column, message))) => {
                     return Err(Error::Constraint {

@@ -218,3 +218,33 @@ fn the_least_spend_that_reaches_a_target_and_its_marginal_cost() {
         }
     }
 }
+
+#[test]
+fn a_roi_floor_caps_the_spend_where_the_return_falls_to_it() {
+    // Meridian's flexible budget in ROI form: the most response while the return on
+    // the spend over the window stays at least k, the budget only a cap.
+    let (model, mut scenario) = case();
+    scenario.budget_constraint = BudgetConstraint::AtMost;
+    let (free, r_free) = solve(&model, &scenario, "maximize mean", vec![]);
+    let n = scenario.num_periods as f64;
+    let roi = |r: &[f64], x: &[f64]| mean(r) / (n * x.iter().sum::<f64>());
+    let k = 1.2 * roi(&r_free, &free.allocation);
+    scenario.constraints = vec![format!("roi >= {k}")];
+    let (s, r) = solve(&model, &scenario, "maximize mean", vec![]);
+    assert!(
+        matches!(s.status, Status::Solved | Status::AlmostSolved),
+        "{}",
+        s.message
+    );
+    let spend: f64 = s.allocation.iter().sum();
+    assert!(
+        spend < 0.999 * scenario.total_budget,
+        "the cap does not bind: {spend}"
+    );
+    assert!(
+        (roi(&r, &s.allocation) - k).abs() <= 1e-6 * k,
+        "{} vs {k}",
+        roi(&r, &s.allocation)
+    );
+    assert!(mean(&r) < mean(&r_free));
+}
