@@ -533,3 +533,24 @@ fn the_csv_header_names_each_unit() {
     );
     assert_eq!(text.lines().count(), 1 + 32);
 }
+
+#[test]
+fn curve_is_the_frontier() {
+    let a = succeeds(bin().args([
+        "frontier",
+        "tests/data/s3",
+        "--steps",
+        "5",
+        "--backend",
+        "cpu",
+    ]));
+    let b = succeeds(bin().args(["curve", "tests/data/s3", "--steps", "5", "--backend", "cpu"]));
+    let numbers = |t: &str| -> Vec<String> {
+        t.lines()
+            .skip(1)
+            .take(5)
+            .map(|l| l.split_whitespace().take(5).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(numbers(&a), numbers(&b));
+}

@@ -128,7 +128,8 @@ enum Command {
     },
     /// The efficient frontier: optimize a case at each of a range of total budgets
     /// (each solve started from the last optimum) and print the optimal mean response,
-    /// its 90% band and the budget's marginal return at each.
+    /// its 90% band and the budget's marginal return at each (also `curve`).
+    #[command(alias = "curve")]
     Frontier {
         #[command(flatten)]
         source: SourceArgs,
