@@ -19,7 +19,7 @@ fn main() -> Result<()> {
     scenario.bounds.push(BoundRule {
         select: [("channel".to_string(), "ch0".to_string())].into(),
         min: Some(50.0),
-        max: None,
+        ..Default::default()
     });
     scenario.constraints.push("ch1 <= 0.5 * total".into());
     // A hardware GPU where there is one (the CPU where it fails), else the CPU.

@@ -161,11 +161,24 @@ impl Problem {
             })
             .collect();
 
-        // Bounds.
+        // Bounds: absolute, or multiples of each cell's reference spend.
+        let reference = reference_spend(model, scenario)?;
         let mut lower = vec![0.0; all_cells.len()];
         let mut upper = vec![budget; all_cells.len()];
         for (i, rule) in scenario.bounds.iter().enumerate() {
             let hits = select(model, &rule.select, &format!("bounds[{i}].select"))?;
+            let of = match (rule.relative, &reference) {
+                (false, _) => None,
+                (true, Some(r)) => Some(r),
+                (true, None) => {
+                    return Err(Error::invalid(
+                        "scenario",
+                        format!("bounds[{i}].relative_to"),
+                        "\"reference\"",
+                        "a scenario with a reference allocation (\"reference\")",
+                    ));
+                }
+            };
             for (side, value, target) in
                 [("min", rule.min, &mut lower), ("max", rule.max, &mut upper)]
             {
@@ -178,9 +191,9 @@ impl Problem {
                             "a finite number >= 0",
                         ));
                     }
-                    for (t, &hit) in target.iter_mut().zip(&hits) {
+                    for (c, (t, &hit)) in target.iter_mut().zip(&hits).enumerate() {
                         if hit {
-                            *t = v;
+                            *t = of.map_or(v, |r| v * r[c]);
                         }
                     }
                 }
@@ -646,6 +659,32 @@ fn list(items: &[String]) -> String {
 }
 
 /// Which of the model's cells a selector picks.
+/// The scenario's reference spend per model cell (later entries override earlier
+/// ones; cells no entry names have 0), where it has one.
+fn reference_spend(model: &Model, scenario: &Scenario) -> Result<Option<Vec<f64>>> {
+    let Some(entries) = &scenario.reference else {
+        return Ok(None);
+    };
+    let mut r = vec![0.0; model.num_cells()];
+    for (i, (selector, value)) in entries.iter().enumerate() {
+        if !(value.is_finite() && *value >= 0.0) {
+            return Err(Error::invalid(
+                "scenario",
+                format!("reference[{i}].budget"),
+                value,
+                "a finite number >= 0",
+            ));
+        }
+        let hits = select(model, selector, &format!("reference[{i}]"))?;
+        for (slot, hit) in r.iter_mut().zip(hits) {
+            if hit {
+                *slot = *value;
+            }
+        }
+    }
+    Ok(Some(r))
+}
+
 pub(crate) fn select(model: &Model, selector: &Selector, field: &str) -> Result<Vec<bool>> {
     let names = model.dim_names();
     let mut wanted: Vec<Option<usize>> = vec![None; names.len()];

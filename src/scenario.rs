@@ -43,10 +43,14 @@ impl BudgetConstraint {
 pub struct BoundRule {
     /// Which cells.
     pub select: Selector,
-    /// Lower bound per period.
+    /// Lower bound per period (or, when `relative`, a multiple of the reference).
     pub min: Option<f64>,
-    /// Upper bound per period.
+    /// Upper bound per period (or, when `relative`, a multiple of the reference).
     pub max: Option<f64>,
+    /// `min` and `max` are multiples of each cell's reference spend
+    /// ([`Scenario::reference`]): `0.7` and `1.3` keep a cell within ±30% of it
+    /// (Meridian's pct_of_spend, Robyn's multiples of historical spend).
+    pub relative: bool,
 }
 
 /// A value per period for the selected cells (time distribution factors, or cost per
@@ -92,6 +96,9 @@ pub struct Scenario {
     pub utility: Utility,
     /// A start allocation (per-period budget of each selected cell).
     pub start: Option<Vec<(Selector, f64)>>,
+    /// A reference allocation (per period: historical spend, last year's plan) that
+    /// relative bounds are multiples of; cells it leaves out have 0.
+    pub reference: Option<Vec<(Selector, f64)>>,
 }
 
 impl Scenario {
@@ -109,6 +116,7 @@ impl Scenario {
             constraints: vec![],
             utility: Utility::mean(),
             start: None,
+            reference: None,
         }
     }
 }

@@ -265,6 +265,7 @@ fn linear_constraints_and_bounds_hold() {
         select: [("geo".to_string(), "g3".to_string())].into(),
         min: Some(10.0),
         max: Some(80.0),
+        ..Default::default()
     });
     let problem = Problem::new(&case.model, &scenario).unwrap();
     let s = solve(&problem, Settings::default());
@@ -297,6 +298,7 @@ fn infeasible_problems_name_the_constraints() {
             select: Selector::new(),
             min: Some(120.0),
             max: None,
+            ..Default::default()
         })
     });
     let s = solve(&p, Settings::default());
@@ -322,6 +324,7 @@ fn infeasible_problems_name_the_constraints() {
             select: Selector::new(),
             min: None,
             max: Some(50.0),
+            ..Default::default()
         })
     });
     let s = solve(&p, Settings::default());
@@ -338,6 +341,7 @@ fn degenerate_problems() {
                 select: sel(c),
                 min: Some(v),
                 max: Some(v),
+                ..Default::default()
             });
         }
     });
@@ -356,6 +360,7 @@ fn degenerate_problems() {
             select: Selector::new(),
             min: Some(100.0),
             max: None,
+            ..Default::default()
         })
     });
     let s = solve(&p, Settings::default());
@@ -374,6 +379,7 @@ fn degenerate_problems() {
             select: Selector::new(),
             min: None,
             max: Some(90.0),
+            ..Default::default()
         });
     });
     let s = solve(&p, Settings::default());
@@ -900,6 +906,7 @@ fn constraints_holding_steep_cells_at_zero() {
             select: [("channel".to_string(), ch.to_string())].into(),
             min: Some(0.0),
             max: Some(0.0),
+            ..Default::default()
         });
     }
     let q = Problem::new(&model, &pinned).unwrap();

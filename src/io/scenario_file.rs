@@ -34,6 +34,8 @@ struct ScenarioFile {
     #[serde(default)]
     start: Option<Vec<Map<String, Value>>>,
     #[serde(default)]
+    reference: Option<Vec<Map<String, Value>>>,
+    #[serde(default)]
     options: Map<String, Value>,
 }
 
@@ -46,6 +48,8 @@ struct BoundFile {
     min: Option<f64>,
     #[serde(default)]
     max: Option<f64>,
+    #[serde(default)]
+    relative_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +129,11 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
         .as_ref()
         .map(|entries| allocation_entries(&ctx, "start", entries))
         .transpose()?;
+    let reference = file
+        .reference
+        .as_ref()
+        .map(|entries| allocation_entries(&ctx, "reference", entries))
+        .transpose()?;
     let n = file.num_periods;
     let scenario = Scenario {
         num_periods: n,
@@ -133,12 +142,28 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
         bounds: file
             .bounds
             .into_iter()
-            .map(|b| BoundRule {
-                select: b.select,
-                min: b.min,
-                max: b.max,
+            .enumerate()
+            .map(|(i, b)| {
+                let relative = match b.relative_to.as_deref() {
+                    None => false,
+                    Some("reference") => true,
+                    Some(other) => {
+                        return Err(Error::invalid(
+                            &ctx,
+                            format!("bounds[{i}].relative_to"),
+                            format!("{other:?}"),
+                            r#""reference" (min and max as multiples of the scenario's reference)"#,
+                        ));
+                    }
+                };
+                Ok(BoundRule {
+                    select: b.select,
+                    min: b.min,
+                    max: b.max,
+                    relative,
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
         optimize: file.optimize,
         time_distribution: file
             .time_distribution
@@ -162,6 +187,7 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
         constraints: file.constraints,
         utility,
         start,
+        reference,
     };
     let settings = settings_from_options(&file.options, &ctx)?;
     Ok((scenario, settings))

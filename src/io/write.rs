@@ -136,9 +136,26 @@ pub fn write_case(dir: &Path, model: &Model, scenario: &Scenario) -> Result<()> 
         let b: Vec<Value> = scenario
             .bounds
             .iter()
-            .map(|b| serde_json::json!({"select": b.select, "min": b.min, "max": b.max}))
+            .map(|b| {
+                let mut v = serde_json::json!({"select": b.select, "min": b.min, "max": b.max});
+                if b.relative {
+                    v["relative_to"] = Value::from("reference");
+                }
+                v
+            })
             .collect();
         obj.insert("bounds".into(), Value::Array(b));
+    }
+    if let Some(reference) = &scenario.reference {
+        let entries: Vec<Value> = reference
+            .iter()
+            .map(|(select, budget)| {
+                let mut v = serde_json::json!(select);
+                v["budget"] = Value::from(*budget);
+                v
+            })
+            .collect();
+        obj.insert("reference".into(), Value::Array(entries));
     }
     if let Some(o) = &scenario.optimize {
         obj.insert("optimize".into(), serde_json::json!(o));

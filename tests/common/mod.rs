@@ -178,6 +178,7 @@ pub fn random_problem(seed: u64) -> (Model, Scenario, String) {
             .into(),
             min: rng.random_bool(0.5).then_some(lo * b),
             max: rng.random_bool(0.5).then_some(hi * b),
+            ..Default::default()
         });
     }
     for _ in 0..rng.random_range(0..3) {
