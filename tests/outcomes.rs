@@ -248,3 +248,34 @@ fn a_roi_floor_caps_the_spend_where_the_return_falls_to_it() {
     );
     assert!(mean(&r) < mean(&r_free));
 }
+
+#[test]
+fn the_flexible_budget_in_marginal_roi_form_is_mean_minus_k_n_spend() {
+    // Meridian's flexible budget: the largest spend whose marginal ROI stays at least
+    // k. Maximising mean − k N spend under a loose cap ends where every cell that
+    // spends has mROI = k (and the others less).
+    let (model, mut scenario) = case();
+    scenario.budget_constraint = BudgetConstraint::AtMost;
+    scenario.total_budget *= 10.0;
+    let n = scenario.num_periods as f64;
+    let k = 1.5;
+    let (s, _) = solve(
+        &model,
+        &scenario,
+        &format!("maximize mean - {} * spend", k * n),
+        vec![],
+    );
+    assert_eq!(s.status, Status::Solved, "{}", s.message);
+    let spend: f64 = s.allocation.iter().sum();
+    assert!(
+        spend > 0.0 && spend < 0.99 * scenario.total_budget,
+        "{spend}"
+    );
+    for (x, mroi) in s.allocation.iter().zip(&s.marginal_roi) {
+        if *x > 1e-6 * spend {
+            assert!((mroi - k).abs() <= 1e-6 * k, "active cell: mROI {mroi}");
+        } else {
+            assert!(*mroi <= k * (1.0 + 1e-6), "idle cell: mROI {mroi}");
+        }
+    }
+}
