@@ -86,6 +86,115 @@ impl Case {
     }
 }
 
+/// The posterior arrays an adstock and a saturation need, named
+/// `{prefix}_{parameter}` (PyMC-Marketing's prefixes are `adstock` and `saturation`),
+/// and what needs them, for errors.
+pub(crate) fn parameter_names(
+    adstock: crate::adstock::AdstockKind,
+    saturation: crate::saturation::Saturation,
+    adstock_prefix: &str,
+    saturation_prefix: &str,
+) -> (Vec<String>, String) {
+    let names = adstock
+        .parameters()
+        .iter()
+        .map(|p| format!("{adstock_prefix}_{p}"))
+        .chain(
+            saturation
+                .parameters()
+                .iter()
+                .map(|p| format!("{saturation_prefix}_{p}")),
+        )
+        .collect();
+    (
+        names,
+        format!("adstock `{adstock}` and saturation `{saturation}`"),
+    )
+}
+
+/// The posterior arrays' axes checked against the model before any value is read:
+/// each axis named `channel` or after one of the model's dims as long as its
+/// coordinates, and every array with as many chains × draws as the first.
+pub(crate) struct PosteriorAxes<'m> {
+    model: &'m Model,
+    context: String,
+    /// The first array's name, chains and draws.
+    first: Option<(String, usize, usize)>,
+    /// Whether an axis named after none of the model's dims (nor chain, draw) is an
+    /// error.
+    known_dims_only: bool,
+}
+
+impl<'m> PosteriorAxes<'m> {
+    /// A check for `model`'s posterior; errors name `context` (the file).
+    pub(crate) fn new(model: &'m Model, context: impl Into<String>) -> Self {
+        PosteriorAxes {
+            model,
+            context: context.into(),
+            first: None,
+            known_dims_only: false,
+        }
+    }
+
+    /// The same check, refusing axes named after none of the model's dims (nor chain,
+    /// draw).
+    pub(crate) fn known_dims_only(mut self) -> Self {
+        self.known_dims_only = true;
+        self
+    }
+
+    /// Checks one array: `field` as errors name it, `name` as later arrays' errors
+    /// refer to it, its `dims` and `shape`.
+    pub(crate) fn check(
+        &mut self,
+        field: &str,
+        name: &str,
+        dims: &[String],
+        shape: &[usize],
+    ) -> Result<()> {
+        let (names, lengths) = (self.model.dim_names(), self.model.dim_lengths());
+        for (dim, &len) in dims.iter().zip(shape) {
+            match names.iter().position(|n| n == dim) {
+                Some(k) if lengths[k] != len => {
+                    return Err(Error::Shape {
+                        context: self.context.clone(),
+                        field: field.to_string(),
+                        found: shape.to_vec(),
+                        expected: format!(
+                            "length {} along `{dim}` (the model's coordinates)",
+                            lengths[k]
+                        ),
+                    });
+                }
+                None if self.known_dims_only && dim != "chain" && dim != "draw" => {
+                    return Err(Error::invalid(
+                        &self.context,
+                        format!("{field} dims"),
+                        format!("{dims:?}"),
+                        "dims among chain, draw, channel and the model's dims",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let along = |dim: &str| dims.iter().position(|d| d == dim).map_or(1, |k| shape[k]);
+        let (chains, draws) = (along("chain"), along("draw"));
+        match &self.first {
+            Some((first, c, d)) if (*c, *d) != (chains, draws) => Err(Error::Shape {
+                context: self.context.clone(),
+                field: field.to_string(),
+                found: shape.to_vec(),
+                expected: format!("{} draws ({c} chains × {d}), as `{first}` has", c * d),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.first = Some((name.to_string(), chains, draws));
+                Ok(())
+            }
+        }
+    }
+}
+
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),

@@ -1,6 +1,6 @@
 //! `model.json`: the model's structure, scales and where its posterior is.
 
-use super::{parse_json, read_npz, read_text};
+use super::{PosteriorAxes, parameter_names, parse_json, read_npz, read_text};
 use crate::adstock::{Adstock, AdstockKind};
 use crate::error::truncated;
 use crate::error::{Error, Result};
@@ -88,10 +88,6 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
         });
     }
     let extra: Vec<String> = dims.iter().map(|d| d.name.clone()).collect();
-    let dims_known: Vec<(String, usize)> = dims
-        .iter()
-        .map(|d| (d.name.clone(), d.coords.len()))
-        .collect();
     let channel_scale = nested_array(&ctx, "channel_scale", &file.channel_scale)?;
     let channel_scale = with_dims(&ctx, "channel_scale", channel_scale, |rank| {
         if rank == 0 {
@@ -119,17 +115,7 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
         l_max: file.adstock.l_max,
         normalize: file.adstock.normalize,
     };
-    let names: Vec<String> = adstock_kind
-        .parameters()
-        .iter()
-        .map(|p| format!("adstock_{p}"))
-        .chain(
-            saturation
-                .parameters()
-                .iter()
-                .map(|p| format!("saturation_{p}")),
-        )
-        .collect();
+    let (names, needed_by) = parameter_names(adstock_kind, saturation, "adstock", "saturation");
     // The model's own sizes first: the posterior is read against them.
     let mut model = Model {
         channels: file.channels.clone(),
@@ -146,7 +132,6 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
         .parent()
         .unwrap_or(Path::new("."))
         .join(&file.posterior);
-    let needed_by = format!("adstock `{adstock_kind}` and saturation `{saturation}`");
     let pctx = posterior_path.display().to_string();
     // Each array's dims, from posterior_dims or by its rank.
     let dims_of = |name: &str, shape: &[usize]| -> Result<Vec<String>> {
@@ -198,43 +183,10 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
     };
     // Before any value is read: each named axis as long as the model's coordinates,
     // and every array with the same number of chains and draws.
-    let mut draws: Option<(String, usize, usize)> = None;
+    let mut axes = PosteriorAxes::new(&model, pctx.clone());
     let check = |name: &str, shape: &[usize]| -> Result<()> {
         let dims = dims_of(name, shape)?;
-        let size = |dim: &str| -> Option<usize> {
-            if dim == "channel" {
-                Some(file.channels.len())
-            } else {
-                dims_known.iter().find(|(d, _)| d == dim).map(|(_, n)| *n)
-            }
-        };
-        for (dim, &len) in dims.iter().zip(shape) {
-            if let Some(expected) = size(dim)
-                && expected != len
-            {
-                return Err(Error::Shape {
-                    context: pctx.clone(),
-                    field: name.to_string(),
-                    found: shape.to_vec(),
-                    expected: format!("length {expected} along `{dim}` (the model's coordinates)"),
-                });
-            }
-        }
-        let along = |dim: &str| dims.iter().position(|d| d == dim).map_or(1, |k| shape[k]);
-        let (chains, draw) = (along("chain"), along("draw"));
-        match &draws {
-            Some((first, c, d)) if (*c, *d) != (chains, draw) => Err(Error::Shape {
-                context: pctx.clone(),
-                field: name.to_string(),
-                found: shape.to_vec(),
-                expected: format!("{} draws ({c} chains × {d}), as `{first}` has", c * d),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                draws = Some((name.to_string(), chains, draw));
-                Ok(())
-            }
-        }
+        axes.check(name, name, &dims, shape)
     };
     let mut posterior = read_npz(&posterior_path, &names, &needed_by, check)?;
     for (name, array) in posterior.arrays.iter_mut() {

@@ -17,7 +17,7 @@
 //! The file is read with `netcdf-reader` (pure Rust, no C library): bounded reads
 //! (`max_read_bytes` is the memory budget), no external files or links followed.
 
-use super::memory_budget;
+use super::{PosteriorAxes, memory_budget, parameter_names};
 use crate::adstock::{Adstock, AdstockKind};
 use crate::error::{Error, Result, truncated};
 use crate::model::{Array, Dim, Model, Posterior};
@@ -125,19 +125,12 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
         posterior: Posterior::default(),
     };
     model.validate_structure(&ctx)?;
-    let names: Vec<String> = adstock
-        .kind
-        .parameters()
-        .iter()
-        .map(|p| format!("{adstock_prefix}_{p}"))
-        .chain(
-            saturation
-                .parameters()
-                .iter()
-                .map(|p| format!("{saturation_prefix}_{p}")),
-        )
-        .collect();
-    let needed_by = format!("adstock `{}` and saturation `{saturation}`", adstock.kind);
+    let (names, needed_by) = parameter_names(
+        adstock.kind,
+        saturation,
+        &adstock_prefix,
+        &saturation_prefix,
+    );
     model.posterior = file.posterior(&model, &names, &needed_by)?;
     // The optimizer knows the parameters by PyMC-Marketing's default prefixes.
     if adstock_prefix != "adstock" || saturation_prefix != "saturation" {
@@ -432,55 +425,12 @@ impl Saved {
             })?;
             vars.push((name, path, var));
         }
-        let mut draws: Option<(&str, usize, usize)> = None;
+        let mut axes = PosteriorAxes::new(model, self.ctx.clone()).known_dims_only();
         let mut total: u64 = 0;
         for (name, path, var) in &vars {
             let shape = usize_shape(var);
             let dims: Vec<String> = var.dimensions().iter().map(|d| d.name.clone()).collect();
-            for (dim, &len) in dims.iter().zip(&shape) {
-                let expected = if dim == "channel" {
-                    Some(model.channels.len())
-                } else {
-                    model
-                        .dims
-                        .iter()
-                        .find(|d| &d.name == dim)
-                        .map(|d| d.coords.len())
-                };
-                match expected {
-                    Some(n) if n != len => {
-                        return Err(Error::Shape {
-                            context: self.ctx.clone(),
-                            field: path.clone(),
-                            found: shape.clone(),
-                            expected: format!("length {n} along `{dim}` (the model's coordinates)"),
-                        });
-                    }
-                    None if dim != "chain" && dim != "draw" => {
-                        return Err(Error::invalid(
-                            &self.ctx,
-                            format!("{path} dims"),
-                            format!("{dims:?}"),
-                            "dims among chain, draw, channel and the model's dims",
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            let along = |dim: &str| dims.iter().position(|d| d == dim).map_or(1, |k| shape[k]);
-            let (chains, draw) = (along("chain"), along("draw"));
-            match draws {
-                Some((first, c, d)) if (c, d) != (chains, draw) => {
-                    return Err(Error::Shape {
-                        context: self.ctx.clone(),
-                        field: path.clone(),
-                        found: shape,
-                        expected: format!("{} draws ({c} chains × {d}), as `{first}` has", c * d),
-                    });
-                }
-                Some(_) => {}
-                None => draws = Some((name, chains, draw)),
-            }
+            axes.check(path, name, &dims, &shape)?;
             let count = checked_count(&shape).unwrap_or(usize::MAX) as u64;
             total = total.saturating_add(count.saturating_mul(8));
         }
