@@ -36,31 +36,21 @@ fn frontier_warm_vs_cold(c: &mut Criterion) {
         let b = scenario.total_budget;
         let budgets = frontier::budgets(0.5 * b, 2.0 * b, 25);
         for warm in [true, false] {
-            let points = frontier::frontier(
-                &model,
-                &scenario,
-                &mut ev,
-                &budgets,
-                &Settings::default(),
-                warm,
-            )
-            .expect("frontier");
-            let evaluations: usize = points.iter().map(|p| p.solution.evaluations).sum();
+            let mut run = || {
+                frontier::frontier(
+                    &model,
+                    &scenario,
+                    &mut ev,
+                    &budgets,
+                    &Settings::default(),
+                    warm,
+                )
+                .expect("frontier")
+            };
+            let evaluations: usize = run().iter().map(|p| p.solution.evaluations).sum();
             let label = if warm { "warm" } else { "cold" };
             eprintln!("{name}: {label}: {evaluations} evaluations over 25 solves");
-            group.bench_function(BenchmarkId::new(label, &name), |bench| {
-                bench.iter(|| {
-                    frontier::frontier(
-                        &model,
-                        &scenario,
-                        &mut ev,
-                        &budgets,
-                        &Settings::default(),
-                        warm,
-                    )
-                    .expect("frontier")
-                })
-            });
+            group.bench_function(BenchmarkId::new(label, &name), |bench| bench.iter(&mut run));
         }
     }
     group.finish();

@@ -507,12 +507,6 @@ impl Utility {
             .sum()
     }
 
-    /// u_d = ∂U/∂R_d of the smoothed U, written into `out`.
-    pub fn weights(&self, responses: &[f64], x: &[f64], out: &mut [f64]) {
-        let mut explicit = vec![0.0; x.len()];
-        self.smooth(responses, x, out, &mut explicit);
-    }
-
     /// Whether U is the mean response (its terms all `mean`, their coefficients summing
     /// to 1): then ∂U/∂R_d = 1/D for every R and one evaluator pass gives the value,
     /// gradient and curvature.

@@ -407,28 +407,19 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             if let Some(w) = &selected.warning {
                 eprintln!("warning: {w}");
             }
-            let progress = Progress::bar(list.len(), "frontier", quiet());
-            let points = mmm_budget::frontier::frontier_each(
-                &case.model,
-                &case.scenario,
+            let points = frontier_with_progress(
+                "frontier",
+                (&case.model, &case.scenario),
                 selected.evaluator.as_mut(),
                 &list,
                 &case.settings,
-                true,
-                &mut |_| progress.step(),
             )?;
-            drop(progress);
             say(&frontier_table(&points, problem.num_periods));
             if let Some(path) = out {
                 write_json(&path, &frontier_json(&points, &problem))?;
             }
             if let Some(dir) = plot {
-                let svg = charts::frontier_svg(&points, Some(case.scenario.total_budget))?;
-                let chart = Chart {
-                    file: "frontier",
-                    title: "Efficient frontier",
-                    svg,
-                };
+                let chart = frontier_chart(&points, case.scenario.total_budget)?;
                 write_charts(&dir, &[chart])?;
             }
             let all = points.iter().all(|p| p.solution.status == Status::Solved);
@@ -672,21 +663,14 @@ fn optimize(
             // times it, each solve started from the last.
             let b = scenario.total_budget;
             let list = mmm_budget::frontier::budgets(0.5 * b, 1.5 * b, 9);
-            let progress = Progress::bar(list.len(), "the report's frontier", quiet());
-            let points = mmm_budget::frontier::frontier_each(
-                model,
-                scenario,
+            let points = frontier_with_progress(
+                "the report's frontier",
+                (model, scenario),
                 selected.evaluator.as_mut(),
                 &list,
                 &options.settings,
-                true,
-                &mut |_| progress.step(),
             )?;
-            charts.push(Chart {
-                file: "frontier",
-                title: "Efficient frontier",
-                svg: charts::frontier_svg(&points, Some(b))?,
-            });
+            charts.push(frontier_chart(&points, b)?);
         }
         if let Some(dir) = &run.plot {
             write_charts(dir, &charts)?;
@@ -818,6 +802,36 @@ struct Chart {
     file: &'static str,
     title: &'static str,
     svg: String,
+}
+
+/// The frontier at `budgets`, each solve started from the last, with a progress bar
+/// named `label`.
+fn frontier_with_progress(
+    label: &str,
+    (model, scenario): (&Model, &Scenario),
+    evaluator: &mut dyn mmm_budget::Evaluator,
+    budgets: &[f64],
+    settings: &Settings,
+) -> mmm_budget::Result<Vec<mmm_budget::FrontierPoint>> {
+    let progress = Progress::bar(budgets.len(), label, quiet());
+    mmm_budget::frontier::frontier_each(
+        model,
+        scenario,
+        evaluator,
+        budgets,
+        settings,
+        true,
+        &mut |_| progress.step(),
+    )
+}
+
+/// The frontier's chart, the scenario's budget `current` marked.
+fn frontier_chart(points: &[mmm_budget::FrontierPoint], current: f64) -> mmm_budget::Result<Chart> {
+    Ok(Chart {
+        file: "frontier",
+        title: "Efficient frontier",
+        svg: charts::frontier_svg(points, Some(current))?,
+    })
 }
 
 /// Writes each chart as `DIR/<file>.svg`.

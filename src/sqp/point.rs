@@ -54,8 +54,6 @@ pub(super) struct Objective<'e> {
     pub(super) curvature: bool,
     /// [`super::Tuning::infinite_slope`].
     pub(super) infinite_slope: f64,
-    /// The last outcome constraint's exact curvature diagonal (the mean's), else empty.
-    pub(super) outcome_curvature: Vec<f64>,
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
@@ -142,13 +140,15 @@ impl Objective<'_> {
         let mut nl_h = Vec::new();
         let responses = std::mem::take(&mut self.out.responses);
         for (c, row) in self.nonlinear.iter_mut().zip(&self.nl_rows) {
+            // An outcome's exact curvature diagonal (the mean's), from its own pass.
+            let mut outcome_curvature = vec![];
             let v = match &mut c.function {
                 ConstraintFunction::Code { value, .. } => value(&x, &mut self.ngrad)?,
                 ConstraintFunction::Outcome(u) => {
                     let (v, curvature) =
                         outcome(&mut *self.evaluator, u, &responses, &x, &mut self.ngrad)?;
                     self.evaluations += 1;
-                    self.outcome_curvature = curvature;
+                    outcome_curvature = curvature;
                     v
                 }
             };
@@ -169,7 +169,7 @@ impl Objective<'_> {
                         self.ngrad.fill(0.0);
                         curvature(&x, &mut self.ngrad)?;
                     }
-                    _ => self.ngrad.copy_from_slice(&self.outcome_curvature),
+                    _ => self.ngrad.copy_from_slice(&outcome_curvature),
                 }
                 if let Some((i, h)) = self.ngrad.iter().enumerate().find(|(_, h)| !h.is_finite()) {
                     return Err(Error::invalid(

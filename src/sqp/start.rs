@@ -109,7 +109,6 @@ impl<'r> Run<'r> {
             ngrad: vec![0.0; n],
             curvature,
             infinite_slope: tuning.infinite_slope,
-            outcome_curvature: vec![],
         };
         let start = objective.point(&y0)?;
         if !start.utility.is_finite() {
