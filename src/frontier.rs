@@ -102,11 +102,12 @@ pub fn frontier(
         budgets,
         settings,
         warm,
-        &mut |_| {},
+        &mut |_| true,
     )
 }
 
-/// [`frontier`], calling `each` with every point as it is solved (for progress).
+/// [`frontier`], calling `each` with every point as it is solved (for progress); when
+/// `each` returns `false`, the points so far are returned (a caller's interruption).
 pub fn frontier_each(
     model: &Model,
     scenario: &Scenario,
@@ -114,7 +115,7 @@ pub fn frontier_each(
     budgets: &[f64],
     settings: &Settings,
     warm: bool,
-    each: &mut dyn FnMut(&FrontierPoint),
+    each: &mut dyn FnMut(&FrontierPoint) -> bool,
 ) -> Result<Vec<FrontierPoint>> {
     let mut points: Vec<FrontierPoint> = Vec::with_capacity(budgets.len());
     for (k, &budget) in budgets.iter().enumerate() {
@@ -161,8 +162,11 @@ pub fn frontier_each(
             response_quantiles,
             marginal_return,
         };
-        each(&point);
+        let go_on = each(&point);
         points.push(point);
+        if !go_on {
+            break;
+        }
     }
     Ok(points)
 }

@@ -197,6 +197,20 @@ impl Model {
         self.dim_lengths().iter().product()
     }
 
+    /// The posterior's draws (chains × draws) as its first array gives them; 0
+    /// without a posterior.
+    pub fn num_draws(&self) -> usize {
+        self.posterior.arrays.values().next().map_or(0, |a| {
+            let along = |dim: &str| {
+                a.dims
+                    .iter()
+                    .position(|d| d == dim)
+                    .map_or(1, |k| a.shape[k])
+            };
+            along("chain") * along("draw")
+        })
+    }
+
     /// Every cell, in row-major order over `(*dims, channel)`.
     pub fn cells(&self) -> Vec<Cell> {
         let lengths = self.dim_lengths();

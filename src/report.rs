@@ -411,3 +411,34 @@ pub fn plain_status(solution: &Solution, detail: bool) -> String {
         words.to_string()
     }
 }
+
+/// The frontier as JSON, with each point's allocation by cell.
+pub fn frontier_json(points: &[crate::FrontierPoint], problem: &Problem) -> Value {
+    let n = problem.num_periods as f64;
+    let list: Vec<Value> = points
+        .iter()
+        .map(|p| {
+            let cells: Vec<Value> = problem
+                .cells
+                .iter()
+                .zip(&p.solution.allocation)
+                .map(|(c, x)| json!({"cell": c.label, "budget": x, "budget_window": x * n}))
+                .collect();
+            json!({
+                "budget": p.budget,
+                "budget_window": p.budget * n,
+                "status": p.solution.status.name(),
+                "mean_response": p.solution.mean_response,
+                "response_quantiles": {"0.05": p.response_quantiles[0], "0.5": p.response_quantiles[1], "0.95": p.response_quantiles[2]},
+                "marginal_return": p.marginal_return.map(|m| crate::solution::marginal_roi(m, problem.num_periods)),
+                "utility": p.solution.utility,
+                "cells": cells,
+            })
+        })
+        .collect();
+    json!({
+        "units": {"budget": "per period", "budget_window": "over the window", "marginal_return": "d mean_response / d budget_window"},
+        "num_periods": problem.num_periods,
+        "points": list,
+    })
+}

@@ -568,3 +568,56 @@ fn device_errors_are_typed_and_auto_chooses_sensibly() {
         assert!(e.contains("at most 64 adstock weights"), "{e}");
     }
 }
+
+/// An adapter chosen by index (as a Ray task's assigned GPU): the listed adapter opens
+/// and evaluates as the default one does; an index past the list is a device error
+/// that names the adapters.
+#[test]
+fn an_adapter_chosen_by_index() {
+    if gpu().is_none() {
+        return;
+    }
+    let adapters = GpuContext::adapters();
+    assert!(!adapters.is_empty());
+    let (model, scenario) = demo::case(
+        &demo::DemoSize {
+            channels: 3,
+            geos: 2,
+            draws: 64,
+        },
+        3,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let x = problem.uniform_allocation();
+    let mut want = Evaluation::new(problem.num_draws(), problem.num_cells());
+    CpuEvaluator::new(&problem)
+        .unwrap()
+        .evaluate(&x, DrawWeights::Uniform, &mut want)
+        .unwrap();
+    for index in 0..adapters.len() {
+        let options = GpuOptions {
+            adapter: Some(index),
+            ..GpuOptions::default()
+        };
+        let mut ev = GpuEvaluator::new(&problem, &options).unwrap();
+        let mut got = Evaluation::new(problem.num_draws(), problem.num_cells());
+        ev.evaluate(&x, DrawWeights::Uniform, &mut got).unwrap();
+        assert_close("responses", &got.responses, &want.responses, 1e-5);
+    }
+    let past = GpuOptions {
+        adapter: Some(adapters.len()),
+        ..GpuOptions::default()
+    };
+    match GpuEvaluator::new(&problem, &past) {
+        Err(Error::Device { message, .. }) => {
+            assert!(
+                message.starts_with(&format!("no adapter {}: the adapters are", adapters.len())),
+                "{message}"
+            );
+            let first = adapters[0].get_info().name;
+            assert!(message.contains(&first), "{message}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("adapter {} opened", adapters.len()),
+    }
+}

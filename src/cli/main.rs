@@ -416,7 +416,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             )?;
             say(&frontier_table(&points, problem.num_periods));
             if let Some(path) = out {
-                write_json(&path, &frontier_json(&points, &problem))?;
+                write_json(&path, &mmm_budget::report::frontier_json(&points, &problem))?;
             }
             if let Some(dir) = plot {
                 let chart = frontier_chart(&points, case.scenario.total_budget)?;
@@ -821,7 +821,10 @@ fn frontier_with_progress(
         budgets,
         settings,
         true,
-        &mut |_| progress.step(),
+        &mut |_| {
+            progress.step();
+            true
+        },
     )
 }
 
@@ -932,36 +935,6 @@ fn frontier_table(points: &[mmm_budget::FrontierPoint], periods: usize) -> Strin
         "marginal: the mean response that one more unit spent over the window brings (the budget's multiplier / {periods}, as mROI)\n"
     ));
     s
-}
-
-/// The frontier as JSON, with each point's allocation by cell.
-fn frontier_json(points: &[mmm_budget::FrontierPoint], problem: &Problem) -> serde_json::Value {
-    let n = problem.num_periods as f64;
-    let list: Vec<serde_json::Value> = points
-        .iter()
-        .map(|p| {
-            let cells: Vec<serde_json::Value> = problem
-                .cells
-                .iter()
-                .zip(&p.solution.allocation)
-                .map(|(c, x)| serde_json::json!({"cell": c.label, "budget": x, "budget_window": x * n}))
-                .collect();
-            serde_json::json!({
-                "budget": p.budget,
-                "budget_window": p.budget * n,
-                "status": p.solution.status.name(),
-                "mean_response": p.solution.mean_response,
-                "response_quantiles": {"0.05": p.response_quantiles[0], "0.5": p.response_quantiles[1], "0.95": p.response_quantiles[2]},
-                "marginal_return": p.marginal_return.map(|m| mmm_budget::solution::marginal_roi(m, problem.num_periods)),
-                "cells": cells,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "units": {"budget": "per period", "budget_window": "over the window", "marginal_return": "d mean_response / d budget_window"},
-        "num_periods": problem.num_periods,
-        "points": list,
-    })
 }
 
 /// An error about `total_budget` or `num_periods` names `--budget` or `--periods`

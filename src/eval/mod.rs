@@ -87,7 +87,7 @@ impl Backend {
                 backend: Backend::Gpu,
                 warning: None,
             }),
-            Backend::Auto => match GpuContext::new() {
+            Backend::Auto => match GpuContext::with_adapter(options.adapter) {
                 Ok(ctx) if !ctx.is_software() => {
                     match GpuEvaluator::with_context(std::sync::Arc::new(ctx), problem, options) {
                         Ok(g) => Ok(Selected {

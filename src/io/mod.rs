@@ -24,9 +24,14 @@ pub use npz::{
     MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, memory_budget,
     read_header as read_npy_header, read_npz,
 };
-pub use saved_model::{MODEL_TYPES, SUPPORTED_VERSIONS, SavedModel, load_saved_model};
-pub use scenario_file::{load_allocation, load_scenario, settings_from_options};
-pub use write::{write_case, write_csv, write_json, write_npz, write_text};
+pub use saved_model::{
+    InferenceSource, MODEL_TYPES, SUPPORTED_VERSIONS, SavedModel, VariableShape,
+    load_inference_data, load_saved_model,
+};
+pub use scenario_file::{
+    allocation_from_json, load_allocation, load_scenario, scenario_from_json, settings_from_options,
+};
+pub use write::{scenario_json, write_case, write_csv, write_json, write_npz, write_text};
 
 use crate::error::{Error, Result};
 use crate::model::Model;

@@ -1,4 +1,5 @@
-//! A model saved by PyMC-Marketing (`mmm.save("fitted.nc")`), read directly.
+//! A model saved by PyMC-Marketing (`mmm.save("fitted.nc")`), read directly, or the
+//! same `InferenceData` handed over in memory (the Python package).
 //!
 //! PyMC-Marketing writes the fitted model's ArviZ `InferenceData` as netCDF-4 (HDF5):
 //! - the root attributes hold the configuration as JSON strings: `adstock`
@@ -13,6 +14,10 @@
 //! (`pymc_marketing.mmm.multidimensional.MMM`) or the one-dimensional `MMM`
 //! (`pymc_marketing.mmm.MMM`). A file from another version, or one that lacks an
 //! attribute or array the optimizer needs, is refused with one line naming it.
+//!
+//! What the reader needs of an `InferenceData` is the trait [`InferenceSource`]: the
+//! netCDF file implements it ([`load_saved_model`]), and so does the Python package's
+//! view of an in-memory `InferenceData` ([`load_inference_data`]).
 //!
 //! The file is read with `netcdf-reader` (pure Rust, no C library): bounded reads
 //! (`max_read_bytes` is the memory budget), no external files or links followed.
@@ -44,6 +49,40 @@ pub struct SavedModel {
     pub model_type: String,
 }
 
+/// A variable's dims and shape, known before its values are read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariableShape {
+    /// The dim names, outermost first.
+    pub dims: Vec<String>,
+    /// The length along each dim.
+    pub shape: Vec<usize>,
+}
+
+/// What the reader needs of an ArviZ `InferenceData`, wherever it lives: root
+/// attributes, groups with attributes and named variables (dims, shape, then values),
+/// and coordinates. Groups are named as ArviZ names them (`posterior`,
+/// `constant_data`). Implemented by the netCDF file; the Python package implements it
+/// over numpy arrays it borrows.
+pub trait InferenceSource {
+    /// The name errors give (a file's path, or what the caller handed over).
+    fn context(&self) -> &str;
+    /// A root attribute: `None` where absent, `Some(Err(shown))` where it is not a
+    /// string (`shown`: the value as it should appear in the error).
+    fn root_attribute(&self, name: &str) -> Option<std::result::Result<String, String>>;
+    /// A group's string attribute; `None` where the group or attribute is absent or not
+    /// a string.
+    fn group_attribute(&self, group: &str, name: &str) -> Option<String>;
+    /// The names of a group's variables; `None` where the group is absent.
+    fn variable_names(&self, group: &str) -> Option<Vec<String>>;
+    /// A variable's dims and shape; `None` where absent.
+    fn variable(&self, group: &str, name: &str) -> Option<VariableShape>;
+    /// A one-dimensional variable's values as strings: text as it is, numbers as Rust
+    /// prints an f64.
+    fn coordinate_values(&self, group: &str, name: &str) -> Result<Vec<String>>;
+    /// A numeric variable's values as f64, row-major (C order), `count` of them.
+    fn values(&self, group: &str, name: &str, count: usize) -> Result<Vec<f64>>;
+}
+
 /// Reads a model saved by PyMC-Marketing's `MMM.save` (netCDF-4), posterior included.
 ///
 /// ```no_run
@@ -52,10 +91,17 @@ pub struct SavedModel {
 /// # Ok::<(), mmm_budget::Error>(())
 /// ```
 pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
-    let ctx = path.display().to_string();
-    let file = Saved::open(path)?;
-    let version = file.version()?;
-    let model_type = file.text_attribute("model_type")?;
+    load_inference_data(&NetcdfSource::open(path)?)
+}
+
+/// Reads a fitted PyMC-Marketing model from any [`InferenceSource`]: the checks,
+/// names and messages of [`load_saved_model`], the source's context in place of the
+/// file's path.
+pub fn load_inference_data(src: &dyn InferenceSource) -> Result<SavedModel> {
+    let src = Reader(src);
+    let ctx = src.0.context().to_string();
+    let version = src.version()?;
+    let model_type = src.text_attribute("model_type")?;
     if !MODEL_TYPES.contains(&model_type.as_str()) {
         return Err(Error::invalid(
             &ctx,
@@ -64,13 +110,13 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
             format!("one of {MODEL_TYPES:?} (PyMC-Marketing's MMM classes)"),
         ));
     }
-    let (adstock, adstock_prefix) = file.adstock()?;
-    let (saturation, saturation_prefix) = file.saturation()?;
-    let adstock_first = match file.json_attribute("adstock_first")? {
+    let (adstock, adstock_prefix) = src.adstock()?;
+    let (saturation, saturation_prefix) = src.saturation()?;
+    let adstock_first = match src.json_attribute("adstock_first")? {
         Value::Bool(b) => b,
         v => return Err(Error::invalid(&ctx, "adstock_first", v, "true or false")),
     };
-    match file.json_attribute_or_null("time_varying_media")? {
+    match src.json_attribute_or_null("time_varying_media")? {
         Value::Null | Value::Bool(false) => {}
         v => {
             return Err(Error::invalid(
@@ -84,13 +130,13 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
     let channels = string_list(
         &ctx,
         "channel_columns",
-        file.json_attribute("channel_columns")?,
+        src.json_attribute("channel_columns")?,
     )?;
-    let dim_names = match file.json_attribute_or_null("dims")? {
+    let dim_names = match src.json_attribute_or_null("dims")? {
         Value::Null => vec![],
         v => string_list(&ctx, "dims", v)?,
     };
-    let coords_channel = file.coordinates("posterior", "channel")?;
+    let coords_channel = src.coordinates("posterior", "channel")?;
     if coords_channel != channels {
         return Err(Error::invalid(
             &ctx,
@@ -111,7 +157,7 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
         }
         dims.push(Dim {
             name: name.clone(),
-            coords: file.coordinates("posterior", name)?,
+            coords: src.coordinates("posterior", name)?,
         });
     }
     let mut model = Model {
@@ -120,8 +166,8 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
         adstock,
         saturation,
         adstock_first,
-        channel_scale: file.constant("channel_scale")?,
-        target_scale: file.constant("target_scale")?,
+        channel_scale: src.constant("channel_scale")?,
+        target_scale: src.constant("target_scale")?,
         posterior: Posterior::default(),
     };
     model.validate_structure(&ctx)?;
@@ -131,7 +177,7 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
         &adstock_prefix,
         &saturation_prefix,
     );
-    model.posterior = file.posterior(&model, &names, &needed_by)?;
+    model.posterior = src.posterior(&model, &names, &needed_by)?;
     // The optimizer knows the parameters by PyMC-Marketing's default prefixes.
     if adstock_prefix != "adstock" || saturation_prefix != "saturation" {
         let arrays = std::mem::take(&mut model.posterior.arrays);
@@ -154,12 +200,12 @@ pub fn load_saved_model(path: &Path) -> Result<SavedModel> {
 }
 
 /// An open netCDF-4 file and its name for messages.
-struct Saved {
+struct NetcdfSource {
     file: NcFile,
     ctx: String,
 }
 
-impl Saved {
+impl NetcdfSource {
     fn open(path: &Path) -> Result<Self> {
         let ctx = path.display().to_string();
         let options = NcOpenOptions {
@@ -188,7 +234,7 @@ impl Saved {
                 ),
             });
         }
-        Ok(Saved { file, ctx })
+        Ok(NetcdfSource { file, ctx })
     }
 
     fn failed(&self, what: &str, e: &netcdf_reader::Error) -> Error {
@@ -198,9 +244,87 @@ impl Saved {
         }
     }
 
+    fn nc_variable(&self, group: &str, name: &str) -> Option<&NcVariable> {
+        self.file.variable(&format!("{group}/{name}")).ok()
+    }
+}
+
+impl InferenceSource for NetcdfSource {
+    fn context(&self) -> &str {
+        &self.ctx
+    }
+
+    fn root_attribute(&self, name: &str) -> Option<std::result::Result<String, String>> {
+        let attr = self.file.global_attribute(name).ok()?;
+        Some(
+            attr.value
+                .as_string()
+                .ok_or_else(|| truncated(&format!("{:?}", attr.value), 200)),
+        )
+    }
+
+    fn group_attribute(&self, group: &str, name: &str) -> Option<String> {
+        let group = self.file.group(group).ok()?;
+        group.attribute(name).and_then(|a| a.value.as_string())
+    }
+
+    fn variable_names(&self, group: &str) -> Option<Vec<String>> {
+        let group = self.file.group(group).ok()?;
+        Some(group.variables.iter().map(|v| v.name.clone()).collect())
+    }
+
+    fn variable(&self, group: &str, name: &str) -> Option<VariableShape> {
+        let var = self.nc_variable(group, name)?;
+        Some(VariableShape {
+            dims: var.dimensions().iter().map(|d| d.name.clone()).collect(),
+            shape: var
+                .shape()
+                .iter()
+                .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
+                .collect(),
+        })
+    }
+
+    fn coordinate_values(&self, group: &str, name: &str) -> Result<Vec<String>> {
+        let path = format!("{group}/{name}");
+        if let Ok(strings) = self.file.read_variable_as_strings(&path) {
+            return Ok(strings);
+        }
+        let numbers = self
+            .file
+            .read_variable_as_f64(&path)
+            .map_err(|e| self.failed(&path, &e))?;
+        Ok(numbers.iter().map(|x| x.to_string()).collect())
+    }
+
+    /// float64 read straight into place, other numeric types converted.
+    fn values(&self, group: &str, name: &str, count: usize) -> Result<Vec<f64>> {
+        let path = format!("{group}/{name}");
+        let double = self
+            .nc_variable(group, name)
+            .is_some_and(|v| *v.dtype() == NcType::Double);
+        if double {
+            let mut values = vec![0.0; count];
+            self.file
+                .read_variable_into::<f64>(&path, &mut values)
+                .map_err(|e| self.failed(&path, &e))?;
+            return Ok(values);
+        }
+        let values = self
+            .file
+            .read_variable_as_f64(&path)
+            .map_err(|e| self.failed(&path, &e))?;
+        Ok(values.iter().copied().collect())
+    }
+}
+
+/// The reader's steps over a source: each checks what it reads and names it.
+struct Reader<'a>(&'a dyn InferenceSource);
+
+impl Reader<'_> {
     fn missing(&self, field: impl Into<String>, expected: impl Into<String>) -> Error {
         Error::Missing {
-            context: self.ctx.clone(),
+            context: self.0.context().to_string(),
             field: field.into(),
             expected: expected.into(),
         }
@@ -209,15 +333,15 @@ impl Saved {
     /// The PyMC-Marketing version, checked against [`SUPPORTED_VERSIONS`].
     fn version(&self) -> Result<String> {
         const FIELD: &str = "posterior.attrs.pymc_marketing_version";
-        let group = self.file.group("posterior").map_err(|_| {
-            self.missing(
+        if self.0.variable_names("posterior").is_none() {
+            return Err(self.missing(
                 "group `posterior`",
                 "the posterior draws, as PyMC-Marketing's MMM.save writes them",
-            )
-        })?;
-        let version = group
-            .attribute("pymc_marketing_version")
-            .and_then(|a| a.value.as_string())
+            ));
+        }
+        let version = self
+            .0
+            .group_attribute("posterior", "pymc_marketing_version")
             .ok_or_else(|| {
                 self.missing(
                     FIELD,
@@ -228,7 +352,7 @@ impl Saved {
             })?;
         if !version.starts_with("0.19.") {
             return Err(Error::invalid(
-                &self.ctx,
+                self.0.context(),
                 FIELD,
                 format!("{:?}", truncated(&version, 100)),
                 format!(
@@ -241,27 +365,26 @@ impl Saved {
     }
 
     fn text_attribute(&self, name: &str) -> Result<String> {
-        let attr = self.file.global_attribute(name).map_err(|_| {
-            self.missing(
+        match self.0.root_attribute(name) {
+            None => Err(self.missing(
                 format!("attribute `{name}`"),
                 "the model's configuration, as PyMC-Marketing's MMM.save writes it",
-            )
-        })?;
-        attr.value.as_string().ok_or_else(|| {
-            Error::invalid(
-                &self.ctx,
+            )),
+            Some(Ok(text)) => Ok(text),
+            Some(Err(shown)) => Err(Error::invalid(
+                self.0.context(),
                 format!("attribute `{name}`"),
-                truncated(&format!("{:?}", attr.value), 200),
+                shown,
                 "a string",
-            )
-        })
+            )),
+        }
     }
 
     fn json_attribute(&self, name: &str) -> Result<Value> {
         let text = self.text_attribute(name)?;
         serde_json::from_str(&text).map_err(|e| {
             Error::invalid(
-                &self.ctx,
+                self.0.context(),
                 format!("attribute `{name}`"),
                 format!("{:?}", truncated(&text, 200)),
                 format!("JSON ({e})"),
@@ -271,7 +394,7 @@ impl Saved {
 
     /// A JSON attribute, `null` where the file lacks it.
     fn json_attribute_or_null(&self, name: &str) -> Result<Value> {
-        if self.file.global_attribute(name).is_err() {
+        if self.0.root_attribute(name).is_none() {
             return Ok(Value::Null);
         }
         self.json_attribute(name)
@@ -280,19 +403,19 @@ impl Saved {
     fn adstock(&self) -> Result<(Adstock, String)> {
         let v = self.json_attribute("adstock")?;
         let field = |key: &str| format!("attribute `adstock`.{key}");
-        let kind = text_field(&self.ctx, &v, "adstock", "lookup_name")?;
+        let kind = text_field(self.0.context(), &v, "adstock", "lookup_name")?;
         let kind = AdstockKind::from_name(&kind).ok_or_else(|| {
             Error::invalid(
-                &self.ctx,
+                self.0.context(),
                 field("lookup_name"),
                 format!("{kind:?}"),
                 format!("one of {:?}", AdstockKind::ALL.map(|k| k.name())),
             )
         })?;
-        let prefix = text_field(&self.ctx, &v, "adstock", "prefix")?;
+        let prefix = text_field(self.0.context(), &v, "adstock", "prefix")?;
         let l_max = v.get("l_max").and_then(Value::as_u64).ok_or_else(|| {
             Error::invalid(
-                &self.ctx,
+                self.0.context(),
                 field("l_max"),
                 v.get("l_max").map_or("missing".into(), Value::to_string),
                 "a whole number of periods",
@@ -302,7 +425,7 @@ impl Saved {
             Some(Value::Bool(b)) => *b,
             other => {
                 return Err(Error::invalid(
-                    &self.ctx,
+                    self.0.context(),
                     field("normalize"),
                     other.map_or("missing".into(), Value::to_string),
                     "true or false",
@@ -313,7 +436,7 @@ impl Saved {
             None | Some("After") => {}
             Some(mode) => {
                 return Err(Error::invalid(
-                    &self.ctx,
+                    self.0.context(),
                     field("mode"),
                     format!("{:?}", truncated(mode, 100)),
                     r#""After" (the carry-over of spend into later periods; the optimizer supports no other)"#,
@@ -330,83 +453,74 @@ impl Saved {
 
     fn saturation(&self) -> Result<(Saturation, String)> {
         let v = self.json_attribute("saturation")?;
-        let kind = text_field(&self.ctx, &v, "saturation", "lookup_name")?;
+        let kind = text_field(self.0.context(), &v, "saturation", "lookup_name")?;
         let saturation = Saturation::from_name(&kind).ok_or_else(|| {
             Error::invalid(
-                &self.ctx,
+                self.0.context(),
                 "attribute `saturation`.lookup_name",
                 format!("{kind:?}"),
                 format!("one of {:?}", Saturation::ALL.map(|k| k.name())),
             )
         })?;
-        let prefix = text_field(&self.ctx, &v, "saturation", "prefix")?;
+        let prefix = text_field(self.0.context(), &v, "saturation", "prefix")?;
         Ok((saturation, prefix))
-    }
-
-    fn variable(&self, path: &str) -> Option<&NcVariable> {
-        self.file.variable(path).ok()
     }
 
     /// The coordinates of `dim` in `group`, as strings.
     fn coordinates(&self, group: &str, dim: &str) -> Result<Vec<String>> {
         let path = format!("{group}/{dim}");
-        let var = self.variable(&path).ok_or_else(|| {
+        let var = self.0.variable(group, dim).ok_or_else(|| {
             self.missing(
                 format!("variable `{path}`"),
                 format!("the coordinates of the dim `{dim}`"),
             )
         })?;
-        if var.ndim() != 1 {
-            return Err(Error::Shape {
-                context: self.ctx.clone(),
-                field: path,
-                found: usize_shape(var),
-                expected: "one axis (a coordinate variable)".into(),
-            });
-        }
         // Coordinates are few; a hostile length is caught before any read.
-        let len = var.shape()[0];
-        if len > crate::model::MAX_CELLS as u64 {
+        if var.shape.len() != 1 || var.shape[0] > crate::model::MAX_CELLS {
             return Err(Error::Shape {
-                context: self.ctx.clone(),
+                context: self.0.context().to_string(),
                 field: path,
-                found: usize_shape(var),
-                expected: format!("at most {} coordinates", crate::model::MAX_CELLS),
+                found: var.shape,
+                expected: format!(
+                    "one axis (a coordinate variable) of at most {} coordinates",
+                    crate::model::MAX_CELLS
+                ),
             });
         }
-        if let Ok(strings) = self.file.read_variable_as_strings(&path) {
-            return Ok(strings);
+        let values = self.0.coordinate_values(group, dim)?;
+        if values.len() != var.shape[0] {
+            return Err(Error::Shape {
+                context: self.0.context().to_string(),
+                field: path,
+                found: vec![values.len()],
+                expected: format!("{} coordinates, as its shape says", var.shape[0]),
+            });
         }
-        let numbers = self
-            .file
-            .read_variable_as_f64(&path)
-            .map_err(|e| self.failed(&path, &e))?;
-        Ok(numbers.iter().map(|x| x.to_string()).collect())
+        Ok(values)
     }
 
     /// `constant_data/{name}` with its dims.
     fn constant(&self, name: &str) -> Result<Array> {
         let path = format!("constant_data/{name}");
-        let var = self.variable(&path).ok_or_else(|| {
+        let var = self.0.variable("constant_data", name).ok_or_else(|| {
             self.missing(
                 format!("variable `{path}`"),
                 "the model's scales, as PyMC-Marketing's MMM.save writes them",
             )
         })?;
-        let shape = usize_shape(var);
-        let count = checked_count(&shape).filter(|&n| n <= crate::model::MAX_CELLS);
-        if count.is_none() {
+        let count = checked_count(&var.shape).filter(|&n| n <= crate::model::MAX_CELLS);
+        let Some(count) = count else {
             return Err(Error::Shape {
-                context: self.ctx.clone(),
+                context: self.0.context().to_string(),
                 field: path,
-                found: shape,
+                found: var.shape,
                 expected: format!("at most {} values", crate::model::MAX_CELLS),
             });
-        }
-        let values = self.values(&path, var, &shape)?;
+        };
+        let values = self.0.values("constant_data", name, count)?;
         Ok(Array {
-            dims: var.dimensions().iter().map(|d| d.name.clone()).collect(),
-            shape,
+            dims: var.dims,
+            shape: var.shape,
             values,
         })
     }
@@ -414,42 +528,44 @@ impl Saved {
     /// The posterior arrays `names`, each checked against the model's sizes and the
     /// memory budget before its values are read.
     fn posterior(&self, model: &Model, names: &[String], needed_by: &str) -> Result<Posterior> {
+        let ctx = self.0.context();
         let mut vars = Vec::with_capacity(names.len());
         for name in names {
             let path = format!("posterior/{name}");
-            let var = self.variable(&path).ok_or_else(|| Error::MissingArray {
-                context: self.ctx.clone(),
-                name: path.clone(),
-                needed_by: needed_by.into(),
-                present: self.present("posterior"),
-            })?;
+            let var = self
+                .0
+                .variable("posterior", name)
+                .ok_or_else(|| Error::MissingArray {
+                    context: ctx.to_string(),
+                    name: path.clone(),
+                    needed_by: needed_by.into(),
+                    present: self.present("posterior"),
+                })?;
             vars.push((name, path, var));
         }
-        let mut axes = PosteriorAxes::new(model, self.ctx.clone()).known_dims_only();
+        let mut axes = PosteriorAxes::new(model, ctx).known_dims_only();
         let mut total: u64 = 0;
         for (name, path, var) in &vars {
-            let shape = usize_shape(var);
-            let dims: Vec<String> = var.dimensions().iter().map(|d| d.name.clone()).collect();
-            axes.check(path, name, &dims, &shape)?;
-            let count = checked_count(&shape).unwrap_or(usize::MAX) as u64;
+            axes.check(path, name, &var.dims, &var.shape)?;
+            let count = checked_count(&var.shape).unwrap_or(usize::MAX) as u64;
             total = total.saturating_add(count.saturating_mul(8));
         }
         let budget = memory_budget();
         if total > budget {
             return Err(Error::invalid(
-                &self.ctx,
+                ctx,
                 "posterior",
                 format!("{total} bytes as f64"),
                 format!("at most the memory budget, {budget} bytes (MMM_MEMORY_BUDGET)"),
             ));
         }
         let mut posterior = Posterior::default();
-        for (name, path, var) in vars {
-            let shape = usize_shape(var);
-            let values = self.values(&path, var, &shape)?;
+        for (name, _, var) in vars {
+            let count = checked_count(&var.shape).unwrap_or(0);
+            let values = self.0.values("posterior", name, count)?;
             let array = Array {
-                dims: var.dimensions().iter().map(|d| d.name.clone()).collect(),
-                shape,
+                dims: var.dims,
+                shape: var.shape,
                 values,
             };
             posterior.arrays.insert(name.clone(), array);
@@ -457,44 +573,17 @@ impl Saved {
         Ok(posterior)
     }
 
-    /// A variable's values as f64, row-major: float64 read straight into place, other
-    /// numeric types converted.
-    fn values(&self, path: &str, var: &NcVariable, shape: &[usize]) -> Result<Vec<f64>> {
-        if *var.dtype() == NcType::Double {
-            let mut values = vec![0.0; checked_count(shape).unwrap_or(0)];
-            self.file
-                .read_variable_into::<f64>(path, &mut values)
-                .map_err(|e| self.failed(path, &e))?;
-            return Ok(values);
-        }
-        let values = self
-            .file
-            .read_variable_as_f64(path)
-            .map_err(|e| self.failed(path, &e))?;
-        Ok(values.iter().copied().collect())
-    }
-
     /// The variable names of a group, comma-separated.
     fn present(&self, group: &str) -> String {
-        self.file.group(group).map_or_else(
-            |_| format!("no group `{group}`"),
-            |g| {
-                let names: Vec<&str> = g.variables.iter().map(|v| v.name.as_str()).collect();
-                truncated(&names.join(", "), 300)
-            },
+        self.0.variable_names(group).map_or_else(
+            || format!("no group `{group}`"),
+            |names| truncated(&names.join(", "), 300),
         )
     }
 }
 
 fn one_line(e: &netcdf_reader::Error) -> String {
     truncated(&e.to_string().replace('\n', " "), 300)
-}
-
-fn usize_shape(var: &NcVariable) -> Vec<usize> {
-    var.shape()
-        .iter()
-        .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
-        .collect()
 }
 
 fn checked_count(shape: &[usize]) -> Option<usize> {

@@ -78,8 +78,25 @@ enum NumberOrList {
 
 /// Loads `scenario.json`: the scenario and the solver's settings from its `options`.
 pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
-    let file: ScenarioFile = parse_json(path, &read_text(path)?)?;
-    let ctx = path.display().to_string();
+    scenario_from_json(&read_text(path)?, &path.display().to_string())
+}
+
+/// A scenario (and the solver's settings from its `options`) from the text of a
+/// `scenario.json`; errors name `context` where they would name the file.
+///
+/// ```
+/// let (scenario, _) = mmm_budget::io::scenario_from_json(
+///     r#"{"num_periods": 8, "total_budget": 100.0, "objective": "maximize cvar(0.9)"}"#,
+///     "notebook",
+/// )?;
+/// assert_eq!(scenario.num_periods, 8);
+/// let e = mmm_budget::io::scenario_from_json(r#"{"num_periods": 8}"#, "notebook").unwrap_err();
+/// assert!(e.to_string().starts_with("notebook: missing field `total_budget`"));
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
+pub fn scenario_from_json(text: &str, context: &str) -> Result<(Scenario, crate::Settings)> {
+    let file: ScenarioFile = parse_json(Path::new(context), text)?;
+    let ctx = context.to_string();
     let budget_constraint = match &file.budget_constraint {
         None => BudgetConstraint::Equal,
         Some(s) => BudgetConstraint::from_name(s).ok_or_else(|| {
@@ -286,6 +303,21 @@ struct AllocationFile {
 /// Loads an allocation file `{"allocation": [{"channel": …, <dim>: …, "budget": …}]}`
 /// (budgets per period) as (selector, budget) pairs.
 pub fn load_allocation(path: &Path) -> Result<Vec<(Selector, f64)>> {
-    let file: AllocationFile = parse_json(path, &read_text(path)?)?;
-    allocation_entries(&path.display().to_string(), "allocation", &file.allocation)
+    allocation_from_json(&read_text(path)?, &path.display().to_string())
+}
+
+/// An allocation from the text of an allocation file; errors name `context` where
+/// they would name the file.
+///
+/// ```
+/// let entries = mmm_budget::io::allocation_from_json(
+///     r#"{"allocation": [{"channel": "tv", "budget": 40.0}]}"#,
+///     "notebook",
+/// )?;
+/// assert_eq!(entries[0].1, 40.0);
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
+pub fn allocation_from_json(text: &str, context: &str) -> Result<Vec<(Selector, f64)>> {
+    let file: AllocationFile = parse_json(Path::new(context), text)?;
+    allocation_entries(context, "allocation", &file.allocation)
 }

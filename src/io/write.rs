@@ -120,6 +120,12 @@ pub fn write_case(dir: &Path, model: &Model, scenario: &Scenario) -> Result<()> 
         .map(|(k, a)| (k.as_str(), a.shape.as_slice(), a.values.as_slice()))
         .collect();
     write_npz(&dir.join("posterior.npz"), &arrays)?;
+    write_json(&dir.join("scenario.json"), &scenario_json(scenario))
+}
+
+/// A scenario as the JSON of a `scenario.json` (what [`crate::io::scenario_from_json`]
+/// reads back as the same scenario).
+pub fn scenario_json(scenario: &Scenario) -> Value {
     let mut scenario_json = serde_json::json!({
         "num_periods": scenario.num_periods,
         "total_budget": scenario.total_budget,
@@ -184,7 +190,7 @@ pub fn write_case(dir: &Path, model: &Model, scenario: &Scenario) -> Result<()> 
             serde_json::json!(format!("maximize {}", scenario.utility)),
         );
     }
-    write_json(&dir.join("scenario.json"), &scenario_json)
+    scenario_json
 }
 
 /// Writes the per-cell lines of a report as CSV: the dims, `budget_per_period`,

@@ -32,6 +32,51 @@ impl GpuContext {
             backend: "gpu".into(),
             message: format!("no GPU adapter: {e}"),
         })?;
+        Self::open(&adapter)
+    }
+
+    /// Opens the adapter `index` (`None`: as [`GpuContext::new`]) of the list that
+    /// [`GpuContext::adapters`] gives: hardware adapters by PCI bus id, then software
+    /// ones. With one GPU per process under a scheduler (Ray's `num_gpus`), the index
+    /// is the scheduler's GPU id, CUDA's order where that is by PCI bus id
+    /// (`CUDA_DEVICE_ORDER=PCI_BUS_ID`, or identical GPUs).
+    pub fn with_adapter(index: Option<usize>) -> Result<Self> {
+        let Some(index) = index else {
+            return Self::new();
+        };
+        let adapters = Self::adapters();
+        let Some(adapter) = adapters.get(index) else {
+            let names: Vec<String> = adapters
+                .iter()
+                .map(|a| format!("{} ({})", a.get_info().name, a.get_info().device_pci_bus_id))
+                .collect();
+            return Err(Error::Device {
+                backend: "gpu".into(),
+                message: format!("no adapter {index}: the adapters are {names:?}"),
+            });
+        };
+        Self::open(adapter)
+    }
+
+    /// The adapters of the backends wgpu finds (`WGPU_BACKEND` applies): hardware
+    /// ones by PCI bus id, then software ones (lavapipe).
+    pub fn adapters() -> Vec<wgpu::Adapter> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (
+                info.device_type == wgpu::DeviceType::Cpu,
+                info.device_pci_bus_id,
+                info.name,
+            )
+        });
+        adapters
+    }
+
+    fn open(adapter: &wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {

@@ -50,6 +50,9 @@ pub struct GpuOptions {
     /// [`WORKGROUP_SIZES`] (default 256): a tuning knob for `mmm-budget bench
     /// --workgroup`.
     pub workgroup_size: Option<u32>,
+    /// Which adapter, by its index in [`GpuContext::adapters`] (hardware by PCI bus
+    /// id, then software); `None`: the first high-performance adapter.
+    pub adapter: Option<usize>,
 }
 
 #[repr(C)]
@@ -180,9 +183,14 @@ fn saturation_code(s: Saturation) -> u32 {
 }
 
 impl GpuEvaluator {
-    /// An evaluator on a new device (the first high-performance adapter).
+    /// An evaluator on a new device (`options.adapter`, or the first high-performance
+    /// adapter).
     pub fn new(problem: &Problem, options: &GpuOptions) -> Result<Self> {
-        Self::with_context(Arc::new(GpuContext::new()?), problem, options)
+        Self::with_context(
+            Arc::new(GpuContext::with_adapter(options.adapter)?),
+            problem,
+            options,
+        )
     }
 
     /// An evaluator on an existing device (share one device among evaluators).
