@@ -64,7 +64,7 @@ class Model:
     >>> import mmm_budget
     >>> m = mmm_budget.Model.demo(channels=3, geos=2, draws=200)
     >>> m.channels
-    ['channel_0', 'channel_1', 'channel_2']
+    ['ch0', 'ch1', 'ch2']
     """
 
     def __init__(self, source: Any, *, context: str | None = None) -> None:
