@@ -84,7 +84,26 @@ impl AdstockKind {
         }
     }
 
-    /// The domain of each parameter.
+    /// Whether every parameter in its domain gives finite weights, so that no draw
+    /// need be checked: geometric (w_l = αˡ with α ∈ [0, 1]: each in [0, 1], w_0 = 1,
+    /// so the normalising sum is ≥ 1), binomial (w_l = (1 − l/(L+1))^(1/α − 1) with
+    /// α ∈ [0, 1]: the base in (0, 1], the exponent in [0, ∞], each in [0, 1], w_0 = 1)
+    /// and none. Delayed and the Weibull kernels can underflow to all zeros or
+    /// overflow, and are checked.
+    ///
+    /// ```
+    /// use mmm_budget::AdstockKind;
+    /// assert!(AdstockKind::Geometric.weights_always_finite());
+    /// assert!(!AdstockKind::WeibullPdf.weights_always_finite());
+    /// ```
+    pub fn weights_always_finite(&self) -> bool {
+        matches!(
+            self,
+            AdstockKind::Geometric | AdstockKind::Binomial | AdstockKind::None
+        )
+    }
+
+    /// The domain of each parameter, in the order of [`AdstockKind::parameters`].
     pub fn domains(&self) -> &'static [Domain] {
         use Domain as D;
         match self {

@@ -344,13 +344,45 @@ impl Problem {
             "draws × cells × parameters",
             &[num_draws, opt.len(), ad.len() + sat.len()],
         )?;
+        // In parallel over draws, each draw's offset into every array computed once;
+        // where a value is out of its domain, the first such value (in draw, cell,
+        // parameter order) is found again sequentially and named.
         let gather = |params: &[(String, &Array, Broadcast)],
                       domains: &[crate::saturation::Domain]|
          -> Result<Vec<f64>> {
+            use rayon::prelude::*;
             let np = params.len();
-            let mut out = vec![0.0; num_draws * opt.len() * np];
+            let width = opt.len() * np;
+            let mut out = vec![0.0; num_draws * width];
+            if np == 0 {
+                return Ok(out);
+            }
+            let offsets: Vec<Vec<usize>> = params
+                .iter()
+                .map(|(_, _, b)| opt.iter().map(|&c| b.offsets[c]).collect())
+                .collect();
+            let all_in_domain = out
+                .par_chunks_mut(width)
+                .enumerate()
+                .map(|(d, row)| {
+                    let mut ok = true;
+                    for (k, (_, array, b)) in params.iter().enumerate() {
+                        let base = b.index(d, 0) - b.offsets[0];
+                        let domain = domains[k];
+                        for (j, &offset) in offsets[k].iter().enumerate() {
+                            let v = array.values[base + offset];
+                            ok &= domain.contains(v);
+                            row[j * np + k] = v;
+                        }
+                    }
+                    ok
+                })
+                .reduce(|| true, |a, b| a && b);
+            if all_in_domain {
+                return Ok(out);
+            }
             for d in 0..num_draws {
-                for (j, &c) in opt.iter().enumerate() {
+                for &c in &opt {
                     for (k, (name, array, b)) in params.iter().enumerate() {
                         let v = array.values[b.index(d, c)];
                         if !domains[k].contains(v) {
@@ -367,22 +399,36 @@ impl Problem {
                                 domains[k].expected(),
                             ));
                         }
-                        out[(d * opt.len() + j) * np + k] = v;
                     }
                 }
             }
-            Ok(out)
+            unreachable!("a value out of its domain was found in parallel")
         };
         let adstock_params = gather(&ad, model.adstock.kind.domains())?;
         let saturation_params = gather(&sat, model.saturation.domains())?;
 
-        // Adstock weights must be finite for every draw and cell.
+        // Adstock weights must be finite for every draw and cell: checked in parallel
+        // over draws where the kind's parameters in their domains do not already
+        // guarantee it (`AdstockKind::weights_always_finite`), the first failure named.
         let na = model.adstock.kind.parameters().len();
+        let all_finite = model.adstock.kind.weights_always_finite() || {
+            use rayon::prelude::*;
+            adstock_params
+                .par_chunks((na * opt.len()).max(1))
+                .take(num_draws)
+                .all(|draw| {
+                    let mut w = vec![0.0; model.adstock.kernel_len()];
+                    draw.chunks(na.max(1)).take(opt.len()).all(|p| {
+                        model.adstock.weights(if na == 0 { &[] } else { p }, &mut w);
+                        w.iter().all(|v| v.is_finite())
+                    })
+                })
+        };
         let mut w = vec![0.0; model.adstock.kernel_len()];
         for (i, p) in adstock_params
             .chunks(na.max(1))
             .enumerate()
-            .take(num_draws * opt.len())
+            .take(if all_finite { 0 } else { num_draws * opt.len() })
         {
             model.adstock.weights(if na == 0 { &[] } else { p }, &mut w);
             if let Some(bad) = w.iter().find(|v| !v.is_finite()) {

@@ -492,3 +492,34 @@ fn odd_values_in_every_field_never_panic() {
         }
     }
 }
+
+/// The problem is built in parallel over draws; with several values out of their
+/// domains, the error still names the first (in draw, then cell order), whatever
+/// thread met which.
+#[test]
+fn the_first_bad_draw_is_named_when_several_are_bad() {
+    let (mut model, scenario) = mmm_budget::demo::case(
+        &mmm_budget::demo::DemoSize {
+            channels: 5,
+            geos: 4,
+            draws: 4000,
+        },
+        3,
+    );
+    let lam = model.posterior.arrays.get_mut("saturation_lam").unwrap();
+    let draw_axis = lam.dims.iter().position(|d| d == "draw").unwrap();
+    let per_draw: usize = lam.shape[draw_axis + 1..].iter().product();
+    assert_eq!(lam.shape[..draw_axis].iter().product::<usize>(), 1);
+    for (draw, cell) in [(3900, 2), (2500, 7), (1234, 19), (1234, 5), (3999, 0)] {
+        lam.values[draw * per_draw + cell] = f64::NAN;
+    }
+    let e = mmm_budget::Problem::new(&model, &scenario)
+        .unwrap_err()
+        .to_string();
+    let cells = model.cells();
+    let label = model.cell_label(&cells[5]);
+    assert!(
+        e.contains(&format!("saturation_lam[chain 0, draw 1234, cell {label}]")),
+        "{e}"
+    );
+}

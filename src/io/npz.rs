@@ -100,7 +100,9 @@ pub fn read_npz(
     }
     let budget = memory_budget();
     let mut used: u64 = 0;
-    let mut posterior = Posterior::default();
+    // Every member's header is read and checked first, in order; then the members'
+    // values are read in parallel, each from its own handle on the file.
+    let mut members = Vec::with_capacity(names.len());
     for name in names {
         let entry = zip
             .by_name(&format!("{name}.npy"))
@@ -150,21 +152,52 @@ pub fn read_npz(
                 "{name}: the posterior's arrays need {used} bytes as f64, over the memory budget of {budget} (set MMM_MEMORY_BUDGET to raise it)"
             )));
         }
-        let values = read_values(&mut reader, &header, count)
+        members.push((name, header, header_bytes, count, declared));
+    }
+    drop(zip);
+    let read = |(name, header, header_bytes, count, declared): &(
+        &String,
+        NpyHeader,
+        u64,
+        usize,
+        u64,
+    )|
+     -> Result<Array> {
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(1 << 20, file))
+            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
+        let entry = zip
+            .by_name(&format!("{name}.npy"))
+            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
+        let mut reader = entry.take(declared.saturating_add(1));
+        // The header again, as checked above.
+        let skipped = std::io::copy(&mut (&mut reader).take(*header_bytes), &mut std::io::sink())
+            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
+        if skipped != *header_bytes {
+            return Err(npz_err(format!("{name}: header truncated")));
+        }
+        let values = read_values(&mut reader, header, *count)
             .map_err(|m| npz_err(format!("{name}: {m}")))?;
         let values = if header.fortran {
             fortran_to_c(&values, &header.shape)
         } else {
             values
         };
-        posterior.arrays.insert(
-            name.clone(),
-            Array {
-                dims: vec![],
-                shape: header.shape,
-                values,
-            },
-        );
+        Ok(Array {
+            dims: vec![],
+            shape: header.shape.clone(),
+            values,
+        })
+    };
+    use rayon::prelude::*;
+    let arrays: Vec<Result<Array>> = members.par_iter().map(read).collect();
+    let mut posterior = Posterior::default();
+    // The first error in the members' order.
+    for ((name, ..), array) in members.iter().zip(arrays) {
+        posterior.arrays.insert((*name).clone(), array?);
     }
     Ok(posterior)
 }
