@@ -48,7 +48,7 @@ pub use curves::CellCurve;
 pub use error::{Error, Result};
 pub use eval::{
     Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
-    GpuOptions, Selected, TimeVaryingEvaluation, WORKGROUP_SIZES,
+    GpuOptions, Selected, ShardedEvaluator, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
 pub use frontier::FrontierPoint;
 pub use model::{Array, Cell, CellInfo, Dim, MAX_CELLS, MAX_L_MAX, MAX_PERIODS, Model, Posterior};

@@ -508,6 +508,55 @@ impl Problem {
         self.cells.len()
     }
 
+    /// The same problem over the draws `range` only (their parameters copied): a
+    /// shard for an evaluator of its own, as [`crate::ShardedEvaluator`] spreads the
+    /// draws over several devices.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 100 }, 1);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// let half = problem.draws(50..100)?;
+    /// assert_eq!((half.num_draws(), half.num_cells()), (50, problem.num_cells()));
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    pub fn draws(&self, range: std::ops::Range<usize>) -> Result<Problem> {
+        if range.start >= range.end || range.end > self.num_draws {
+            return Err(Error::invalid(
+                "problem",
+                "draws",
+                format!("{range:?}"),
+                format!("a non-empty range within 0..{}", self.num_draws),
+            ));
+        }
+        let n = self.num_cells();
+        let slice = |params: &[f64], per: usize| {
+            params[range.start * n * per..range.end * n * per].to_vec()
+        };
+        Ok(Problem {
+            adstock: self.adstock,
+            saturation: self.saturation,
+            adstock_first: self.adstock_first,
+            num_periods: self.num_periods,
+            cells: self.cells.clone(),
+            target_scale: self.target_scale.clone(),
+            pattern: self.pattern.clone(),
+            input_scale: self.input_scale.clone(),
+            adstock_params: slice(&self.adstock_params, self.adstock.kind.parameters().len()),
+            saturation_params: slice(&self.saturation_params, self.saturation.parameters().len()),
+            num_draws: range.len(),
+            total_budget: self.total_budget,
+            budget_constraint: self.budget_constraint,
+            lower: self.lower.clone(),
+            upper: self.upper.clone(),
+            linear_constraints: self.linear_constraints.clone(),
+            outcome_constraints: self.outcome_constraints.clone(),
+            utility: self.utility.clone(),
+            start: self.start.clone(),
+            dim_names: self.dim_names.clone(),
+        })
+    }
+
     /// The adstock parameters of draw `d`, optimized cell `c`.
     #[inline]
     pub fn adstock_params_of(&self, d: usize, c: usize) -> &[f64] {

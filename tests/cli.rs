@@ -554,3 +554,55 @@ fn curve_is_the_frontier() {
     };
     assert_eq!(numbers(&a), numbers(&b));
 }
+
+/// `--gpus 0,0`: the draws split over two logical devices on one adapter give the
+/// optimum of one device (where wgpu finds an adapter; MMM_REQUIRE_GPU=1 makes a
+/// missing one fail); an adapter index past the list is a one-line error.
+#[test]
+fn optimize_splits_the_draws_over_several_gpus() {
+    if mmm_budget::GpuContext::adapters().is_empty() {
+        assert!(
+            std::env::var("MMM_REQUIRE_GPU").map_or(true, |v| v != "1"),
+            "MMM_REQUIRE_GPU=1 but no GPU adapter"
+        );
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one.json"), dir.path().join("two.json"));
+    succeeds(
+        bin()
+            .args(["-q", "demo", "--backend", "gpu", "--out"])
+            .arg(&one),
+    );
+    succeeds(
+        bin()
+            .args(["-q", "demo", "--backend", "gpu", "--gpus", "0,0", "--out"])
+            .arg(&two),
+    );
+    let (a, b) = (read_json(&one), read_json(&two));
+    assert!(
+        b["backend"]
+            .as_str()
+            .unwrap()
+            .starts_with("sharded (1000 draws on gpu"),
+        "{b}"
+    );
+    let (ua, ub) = (
+        a["utility"].as_f64().unwrap(),
+        b["utility"].as_f64().unwrap(),
+    );
+    assert!((ua - ub).abs() <= 1e-6 * ua, "{ua} vs {ub}");
+    let o = bin()
+        .args(["-q", "demo", "--backend", "gpu", "--gpus", "0,99"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("no adapter 99: the adapters are"),
+        "{err}"
+    );
+}

@@ -621,3 +621,76 @@ fn an_adapter_chosen_by_index() {
         Ok(_) => panic!("adapter {} opened", adapters.len()),
     }
 }
+
+/// One evaluation split over shards of draws agrees with one evaluator: CPU shards
+/// with the CPU to 1e-12, and (where a device exists) two logical devices on one
+/// adapter with the CPU to the GPU's tolerance, for every output and the
+/// time-varying form; a solve on the shards reaches the single evaluator's optimum.
+#[test]
+fn an_evaluation_split_over_shards_agrees_with_one() {
+    let shape = Shape {
+        draws: 203,
+        channels: 4,
+        geos: 3,
+        periods: 9,
+        l_max: 5,
+    };
+    let (model, scenario) = random_case(
+        11,
+        shape,
+        AdstockKind::WeibullCdf,
+        Saturation::Tanh,
+        true,
+        true,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let ranges = [0..50, 50..51, 51..203];
+    let shards: Vec<Box<dyn Evaluator + Send>> = ranges
+        .iter()
+        .map(|r| {
+            Box::new(CpuEvaluator::new(&problem.draws(r.clone()).unwrap()).unwrap())
+                as Box<dyn Evaluator + Send>
+        })
+        .collect();
+    let mut sharded = ShardedEvaluator::new(shards).unwrap();
+    assert_eq!(sharded.num_draws(), 203);
+    check_against_cpu("cpu shards", &problem, &mut sharded, 1e-12);
+    let single = Solver::new(
+        &problem,
+        &mut CpuEvaluator::new(&problem).unwrap(),
+        Settings::default(),
+    )
+    .unwrap()
+    .solve()
+    .unwrap();
+    let split = Solver::new(&problem, &mut sharded, Settings::default())
+        .unwrap()
+        .solve()
+        .unwrap();
+    assert_eq!(split.status, Status::Solved);
+    assert_close("optimum", &split.allocation, &single.allocation, 1e-7);
+    if gpu().is_none() {
+        return;
+    }
+    let mut two = ShardedEvaluator::gpu(&problem, &[0, 0], &GpuOptions::default()).unwrap();
+    assert_eq!(two.num_shards(), 2);
+    assert!(
+        two.describe().starts_with("sharded (101 draws on gpu"),
+        "{}",
+        two.describe()
+    );
+    check_against_cpu("two logical devices", &problem, &mut two, 1e-5);
+    let on_two = Solver::new(&problem, &mut two, Settings::default())
+        .unwrap()
+        .solve()
+        .unwrap();
+    assert_eq!(on_two.status, Status::Solved);
+    assert_close(
+        "optimum on two devices",
+        &on_two.allocation,
+        &single.allocation,
+        1e-4,
+    );
+    assert!(ShardedEvaluator::new(vec![]).is_err());
+    assert!(problem.draws(10..10).is_err() && problem.draws(0..204).is_err());
+}

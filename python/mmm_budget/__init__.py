@@ -73,11 +73,15 @@ def _prepared(model: Any, function: str, kwargs: dict) -> tuple[Model, str, str,
     return m, text, context, renames
 
 
-def _gpu_adapter(gpu_adapter: int | None) -> int | None:
-    if gpu_adapter is not None:
-        return gpu_adapter
-    env = os.environ.get("MMM_GPU_ADAPTER")
-    return int(env) if env else None
+def _gpu_adapter(gpu_adapter: int | Sequence[int] | None) -> list[int]:
+    """The adapters: one index, several (the draws split over them), or
+    ``MMM_GPU_ADAPTER`` ("0" or "0,1")."""
+    if gpu_adapter is None:
+        env = os.environ.get("MMM_GPU_ADAPTER", "").strip()
+        return [int(v) for v in env.split(",")] if env else []
+    if isinstance(gpu_adapter, int):
+        return [gpu_adapter]
+    return [int(v) for v in gpu_adapter]
 
 
 def optimize(
@@ -90,7 +94,7 @@ def optimize(
     objective: str | None = None,
     scenario: Any = None,
     backend: str = "auto",
-    gpu_adapter: int | None = None,
+    gpu_adapter: int | Sequence[int] | None = None,
     **options: Any,
 ) -> OptimizeResult:
     """Optimizes the allocation of ``budget`` (per period) over ``periods`` periods.
@@ -104,7 +108,8 @@ def optimize(
     ``"minimize spend"``, …. ``scenario``: a scenario.json path or dict whose fields
     the arguments replace (a case folder's own scenario when None). ``backend``:
     "auto", "cpu" or "gpu"; ``gpu_adapter``: the adapter's index (hardware by PCI bus
-    id; ``MMM_GPU_ADAPTER`` when None). Other keywords are the solver's options
+    id), or a list of them (the draws split over those devices); ``MMM_GPU_ADAPTER``
+    ("0" or "0,1") when None. Other keywords are the solver's options
     (``max_iter``, ``time_limit``, ``gtol``, ``ctol``, ``ftol``, ``xtol``,
     ``hessian``, ``starts``, ``verbose``).
 
@@ -171,7 +176,7 @@ def evaluate(
     objective: str | None = None,
     scenario: Any = None,
     backend: str = "auto",
-    gpu_adapter: int | None = None,
+    gpu_adapter: int | Sequence[int] | None = None,
 ) -> EvaluateResult:
     """Evaluates an allocation (per period; None: the budget spread evenly): the
     objective, the mean response and its quantiles, each cell's contribution, ROI and
@@ -197,7 +202,7 @@ def curve(
     objective: str | None = None,
     scenario: Any = None,
     backend: str = "auto",
-    gpu_adapter: int | None = None,
+    gpu_adapter: int | Sequence[int] | None = None,
     **options: Any,
 ) -> CurveResult:
     """The efficient frontier: the optimum at each budget of ``budgets`` (per period),

@@ -31,7 +31,7 @@ def optimize(
     context: str,
     renames: Sequence[tuple[str, str]] = ...,
     backend: str = "auto",
-    gpu_adapter: int | None = None,
+    gpu_adapters: Sequence[int] = ...,
 ) -> str: ...
 def evaluate(
     model: NativeModel,
@@ -40,7 +40,7 @@ def evaluate(
     renames: Sequence[tuple[str, str]] = ...,
     allocation: str | None = None,
     backend: str = "auto",
-    gpu_adapter: int | None = None,
+    gpu_adapters: Sequence[int] = ...,
 ) -> tuple[str, npt.NDArray[np.float64]]: ...
 def curve(
     model: NativeModel,
@@ -49,5 +49,5 @@ def curve(
     budgets: Sequence[float],
     renames: Sequence[tuple[str, str]] = ...,
     backend: str = "auto",
-    gpu_adapter: int | None = None,
+    gpu_adapters: Sequence[int] = ...,
 ) -> str: ...

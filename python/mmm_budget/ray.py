@@ -10,9 +10,10 @@ native library once and keeps it for the batch's later tasks (numpy arrays come 
 the object store without a copy). A task whose worker dies is run again by Ray
 (``max_retries``); results come back in the scenarios' order and pickle.
 
-GPU tasks (``num_gpus > 0``) ask Ray for a GPU each and use the adapter Ray assigned
-(its GPU id as the adapter index: hardware adapters by PCI bus id, which is CUDA's
-order with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or identical GPUs).
+GPU tasks (``num_gpus > 0``) ask Ray for GPUs and use the adapters Ray assigned (its
+GPU ids as adapter indices: hardware adapters by PCI bus id, which is CUDA's order
+with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or identical GPUs; with ``num_gpus`` ≥ 2 the
+task's draws are split over its GPUs).
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def _loaded(token: str, model: Model) -> Model:
     return model
 
 
-def _adapter(num_gpus: float) -> int | None:
+def _adapter(num_gpus: float) -> list[int] | None:
+    """The GPUs Ray assigned to this task (several: the draws split over them)."""
     if num_gpus <= 0:
         return None
     ids = ray.get_gpu_ids()
-    return int(ids[0]) if ids else None
+    return [int(i) for i in ids] if ids else None
 
 
 @ray.remote

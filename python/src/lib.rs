@@ -434,13 +434,13 @@ struct Prepared {
 
 /// What a call was given: the scenario's JSON, the context errors name, the fields
 /// set by keyword arguments (`("total_budget", "budget")`: an error about the field
-/// names the argument), the backend and the adapter.
+/// names the argument), the backend and the adapters.
 struct Call<'a> {
     scenario: &'a str,
     context: &'a str,
     renames: &'a [(String, String)],
     backend: &'a str,
-    gpu_adapter: Option<usize>,
+    gpu_adapters: Vec<usize>,
 }
 
 /// An error about a field that a keyword argument set names the argument.
@@ -493,8 +493,10 @@ fn prepare_inner(model: &NativeModel, call: &Call<'_>) -> mmm_budget::Result<Pre
         scenario,
         settings,
         backend,
+        // One adapter: that one; several: the draws split over them.
         gpu: GpuOptions {
-            adapter: call.gpu_adapter,
+            adapter: (call.gpu_adapters.len() == 1).then(|| call.gpu_adapters[0]),
+            adapters: call.gpu_adapters.clone(),
             ..GpuOptions::default()
         },
     })
@@ -550,7 +552,7 @@ fn cells_json(problem: &Problem) -> Value {
 /// optimized cell, per period), the optimized cells' coordinates, the trace and the
 /// warnings.
 #[pyfunction]
-#[pyo3(signature = (model, scenario, context, renames=vec![], backend="auto", gpu_adapter=None))]
+#[pyo3(signature = (model, scenario, context, renames=vec![], backend="auto", gpu_adapters=vec![]))]
 fn optimize(
     py: Python<'_>,
     model: &NativeModel,
@@ -558,14 +560,14 @@ fn optimize(
     context: &str,
     renames: Vec<(String, String)>,
     backend: &str,
-    gpu_adapter: Option<usize>,
+    gpu_adapters: Vec<usize>,
 ) -> PyResult<String> {
     let call = Call {
         scenario,
         context,
         renames: &renames,
         backend,
-        gpu_adapter,
+        gpu_adapters,
     };
     let raised = Arc::new(Mutex::new(None::<PyErr>));
     let watch = raised.clone();
@@ -625,7 +627,7 @@ fn finish<T>(out: mmm_budget::Result<Option<T>>, raised: &Mutex<Option<PyErr>>) 
 /// Evaluates an allocation (an allocation file's JSON; `None`: the budget spread
 /// evenly): the report's JSON with the warnings, and every draw's response.
 #[pyfunction]
-#[pyo3(signature = (model, scenario, context, renames=vec![], allocation=None, backend="auto", gpu_adapter=None))]
+#[pyo3(signature = (model, scenario, context, renames=vec![], allocation=None, backend="auto", gpu_adapters=vec![]))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
     py: Python<'py>,
@@ -635,14 +637,14 @@ fn evaluate<'py>(
     renames: Vec<(String, String)>,
     allocation: Option<&str>,
     backend: &str,
-    gpu_adapter: Option<usize>,
+    gpu_adapters: Vec<usize>,
 ) -> PyResult<(String, Bound<'py, PyArray1<f64>>)> {
     let call = Call {
         scenario,
         context,
         renames: &renames,
         backend,
-        gpu_adapter,
+        gpu_adapters,
     };
     let out = py.detach(|| -> mmm_budget::Result<(Value, Vec<f64>)> {
         let p = prepare(model, &call)?;
@@ -680,7 +682,7 @@ fn evaluate<'py>(
 /// The efficient frontier over `budgets` (per period), each solve started from the
 /// last: the command line's frontier JSON, with each point's trace-free solution.
 #[pyfunction]
-#[pyo3(signature = (model, scenario, context, budgets, renames=vec![], backend="auto", gpu_adapter=None))]
+#[pyo3(signature = (model, scenario, context, budgets, renames=vec![], backend="auto", gpu_adapters=vec![]))]
 #[allow(clippy::too_many_arguments)]
 fn curve(
     py: Python<'_>,
@@ -690,14 +692,14 @@ fn curve(
     budgets: Vec<f64>,
     renames: Vec<(String, String)>,
     backend: &str,
-    gpu_adapter: Option<usize>,
+    gpu_adapters: Vec<usize>,
 ) -> PyResult<String> {
     let call = Call {
         scenario,
         context,
         renames: &renames,
         backend,
-        gpu_adapter,
+        gpu_adapters,
     };
     let raised = Arc::new(Mutex::new(None::<PyErr>));
     let out = py.detach(|| -> mmm_budget::Result<Option<Value>> {

@@ -174,3 +174,25 @@ def test_demo_and_model_reuse():
     r2 = mb.optimize(m, budget=m.scenario["total_budget"], backend="cpu")
     assert r1 == r2 or r1.utility == r2.utility
     assert math.isfinite(r1.utility)
+
+
+def test_the_gpu_and_draws_split_over_two_devices():
+    """backend="gpu" agrees with the CPU; gpu_adapter=[0, 0] splits the draws over two
+    logical devices and agrees with one (where wgpu finds an adapter: lavapipe in CI,
+    where MMM_REQUIRE_GPU=1 makes a missing one fail)."""
+    import os
+
+    m = mb.Model.demo(channels=3, geos=2, draws=400)
+    try:
+        one = mb.optimize(m, backend="gpu")
+    except mb.DeviceError:
+        if os.environ.get("MMM_REQUIRE_GPU") == "1":
+            raise
+        pytest.skip("no GPU adapter")
+    cpu = mb.optimize(m, backend="cpu")
+    two = mb.optimize(m, backend="gpu", gpu_adapter=[0, 0])
+    assert two.backend.startswith("sharded (200 draws on gpu")
+    assert two.utility == pytest.approx(one.utility, rel=1e-6)
+    assert one.utility == pytest.approx(cpu.utility, rel=1e-6)
+    with pytest.raises(mb.DeviceError, match="no adapter 99"):
+        mb.optimize(m, backend="gpu", gpu_adapter=99)

@@ -249,6 +249,11 @@ struct RunArgs {
     /// GPU only: store the posterior parameters as f16 (half the device memory).
     #[arg(long)]
     f16: bool,
+    /// GPU only: split the draws over these adapters (indices: hardware adapters by
+    /// PCI bus id, then software; `0,0` is two logical devices on the first), each
+    /// evaluating its share, the sums added on the host.
+    #[arg(long, value_delimiter = ',')]
+    gpus: Vec<usize>,
     /// Write the result as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -578,6 +583,7 @@ fn optimize(
         backend: run.backend.into(),
         gpu: GpuOptions {
             f16_parameters: run.f16,
+            adapters: run.gpus.clone(),
             ..Default::default()
         },
         settings,

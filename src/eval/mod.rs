@@ -18,10 +18,12 @@
 
 mod cpu;
 mod gpu;
+mod sharded;
 mod terms;
 
 pub use cpu::CpuEvaluator;
 pub use gpu::{GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL, WORKGROUP_SIZES};
+pub use sharded::ShardedEvaluator;
 
 use crate::error::Result;
 
@@ -80,6 +82,20 @@ impl Backend {
                 warning,
             })
         };
+        if options.adapters.len() > 1 && *self != Backend::Cpu {
+            let sharded = ShardedEvaluator::gpu(problem, &options.adapters, options);
+            return match (sharded, self) {
+                (Ok(s), _) => Ok(Selected {
+                    evaluator: Box::new(s),
+                    backend: Backend::Gpu,
+                    warning: None,
+                }),
+                (Err(e), Backend::Auto) => cpu(Some(format!(
+                    "the GPU evaluators failed ({e}); running on the CPU"
+                ))),
+                (Err(e), _) => Err(e),
+            };
+        }
         match self {
             Backend::Cpu => cpu(None),
             Backend::Gpu => Ok(Selected {

@@ -53,6 +53,10 @@ pub struct GpuOptions {
     /// Which adapter, by its index in [`GpuContext::adapters`] (hardware by PCI bus
     /// id, then software); `None`: the first high-performance adapter.
     pub adapter: Option<usize>,
+    /// Several adapters (indices as for `adapter`; one index twice: two logical
+    /// devices on one adapter): the draws split over them, a
+    /// [`crate::ShardedEvaluator`]. Empty or one: a single device.
+    pub adapters: Vec<usize>,
 }
 
 #[repr(C)]

@@ -1,0 +1,285 @@
+//! One evaluation spread over several evaluators, each holding a contiguous range of
+//! the draws (a shard: on its own GPU, or its own logical device, or the CPU). Every
+//! shard returns its draws' responses and its partial sums of the per-cell
+//! reductions; the sums are added on the host, where the solver stays. The shards run
+//! at once, one thread each.
+//!
+//! With u_d the draw weights (1/D for uniform weights, over all D draws):
+//! Σ_d u_d r_dc = Σ_shards Σ_(d ∈ shard) u_d r_dc, and likewise for r' and r''. A
+//! shard is handed the weights of its own draws, so that each partial sum is exactly
+//! the restriction of the whole; the result differs from one evaluator's only by the
+//! order of the additions.
+//!
+//! How far one device goes, and what then: see the README ("Bigger than one GPU").
+
+use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
+use crate::error::{Error, Result};
+
+/// An evaluator made of shards over consecutive draw ranges.
+///
+/// ```
+/// use mmm_budget::*;
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 100 }, 1);
+/// let problem = Problem::new(&model, &scenario)?;
+/// let shards: Vec<Box<dyn Evaluator + Send>> = vec![
+///     Box::new(CpuEvaluator::new(&problem.draws(0..40)?)?),
+///     Box::new(CpuEvaluator::new(&problem.draws(40..100)?)?),
+/// ];
+/// let mut sharded = ShardedEvaluator::new(shards)?;
+/// let x = problem.uniform_allocation();
+/// let (mut one, mut two) = (Evaluation::new(100, 6), Evaluation::new(100, 6));
+/// CpuEvaluator::new(&problem)?.evaluate(&x, DrawWeights::Uniform, &mut one)?;
+/// sharded.evaluate(&x, DrawWeights::Uniform, &mut two)?;
+/// assert_eq!(one.responses, two.responses);
+/// assert!((one.gradient[0] - two.gradient[0]).abs() <= 1e-12 * one.gradient[0].abs());
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
+pub struct ShardedEvaluator {
+    shards: Vec<Shard>,
+    num_draws: usize,
+    /// 1/D per draw, for uniform weights.
+    uniform: Vec<f64>,
+}
+
+struct Shard {
+    evaluator: Box<dyn Evaluator + Send>,
+    /// The shard's first draw among all.
+    start: usize,
+    evaluation: Evaluation,
+    time_varying: TimeVaryingEvaluation,
+}
+
+impl ShardedEvaluator {
+    /// Shards in draw order: the first holds draws 0..D₀, the next D₀..D₀+D₁, …; all
+    /// over the same cells and periods.
+    pub fn new(evaluators: Vec<Box<dyn Evaluator + Send>>) -> Result<Self> {
+        let Some(first) = evaluators.first() else {
+            return Err(Error::invalid(
+                "sharded evaluator",
+                "shards",
+                0,
+                "at least one",
+            ));
+        };
+        let (cells, periods) = (first.num_cells(), first.num_periods());
+        let mut shards = Vec::with_capacity(evaluators.len());
+        let mut start = 0;
+        for (i, evaluator) in evaluators.into_iter().enumerate() {
+            if evaluator.num_cells() != cells || evaluator.num_periods() != periods {
+                return Err(Error::invalid(
+                    "sharded evaluator",
+                    format!("shards[{i}]"),
+                    format!(
+                        "{} cells × {} periods",
+                        evaluator.num_cells(),
+                        evaluator.num_periods()
+                    ),
+                    format!("{cells} cells × {periods} periods, as shards[0]"),
+                ));
+            }
+            let d = evaluator.num_draws();
+            shards.push(Shard {
+                evaluator,
+                start,
+                evaluation: Evaluation::new(d, cells),
+                time_varying: TimeVaryingEvaluation::new(d, cells, periods),
+            });
+            start += d;
+        }
+        Ok(ShardedEvaluator {
+            shards,
+            num_draws: start,
+            uniform: vec![1.0 / start as f64; start],
+        })
+    }
+
+    /// GPU evaluators over `adapters` (indices of [`crate::GpuContext::adapters`];
+    /// the same index twice opens two logical devices on one adapter), the draws
+    /// split into as many near-equal consecutive ranges.
+    pub fn gpu(
+        problem: &crate::Problem,
+        adapters: &[usize],
+        options: &crate::GpuOptions,
+    ) -> Result<Self> {
+        let k = adapters.len().max(1);
+        let d = problem.num_draws();
+        if d < k {
+            return Err(Error::invalid(
+                "sharded evaluator",
+                "adapters",
+                format!("{adapters:?}"),
+                format!("at most as many devices as draws ({d})"),
+            ));
+        }
+        let mut shards: Vec<Box<dyn Evaluator + Send>> = Vec::with_capacity(k);
+        for (i, &adapter) in adapters.iter().enumerate() {
+            let range = (i * d / k)..((i + 1) * d / k);
+            let options = crate::GpuOptions {
+                adapter: Some(adapter),
+                ..options.clone()
+            };
+            shards.push(Box::new(crate::GpuEvaluator::new(
+                &problem.draws(range)?,
+                &options,
+            )?));
+        }
+        Self::new(shards)
+    }
+
+    /// The number of shards.
+    pub fn num_shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Runs `f` on every shard at once (one thread each), with the weights of its
+    /// draws; the first error in shard order.
+    fn each(
+        &mut self,
+        weights: DrawWeights<'_>,
+        f: impl Fn(&mut Shard, DrawWeights<'_>) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let all: &[f64] = match weights {
+            DrawWeights::Uniform => &self.uniform,
+            DrawWeights::PerDraw(u) => u,
+        };
+        let f = &f;
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .shards
+                .iter_mut()
+                .map(|shard| {
+                    let d = shard.evaluator.num_draws();
+                    let u = &all[shard.start..shard.start + d];
+                    scope.spawn(move || f(shard, DrawWeights::PerDraw(u)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+}
+
+impl Evaluator for ShardedEvaluator {
+    fn num_draws(&self) -> usize {
+        self.num_draws
+    }
+
+    fn num_cells(&self) -> usize {
+        self.shards[0].evaluator.num_cells()
+    }
+
+    fn num_periods(&self) -> usize {
+        self.shards[0].evaluator.num_periods()
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .shards
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} draws on {}",
+                    s.evaluator.num_draws(),
+                    s.evaluator.describe()
+                )
+            })
+            .collect();
+        format!("sharded ({})", parts.join("; "))
+    }
+
+    fn precision(&self) -> f64 {
+        self.shards
+            .iter()
+            .map(|s| s.evaluator.precision())
+            .fold(0.0, f64::max)
+    }
+
+    fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {
+        check_len(out.len(), self.num_draws, "responses")?;
+        self.each(DrawWeights::Uniform, |shard, _| {
+            let mut r = std::mem::take(&mut shard.evaluation.responses);
+            let done = shard.evaluator.responses(x, &mut r);
+            shard.evaluation.responses = r;
+            done
+        })?;
+        for s in &self.shards {
+            let d = s.evaluation.responses.len();
+            out[s.start..s.start + d].copy_from_slice(&s.evaluation.responses);
+        }
+        Ok(())
+    }
+
+    fn evaluate(
+        &mut self,
+        x: &[f64],
+        weights: DrawWeights<'_>,
+        out: &mut Evaluation,
+    ) -> Result<()> {
+        check_weights(&weights, self.num_draws)?;
+        let n = self.num_cells();
+        out.responses.resize(self.num_draws, 0.0);
+        for v in [
+            &mut out.contributions,
+            &mut out.gradient,
+            &mut out.curvature,
+        ] {
+            v.resize(n, 0.0);
+        }
+        self.each(weights, |shard, u| {
+            let mut e = std::mem::take(&mut shard.evaluation);
+            let done = shard.evaluator.evaluate(x, u, &mut e);
+            shard.evaluation = e;
+            done
+        })?;
+        for v in [
+            &mut out.contributions,
+            &mut out.gradient,
+            &mut out.curvature,
+        ] {
+            v.iter_mut().for_each(|x| *x = 0.0);
+        }
+        for s in &self.shards {
+            let e = &s.evaluation;
+            out.responses[s.start..s.start + e.responses.len()].copy_from_slice(&e.responses);
+            for (sum, part) in [
+                (&mut out.contributions, &e.contributions),
+                (&mut out.gradient, &e.gradient),
+                (&mut out.curvature, &e.curvature),
+            ] {
+                sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate_time_varying(
+        &mut self,
+        x: &[f64],
+        weights: DrawWeights<'_>,
+        out: &mut TimeVaryingEvaluation,
+    ) -> Result<()> {
+        check_weights(&weights, self.num_draws)?;
+        out.responses.resize(self.num_draws, 0.0);
+        out.gradient
+            .resize(self.num_cells() * self.num_periods(), 0.0);
+        self.each(weights, |shard, u| {
+            let mut e = std::mem::take(&mut shard.time_varying);
+            let done = shard.evaluator.evaluate_time_varying(x, u, &mut e);
+            shard.time_varying = e;
+            done
+        })?;
+        out.gradient.iter_mut().for_each(|x| *x = 0.0);
+        for s in &self.shards {
+            let e = &s.time_varying;
+            out.responses[s.start..s.start + e.responses.len()].copy_from_slice(&e.responses);
+            out.gradient
+                .iter_mut()
+                .zip(&e.gradient)
+                .for_each(|(a, b)| *a += b);
+        }
+        Ok(())
+    }
+}
