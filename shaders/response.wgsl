@@ -24,6 +24,8 @@ override N_PERIODS: u32;      // N
 override N_ADSTOCK: u32;      // adstock parameters per (draw, cell)
 override N_SATURATION: u32;   // saturation parameters per (draw, cell)
 override PACKED_F16: bool;    // parameters stored as pairs of f16 in each u32
+override HISTORY: bool = false; // carry-in: each cell's scaled spend in the L periods before
+                              // the window, oldest first, after the [c][t] table of `pattern`
 
 override WG: u32 = 256u;      // invocations per workgroup: a power of two, 32 to 256
 const TB: u32 = 8u;           // periods reduced together in the time-varying form
@@ -240,6 +242,54 @@ fn derivatives(a: f32) -> vec3<f32> {
     }
 }
 
+// Carry-in (src/problem.rs, Problem::carry_in): h_t = Σ_(t < l < K) w_l z_(t−l) for
+// period t of the window, z_(−j) the scaled spend j periods before it (0 from
+// t = K − 1 on, and without history).
+fn carry_in(c: u32, t: u32) -> f32 {
+    if (!HISTORY || t + 1u >= KERNEL) {
+        return 0.0;
+    }
+    let base = dims.cells * N_PERIODS + c * L_MAX;
+    var h = 0.0;
+    for (var l = t + 1u; l < KERNEL; l++) {
+        let j = l - t;
+        if (j <= L_MAX) {
+            h += w[l] * pattern[base + L_MAX - j];
+        }
+    }
+    return h;
+}
+
+// Saturation first: the carry-in's share of the window's response (before τ):
+// Σ_(j=1..L) g(z_(−j)) Σ_(j ≤ l < K) w_l (Problem::carry_in_saturated).
+fn carry_in_saturated(c: u32) -> f32 {
+    if (!HISTORY) {
+        return 0.0;
+    }
+    let base = dims.cells * N_PERIODS + c * L_MAX;
+    var r = 0.0;
+    for (var j = 1u; j <= L_MAX; j++) {
+        var reach = 0.0;
+        for (var l = j; l < KERNEL; l++) {
+            reach += w[l];
+        }
+        if (reach != 0.0) {
+            r += derivatives(pattern[base + L_MAX - j]).x * reach;
+        }
+    }
+    return r;
+}
+
+// term(x, q) with the carry-in h added to the input: [g(xq + h), q g'(xq + h),
+// q² g''(xq + h)].
+fn term_h(x: f32, q: f32, h: f32) -> vec3<f32> {
+    if (h == 0.0) {
+        return term(x, q);
+    }
+    let r = derivatives(x * q + h);
+    return vec3(r.x, q * r.y, q * q * r.z);
+}
+
 // [g(xq), q g'(xq), q² g''(xq)], the power-law curves in a form that does not
 // overflow for tiny xq (as Saturation::term_derivatives on the CPU).
 fn term(x: f32, q: f32) -> vec3<f32> {
@@ -329,8 +379,9 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                 for (var t = 0u; t < min(N_PERIODS, KERNEL); t++) {
                     pre += w[t];
                     let m = select(1.0, f32(N_PERIODS - t), t + 1u == KERNEL);
-                    if (pre != 0.0) {
-                        acc += m * term(x, p * pre);
+                    let h = carry_in(c, t);
+                    if (pre != 0.0 || h != 0.0) {
+                        acc += m * term_h(x, p * pre, h);
                     }
                 }
                 if (N_PERIODS + 1u >= KERNEL) {
@@ -351,8 +402,9 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                         for (var l = t + 1u - N_PERIODS; l < min(t + 1u, KERNEL); l++) {
                             s += w[l];
                         }
-                        if (s != 0.0) {
-                            acc += term(x, p * s);
+                        let h = carry_in(c, t);
+                        if (s != 0.0 || h != 0.0) {
+                            acc += term_h(x, p * s, h);
                         }
                     }
                 }
@@ -364,8 +416,9 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                     for (var l = lo; l < hi; l++) {
                         q += w[l] * pattern[base + t - l];
                     }
-                    if (q != 0.0) {
-                        acc += term(x, q);
+                    let h = carry_in(c, t);
+                    if (q != 0.0 || h != 0.0) {
+                        acc += term_h(x, q, h);
                     }
                 }
             } else if (constant) {
@@ -374,6 +427,7 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                 if (q != 0.0) {
                     acc = wsum * f32(N_PERIODS) * term(x, q);
                 }
+                acc.x += carry_in_saturated(c);
             } else {
                 for (var t = 0u; t < N_PERIODS; t++) {
                     let q = pattern[base + t];
@@ -381,6 +435,7 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                         acc += wsum * term(x, q);
                     }
                 }
+                acc.x += carry_in_saturated(c);
             }
             acc = cell[c].x * acc;
             total += acc.x;
@@ -419,11 +474,12 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                     for (var l = lo; l < hi; l++) {
                         a += w[l] * alloc[base + t - l] * pattern[base + t - l];
                     }
-                    let gg = derivatives(a);
+                    let gg = derivatives(a + carry_in(c, t));
                     total += cell[c].x * gg.x;
                     v[t] = gg.y;
                 }
             } else {
+                total += cell[c].x * carry_in_saturated(c);
                 for (var t = 0u; t < N_PERIODS; t++) {
                     let gg = derivatives(alloc[base + t] * pattern[base + t]);
                     total += cell[c].x * wsum * gg.x;

@@ -44,6 +44,10 @@ pub struct Problem {
     /// 1/(κ_tc s_c), media units per unit of spend, `[c * N + t]`: the time-varying
     /// form's input scale.
     pub input_scale: Vec<f64>,
+    /// Carry-in: the scaled spend (÷ s_c) of each optimized cell in the L periods
+    /// before the window, oldest first, `history[c * L + i]` for period i − L; empty
+    /// when the scenario gives none.
+    pub history: Vec<f64>,
     /// Adstock parameters, `[draw][cell][parameter]`.
     pub adstock_params: Vec<f64>,
     /// Saturation parameters, `[draw][cell][parameter]`.
@@ -255,6 +259,51 @@ impl Problem {
                 pattern.push(p / channel_scale[c]);
             }
         }
+        // Carry-in: l_max values a rule, oldest first, finite and >= 0.
+        let l_max = model.adstock.l_max;
+        let mut spent_before: Vec<Option<&[f64]>> = vec![None; model.num_cells()];
+        for (i, rule) in scenario.history.iter().enumerate() {
+            let field = format!("history[{i}]");
+            let hits = select(model, &rule.select, &format!("{field}.select"))?;
+            if rule.values.len() != l_max {
+                return Err(Error::Shape {
+                    context: "scenario".into(),
+                    field: format!("{field}.spend"),
+                    found: vec![rule.values.len()],
+                    expected: format!(
+                        "{l_max} values: the spend of each of the l_max periods before the window, oldest first"
+                    ),
+                });
+            }
+            if let Some(t) = rule
+                .values
+                .iter()
+                .position(|v| !(v.is_finite() && *v >= 0.0))
+            {
+                return Err(Error::invalid(
+                    "scenario",
+                    format!("{field}.spend[{t}]"),
+                    rule.values[t],
+                    "a finite number >= 0",
+                ));
+            }
+            for (o, hit) in spent_before.iter_mut().zip(hits) {
+                if hit {
+                    *o = Some(&rule.values);
+                }
+            }
+        }
+        let history: Vec<f64> = if scenario.history.is_empty() {
+            vec![]
+        } else {
+            opt.iter()
+                .flat_map(|&c| {
+                    let scale = channel_scale[c];
+                    (0..l_max).map(move |i| (c, i, scale))
+                })
+                .map(|(c, i, scale)| spent_before[c].map_or(0.0, |h| h[i] / scale))
+                .collect()
+        };
         check_derived(
             model,
             scenario,
@@ -453,6 +502,7 @@ impl Problem {
             target_scale: opt.iter().map(|&c| target_scale[c]).collect(),
             pattern,
             input_scale,
+            history,
             adstock_params,
             saturation_params,
             num_draws,
@@ -542,6 +592,7 @@ impl Problem {
             target_scale: self.target_scale.clone(),
             pattern: self.pattern.clone(),
             input_scale: self.input_scale.clone(),
+            history: self.history.clone(),
             adstock_params: slice(&self.adstock_params, self.adstock.kind.parameters().len()),
             saturation_params: slice(&self.saturation_params, self.saturation.parameters().len()),
             num_draws: range.len(),
@@ -583,6 +634,55 @@ impl Problem {
     /// (n, or n·N for the time-varying form).
     pub fn check_allocation(&self, x: &[f64], len: usize) -> Result<()> {
         check_allocation(&self.cells, x, len)
+    }
+
+    /// Cell c's carry-in (scaled spend in the L periods before the window, oldest
+    /// first), if the scenario gives any.
+    pub fn history_of(&self, c: usize) -> Option<&[f64]> {
+        let l = self.adstock.l_max;
+        (!self.history.is_empty()).then(|| &self.history[c * l..(c + 1) * l])
+    }
+
+    /// The adstocked carry-in of cell c with adstock weights `w` (K of them), for
+    /// the first periods of the window: h_t = Σ_(t < l < K) w_l z_(t−l), z_(−j) the
+    /// scaled spend j periods before the window, into `h[t]` for t < K − 1 (later
+    /// periods get none). Zeros without history.
+    pub fn carry_in(&self, c: usize, w: &[f64], h: &mut Vec<f64>) {
+        let k = w.len();
+        h.clear();
+        h.resize(k.saturating_sub(1), 0.0);
+        let Some(z) = self.history_of(c) else {
+            return;
+        };
+        let l_max = z.len();
+        for (t, ht) in h.iter_mut().enumerate() {
+            // Period t − l = −j, j = l − t ∈ [1, L]: z[L − j].
+            *ht = (t + 1..k)
+                .filter(|l| l - t <= l_max)
+                .map(|l| w[l] * z[l_max - (l - t)])
+                .sum();
+        }
+    }
+
+    /// With saturation first, the carry-in's share of the window's response of cell
+    /// c (before τ_c): Σ_(j=1..L) g(z_(−j)) Σ_(j ≤ l < K) w_l, the saturated spend
+    /// before the window as adstock carries it past period 0; it does not depend on
+    /// the allocation.
+    pub fn carry_in_saturated(&self, c: usize, w: &[f64], params: &[f64]) -> f64 {
+        let Some(z) = self.history_of(c) else {
+            return 0.0;
+        };
+        let l_max = z.len();
+        (1..=l_max)
+            .map(|j| {
+                let reach: f64 = w.iter().skip(j).sum();
+                if reach == 0.0 {
+                    0.0
+                } else {
+                    self.saturation.derivatives(z[l_max - j], params)[0] * reach
+                }
+            })
+            .sum()
     }
 
     /// p_tc for t < N of optimized cell `c`.

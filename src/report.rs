@@ -71,6 +71,10 @@ pub struct Report {
     pub num_draws: usize,
     /// The evaluator that computed it.
     pub backend: String,
+    /// With carry-in (the scenario's `history`): the mean response of the spend
+    /// before the window alone (at zero spend in the window), part of
+    /// `mean_response`.
+    pub carry_in_response: Option<f64>,
 }
 
 /// The quantile levels of [`Report::response_quantiles`].
@@ -135,6 +139,13 @@ impl Report {
             cells,
             num_draws: problem.num_draws(),
             backend: ev.describe(),
+            carry_in_response: if problem.history.is_empty() {
+                None
+            } else {
+                let mut r = vec![0.0; problem.num_draws()];
+                ev.responses(&vec![0.0; x.len()], &mut r)?;
+                Some(r.iter().sum::<f64>() / r.len() as f64)
+            },
         })
     }
 
@@ -182,6 +193,7 @@ impl Report {
                 "marginal_roi": "d mean_response / d budget_window",
             },
             "backend": self.backend,
+            "carry_in_response": self.carry_in_response,
             "cells": cells,
         })
     }
@@ -248,6 +260,12 @@ impl Report {
             self.response_quantiles[2],
             self.response_quantiles[1]
         );
+        if let Some(c) = self.carry_in_response {
+            let _ = writeln!(
+                s,
+                "of which carried in from the spend before the window (its adstocked tail, at zero spend in the window): {c:.6}"
+            );
+        }
         s
     }
 }

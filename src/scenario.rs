@@ -99,6 +99,12 @@ pub struct Scenario {
     /// A reference allocation (per period: historical spend, last year's plan) that
     /// relative bounds are multiples of; cells it leaves out have 0.
     pub reference: Option<Vec<(Selector, f64)>>,
+    /// Carry-in: the spend of the selected cells in each of the l_max periods before
+    /// the window, oldest first (`values[l_max − 1]` is the period just before), in
+    /// the channel data's units (divided by the channel scale as the model's inputs
+    /// are; no cost per unit). Its adstocked tail enters the window's response; cells
+    /// no rule selects had none.
+    pub history: Vec<PeriodRule>,
 }
 
 impl Scenario {
@@ -117,6 +123,7 @@ impl Scenario {
             utility: Utility::mean(),
             start: None,
             reference: None,
+            history: vec![],
         }
     }
 }

@@ -694,3 +694,58 @@ fn an_evaluation_split_over_shards_agrees_with_one() {
     assert!(ShardedEvaluator::new(vec![]).is_err());
     assert!(problem.draws(10..10).is_err() && problem.draws(0..204).is_err());
 }
+
+/// Carry-in (`"history"`): the GPU agrees with the CPU for every adstock kind and
+/// both orders, across a window shorter and one longer than the carry-over (each
+/// pair of kind and order one of three windows), in the constant and the
+/// time-varying forms.
+#[test]
+fn carry_in_agrees_with_the_cpu() {
+    let kinds = [
+        AdstockKind::Geometric,
+        AdstockKind::Delayed,
+        AdstockKind::Binomial,
+        AdstockKind::WeibullPdf,
+        AdstockKind::WeibullCdf,
+    ];
+    for (i, kind) in kinds.into_iter().enumerate() {
+        for adstock_first in [true, false] {
+            let windows = [(2, false), (11, true), (11, false)];
+            {
+                let (periods, time_varying_inputs) =
+                    windows[(2 * i + usize::from(adstock_first)) % 3];
+                let shape = Shape {
+                    draws: 70,
+                    channels: 3,
+                    geos: 2,
+                    periods,
+                    l_max: 6,
+                };
+                let (model, mut scenario) = random_case(
+                    90 + i as u64,
+                    shape,
+                    kind,
+                    Saturation::Logistic,
+                    adstock_first,
+                    time_varying_inputs,
+                );
+                let mut select = Selector::new();
+                select.insert("channel".into(), "c1".into());
+                scenario.history.push(PeriodRule {
+                    select,
+                    values: (0..model.adstock.l_max).map(|t| 0.5 + t as f64).collect(),
+                });
+                let problem = Problem::new(&model, &scenario).unwrap();
+                assert!(!problem.history.is_empty());
+                on_each_backend(&problem, &GpuOptions::default(), |what, ev, tol| {
+                    check_against_cpu(
+                        &format!("{what} {kind} first {adstock_first} N {periods}"),
+                        &problem,
+                        ev,
+                        tol,
+                    );
+                });
+            }
+        }
+    }
+}

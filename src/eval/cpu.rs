@@ -283,6 +283,47 @@ fn push_runs(values: &[f64], multiplicity: f64, q: &mut Vec<f64>, m: &mut Vec<f6
     }
 }
 
+/// The carry-in's share of cell c's [r, r′, r″] (before τ_c) for draw d at spend x.
+///
+/// Adstock first: the spend before the window adds h_t (see [`Problem::carry_in`])
+/// to the adstocked input of the first K − 1 periods, a_t = x q_t + h_t; the usual
+/// terms hold g(x q_t), so this adds, over those periods,
+/// [g(a_t) − g(x q_t), q_t (g′(a_t) − g′(x q_t)), q_t² (g″(a_t) − g″(x q_t))]
+/// (a derivative that is not finite at x q_t, a power law at 0, is left to the usual
+/// terms). Saturation first: the constant [`Problem::carry_in_saturated`].
+fn carry_in_terms(p: &Problem, d: usize, c: usize, x: f64, s: &mut Scratch) -> [f64; 3] {
+    let k = p.adstock.kernel_len();
+    s.w.resize(k, 0.0);
+    p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
+    let params = p.saturation_params_of(d, c);
+    if !p.adstock_first {
+        return [p.carry_in_saturated(c, &s.w, params), 0.0, 0.0];
+    }
+    p.carry_in(c, &s.w, &mut s.v);
+    let pattern = p.pattern_of(c);
+    let n = p.num_periods;
+    let mut out = [0.0; 3];
+    for (t, &h) in s.v.iter().enumerate() {
+        if h == 0.0 {
+            continue;
+        }
+        // q_t = Σ_l w_l p_(t−l) over the periods t − l of the window.
+        let q: f64 = (t.saturating_sub(n - 1)..=t.min(k - 1))
+            .map(|l| s.w[l] * pattern[t - l])
+            .sum();
+        let with = p.saturation.derivatives(x * q + h, params);
+        let without = p.saturation.derivatives(x * q, params);
+        out[0] += with[0] - without[0];
+        if without[1].is_finite() {
+            out[1] += q * (with[1] - without[1]);
+        }
+        if without[2].is_finite() {
+            out[2] += q * q * (with[2] - without[2]);
+        }
+    }
+    out
+}
+
 impl Evaluator for CpuEvaluator {
     fn num_draws(&self) -> usize {
         self.problem.num_draws()
@@ -309,12 +350,16 @@ impl Evaluator for CpuEvaluator {
         self.problem.check_allocation(x, n)?;
         check_len(out.len(), d, "responses")?;
         let p = &self.problem;
+        let carry = !p.history.is_empty();
         self.for_draws(out, 0, |d, scratch, _| {
             (0..n)
                 .map(|c| {
                     let (q, m) = self.terms(d, c, scratch);
-                    let [v, _, _] =
+                    let [mut v, _, _] =
                         terms::sums(p.saturation, p.saturation_params_of(d, c), x[c], q, m);
+                    if carry {
+                        v += carry_in_terms(p, d, c, x[c], scratch)[0];
+                    }
                     p.target_scale[c] * v
                 })
                 .sum()
@@ -333,13 +378,18 @@ impl Evaluator for CpuEvaluator {
         check_weights(&weights, nd)?;
         out.responses.resize(nd, 0.0);
         let p = &self.problem;
+        let carry = !p.history.is_empty();
         let sums = self.for_draws(&mut out.responses, 3 * n, |d, scratch, partial| {
             let u = weights.get(d, nd);
             let mut r = 0.0;
             for c in 0..n {
                 let (q, m) = self.terms(d, c, scratch);
-                let [v, v1, v2] =
+                let [mut v, mut v1, mut v2] =
                     terms::sums(p.saturation, p.saturation_params_of(d, c), x[c], q, m);
+                if carry {
+                    let [h, h1, h2] = carry_in_terms(p, d, c, x[c], scratch);
+                    (v, v1, v2) = (v + h, v1 + h1, v2 + h2);
+                }
                 let tau = p.target_scale[c];
                 r += tau * v;
                 partial[c] += u * tau * v;
@@ -386,6 +436,11 @@ impl Evaluator for CpuEvaluator {
                 if p.adstock_first {
                     s.a.resize(window, 0.0);
                     convolve(&s.w, &s.z, &mut s.a);
+                    // The carry-in of the spend before the window.
+                    p.carry_in(c, &s.w, &mut s.v);
+                    for (a, h) in s.a.iter_mut().zip(&s.v) {
+                        *a += h;
+                    }
                     s.v.clear();
                     for &a in &s.a {
                         let [g, g1, _] = p.saturation.derivatives(a, params);
@@ -399,6 +454,7 @@ impl Evaluator for CpuEvaluator {
                     }
                 } else {
                     let total: f64 = s.w.iter().sum();
+                    r += tau * p.carry_in_saturated(c, &s.w, params);
                     for t in 0..np {
                         let [g, g1, _] = p.saturation.derivatives(s.z[t], params);
                         r += tau * total * g;

@@ -36,7 +36,17 @@ struct ScenarioFile {
     #[serde(default)]
     reference: Option<Vec<Map<String, Value>>>,
     #[serde(default)]
+    history: Vec<HistoryFile>,
+    #[serde(default)]
     options: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryFile {
+    #[serde(default)]
+    select: Selector,
+    spend: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +215,14 @@ pub fn scenario_from_json(text: &str, context: &str) -> Result<(Scenario, crate:
         utility,
         start,
         reference,
+        history: file
+            .history
+            .into_iter()
+            .map(|h| PeriodRule {
+                select: h.select,
+                values: h.spend,
+            })
+            .collect(),
     };
     let settings = settings_from_options(&file.options, &ctx)?;
     Ok((scenario, settings))

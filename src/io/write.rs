@@ -178,6 +178,14 @@ pub fn scenario_json(scenario: &Scenario) -> Value {
             obj.insert(key.into(), Value::Array(r));
         }
     }
+    if !scenario.history.is_empty() {
+        let h: Vec<Value> = scenario
+            .history
+            .iter()
+            .map(|r| serde_json::json!({"select": r.select, "spend": r.values}))
+            .collect();
+        obj.insert("history".into(), Value::Array(h));
+    }
     if !scenario.constraints.is_empty() {
         obj.insert(
             "constraints".into(),

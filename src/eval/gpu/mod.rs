@@ -275,6 +275,10 @@ impl GpuEvaluator {
             ("N_ADSTOCK", na as f64),
             ("N_SATURATION", ns as f64),
             ("PACKED_F16", if f16 { 1.0 } else { 0.0 }),
+            (
+                "HISTORY",
+                if problem.history.is_empty() { 0.0 } else { 1.0 },
+            ),
             ("WG", wg as f64),
         ];
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
@@ -336,14 +340,21 @@ impl GpuEvaluator {
             })
         };
         let storage_ro = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        // Both tables carry the carry-in after their [c][t] values (the shader reads
+        // it from whichever the form binds).
+        let with_history = |table: &[f64]| {
+            let mut v = f32s(table);
+            v.extend(f32s(&problem.history));
+            v
+        };
         let pattern = init(
             "pattern",
-            bytemuck::cast_slice(&f32s(&problem.pattern)),
+            bytemuck::cast_slice(&with_history(&problem.pattern)),
             storage_ro,
         );
         let input_scale = init(
             "input scale",
-            bytemuck::cast_slice(&f32s(&problem.input_scale)),
+            bytemuck::cast_slice(&with_history(&problem.input_scale)),
             storage_ro,
         );
         // (τ_c, 1 when the cell's unit pattern is the same in every period).
