@@ -92,6 +92,7 @@ def optimize(
     bounds: Any = None,
     constraints: Iterable[str] | None = None,
     objective: str | None = None,
+    history: Any = None,
     scenario: Any = None,
     backend: str = "auto",
     gpu_adapter: int | Sequence[int] | None = None,
@@ -105,7 +106,8 @@ def optimize(
     scenario.json (``"tv + radio <= 500"``, ``"mean_response >= 5000"``,
     ``"cvar(0.9) >= 4000"``, ``"roi >= 2.5"``). ``objective``: ``"maximize mean"``
     (the default), ``"maximize cvar(0.9)"``, ``"maximize mean - 0.5 * std"``,
-    ``"minimize spend"``, …. ``scenario``: a scenario.json path or dict whose fields
+    ``"minimize spend"``, …. ``history``: the spend before the window (carry-in),
+    ``{channel: [l_max spends, oldest first]}`` or scenario.json's rules. ``scenario``: a scenario.json path or dict whose fields
     the arguments replace (a case folder's own scenario when None). ``backend``:
     "auto", "cpu" or "gpu"; ``gpu_adapter``: the adapter's index (hardware by PCI bus
     id), or a list of them (the draws split over those devices); ``MMM_GPU_ADAPTER``
@@ -128,6 +130,7 @@ def optimize(
             bounds=bounds,
             constraints=constraints,
             objective=objective,
+            history=history,
             options=options,
         ),
     )
@@ -174,6 +177,7 @@ def evaluate(
     budget: float | None = None,
     periods: int | None = None,
     objective: str | None = None,
+    history: Any = None,
     scenario: Any = None,
     backend: str = "auto",
     gpu_adapter: int | Sequence[int] | None = None,
@@ -184,7 +188,7 @@ def evaluate(
     m, text, context, renames = _prepared(
         model,
         "evaluate",
-        dict(scenario=scenario, budget=budget, periods=periods, objective=objective),
+        dict(scenario=scenario, budget=budget, periods=periods, objective=objective, history=history),
     )
     raw, responses = _native.evaluate(
         m.native, text, context, renames, _allocation_json(m, allocation), backend, _gpu_adapter(gpu_adapter)

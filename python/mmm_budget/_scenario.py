@@ -34,6 +34,24 @@ def bound_rules(model: Model, bounds: Any) -> list[dict]:
     return list(bounds)
 
 
+def history_rules(model: Model, history: Any) -> list[dict]:
+    """Carry-in as scenario rules: scenario.json's ``[{"select": {...}, "spend":
+    [...]}]``, or a mapping from a channel name (or a tuple of coordinates, the model's
+    dims then the channel) to the spend of each of the l_max periods before the
+    window, oldest first."""
+    if isinstance(history, Mapping):
+        names = [d for d, _ in model.dims] + ["channel"]
+        rules = []
+        for key, spend in history.items():
+            if isinstance(key, tuple):
+                select = dict(zip(names, (str(k) for k in key)))
+            else:
+                select = {"channel": str(key)}
+            rules.append({"select": select, "spend": [float(v) for v in spend]})
+        return rules
+    return list(history)
+
+
 def scenario_json(
     model: Model,
     function: str,
@@ -44,6 +62,7 @@ def scenario_json(
     bounds: Any = None,
     constraints: Iterable[str] | None = None,
     objective: str | None = None,
+    history: Any = None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[str, str, list[tuple[str, str]]]:
     """The scenario's JSON text, the context errors name (the scenario file, or
@@ -60,7 +79,7 @@ def scenario_json(
         with open(scenario, encoding="utf-8") as f:
             text = f.read()
         context = os.fspath(scenario)
-        overrides = [budget, periods, bounds, constraints, objective, options]
+        overrides = [budget, periods, bounds, constraints, objective, history, options]
         if all(v is None for v in overrides):
             return text, context, []
         base = json.loads(text)
@@ -84,6 +103,8 @@ def scenario_json(
     if objective is not None:
         base.pop("utility", None)
         base["objective"] = objective
+    if history is not None:
+        base["history"] = history_rules(model, history)
     if options:
         merged = dict(base.get("options") or {})
         merged.update(options)

@@ -159,6 +159,9 @@ class OptimizeResult(_Result):
         self.warnings: list[str] = list(r.get("warnings", []))
         self.conflicting: list[str] = list(r.get("conflicting", []))
         self.least_spend = r.get("least_spend")
+        #: The part of the mean response the spend before the window brings alone
+        #: (None without ``history``).
+        self.carry_in_response = r.get("carry_in_response")
 
     @property
     def mean_contribution(self):
@@ -214,6 +217,7 @@ class EvaluateResult(_Result):
         self.total_budget: float = r["total_budget"]
         self.warnings: list[str] = list(r.get("warnings", []))
         self.backend: str = r["backend"]
+        self.carry_in_response = r.get("carry_in_response")
         self.allocation = self._cells.grid(r["optimized_cells"], r["allocation"], 0.0, "budget", UNITS["budget"])
 
     def __getstate__(self) -> dict:
