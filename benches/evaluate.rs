@@ -2,6 +2,7 @@
 //! sizes, the time-varying form, and whole optimizations of the reference cases.
 //!
 //!     cargo bench --bench evaluate
+//!     cargo bench --bench evaluate -- carry_in            # one group
 //!     MMM_BENCH_QUICK=1 cargo bench --bench evaluate     # small sizes, for CI
 //!
 //! Throughput is in draw × cell × period terms (periods include the l_max
@@ -111,6 +112,35 @@ fn time_varying(c: &mut Criterion) {
     });
 }
 
+/// Carry-in on the CPU: one evaluation without and with a history for every cell,
+/// side by side (the prediction is in benches/NOTES.md).
+fn carry_in(c: &mut Criterion) {
+    let mut group = c.benchmark_group("carry_in");
+    group.sample_size(10);
+    for size in sizes().into_iter().take(2) {
+        let (model, scenario) = synthetic(&size, 7);
+        let mut carried = scenario.clone();
+        carried.history.push(PeriodRule {
+            select: Selector::new(),
+            values: (0..model.adstock.l_max).map(|t| 10.0 + t as f64).collect(),
+        });
+        let label = format!("D{}xn{}", size.draws, size.channels * size.geos);
+        for (name, s) in [("without", &scenario), ("with", &carried)] {
+            let problem = Problem::new(&model, s).expect("valid synthetic problem");
+            let mut ev = CpuEvaluator::new(&problem).expect("cpu evaluator");
+            let x = problem.uniform_allocation();
+            let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+            group.bench_function(BenchmarkId::new(name, &label), |b| {
+                b.iter(|| {
+                    ev.evaluate(&x, DrawWeights::Uniform, &mut out)
+                        .expect("evaluation")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn optimize(c: &mut Criterion) {
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
@@ -134,5 +164,5 @@ fn optimize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, time_varying, optimize);
+criterion_group!(benches, evaluate, time_varying, carry_in, optimize);
 criterion_main!(benches);
