@@ -80,16 +80,28 @@ def _curve_task(model: Model, token: str, budgets: Sequence[float], kwargs: Mapp
     return mmm_budget.curve(m, budgets, **args)
 
 
+def _unloaded(source: Any, context: str | None) -> Model:
+    """A Model that is loaded where it is used (the workers), not here."""
+    m = Model.__new__(Model)
+    m.__setstate__({"source": source, "context": context})
+    return m
+
+
 def _shippable(model: Any) -> Model:
-    """The model as it travels: a saved .nc is read into memory here (an
+    """The model as it travels, not loaded on the driver (the workers load it, and
+    raise what loading raises): a saved .nc is read into memory here (an
     ``xarray.DataTree``), so that workers on other machines need no copy of the file;
     a case folder travels as its path (it must be on every node)."""
+    if isinstance(model, Model):
+        return model
+    if hasattr(model, "idata") and not hasattr(model, "posterior"):
+        model = model.idata  # a PyMC-Marketing MMM
     if isinstance(model, (str, os.PathLike)) and os.path.isfile(model) and not os.fspath(model).endswith(".json"):
         import xarray as xr
 
         tree = xr.open_datatree(model, engine="h5netcdf").load()
-        return Model(tree, context=os.fspath(model))
-    return model if isinstance(model, Model) else Model(model)
+        return _unloaded(tree, os.fspath(model))
+    return _unloaded(model, None)
 
 
 def optimize_many(

@@ -60,6 +60,11 @@ def test_refused_and_infeasible_scenarios(local_ray, idata):
     assert isinstance(out[2], mb.InfeasibleError) and out[2].result.status == "infeasible"
     with pytest.raises(mb.InputError):
         mray.optimize_many(many[:2], model=idata, backend="cpu")
+    # A model refused where it is loaded (the workers) raises the same error here.
+    bad = idata.copy()
+    bad.posterior["saturation_lam"] = bad.posterior["saturation_lam"].astype("int64")
+    with pytest.raises(mb.InputError, match="saturation_lam dtype = int64"):
+        mray.optimize_many(many[:1], model=bad, backend="cpu")
 
 
 def ray_tasks() -> list[int]:
