@@ -40,13 +40,58 @@ pub struct CpuEvaluator {
 }
 
 /// (q, m) terms for every (draw, cell) i: `lens[i]` of them from `q[i * stride]` and
-/// `m[i * stride]`.
+/// `m[i * stride]`; with carry-in, also its shifted terms and constant (see
+/// [`CellTerms`]).
 #[derive(Clone, Debug)]
 struct Terms {
     stride: usize,
     lens: Vec<u32>,
     q: Vec<f64>,
     m: Vec<f64>,
+    carry: Option<CarryTerms>,
+}
+
+/// The carry-in's terms for every (draw, cell) i: `lens[i]` (q, m, h) from
+/// `[i * stride]`, and its constant.
+#[derive(Clone, Debug)]
+struct CarryTerms {
+    stride: usize,
+    lens: Vec<u32>,
+    q: Vec<f64>,
+    m: Vec<f64>,
+    h: Vec<f64>,
+    constant: Vec<f64>,
+}
+
+/// One (draw, cell)'s terms: r = Σ m g(x q) + Σ cm g(x cq + ch) + constant, and the
+/// derivatives of its sums. Without carry-in the shifted terms are empty and the
+/// constant 0. With it (adstock first), the periods whose input carries the
+/// adstocked spend before the window (h_t > 0, t < K − 1) are shifted terms instead
+/// of usual ones; with saturation first, the carry-in is the constant
+/// [`Problem::carry_in_saturated`].
+struct CellTerms<'s> {
+    q: &'s [f64],
+    m: &'s [f64],
+    cq: &'s [f64],
+    cm: &'s [f64],
+    ch: &'s [f64],
+    constant: f64,
+}
+
+impl CellTerms<'_> {
+    /// [r, r′, r″] of the cell before τ at per-period spend x.
+    #[inline]
+    fn sums(&self, p: &Problem, params: &[f64], x: f64) -> [f64; 3] {
+        let mut s = terms::sums(p.saturation, params, x, self.q, self.m);
+        if !self.cq.is_empty() {
+            let c = terms::sums_shifted(p.saturation, params, x, self.cq, self.cm, self.ch);
+            for k in 0..3 {
+                s[k] += c[k];
+            }
+        }
+        s[0] += self.constant;
+        s
+    }
 }
 
 /// Per-thread scratch space.
@@ -60,6 +105,11 @@ struct Scratch {
     /// The terms' q and m.
     tq: Vec<f64>,
     tm: Vec<f64>,
+    /// The carry-in's shifted terms (q, m, h) and constant.
+    cq: Vec<f64>,
+    cm: Vec<f64>,
+    ch: Vec<f64>,
+    constant: f64,
 }
 
 impl CpuEvaluator {
@@ -94,7 +144,19 @@ impl CpuEvaluator {
             problem.num_periods + problem.adstock.l_max
         };
         let per_pair = per_pair.next_multiple_of(terms::LANES);
-        let bytes = d * n * per_pair * 2 * std::mem::size_of::<f64>();
+        // With carry-in, (q, m, h) of up to K − 1 shifted terms and a constant more.
+        let carry_pair = if problem.history.is_empty() {
+            0
+        } else {
+            3 * problem
+                .adstock
+                .kernel_len()
+                .saturating_sub(1)
+                .next_multiple_of(terms::LANES)
+                .max(terms::LANES)
+                + 1
+        };
+        let bytes = d * n * (per_pair * 2 + carry_pair) * std::mem::size_of::<f64>();
         let mut ev = CpuEvaluator {
             problem: problem.clone(),
             terms: None,
@@ -132,7 +194,56 @@ impl CpuEvaluator {
                     *len = s.tq.len() as u32;
                 }
             });
-        Terms { stride, lens, q, m }
+        let carry = (!self.problem.history.is_empty()).then(|| self.build_carry(n, d));
+        Terms {
+            stride,
+            lens,
+            q,
+            m,
+            carry,
+        }
+    }
+
+    fn build_carry(&self, n: usize, d: usize) -> CarryTerms {
+        let stride = self
+            .problem
+            .adstock
+            .kernel_len()
+            .saturating_sub(1)
+            .next_multiple_of(terms::LANES)
+            .max(terms::LANES);
+        let mut q = vec![0.0; d * n * stride];
+        let mut m = vec![0.0; d * n * stride];
+        let mut h = vec![0.0; d * n * stride];
+        let mut lens = vec![0u32; d * n];
+        let mut constant = vec![0.0; d * n];
+        q.par_chunks_mut(n * stride)
+            .zip(m.par_chunks_mut(n * stride))
+            .zip(h.par_chunks_mut(n * stride))
+            .zip(lens.par_chunks_mut(n).zip(constant.par_chunks_mut(n)))
+            .enumerate()
+            .for_each_init(
+                Scratch::default,
+                |s, (draw, (((q, m), h), (lens, constant)))| {
+                    for c in 0..n {
+                        terms_of(&self.problem, draw, c, self.constant[c], s);
+                        let at = c * stride..c * stride + s.cq.len();
+                        q[at.clone()].copy_from_slice(&s.cq);
+                        m[at.clone()].copy_from_slice(&s.cm);
+                        h[at].copy_from_slice(&s.ch);
+                        lens[c] = s.cq.len() as u32;
+                        constant[c] = s.constant;
+                    }
+                },
+            );
+        CarryTerms {
+            stride,
+            lens,
+            q,
+            m,
+            h,
+            constant,
+        }
     }
 
     /// Runs `per_draw(d, scratch, partial)` for every draw over rayon, each block of
@@ -165,18 +276,46 @@ impl CpuEvaluator {
         total
     }
 
-    /// The (q, m) terms of draw `d`, cell `c`: cached, or computed into `scratch`.
+    /// The terms of draw `d`, cell `c`: cached, or computed into `scratch`.
     #[inline]
-    fn terms<'s>(&'s self, d: usize, c: usize, scratch: &'s mut Scratch) -> (&'s [f64], &'s [f64]) {
+    fn terms<'s>(&'s self, d: usize, c: usize, scratch: &'s mut Scratch) -> CellTerms<'s> {
         match &self.terms {
             Some(t) => {
                 let i = d * self.problem.num_cells() + c;
                 let at = i * t.stride..i * t.stride + t.lens[i] as usize;
-                (&t.q[at.clone()], &t.m[at])
+                let (q, m) = (&t.q[at.clone()], &t.m[at]);
+                match &t.carry {
+                    None => CellTerms {
+                        q,
+                        m,
+                        cq: &[],
+                        cm: &[],
+                        ch: &[],
+                        constant: 0.0,
+                    },
+                    Some(k) => {
+                        let at = i * k.stride..i * k.stride + k.lens[i] as usize;
+                        CellTerms {
+                            q,
+                            m,
+                            cq: &k.q[at.clone()],
+                            cm: &k.m[at.clone()],
+                            ch: &k.h[at],
+                            constant: k.constant[i],
+                        }
+                    }
+                }
             }
             None => {
                 terms_of(&self.problem, d, c, self.constant[c], scratch);
-                (&scratch.tq, &scratch.tm)
+                CellTerms {
+                    q: &scratch.tq,
+                    m: &scratch.tm,
+                    cq: &scratch.cq,
+                    cm: &scratch.cm,
+                    ch: &scratch.ch,
+                    constant: scratch.constant,
+                }
             }
         }
     }
@@ -190,6 +329,11 @@ fn terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
     let len = s.tq.len().next_multiple_of(terms::LANES);
     s.tq.resize(len, 0.0);
     s.tm.resize(len, 0.0);
+    // The shifted terms' padding evaluates g at 1 (finite for every curve), times 0.
+    let len = s.cq.len().next_multiple_of(terms::LANES);
+    s.cq.resize(len, 0.0);
+    s.cm.resize(len, 0.0);
+    s.ch.resize(len, 1.0);
 }
 
 fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
@@ -198,6 +342,21 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
     p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
     s.tq.clear();
     s.tm.clear();
+    s.cq.clear();
+    s.cm.clear();
+    s.ch.clear();
+    s.constant = 0.0;
+    // Carry-in: h_t for the first K − 1 periods (adstock first), or the constant.
+    let mut carry = std::mem::take(&mut s.v);
+    carry.clear();
+    if p.history_of(c).is_some() {
+        if p.adstock_first {
+            p.carry_in(c, &s.w, &mut carry);
+        } else {
+            s.constant = p.carry_in_saturated(c, &s.w, p.saturation_params_of(d, c));
+        }
+    }
+    let h_at = |t: usize| carry.get(t).copied().unwrap_or(0.0);
     let pattern = p.pattern_of(c);
     let (n, l_max) = (p.num_periods, p.adstock.l_max);
     if p.adstock_first && constant {
@@ -208,6 +367,13 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
         // weights directly): min(N, K) + L terms, O(K) work.
         let pv = pattern[0];
         if pv == 0.0 {
+            // Only the carry-in, if any: g(h_t) a shifted term with q = 0.
+            for &h in carry.iter().filter(|h| **h != 0.0) {
+                s.cq.push(0.0);
+                s.cm.push(1.0);
+                s.ch.push(h);
+            }
+            s.v = carry;
             return;
         }
         // Written through local slices, not pushed: this runs once per draw and cell
@@ -221,7 +387,13 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
         #[allow(clippy::needless_range_loop)]
         for t in 0..n.min(k) {
             pre += w[t];
-            if pre != 0.0 {
+            let h = h_at(t);
+            if h != 0.0 {
+                // t < K − 1: one period, shifted by its carry-in.
+                s.cq.push(pv * pre);
+                s.cm.push(1.0);
+                s.ch.push(h);
+            } else if pre != 0.0 {
                 tq[len] = pv * pre;
                 tm[len] = if t + 1 == k { (n - t) as f64 } else { 1.0 };
                 len += 1;
@@ -248,7 +420,12 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
                 // (root) magnifies what is left.
                 w[t + 1 - n..=t].iter().sum()
             };
-            if tail != 0.0 {
+            let h = h_at(t);
+            if h != 0.0 {
+                s.cq.push(pv * tail);
+                s.cm.push(1.0);
+                s.ch.push(h);
+            } else if tail != 0.0 {
                 tq[len] = pv * tail;
                 tm[len] = 1.0;
                 len += 1;
@@ -259,11 +436,18 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
     } else if p.adstock_first {
         s.a.resize(n + l_max, 0.0);
         convolve(&s.w, pattern, &mut s.a);
+        for (t, &h) in carry.iter().enumerate().filter(|(_, h)| **h != 0.0) {
+            s.cq.push(s.a[t]);
+            s.cm.push(1.0);
+            s.ch.push(h);
+            s.a[t] = 0.0;
+        }
         push_runs(&s.a, 1.0, &mut s.tq, &mut s.tm);
     } else {
         let total: f64 = s.w.iter().sum();
         push_runs(pattern, total, &mut s.tq, &mut s.tm);
     }
+    s.v = carry;
 }
 
 /// Appends (value, multiplicity × run length) for each run of equal non-zero values.
@@ -281,47 +465,6 @@ fn push_runs(values: &[f64], multiplicity: f64, q: &mut Vec<f64>, m: &mut Vec<f6
         }
         i = j;
     }
-}
-
-/// The carry-in's share of cell c's [r, r′, r″] (before τ_c) for draw d at spend x.
-///
-/// Adstock first: the spend before the window adds h_t (see [`Problem::carry_in`])
-/// to the adstocked input of the first K − 1 periods, a_t = x q_t + h_t; the usual
-/// terms hold g(x q_t), so this adds, over those periods,
-/// [g(a_t) − g(x q_t), q_t (g′(a_t) − g′(x q_t)), q_t² (g″(a_t) − g″(x q_t))]
-/// (a derivative that is not finite at x q_t, a power law at 0, is left to the usual
-/// terms). Saturation first: the constant [`Problem::carry_in_saturated`].
-fn carry_in_terms(p: &Problem, d: usize, c: usize, x: f64, s: &mut Scratch) -> [f64; 3] {
-    let k = p.adstock.kernel_len();
-    s.w.resize(k, 0.0);
-    p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
-    let params = p.saturation_params_of(d, c);
-    if !p.adstock_first {
-        return [p.carry_in_saturated(c, &s.w, params), 0.0, 0.0];
-    }
-    p.carry_in(c, &s.w, &mut s.v);
-    let pattern = p.pattern_of(c);
-    let n = p.num_periods;
-    let mut out = [0.0; 3];
-    for (t, &h) in s.v.iter().enumerate() {
-        if h == 0.0 {
-            continue;
-        }
-        // q_t = Σ_l w_l p_(t−l) over the periods t − l of the window.
-        let q: f64 = (t.saturating_sub(n - 1)..=t.min(k - 1))
-            .map(|l| s.w[l] * pattern[t - l])
-            .sum();
-        let with = p.saturation.derivatives(x * q + h, params);
-        let without = p.saturation.derivatives(x * q, params);
-        out[0] += with[0] - without[0];
-        if without[1].is_finite() {
-            out[1] += q * (with[1] - without[1]);
-        }
-        if without[2].is_finite() {
-            out[2] += q * q * (with[2] - without[2]);
-        }
-    }
-    out
 }
 
 impl Evaluator for CpuEvaluator {
@@ -350,16 +493,12 @@ impl Evaluator for CpuEvaluator {
         self.problem.check_allocation(x, n)?;
         check_len(out.len(), d, "responses")?;
         let p = &self.problem;
-        let carry = !p.history.is_empty();
         self.for_draws(out, 0, |d, scratch, _| {
             (0..n)
                 .map(|c| {
-                    let (q, m) = self.terms(d, c, scratch);
-                    let [mut v, _, _] =
-                        terms::sums(p.saturation, p.saturation_params_of(d, c), x[c], q, m);
-                    if carry {
-                        v += carry_in_terms(p, d, c, x[c], scratch)[0];
-                    }
+                    let [v, _, _] =
+                        self.terms(d, c, scratch)
+                            .sums(p, p.saturation_params_of(d, c), x[c]);
                     p.target_scale[c] * v
                 })
                 .sum()
@@ -378,18 +517,13 @@ impl Evaluator for CpuEvaluator {
         check_weights(&weights, nd)?;
         out.responses.resize(nd, 0.0);
         let p = &self.problem;
-        let carry = !p.history.is_empty();
         let sums = self.for_draws(&mut out.responses, 3 * n, |d, scratch, partial| {
             let u = weights.get(d, nd);
             let mut r = 0.0;
             for c in 0..n {
-                let (q, m) = self.terms(d, c, scratch);
-                let [mut v, mut v1, mut v2] =
-                    terms::sums(p.saturation, p.saturation_params_of(d, c), x[c], q, m);
-                if carry {
-                    let [h, h1, h2] = carry_in_terms(p, d, c, x[c], scratch);
-                    (v, v1, v2) = (v + h, v1 + h1, v2 + h2);
-                }
+                let [v, v1, v2] =
+                    self.terms(d, c, scratch)
+                        .sums(p, p.saturation_params_of(d, c), x[c]);
                 let tau = p.target_scale[c];
                 r += tau * v;
                 partial[c] += u * tau * v;

@@ -399,6 +399,161 @@ lanes! {
     }
 }
 
+/// [Σ m g(xq + h), Σ m q g'(xq + h), Σ m q² g''(xq + h)] over the terms (q, m, h):
+/// the periods whose input carries an offset h (the adstocked spend before the
+/// window, `Problem::carry_in`), vectorised as [`sums`] is. Every h must be > 0 (or
+/// the padding's q = 0, m = 0, h = 1), so that the power laws are evaluated away
+/// from 0.
+#[inline]
+pub(crate) fn sums_shifted(
+    sat: Saturation,
+    params: &[f64],
+    x: f64,
+    q: &[f64],
+    m: &[f64],
+    h: &[f64],
+) -> [f64; 3] {
+    match sat {
+        Saturation::Logistic => shifted_logistic(params[0], params[1], x, q, m, h),
+        Saturation::InverseScaledLogistic => {
+            shifted_logistic(LN_3 / params[0], params[1], x, q, m, h)
+        }
+        Saturation::HillSigmoid => {
+            shifted_hill_sigmoid(params[0], params[1], params[2], x, q, m, h)
+        }
+        Saturation::MichaelisMenten => shifted_michaelis_menten(params[0], params[1], x, q, m, h),
+        Saturation::Tanh => shifted_tanh(params[0], params[1], x, q, m, h),
+        Saturation::Hill => shifted_hill(params[0], params[1], params[2], x, q, m, h),
+        Saturation::Root => shifted_root(params[0], params[1], x, q, m, h),
+        Saturation::None => {
+            let (mut s0, mut s1) = (0.0, 0.0);
+            for ((q, m), h) in q.iter().zip(m).zip(h) {
+                s0 += m * (x * q + h);
+                s1 += m * q;
+            }
+            [params[0] * s0, params[0] * s1, 0.0]
+        }
+    }
+}
+
+/// Σ over (q, m, h) of [m g, m q g', m q² g''] with [g, g', g''] = `deriv(xq + h)`,
+/// W lanes at a time as [`by_lanes`].
+#[inline(always)]
+fn by_lanes_shifted(
+    x: f64,
+    q: &[f64],
+    m: &[f64],
+    h: &[f64],
+    deriv: impl Fn(f64) -> [f64; 3],
+) -> [f64; 3] {
+    let mut acc = [[0.0; W]; 3];
+    let (qc, mc, hc) = (q.chunks_exact(W), m.chunks_exact(W), h.chunks_exact(W));
+    let (qr, mr, hr) = (qc.remainder(), mc.remainder(), hc.remainder());
+    let add = |acc: &mut [[f64; W]; 3], i: usize, q: f64, m: f64, h: f64| {
+        let [g, g1, g2] = deriv(x * q + h);
+        acc[0][i] += m * g;
+        acc[1][i] += m * q * g1;
+        acc[2][i] += m * q * q * g2;
+    };
+    for ((qw, mw), hw) in qc.zip(mc).zip(hc) {
+        for i in 0..W {
+            add(&mut acc, i, qw[i], mw[i], hw[i]);
+        }
+    }
+    for (i, ((&q, &m), &h)) in qr.iter().zip(mr).zip(hr).enumerate() {
+        add(&mut acc, i, q, m, h);
+    }
+    acc.map(|lanes| lanes.iter().sum())
+}
+
+lanes! {
+    /// Logistic at a = xq + h (see [`Saturation::derivatives`]).
+    fn shifted_logistic(lam: f64, beta: f64, x: f64, q: &[f64], m: &[f64], h: &[f64]) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        let hl = 0.5 * lam;
+        by_lanes_shifted(x, q, m, h, #[inline(always)] |a| {
+            let e = exp::<F>(-lam * a);
+            let inv = 1.0 / (1.0 + e);
+            let t = (1.0 - e) * inv;
+            let sech2 = 4.0 * e * inv * inv;
+            [beta * t, beta * hl * sech2, -2.0 * beta * hl * hl * t * sech2]
+        })
+    }
+}
+
+lanes! {
+    /// Hill sigmoid at a = xq + h.
+    fn shifted_hill_sigmoid(
+        sigma: f64,
+        beta: f64,
+        lam: f64,
+        x: f64,
+        q: &[f64],
+        m: &[f64],
+        h: &[f64],
+    ) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        let s_at_0 = 1.0 / (1.0 + (beta * lam).exp());
+        by_lanes_shifted(x, q, m, h, #[inline(always)] |a| {
+            let s = 1.0 / (1.0 + exp::<F>(-beta * (a - lam)));
+            let s1 = s * (1.0 - s);
+            [sigma * (s - s_at_0), sigma * beta * s1, sigma * beta * beta * s1 * (1.0 - 2.0 * s)]
+        })
+    }
+}
+
+lanes! {
+    /// Michaelis–Menten at a = xq + h.
+    fn shifted_michaelis_menten(alpha: f64, lam: f64, x: f64, q: &[f64], m: &[f64], h: &[f64]) -> [f64; 3] {
+        by_lanes_shifted(x, q, m, h, #[inline(always)] |a| {
+            let d = 1.0 / (lam + a);
+            let g1 = alpha * lam * d * d;
+            [alpha * a * d, g1, -2.0 * g1 * d]
+        })
+    }
+}
+
+lanes! {
+    /// Tanh at a = xq + h (tanh and sech² from expm1, as [`tanh`]).
+    fn shifted_tanh(b: f64, c: f64, x: f64, q: &[f64], m: &[f64], h: &[f64]) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        let k = -2.0 / (b * c);
+        by_lanes_shifted(x, q, m, h, #[inline(always)] |a| {
+            let em = expm1::<F>(k * a);
+            let inv = 1.0 / (2.0 + em);
+            let t = -em * inv;
+            let sech2 = 4.0 * (1.0 + em) * inv * inv;
+            [b * t, sech2 / c, -2.0 * t * sech2 / (b * c * c)]
+        })
+    }
+}
+
+lanes! {
+    /// Hill at a = xq + h > 0: u = (a/κ)^s, v = 1/(1 + u), g = βu v, g' = βs u v²/a,
+    /// g'' = βs u v³ (s − 1 − u − s u)/a².
+    fn shifted_hill(slope: f64, kappa: f64, beta: f64, x: f64, q: &[f64], m: &[f64], h: &[f64]) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        by_lanes_shifted(x, q, m, h, #[inline(always)] |a| {
+            let u = exp::<F>(slope * ln::<F>(a / kappa));
+            let v = 1.0 / (1.0 + u);
+            let g1 = beta * slope * u * v * v / a;
+            [beta * (1.0 - v), g1, g1 * v * (slope - 1.0 - u - slope * u) / a]
+        })
+    }
+}
+
+lanes! {
+    /// Root at a = xq + h > 0: g = β a^α, g' = α g/a, g'' = α(α − 1) g/a².
+    fn shifted_root(alpha: f64, beta: f64, x: f64, q: &[f64], m: &[f64], h: &[f64]) -> [f64; 3] {
+        const F: bool = target_cfg_f!(target_feature = "fma");
+        by_lanes_shifted(x, q, m, h, #[inline(always)] |a| {
+            let g = beta * exp::<F>(alpha * ln::<F>(a));
+            let g1 = alpha * g / a;
+            [g, g1, (alpha - 1.0) * g1 / a]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
