@@ -296,13 +296,14 @@ impl Problem {
         let history: Vec<f64> = if scenario.history.is_empty() {
             vec![]
         } else {
-            opt.iter()
-                .flat_map(|&c| {
-                    let scale = channel_scale[c];
-                    (0..l_max).map(move |i| (c, i, scale))
-                })
-                .map(|(c, i, scale)| spent_before[c].map_or(0.0, |h| h[i] / scale))
-                .collect()
+            let mut scaled = Vec::with_capacity(opt.len() * l_max);
+            for &c in &opt {
+                match spent_before[c] {
+                    Some(h) => scaled.extend(h.iter().map(|v| v / channel_scale[c])),
+                    None => scaled.extend(std::iter::repeat_n(0.0, l_max)),
+                }
+            }
+            scaled
         };
         check_derived(
             model,

@@ -83,6 +83,15 @@ pub const QUANTILES: [f64; 3] = [0.05, 0.5, 0.95];
 impl Report {
     /// Evaluates `x` (per period, over the optimized cells) with `ev`.
     pub fn new(problem: &Problem, ev: &mut dyn Evaluator, x: &[f64]) -> Result<Self> {
+        Self::with_responses(problem, ev, x).map(|(report, _)| report)
+    }
+
+    /// [`Report::new`], and every draw's response R_d from the same evaluation.
+    pub fn with_responses(
+        problem: &Problem,
+        ev: &mut dyn Evaluator,
+        x: &[f64],
+    ) -> Result<(Self, Vec<f64>)> {
         let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
         ev.evaluate(x, DrawWeights::Uniform, &mut out)?;
         // A report never shows a non-finite response: an allocation whose responses
@@ -123,7 +132,7 @@ impl Report {
                 marginal_roi: crate::solution::marginal_roi(out.gradient[c], problem.num_periods),
             })
             .collect();
-        Ok(Report {
+        let report = Report {
             utility_kind: problem.utility.name(),
             least_spend: problem
                 .utility
@@ -146,7 +155,8 @@ impl Report {
                 ev.responses(&vec![0.0; x.len()], &mut r)?;
                 Some(r.iter().sum::<f64>() / r.len() as f64)
             },
-        })
+        };
+        Ok((report, out.responses))
     }
 
     /// The JSON form: `{"utility", "mean_response", "response_quantiles": {"0.05",

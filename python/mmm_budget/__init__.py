@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _native
 from ._model import Model, as_model, inference_parts
-from ._scenario import scenario_json
+from ._scenario import scenario_json, select_of
 from .errors import DeviceError, InfeasibleError, InputError, MmmBudgetError, SolverError
 from .results import CurveResult, EvaluateResult, OptimizeResult, _Cells
 
@@ -147,7 +147,6 @@ def _allocation_json(m: Model, allocation: Any) -> str | None:
     mapping, or allocation-file entries."""
     if allocation is None:
         return None
-    names = [d for d, _ in m.dims] + ["channel"]
     entries = []
     if hasattr(allocation, "dims") and hasattr(allocation, "to_series"):
         series = allocation.to_series()
@@ -159,12 +158,7 @@ def _allocation_json(m: Model, allocation: Any) -> str | None:
             entries.append(entry)
     elif isinstance(allocation, Mapping):
         for key, value in allocation.items():
-            if isinstance(key, tuple):
-                entry = dict(zip(names, (str(k) for k in key)))
-            else:
-                entry = {"channel": str(key)}
-            entry["budget"] = float(value)
-            entries.append(entry)
+            entries.append({**select_of(m, key, "allocation"), "budget": float(value)})
     else:
         entries = list(allocation)
     return json.dumps({"allocation": entries})

@@ -9,8 +9,15 @@ from typing import Any, Iterable, Mapping
 
 from ._model import Model
 
-#: Keyword arguments and the scenario fields they set (errors name the argument).
-FIELDS = {"budget": "total_budget", "periods": "num_periods"}
+def select_of(model: Model, key: Any, what: str) -> dict:
+    """A scenario selector from a mapping's key: a channel name, or a tuple of
+    coordinates along the model's dims, then the channel."""
+    if not isinstance(key, tuple):
+        return {"channel": str(key)}
+    names = [d for d, _ in model.dims] + ["channel"]
+    if len(key) != len(names):
+        raise TypeError(f"{what} key {key!r}: expected coordinates along {names}")
+    return dict(zip(names, (str(k) for k in key)))
 
 
 def bound_rules(model: Model, bounds: Any) -> list[dict]:
@@ -19,18 +26,10 @@ def bound_rules(model: Model, bounds: Any) -> list[dict]:
     or a tuple of coordinates (the model's dims, then the channel), to ``(min, max)``
     per period (either may be None)."""
     if isinstance(bounds, Mapping):
-        names = [d for d, _ in model.dims] + ["channel"]
-        rules = []
-        for key, value in bounds.items():
-            if isinstance(key, tuple):
-                if len(key) != len(names):
-                    raise TypeError(f"bounds key {key!r}: expected coordinates along {names}")
-                select = dict(zip(names, (str(k) for k in key)))
-            else:
-                select = {"channel": str(key)}
-            lo, hi = value
-            rules.append({"select": select, "min": lo, "max": hi})
-        return rules
+        return [
+            {"select": select_of(model, key, "bounds"), "min": lo, "max": hi}
+            for key, (lo, hi) in bounds.items()
+        ]
     return list(bounds)
 
 
@@ -40,15 +39,10 @@ def history_rules(model: Model, history: Any) -> list[dict]:
     dims then the channel) to the spend of each of the l_max periods before the
     window, oldest first."""
     if isinstance(history, Mapping):
-        names = [d for d, _ in model.dims] + ["channel"]
-        rules = []
-        for key, spend in history.items():
-            if isinstance(key, tuple):
-                select = dict(zip(names, (str(k) for k in key)))
-            else:
-                select = {"channel": str(key)}
-            rules.append({"select": select, "spend": [float(v) for v in spend]})
-        return rules
+        return [
+            {"select": select_of(model, key, "history"), "spend": [float(v) for v in spend]}
+            for key, spend in history.items()
+        ]
     return list(history)
 
 

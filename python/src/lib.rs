@@ -18,8 +18,7 @@
 use mmm_budget::io::{self, InferenceSource, VariableShape};
 use mmm_budget::report::{Report, frontier_json, solution_json};
 use mmm_budget::{
-    Backend, DrawWeights, Error, Evaluation, GpuOptions, Model, Options, Problem, Scenario,
-    Settings, solve_on,
+    Backend, Error, GpuOptions, Model, Options, Problem, Scenario, Settings, solve_on,
 };
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -665,15 +664,13 @@ fn evaluate<'py>(
         };
         let selected = p.backend.shared_evaluator(&p.problem, &p.gpu)?;
         let mut ev = selected.evaluator;
-        let report = Report::new(&p.problem, ev.as_mut(), &x)?;
-        let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
-        ev.evaluate(&x, DrawWeights::Uniform, &mut out)?;
+        let (report, responses) = Report::with_responses(&p.problem, ev.as_mut(), &x)?;
         let mut v = report.to_json();
         let o = v.as_object_mut().expect("an object");
         o.insert("warnings".into(), json!(warnings));
         o.insert("allocation".into(), json!(x));
         o.insert("optimized_cells".into(), cells_json(&p.problem));
-        Ok((v, out.responses))
+        Ok((v, responses))
     });
     let (v, responses) = out.map_err(to_py)?;
     Ok((v.to_string(), PyArray1::from_vec(py, responses)))

@@ -95,6 +95,13 @@ def test_arguments_are_named_in_errors(idata):
         mb.optimize(idata, budget=5, periods=8, backend="tpu")
     with pytest.raises(mb.InputError, match=r"^allocation: "):
         mb.evaluate(idata, {"nope": 3.0}, budget=5, periods=8, backend="cpu")
+    # A key of coordinates names every dim, then the channel, in bounds, history and
+    # allocations alike.
+    for kwargs in ({"bounds": {("tv",): (0, 1)}}, {"history": {("north", "tv", "x"): [1.0]}}):
+        with pytest.raises(TypeError, match=r"key .*: expected coordinates along \['geo', 'channel'\]"):
+            mb.optimize(idata, budget=5, periods=8, **kwargs)
+    with pytest.raises(TypeError, match=r"^allocation key"):
+        mb.evaluate(idata, {("tv",): 3.0}, budget=5, periods=8, backend="cpu")
     with pytest.raises(mb.InputError, match=r"^mmm_budget.optimize: options.max_iter = -1"):
         mb.optimize(idata, budget=5, periods=8, max_iter=-1)
     with pytest.raises(FileNotFoundError):

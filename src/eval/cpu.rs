@@ -63,6 +63,25 @@ struct CarryTerms {
     constant: Vec<f64>,
 }
 
+/// One draw's rows of [`CarryTerms`], filled with the usual terms.
+struct CarryRow<'a> {
+    q: &'a mut [f64],
+    m: &'a mut [f64],
+    h: &'a mut [f64],
+    lens: &'a mut [u32],
+    constant: &'a mut [f64],
+}
+
+/// Shifted terms kept per (draw, cell): the K − 1 periods a carry-in can shift,
+/// padded to whole lane blocks.
+fn carry_stride(p: &Problem) -> usize {
+    p.adstock
+        .kernel_len()
+        .saturating_sub(1)
+        .next_multiple_of(terms::LANES)
+        .max(terms::LANES)
+}
+
 /// One (draw, cell)'s terms: r = Σ m g(x q) + Σ cm g(x cq + ch) + constant, and the
 /// derivatives of its sums. Without carry-in the shifted terms are empty and the
 /// constant 0. With it (adstock first), the periods whose input carries the
@@ -148,13 +167,7 @@ impl CpuEvaluator {
         let carry_pair = if problem.history.is_empty() {
             0
         } else {
-            3 * problem
-                .adstock
-                .kernel_len()
-                .saturating_sub(1)
-                .next_multiple_of(terms::LANES)
-                .max(terms::LANES)
-                + 1
+            3 * carry_stride(&problem) + 1
         };
         let bytes = d * n * (per_pair * 2 + carry_pair) * std::mem::size_of::<f64>();
         let mut ev = CpuEvaluator {
@@ -181,68 +194,68 @@ impl CpuEvaluator {
         let mut q = vec![0.0; d * n * stride];
         let mut m = vec![0.0; d * n * stride];
         let mut lens = vec![0u32; d * n];
+        let mut carry = (!self.problem.history.is_empty()).then(|| {
+            let stride = carry_stride(&self.problem);
+            CarryTerms {
+                stride,
+                lens: vec![0; d * n],
+                q: vec![0.0; d * n * stride],
+                m: vec![0.0; d * n * stride],
+                h: vec![0.0; d * n * stride],
+                constant: vec![0.0; d * n],
+            }
+        });
+        // One pass over the draws fills the usual terms and, with carry-in, the
+        // shifted ones (terms_of makes both).
+        let cstride = carry.as_ref().map_or(0, |k| k.stride);
+        let mut carry_rows: Vec<Option<CarryRow<'_>>> = match &mut carry {
+            None => (0..d).map(|_| None).collect(),
+            Some(k) => {
+                k.q.chunks_mut(n * cstride)
+                    .zip(k.m.chunks_mut(n * cstride))
+                    .zip(k.h.chunks_mut(n * cstride))
+                    .zip(k.lens.chunks_mut(n).zip(k.constant.chunks_mut(n)))
+                    .map(|(((q, m), h), (lens, constant))| {
+                        Some(CarryRow {
+                            q,
+                            m,
+                            h,
+                            lens,
+                            constant,
+                        })
+                    })
+                    .collect()
+            }
+        };
         q.par_chunks_mut(n * stride)
             .zip(m.par_chunks_mut(n * stride))
             .zip(lens.par_chunks_mut(n))
+            .zip(carry_rows.par_iter_mut())
             .enumerate()
-            .for_each_init(Scratch::default, |s, (draw, ((q, m), lens))| {
+            .for_each_init(Scratch::default, |s, (draw, (((q, m), lens), row))| {
                 for (c, len) in lens.iter_mut().enumerate() {
                     terms_of(&self.problem, draw, c, self.constant[c], s);
                     let at = c * stride..c * stride + s.tq.len();
                     q[at.clone()].copy_from_slice(&s.tq);
                     m[at].copy_from_slice(&s.tm);
                     *len = s.tq.len() as u32;
+                    if let Some(row) = row {
+                        let at = c * cstride..c * cstride + s.cq.len();
+                        row.q[at.clone()].copy_from_slice(&s.cq);
+                        row.m[at.clone()].copy_from_slice(&s.cm);
+                        row.h[at].copy_from_slice(&s.ch);
+                        row.lens[c] = s.cq.len() as u32;
+                        row.constant[c] = s.constant;
+                    }
                 }
             });
-        let carry = (!self.problem.history.is_empty()).then(|| self.build_carry(n, d));
+        drop(carry_rows);
         Terms {
             stride,
             lens,
             q,
             m,
             carry,
-        }
-    }
-
-    fn build_carry(&self, n: usize, d: usize) -> CarryTerms {
-        let stride = self
-            .problem
-            .adstock
-            .kernel_len()
-            .saturating_sub(1)
-            .next_multiple_of(terms::LANES)
-            .max(terms::LANES);
-        let mut q = vec![0.0; d * n * stride];
-        let mut m = vec![0.0; d * n * stride];
-        let mut h = vec![0.0; d * n * stride];
-        let mut lens = vec![0u32; d * n];
-        let mut constant = vec![0.0; d * n];
-        q.par_chunks_mut(n * stride)
-            .zip(m.par_chunks_mut(n * stride))
-            .zip(h.par_chunks_mut(n * stride))
-            .zip(lens.par_chunks_mut(n).zip(constant.par_chunks_mut(n)))
-            .enumerate()
-            .for_each_init(
-                Scratch::default,
-                |s, (draw, (((q, m), h), (lens, constant)))| {
-                    for c in 0..n {
-                        terms_of(&self.problem, draw, c, self.constant[c], s);
-                        let at = c * stride..c * stride + s.cq.len();
-                        q[at.clone()].copy_from_slice(&s.cq);
-                        m[at.clone()].copy_from_slice(&s.cm);
-                        h[at].copy_from_slice(&s.ch);
-                        lens[c] = s.cq.len() as u32;
-                        constant[c] = s.constant;
-                    }
-                },
-            );
-        CarryTerms {
-            stride,
-            lens,
-            q,
-            m,
-            h,
-            constant,
         }
     }
 
