@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench evaluate
 //!     cargo bench --bench evaluate -- carry_in            # one group
+//!     cargo bench --bench evaluate -- evaluate_many       # k allocations a pass
 //!     MMM_BENCH_QUICK=1 cargo bench --bench evaluate     # small sizes, for CI
 //!
 //! Throughput is in draw × cell × period terms (periods include the l_max
@@ -141,6 +142,56 @@ fn carry_in(c: &mut Criterion) {
     group.finish();
 }
 
+/// Several allocations in one pass: `evaluate_many` at k = 1, 8, 32 allocations,
+/// CPU and GPU side by side; throughput counts the terms of all k, so that the rows
+/// compare per allocation (the prediction is in benches/NOTES.md).
+fn evaluate_many(c: &mut Criterion) {
+    let gpu = GpuContext::new().ok().map(Arc::new);
+    let mut group = c.benchmark_group("evaluate_many");
+    group.sample_size(10);
+    for size in sizes().into_iter().take(2) {
+        let (model, scenario) = synthetic(&size, 7);
+        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+        let terms = (problem.num_draws()
+            * problem.num_cells()
+            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        let mut evaluators: Vec<(&str, Box<dyn Evaluator>)> = vec![(
+            "cpu",
+            Box::new(CpuEvaluator::new(&problem).expect("cpu evaluator")),
+        )];
+        if let Some(ctx) = &gpu {
+            let g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
+                .expect("gpu evaluator");
+            evaluators.push(("gpu", Box::new(g)));
+        }
+        let base = problem.uniform_allocation();
+        for (name, mut ev) in evaluators {
+            for k in [1usize, 8, 32] {
+                let xs: Vec<Vec<f64>> = (0..k)
+                    .map(|j| {
+                        base.iter()
+                            .map(|v| v * (0.5 + j as f64 / k as f64))
+                            .collect()
+                    })
+                    .collect();
+                let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
+                let mut out = vec![Evaluation::default(); k];
+                ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)
+                    .expect("evaluation");
+                group.throughput(Throughput::Elements(terms * k as u64));
+                let label = format!("D{}xn{}/k{k}", size.draws, problem.num_cells());
+                group.bench_function(BenchmarkId::new(name, &label), |b| {
+                    b.iter(|| {
+                        ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)
+                            .expect("evaluation")
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
 fn optimize(c: &mut Criterion) {
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
@@ -164,5 +215,12 @@ fn optimize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, evaluate, time_varying, carry_in, optimize);
+criterion_group!(
+    benches,
+    evaluate,
+    time_varying,
+    carry_in,
+    evaluate_many,
+    optimize
+);
 criterion_main!(benches);

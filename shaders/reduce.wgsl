@@ -1,6 +1,6 @@
-// Sums per-workgroup partials over blocks: out[j] = (s, c) with s − c the compensated
-// (Kahan) sum of partials[b * width + j] over b (mmm_budget::eval::gpu). The host
-// finishes in f64.
+// Sums per-workgroup partials over blocks: out[k * width + j] = (s, c) with s − c the
+// compensated (Kahan) sum of partials[(k * blocks + b) * width + j] over b, for each
+// slot k (global_invocation_id.y) (mmm_budget::eval::gpu). The host finishes in f64.
 
 struct ReduceDims {
     blocks: u32,
@@ -16,16 +16,17 @@ struct ReduceDims {
 @compute @workgroup_size(256)
 fn reduce_blocks(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
+    let k = gid.y;
     if (j >= dims.width) {
         return;
     }
     var s = 0.0;
     var comp = 0.0;
     for (var b = 0u; b < dims.blocks; b++) {
-        let y = partials[b * dims.width + j] - comp;
+        let y = partials[(k * dims.blocks + b) * dims.width + j] - comp;
         let t = s + y;
         comp = (t - s) - y;
         s = t;
     }
-    sums[j] = vec2(s, comp);
+    sums[k * dims.width + j] = vec2(s, comp);
 }

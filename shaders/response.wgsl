@@ -1,6 +1,7 @@
 // Response of every posterior draw to an allocation, with the per-cell reductions
 // the solver needs (mmm_budget::eval::gpu). One invocation per (draw, group of
-// cells); a workgroup holds WG consecutive draws and walks its group's cells together
+// cells, slot): the constant form evaluates k allocations at once, one per slot
+// (workgroup_id.z), each with its own partials and responses; a workgroup holds WG consecutive draws and walks its group's cells together
 // (groups are short enough that no invocation loops more than llvmpipe's 65535
 // iterations, and give small posteriors more parallelism), reducing
 // Σ_d u_d τ_c [r, r', r''] (constant form) or Σ_d u_d ∂R_d/∂X_tc (time-varying form)
@@ -42,16 +43,20 @@ struct Dims {
     per_draw_weights: u32, // 0: u_d = 1/total_draws; 1: weights[d]
     width: u32,            // partial values per cell: 3, or N (time-varying)
     cells_per_group: u32,  // cells an invocation walks (workgroup_id.y picks the group)
+    total_blocks: u32,     // workgroups of draws over all chunks (a slot's partials)
+    groups: u32,           // cell groups (a slot's responses)
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> params: array<u32>;     // chunk-local [p][c][d]
 @group(0) @binding(2) var<storage, read> pattern: array<f32>;    // [c][t]: p_tc, or 1/(κ_tc s_c)
 @group(0) @binding(3) var<storage, read> cell: array<vec2<f32>>; // [c]: (τ_c, 1 if p_tc is constant in t)
-@group(0) @binding(4) var<storage, read> alloc: array<f32>;      // [c], or [c][t]
+@group(0) @binding(4) var<storage, read> alloc: array<f32>;      // [slot][c], or [c][t]
 @group(0) @binding(5) var<storage, read> weights: array<f32>;    // [D]
-@group(0) @binding(6) var<storage, read_write> responses: array<f32>; // [group][D]
-@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // [block][c][width]
+@group(0) @binding(6) var<storage, read_write> responses: array<f32>; // [slot][group][D]
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // [slot][block][c][width]
 
 var<private> w: array<f32, MAX_KERNEL>;
 var<private> v: array<f32, MAX_WINDOW>;
@@ -368,7 +373,7 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
         if (at.valid) {
             let wsum = adstock_weights(c, at.d);
             load_saturation(c, at.d);
-            let x = alloc[c];
+            let x = alloc[wid.z * dims.cells + c];
             let base = c * N_PERIODS;
             let constant = cell[c].y == 1.0;
             if (ADSTOCK_FIRST && constant) {
@@ -445,12 +450,13 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
         shw[2u * WG + lid] = at.u * acc.z;
         reduce_rows(lid, 3u);
         if (lid < 3u) {
-            partials[(at.block * dims.cells + c) * 3u + lid] = shw[lid * WG];
+            partials[((wid.z * dims.total_blocks + at.block) * dims.cells + c) * 3u + lid] =
+                shw[lid * WG];
         }
         workgroupBarrier();
     }
     if (at.valid) {
-        responses[wid.y * dims.total_draws + at.gd] = total;
+        responses[(wid.z * dims.groups + wid.y) * dims.total_draws + at.gd] = total;
     }
 }
 

@@ -3,11 +3,15 @@
 //!
 //! The response is separable, R_d(x) = Σ_c r_dc(x_c), so one evaluation at the
 //! allocation with every cell at its k-th grid spend gives the k-th point of every
-//! cell's curve at once: `points` evaluations in all.
+//! cell's curve at once: `points` evaluations in all, run [`BATCH`] at a time by
+//! [`Evaluator::evaluate_many`].
 
 use crate::error::{Error, Result};
 use crate::eval::{DrawWeights, Evaluation, Evaluator};
 use crate::problem::Problem;
+
+/// Points of the curves evaluated in one [`Evaluator::evaluate_many`] call.
+pub const BATCH: usize = 32;
 
 /// One cell's curve.
 #[derive(Clone, Debug, PartialEq)]
@@ -86,15 +90,26 @@ pub fn response_curves(
             at: a,
         })
         .collect();
-    let mut out = Evaluation::new(problem.num_draws(), n);
-    for k in 0..points {
-        let t = k as f64 / (points - 1) as f64;
-        let x: Vec<f64> = top.iter().map(|m| t * m).collect();
-        evaluator.evaluate(&x, DrawWeights::Uniform, &mut out)?;
-        for (c, curve) in curves.iter_mut().enumerate() {
-            curve.spend.push(x[c]);
-            curve.contribution.push(out.contributions[c]);
-            curve.marginal.push(out.gradient[c]);
+    // The points in batches, each batch one `evaluate_many`.
+    let grid: Vec<usize> = (0..points).collect();
+    let mut out = vec![Evaluation::default(); BATCH.min(points)];
+    for batch in grid.chunks(BATCH) {
+        let xs: Vec<Vec<f64>> = batch
+            .iter()
+            .map(|&k| {
+                let t = k as f64 / (points - 1) as f64;
+                top.iter().map(|m| t * m).collect()
+            })
+            .collect();
+        let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
+        let out = &mut out[..batch.len()];
+        evaluator.evaluate_many(&refs, DrawWeights::Uniform, out)?;
+        for (x, e) in xs.iter().zip(out.iter()) {
+            for (c, curve) in curves.iter_mut().enumerate() {
+                curve.spend.push(x[c]);
+                curve.contribution.push(e.contributions[c]);
+                curve.marginal.push(e.gradient[c]);
+            }
         }
     }
     Ok(curves)

@@ -92,8 +92,17 @@ impl Report {
         ev: &mut dyn Evaluator,
         x: &[f64],
     ) -> Result<(Self, Vec<f64>)> {
-        let mut out = Evaluation::new(ev.num_draws(), ev.num_cells());
-        ev.evaluate(x, DrawWeights::Uniform, &mut out)?;
+        // With carry-in, the response to no spend at all (the carry-in's own) in the
+        // same pass.
+        let zero = vec![0.0; x.len()];
+        let mut both = vec![Evaluation::default(); 2];
+        if problem.history.is_empty() {
+            ev.evaluate(x, DrawWeights::Uniform, &mut both[0])?;
+        } else {
+            ev.evaluate_many(&[x, &zero], DrawWeights::Uniform, &mut both)?;
+        }
+        let carried = both.pop().map(|e| e.responses).unwrap_or_default();
+        let out = both.pop().unwrap_or_default();
         // A report never shows a non-finite response: an allocation whose responses
         // overflow is refused, naming the largest spend. (A marginal return is infinite
         // only where a power-law curve has no spend, and says so.)
@@ -148,13 +157,8 @@ impl Report {
             cells,
             num_draws: problem.num_draws(),
             backend: ev.describe(),
-            carry_in_response: if problem.history.is_empty() {
-                None
-            } else {
-                let mut r = vec![0.0; problem.num_draws()];
-                ev.responses(&vec![0.0; x.len()], &mut r)?;
-                Some(r.iter().sum::<f64>() / r.len() as f64)
-            },
+            carry_in_response: (!problem.history.is_empty())
+                .then(|| carried.iter().sum::<f64>() / carried.len() as f64),
         };
         Ok((report, out.responses))
     }

@@ -107,6 +107,87 @@ fn check_against_cpu(what: &str, problem: &Problem, ev: &mut dyn Evaluator, tol:
     }
 }
 
+/// `evaluate_many` at k allocations against k single evaluations by `ev` itself (to
+/// the last bit on the CPU, 1e-6 elsewhere) and by the CPU reference (to `tol`).
+fn check_many(
+    what: &str,
+    problem: &Problem,
+    ev: &mut dyn Evaluator,
+    cpu: &mut CpuEvaluator,
+    k: usize,
+    weights: DrawWeights<'_>,
+    tol: f64,
+) {
+    let (n, d) = (problem.num_cells(), problem.num_draws());
+    let xs: Vec<Vec<f64>> = (0..k)
+        .map(|j| {
+            (0..n)
+                .map(|c| {
+                    problem.total_budget / n as f64 * (0.2 + ((j * 5 + c * 3) % 11) as f64 * 0.3)
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
+    let mut many = vec![Evaluation::default(); k];
+    ev.evaluate_many(&refs, weights, &mut many).unwrap();
+    let own_tol = if tol <= 1e-12 { 0.0 } else { 1e-6 };
+    for (j, x) in xs.iter().enumerate() {
+        let mut one = Evaluation::new(d, n);
+        ev.evaluate(x, weights, &mut one).unwrap();
+        let mut reference = Evaluation::new(d, n);
+        cpu.evaluate(x, weights, &mut reference).unwrap();
+        for (part, a, b, c) in [
+            (
+                "responses",
+                &many[j].responses,
+                &one.responses,
+                &reference.responses,
+            ),
+            (
+                "contributions",
+                &many[j].contributions,
+                &one.contributions,
+                &reference.contributions,
+            ),
+            (
+                "gradient",
+                &many[j].gradient,
+                &one.gradient,
+                &reference.gradient,
+            ),
+            (
+                "curvature",
+                &many[j].curvature,
+                &one.curvature,
+                &reference.curvature,
+            ),
+        ] {
+            if own_tol == 0.0 {
+                assert!(
+                    a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()) && a.len() == b.len(),
+                    "{what} evaluate_many slot {j} {part}: not the bits of a single evaluation"
+                );
+            } else {
+                assert_close(
+                    &format!("{what} evaluate_many slot {j} {part} vs one"),
+                    a,
+                    b,
+                    own_tol,
+                );
+            }
+            assert_close(
+                &format!("{what} evaluate_many slot {j} {part} vs cpu"),
+                a,
+                c,
+                tol,
+            );
+        }
+    }
+    let mut wrong = vec![Evaluation::default(); k + 1];
+    assert!(ev.evaluate_many(&refs, weights, &mut wrong).is_err());
+}
+
 /// Runs `body` with the CPU evaluator and, when a device exists, the GPU one.
 fn on_each_backend(
     problem: &Problem,
@@ -655,6 +736,16 @@ fn an_evaluation_split_over_shards_agrees_with_one() {
     let mut sharded = ShardedEvaluator::new(shards).unwrap();
     assert_eq!(sharded.num_draws(), 203);
     check_against_cpu("cpu shards", &problem, &mut sharded, 1e-12);
+    let mut cpu = CpuEvaluator::new(&problem).unwrap();
+    check_many(
+        "cpu shards",
+        &problem,
+        &mut sharded,
+        &mut cpu,
+        3,
+        DrawWeights::Uniform,
+        1e-12,
+    );
     let single = Solver::new(
         &problem,
         &mut CpuEvaluator::new(&problem).unwrap(),
@@ -680,6 +771,17 @@ fn an_evaluation_split_over_shards_agrees_with_one() {
         two.describe()
     );
     check_against_cpu("two logical devices", &problem, &mut two, 1e-5);
+    let mut cpu = CpuEvaluator::new(&problem).unwrap();
+    let u: Vec<f64> = (0..203).map(|i| (i % 3) as f64 / 203.0).collect();
+    check_many(
+        "two logical devices",
+        &problem,
+        &mut two,
+        &mut cpu,
+        4,
+        DrawWeights::PerDraw(&u),
+        1e-5,
+    );
     let on_two = Solver::new(&problem, &mut two, Settings::default())
         .unwrap()
         .solve()
@@ -748,4 +850,56 @@ fn carry_in_agrees_with_the_cpu() {
             }
         }
     }
+}
+
+/// `evaluate_many` with more allocations than one pass holds (GPU: 32 slots) and
+/// parameters in several chunks, uniform and per-draw weights, and none at all.
+#[test]
+fn several_allocations_in_one_pass_equal_single_evaluations() {
+    let shape = Shape {
+        draws: 700,
+        channels: 3,
+        geos: 2,
+        periods: 7,
+        l_max: 4,
+    };
+    let (model, scenario) = random_case(
+        23,
+        shape,
+        AdstockKind::Geometric,
+        Saturation::MichaelisMenten,
+        true,
+        true,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let options = GpuOptions {
+        // 3 parameters × 6 cells × 4 bytes × 256 draws a chunk: three chunks.
+        max_chunk_bytes: Some(3 * 6 * 4 * 256),
+        ..Default::default()
+    };
+    let d = problem.num_draws();
+    let u: Vec<f64> = (0..d).map(|i| ((i % 5) as f64 - 1.0) / d as f64).collect();
+    on_each_backend(&problem, &options, |name, ev, tol| {
+        let mut cpu = CpuEvaluator::new(&problem).unwrap();
+        for (k, weights) in [
+            (1, DrawWeights::Uniform),
+            (40, DrawWeights::Uniform),
+            (33, DrawWeights::PerDraw(&u)),
+        ] {
+            check_many(
+                &format!("{name} k {k}"),
+                &problem,
+                ev,
+                &mut cpu,
+                k,
+                weights,
+                tol,
+            );
+        }
+        let mut none: Vec<Evaluation> = vec![];
+        ev.evaluate_many(&[], DrawWeights::Uniform, &mut none)
+            .unwrap();
+        // Single evaluations and the time-varying form on the enlarged buffers.
+        check_against_cpu(&format!("{name} after evaluate_many"), &problem, ev, tol);
+    });
 }

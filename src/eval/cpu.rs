@@ -266,16 +266,37 @@ impl CpuEvaluator {
     where
         F: Fn(usize, &mut Scratch, &mut [f64]) -> f64 + Sync,
     {
-        let d = responses.len();
-        let block = d.div_ceil(self.threads * 4).max(1);
+        let (r, total) = self.for_draws_k(responses.len(), 1, width, |d, s, partial, r| {
+            r[0] = per_draw(d, s, partial);
+        });
+        responses.copy_from_slice(&r);
+        total
+    }
+
+    /// [`CpuEvaluator::for_draws`] for `k` responses a draw: `per_draw(d, scratch,
+    /// partial, r)` writes draw d's k responses into `r`; returns them draw-major
+    /// (`[d * k + j]`) and the summed partials. The blocks of draws are those of
+    /// `for_draws`, so each of k slots is summed in the same order as alone.
+    fn for_draws_k<F>(
+        &self,
+        num_draws: usize,
+        k: usize,
+        width: usize,
+        per_draw: F,
+    ) -> (Vec<f64>, Vec<f64>)
+    where
+        F: Fn(usize, &mut Scratch, &mut [f64], &mut [f64]) + Sync,
+    {
+        let mut responses = vec![0.0; num_draws * k];
+        let block = num_draws.div_ceil(self.threads * 4).max(1);
         let partials: Vec<Vec<f64>> = responses
-            .par_chunks_mut(block)
+            .par_chunks_mut(block * k)
             .enumerate()
             .map(|(b, chunk)| {
                 let mut scratch = Scratch::default();
                 let mut partial = vec![0.0; width];
-                for (i, r) in chunk.iter_mut().enumerate() {
-                    *r = per_draw(b * block + i, &mut scratch, &mut partial);
+                for (i, r) in chunk.chunks_mut(k).enumerate() {
+                    per_draw(b * block + i, &mut scratch, &mut partial, r);
                 }
                 partial
             })
@@ -286,7 +307,7 @@ impl CpuEvaluator {
                 *t += v;
             }
         }
-        total
+        (responses, total)
     }
 
     /// The terms of draw `d`, cell `c`: cached, or computed into `scratch`.
@@ -548,6 +569,53 @@ impl Evaluator for CpuEvaluator {
         out.contributions = sums[..n].to_vec();
         out.gradient = sums[n..2 * n].to_vec();
         out.curvature = sums[2 * n..].to_vec();
+        Ok(())
+    }
+
+    /// One pass over the draws: each (draw, cell)'s terms and parameters are taken
+    /// once for all k allocations; every slot's sums are formed in the order of
+    /// [`Evaluator::evaluate`], so `out[j]` has the same bits as `evaluate(xs[j])`.
+    fn evaluate_many(
+        &mut self,
+        xs: &[&[f64]],
+        weights: DrawWeights<'_>,
+        out: &mut [Evaluation],
+    ) -> Result<()> {
+        let (nd, n, k) = (self.num_draws(), self.num_cells(), xs.len());
+        check_len(out.len(), k, "evaluations")?;
+        for x in xs {
+            self.problem.check_allocation(x, n)?;
+        }
+        check_weights(&weights, nd)?;
+        if k == 0 {
+            return Ok(());
+        }
+        let p = &self.problem;
+        let (responses, sums) = self.for_draws_k(nd, k, 3 * n * k, |d, scratch, partial, r| {
+            let u = weights.get(d, nd);
+            r.fill(0.0);
+            for c in 0..n {
+                let terms = self.terms(d, c, scratch);
+                let params = p.saturation_params_of(d, c);
+                let tau = p.target_scale[c];
+                for (j, x) in xs.iter().enumerate() {
+                    let [v, v1, v2] = terms.sums(p, params, x[c]);
+                    let slot = &mut partial[3 * n * j..3 * n * (j + 1)];
+                    r[j] += tau * v;
+                    slot[c] += u * tau * v;
+                    slot[n + c] += u * tau * v1;
+                    slot[2 * n + c] += u * tau * v2;
+                }
+            }
+        });
+        for (j, o) in out.iter_mut().enumerate() {
+            o.responses.clear();
+            o.responses.extend((0..nd).map(|d| responses[d * k + j]));
+            let slot = &sums[3 * n * j..3 * n * (j + 1)];
+            o.contributions = slot[..n].to_vec();
+            o.gradient = slot[n..2 * n].to_vec();
+            o.curvature = slot[2 * n..].to_vec();
+        }
         Ok(())
     }
 

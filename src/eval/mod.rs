@@ -229,6 +229,38 @@ pub trait Evaluator {
     /// R_d for every draw and the per-cell reductions weighted by `weights`.
     fn evaluate(&mut self, x: &[f64], weights: DrawWeights<'_>, out: &mut Evaluation)
     -> Result<()>;
+    /// R_d and the per-cell reductions at each of k allocations, with the same draw
+    /// weights: `out[j]` as [`Evaluator::evaluate`] would give for `xs[j]`. An
+    /// evaluator that can shares the work of one pass over the posterior between
+    /// them (the CPU: each draw's terms once, the same bits as k calls; the GPU: one
+    /// upload, one set of dispatches, one read-back). The default makes k calls.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 50 }, 7);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// let mut ev = CpuEvaluator::new(&problem)?;
+    /// let x = problem.uniform_allocation();
+    /// let half: Vec<f64> = x.iter().map(|v| v / 2.0).collect();
+    /// let mut many = vec![Evaluation::default(); 2];
+    /// ev.evaluate_many(&[&x, &half], DrawWeights::Uniform, &mut many)?;
+    /// let mut one = Evaluation::default();
+    /// ev.evaluate(&half, DrawWeights::Uniform, &mut one)?;
+    /// assert_eq!(many[1], one);
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    fn evaluate_many(
+        &mut self,
+        xs: &[&[f64]],
+        weights: DrawWeights<'_>,
+        out: &mut [Evaluation],
+    ) -> Result<()> {
+        check_len(out.len(), xs.len(), "evaluations")?;
+        for (x, o) in xs.iter().zip(out.iter_mut()) {
+            self.evaluate(x, weights, o)?;
+        }
+        Ok(())
+    }
     /// The time-varying form: `x[c * N + t]` is the spend of cell c in period t
     /// (no time distribution applies). Gives R_d and Σ_d u_d ∂R_d/∂X_tc, the
     /// adjoint convolution: ∂R_d/∂X_τc = τ_c/(κ_τc s_c) Σ_l w_l g'(a_(τ+l)cd).

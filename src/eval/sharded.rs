@@ -46,6 +46,8 @@ struct Shard {
     /// The shard's first draw among all.
     start: usize,
     evaluation: Evaluation,
+    /// The shard's evaluations of [`Evaluator::evaluate_many`].
+    many: Vec<Evaluation>,
     time_varying: TimeVaryingEvaluation,
 }
 
@@ -82,6 +84,7 @@ impl ShardedEvaluator {
                 evaluator,
                 start,
                 evaluation: Evaluation::new(d, cells),
+                many: vec![],
                 time_varying: TimeVaryingEvaluation::new(d, cells, periods),
             });
             start += d;
@@ -219,38 +222,43 @@ impl Evaluator for ShardedEvaluator {
         out: &mut Evaluation,
     ) -> Result<()> {
         check_weights(&weights, self.num_draws)?;
-        let n = self.num_cells();
-        out.responses.resize(self.num_draws, 0.0);
-        for v in [
-            &mut out.contributions,
-            &mut out.gradient,
-            &mut out.curvature,
-        ] {
-            v.resize(n, 0.0);
-        }
         self.each(weights, |shard, u| {
             let mut e = std::mem::take(&mut shard.evaluation);
             let done = shard.evaluator.evaluate(x, u, &mut e);
             shard.evaluation = e;
             done
         })?;
-        for v in [
-            &mut out.contributions,
-            &mut out.gradient,
-            &mut out.curvature,
-        ] {
-            v.iter_mut().for_each(|x| *x = 0.0);
-        }
-        for s in &self.shards {
-            let e = &s.evaluation;
-            out.responses[s.start..s.start + e.responses.len()].copy_from_slice(&e.responses);
-            for (sum, part) in [
-                (&mut out.contributions, &e.contributions),
-                (&mut out.gradient, &e.gradient),
-                (&mut out.curvature, &e.curvature),
-            ] {
-                sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-            }
+        let parts: Vec<(usize, &Evaluation)> = self
+            .shards
+            .iter()
+            .map(|s| (s.start, &s.evaluation))
+            .collect();
+        combine(out, &parts);
+        Ok(())
+    }
+
+    /// Each shard evaluates the k allocations in one call of its own
+    /// `evaluate_many`; slot by slot, the shards' sums are added as in `evaluate`.
+    fn evaluate_many(
+        &mut self,
+        xs: &[&[f64]],
+        weights: DrawWeights<'_>,
+        out: &mut [Evaluation],
+    ) -> Result<()> {
+        check_len(out.len(), xs.len(), "evaluations")?;
+        check_weights(&weights, self.num_draws)?;
+        let k = xs.len();
+        self.each(weights, |shard, u| {
+            let mut many = std::mem::take(&mut shard.many);
+            many.resize_with(k, Evaluation::default);
+            let done = shard.evaluator.evaluate_many(xs, u, &mut many);
+            shard.many = many;
+            done
+        })?;
+        for (j, o) in out.iter_mut().enumerate() {
+            let parts: Vec<(usize, &Evaluation)> =
+                self.shards.iter().map(|s| (s.start, &s.many[j])).collect();
+            combine(o, &parts);
         }
         Ok(())
     }
@@ -281,5 +289,31 @@ impl Evaluator for ShardedEvaluator {
                 .for_each(|(a, b)| *a += b);
         }
         Ok(())
+    }
+}
+
+/// `out` from the shards' evaluations (each with its first draw): the responses
+/// concatenated, the per-cell sums added in shard order.
+fn combine(out: &mut Evaluation, parts: &[(usize, &Evaluation)]) {
+    let num_draws = parts.iter().map(|(_, e)| e.responses.len()).sum();
+    let n = parts.first().map_or(0, |(_, e)| e.contributions.len());
+    out.responses.resize(num_draws, 0.0);
+    for v in [
+        &mut out.contributions,
+        &mut out.gradient,
+        &mut out.curvature,
+    ] {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    for (start, e) in parts {
+        out.responses[*start..start + e.responses.len()].copy_from_slice(&e.responses);
+        for (sum, part) in [
+            (&mut out.contributions, &e.contributions),
+            (&mut out.gradient, &e.gradient),
+            (&mut out.curvature, &e.curvature),
+        ] {
+            sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
     }
 }

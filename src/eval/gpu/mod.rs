@@ -9,6 +9,8 @@
 //! runs one pass per chunk (a 2-D grid: blocks of draws × groups of cells) and two
 //! reduction passes (over blocks for the per-cell sums, over cell groups for the
 //! responses), and reads back 2·D + 2·width·n floats, which the host finishes in f64.
+//! [`Evaluator::evaluate_many`] runs k allocations of the constant form as k slots of
+//! the same passes (the grids' third dimension), with one upload and one read-back.
 
 mod context;
 
@@ -33,6 +35,12 @@ const WG: u64 = 256;
 /// The workgroup sizes the response kernels take (a power of two: the reduction
 /// trees halve; at most 256: the workgroup rows hold 8 × 256 values).
 pub const WORKGROUP_SIZES: [u32; 4] = [32, 64, 128, 256];
+/// Most allocations [`Evaluator::evaluate_many`] runs in one pass (slots); more are
+/// run in several.
+const MAX_SLOTS: usize = 32;
+/// Most device bytes the slots' partial sums and responses may take together (beyond
+/// one slot's), so that a batch never needs much more memory than the evaluator had.
+const SLOT_BYTES: u64 = 256 << 20;
 /// Largest kernel (l_max + 1) and window (N + l_max) the shaders hold per invocation.
 const MAX_KERNEL: usize = 64;
 const MAX_WINDOW: usize = 512;
@@ -70,6 +78,10 @@ struct Dims {
     per_draw_weights: u32,
     width: u32,
     cells_per_group: u32,
+    total_blocks: u32,
+    groups: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 #[repr(C)]
@@ -80,6 +92,9 @@ struct ReduceDims {
     pad0: u32,
     pad1: u32,
 }
+
+/// Values per slot (allocation) of one run: `[slot][i]`.
+type PerSlot = Vec<Vec<f64>>;
 
 /// One chunk of draws with its parameters.
 struct Chunk {
@@ -158,6 +173,9 @@ pub struct GpuEvaluator {
     parameter_bytes: u64,
     /// Bytes of all buffers on the device.
     device_bytes: u64,
+    /// Allocations the constant form's buffers hold (slots), and the most they may.
+    slots: usize,
+    max_slots: usize,
     /// The optimized cells, for errors.
     cells: Vec<crate::model::CellInfo>,
 }
@@ -396,6 +414,18 @@ impl GpuEvaluator {
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         );
         let total_blocks = (nd as u64).div_ceil(wg) as u32;
+        // A slot's partial sums and responses; as many slots as fit in a binding and
+        // in SLOT_BYTES beyond the first.
+        let slot_bytes = total_blocks as u64 * 3 * n as u64 * 4 + groups as u64 * nd as u64 * 4;
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let max_slots = (MAX_SLOTS as u64)
+            .min(binding / (total_blocks as u64 * 3 * n as u64 * 4).max(1))
+            .min(binding / (groups as u64 * nd as u64 * 4).max(1))
+            .min(1 + SLOT_BYTES / slot_bytes.max(1))
+            .min(limits.max_compute_workgroups_per_dimension as u64)
+            .max(1) as usize;
         let read = |label: &str, bytes: u64| {
             empty(
                 label,
@@ -497,6 +527,7 @@ impl GpuEvaluator {
             &chunks,
             total_blocks,
             3 * n,
+            1,
             Form::Constant,
         );
         ctx.check(scope)?;
@@ -526,6 +557,8 @@ impl GpuEvaluator {
             read_responses,
             parameter_bytes,
             device_bytes,
+            slots: 1,
+            max_slots,
             cells: problem.cells.clone(),
         })
     }
@@ -546,15 +579,91 @@ impl GpuEvaluator {
         self.device_bytes
     }
 
-    /// Runs one evaluation of the allocation's `form`; returns the responses and, per
-    /// cell × width entry, the f64 sums over draws.
+    /// Makes room for `k` allocations of the constant form (at most `max_slots`):
+    /// the allocation, response and partial-sum buffers are made again for k slots
+    /// (the time-varying stage, which binds the first two, is rebuilt on its next use).
+    fn grow(&mut self, k: usize) {
+        if k <= self.slots {
+            return;
+        }
+        let k = k.min(self.max_slots);
+        let (n, nd) = (self.num_cells, self.num_draws);
+        let device = self.ctx.device();
+        let buffer = |label: &str, bytes: u64, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(16),
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let old = self.shared.alloc.size()
+            + self.shared.responses.size()
+            + self.response_sums.size()
+            + self.read_responses.size()
+            + self.constant_stage.bytes
+            + self.varying_stage.as_ref().map_or(0, |s| s.bytes);
+        self.shared.alloc = buffer(
+            "allocation",
+            (n * self.num_periods).max(k * n) as u64 * 4,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+        self.shared.responses = buffer(
+            "responses",
+            k as u64 * self.groups as u64 * nd as u64 * 4,
+            wgpu::BufferUsages::STORAGE,
+        );
+        self.response_sums = buffer(
+            "response sums",
+            k as u64 * nd as u64 * 8,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        self.read_responses = buffer(
+            "read responses",
+            k as u64 * nd as u64 * 8,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        self.response_bind = bind_group(
+            device,
+            "reduce responses",
+            &self.shared.reduce_layout,
+            &[
+                &self.response_dims,
+                &self.shared.responses,
+                &self.response_sums,
+            ],
+        );
+        self.constant_stage = build_stage(
+            device,
+            &self.shared,
+            &self.chunks,
+            self.total_blocks,
+            3 * n,
+            k,
+            Form::Constant,
+        );
+        self.varying_stage = None;
+        self.device_bytes = self.device_bytes - old
+            + self.shared.alloc.size()
+            + self.shared.responses.size()
+            + self.response_sums.size()
+            + self.read_responses.size()
+            + self.constant_stage.bytes;
+        self.slots = k;
+    }
+
+    /// Runs one evaluation of the allocations `xs` in the `form` (the constant form:
+    /// up to `slots` of them; the time-varying form: one); returns each one's
+    /// responses and, per cell × width entry, its f64 sums over draws.
     fn run(
         &mut self,
-        x: &[f64],
+        xs: &[&[f64]],
         weights: DrawWeights<'_>,
         form: Form,
-    ) -> Result<(Vec<f64>, Vec<f64>)> {
+    ) -> Result<(PerSlot, PerSlot)> {
         let varying = form == Form::TimeVarying;
+        let k = xs.len();
+        debug_assert!(k >= 1 && k <= self.slots && (!varying || k == 1));
         let n = self.num_cells;
         let width = if varying { self.num_periods } else { 3 };
         let queue = self.ctx.queue();
@@ -567,18 +676,24 @@ impl GpuEvaluator {
                 "time_varying",
                 &self.constants,
             ));
+        }
+        if varying && self.varying_stage.is_none() {
             let stage = build_stage(
                 self.ctx.device(),
                 &self.shared,
                 &self.chunks,
                 self.total_blocks,
                 n * self.num_periods,
+                1,
                 Form::TimeVarying,
             );
             self.device_bytes += stage.bytes;
             self.varying_stage = Some(stage);
         }
-        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let x32: Vec<f32> = xs
+            .iter()
+            .flat_map(|x| x.iter().map(|&v| v as f32))
+            .collect();
         queue.write_buffer(&self.shared.alloc, 0, bytemuck::cast_slice(&x32));
         let per_draw = match weights {
             DrawWeights::Uniform => 0,
@@ -598,6 +713,10 @@ impl GpuEvaluator {
                 per_draw_weights: per_draw,
                 width: width as u32,
                 cells_per_group: self.cells_per_group,
+                total_blocks: self.total_blocks,
+                groups: self.groups,
+                pad0: 0,
+                pad1: 0,
             };
             queue.write_buffer(&chunk.dims, 0, bytemuck::bytes_of(&dims));
         }
@@ -619,6 +738,7 @@ impl GpuEvaluator {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("evaluate"),
         });
+        let slots = k as u32;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("response"),
@@ -631,33 +751,46 @@ impl GpuEvaluator {
             pass.set_pipeline(response);
             for (chunk, bind) in self.chunks.iter().zip(&stage.binds) {
                 pass.set_bind_group(0, bind, &[]);
-                pass.dispatch_workgroups(chunk.blocks, self.groups, 1);
+                pass.dispatch_workgroups(chunk.blocks, self.groups, slots);
             }
             pass.set_pipeline(&self.reduce_pipeline);
             pass.set_bind_group(0, &stage.reduce_bind, &[]);
-            pass.dispatch_workgroups(((n * width) as u64).div_ceil(WG) as u32, 1, 1);
+            pass.dispatch_workgroups(((n * width) as u64).div_ceil(WG) as u32, slots, 1);
             pass.set_bind_group(0, &self.response_bind, &[]);
-            pass.dispatch_workgroups((self.num_draws as u64).div_ceil(WG) as u32, 1, 1);
+            pass.dispatch_workgroups((self.num_draws as u64).div_ceil(WG) as u32, slots, 1);
         }
         let stage = if varying {
             self.varying_stage.as_ref().unwrap_or(&self.constant_stage)
         } else {
             &self.constant_stage
         };
-        let resp_bytes = self.num_draws as u64 * 8;
-        let sum_bytes = (n * width) as u64 * 8;
+        let resp_bytes = k as u64 * self.num_draws as u64 * 8;
+        let sum_bytes = k as u64 * (n * width) as u64 * 8;
         encoder.copy_buffer_to_buffer(&self.response_sums, 0, &self.read_responses, 0, resp_bytes);
         encoder.copy_buffer_to_buffer(&stage.sums, 0, &stage.read_sums, 0, sum_bytes);
         queue.submit([encoder.finish()]);
         let responses: Vec<[f32; 2]> = self.ctx.read(&self.read_responses, resp_bytes)?;
         let sums: Vec<[f32; 2]> = self.ctx.read(&stage.read_sums, sum_bytes)?;
         self.ctx.check(scope)?;
+        let finish = |s: &[f32; 2]| s[0] as f64 - s[1] as f64;
         let responses = responses
-            .iter()
-            .map(|s| s[0] as f64 - s[1] as f64)
+            .chunks(self.num_draws)
+            .map(|slot| slot.iter().map(finish).collect())
             .collect();
-        let sums = sums.iter().map(|s| s[0] as f64 - s[1] as f64).collect();
+        let sums = sums
+            .chunks(n * width)
+            .map(|slot| slot.iter().map(finish).collect())
+            .collect();
         Ok((responses, sums))
+    }
+
+    /// `out` from one slot's responses and [r, r', r''] sums per cell.
+    fn constant_evaluation(&self, responses: Vec<f64>, sums: &[f64], out: &mut Evaluation) {
+        let n = self.num_cells;
+        out.responses = responses;
+        out.contributions = (0..n).map(|c| sums[3 * c]).collect();
+        out.gradient = (0..n).map(|c| sums[3 * c + 1]).collect();
+        out.curvature = (0..n).map(|c| sums[3 * c + 2]).collect();
     }
 }
 
@@ -696,8 +829,8 @@ impl Evaluator for GpuEvaluator {
     fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells)?;
         check_len(out.len(), self.num_draws, "responses")?;
-        let (r, _) = self.run(x, DrawWeights::Uniform, Form::Constant)?;
-        out.copy_from_slice(&r);
+        let (r, _) = self.run(&[x], DrawWeights::Uniform, Form::Constant)?;
+        out.copy_from_slice(&r[0]);
         Ok(())
     }
 
@@ -709,12 +842,34 @@ impl Evaluator for GpuEvaluator {
     ) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells)?;
         check_weights(&weights, self.num_draws)?;
-        let (r, sums) = self.run(x, weights, Form::Constant)?;
-        let n = self.num_cells;
-        out.responses = r;
-        out.contributions = (0..n).map(|c| sums[3 * c]).collect();
-        out.gradient = (0..n).map(|c| sums[3 * c + 1]).collect();
-        out.curvature = (0..n).map(|c| sums[3 * c + 2]).collect();
+        let (mut r, sums) = self.run(&[x], weights, Form::Constant)?;
+        self.constant_evaluation(r.swap_remove(0), &sums[0], out);
+        Ok(())
+    }
+
+    /// The allocations in batches of as many slots as the device's limits allow (up
+    /// to 32, their buffers within 256 MiB beyond one slot's): one upload, one set of
+    /// dispatches and one read-back a batch.
+    fn evaluate_many(
+        &mut self,
+        xs: &[&[f64]],
+        weights: DrawWeights<'_>,
+        out: &mut [Evaluation],
+    ) -> Result<()> {
+        check_len(out.len(), xs.len(), "evaluations")?;
+        for x in xs {
+            check_allocation(&self.cells, x, self.num_cells)?;
+        }
+        check_weights(&weights, self.num_draws)?;
+        let scope = self.ctx.scope();
+        self.grow(xs.len());
+        self.ctx.check(scope)?;
+        for (batch, outs) in xs.chunks(self.slots).zip(out.chunks_mut(self.slots)) {
+            let (responses, sums) = self.run(batch, weights, Form::Constant)?;
+            for ((r, s), o) in responses.into_iter().zip(&sums).zip(outs.iter_mut()) {
+                self.constant_evaluation(r, s, o);
+            }
+        }
         Ok(())
     }
 
@@ -726,9 +881,9 @@ impl Evaluator for GpuEvaluator {
     ) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells * self.num_periods)?;
         check_weights(&weights, self.num_draws)?;
-        let (r, sums) = self.run(x, weights, Form::TimeVarying)?;
-        out.responses = r;
-        out.gradient = sums;
+        let (mut r, mut sums) = self.run(&[x], weights, Form::TimeVarying)?;
+        out.responses = r.swap_remove(0);
+        out.gradient = sums.swap_remove(0);
         Ok(())
     }
 }
@@ -765,7 +920,7 @@ enum Form {
 }
 
 /// The partial sums, their reduction and read-back for `width` values a block (cells ×
-/// values a cell), and one
+/// values a cell) and each of `slots` allocations, and one
 /// response bind group a chunk (the time-varying form reads the input scale where the
 /// constant form reads the unit pattern).
 fn build_stage(
@@ -774,6 +929,7 @@ fn build_stage(
     chunks: &[Chunk],
     blocks: u32,
     width: usize,
+    slots: usize,
     form: Form,
 ) -> Stage {
     let buffer = |label: &str, bytes: u64, usage| {
@@ -784,16 +940,18 @@ fn build_stage(
             mapped_at_creation: false,
         })
     };
-    let partial_bytes = blocks as u64 * width as u64 * 4;
+    let slots = slots as u64;
+    let partial_bytes = slots * blocks as u64 * width as u64 * 4;
     let partials = buffer("partials", partial_bytes, wgpu::BufferUsages::STORAGE);
+    let sum_bytes = slots * width as u64 * 8;
     let sums = buffer(
         "sums",
-        width as u64 * 8,
+        sum_bytes,
         wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
     );
     let read_sums = buffer(
         "read sums",
-        width as u64 * 8,
+        sum_bytes,
         wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
     );
     let pattern = if form == Form::TimeVarying {
@@ -828,7 +986,7 @@ fn build_stage(
         reduce_bind,
         sums,
         read_sums,
-        bytes: partial_bytes.max(16) + 2 * (width as u64 * 8).max(16),
+        bytes: partial_bytes.max(16) + 2 * sum_bytes.max(16),
     }
 }
 
