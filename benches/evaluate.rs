@@ -35,6 +35,23 @@ fn sizes() -> Vec<SyntheticSize> {
     }
 }
 
+/// The CPU evaluator and, with a device, the GPU one, for `problem`.
+fn evaluators(
+    problem: &Problem,
+    gpu: Option<&Arc<GpuContext>>,
+) -> Vec<(&'static str, Box<dyn Evaluator>)> {
+    let mut evaluators: Vec<(&str, Box<dyn Evaluator>)> = vec![(
+        "cpu",
+        Box::new(CpuEvaluator::new(problem).expect("cpu evaluator")),
+    )];
+    if let Some(ctx) = gpu {
+        let g = GpuEvaluator::with_context(ctx.clone(), problem, &GpuOptions::default())
+            .expect("gpu evaluator");
+        evaluators.push(("gpu", Box::new(g)));
+    }
+    evaluators
+}
+
 /// A timed step: one evaluation on the evaluator it is given.
 type Step = Box<dyn FnMut(&mut dyn Evaluator)>;
 
@@ -64,15 +81,7 @@ fn on_each_backend(
             size.periods,
             size.l_max
         );
-        let mut evaluators: Vec<(&str, Box<dyn Evaluator>)> = vec![(
-            "cpu",
-            Box::new(CpuEvaluator::new(&problem).expect("cpu evaluator")),
-        )];
-        if let Some(ctx) = &gpu {
-            let g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
-                .expect("gpu evaluator");
-            evaluators.push(("gpu", Box::new(g)));
-        }
+        let evaluators = evaluators(&problem, gpu.as_ref());
         for (name, mut ev) in evaluators {
             let mut step = make(&problem);
             step(ev.as_mut());
@@ -155,15 +164,7 @@ fn evaluate_many(c: &mut Criterion) {
         let terms = (problem.num_draws()
             * problem.num_cells()
             * (problem.num_periods + problem.adstock.l_max)) as u64;
-        let mut evaluators: Vec<(&str, Box<dyn Evaluator>)> = vec![(
-            "cpu",
-            Box::new(CpuEvaluator::new(&problem).expect("cpu evaluator")),
-        )];
-        if let Some(ctx) = &gpu {
-            let g = GpuEvaluator::with_context(ctx.clone(), &problem, &GpuOptions::default())
-                .expect("gpu evaluator");
-            evaluators.push(("gpu", Box::new(g)));
-        }
+        let evaluators = evaluators(&problem, gpu.as_ref());
         let base = problem.uniform_allocation();
         for (name, mut ev) in evaluators {
             for k in [1usize, 8, 32] {

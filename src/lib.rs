@@ -30,6 +30,7 @@ pub mod eval;
 pub mod frontier;
 pub mod html_report;
 pub mod io;
+pub mod marginal_roi;
 pub mod model;
 pub mod optimize;
 pub mod problem;

@@ -11,6 +11,7 @@
 use crate::adstock::Adstock;
 use crate::constraint::LinearConstraint;
 use crate::error::{Error, Result, readable_number};
+use crate::marginal_roi::MarginalRoiConstraint;
 use crate::model::{Array, Broadcast, CellInfo, MAX_PERIODS, Model};
 use crate::saturation::Saturation;
 use crate::scenario::{BudgetConstraint, PeriodRule, Scenario, Selector};
@@ -68,6 +69,10 @@ pub struct Problem {
     /// parsed from the scenario's strings; the solver adds each as a
     /// [`crate::NonlinearConstraint::outcome`].
     pub outcome_constraints: Vec<crate::constraint::OutcomeConstraint>,
+    /// Marginal-ROI constraints (`mroi(channel=tv) >= 1.2`), parsed from the
+    /// scenario's strings; each is held by its caps, rows of `linear_constraints`
+    /// named after it (see [`crate::marginal_roi`]).
+    pub marginal_roi_constraints: Vec<MarginalRoiConstraint>,
     /// The utility.
     pub utility: Utility,
     /// The scenario's start allocation, per optimized cell.
@@ -519,11 +524,13 @@ impl Problem {
             upper: opt.iter().map(|&c| upper[c]).collect(),
             linear_constraints: vec![],
             outcome_constraints: vec![],
+            marginal_roi_constraints: vec![],
             utility: scenario.utility.clone(),
             start: None,
             dim_names,
             cells,
         };
+        let mut marginal = vec![];
         for (i, text) in scenario.constraints.iter().enumerate() {
             match crate::constraint::OutcomeConstraint::parse(text, scenario.num_periods) {
                 Some(Ok(c)) => problem.outcome_constraints.push(c),
@@ -537,6 +544,10 @@ impl Problem {
                     });
                 }
                 None => {
+                    if let Some(m) = MarginalRoiConstraint::parse(text, i, model, &problem.cells) {
+                        marginal.push(m?);
+                        continue;
+                    }
                     let c =
                         LinearConstraint::parse_indexed(text, i, model, &problem.cells, budget)?;
                     problem.linear_constraints.push(c);
@@ -546,6 +557,21 @@ impl Problem {
         if let Some(start) = &scenario.start {
             problem.start = Some(problem.allocation_from(model, start, "start")?);
         }
+        if marginal.is_empty() {
+            return Ok(problem);
+        }
+        // Marginal-ROI caps, found on the f64 CPU evaluator of this very problem
+        // (shared, not copied), as linear rows.
+        let shared = std::sync::Arc::new(problem);
+        let mut ev = crate::eval::CpuEvaluator::shared(shared.clone())?;
+        let mut rows = vec![];
+        for m in &marginal {
+            rows.extend(m.rows(&shared, &mut ev)?);
+        }
+        drop(ev);
+        let mut problem = std::sync::Arc::try_unwrap(shared).unwrap_or_else(|p| (*p).clone());
+        problem.linear_constraints.extend(rows);
+        problem.marginal_roi_constraints = marginal;
         Ok(problem)
     }
 
@@ -602,6 +628,7 @@ impl Problem {
             lower: self.lower.clone(),
             upper: self.upper.clone(),
             linear_constraints: self.linear_constraints.clone(),
+            marginal_roi_constraints: self.marginal_roi_constraints.clone(),
             outcome_constraints: self.outcome_constraints.clone(),
             utility: self.utility.clone(),
             start: self.start.clone(),
