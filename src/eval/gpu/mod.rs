@@ -389,12 +389,7 @@ impl GpuEvaluator {
         let tau = init("cells", bytemuck::cast_slice(&cell_data), storage_ro);
         let empty = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
             allocated.set(allocated.get() + bytes.max(16));
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes.max(16),
-                usage,
-                mapped_at_creation: false,
-            })
+            new_buffer(device, label, bytes, usage)
         };
         let alloc = empty("allocation", (n * np) as u64 * 4, storage_ro);
         let weights = empty("draw weights", nd as u64 * 4, storage_ro);
@@ -589,14 +584,7 @@ impl GpuEvaluator {
         let k = k.min(self.max_slots);
         let (n, nd) = (self.num_cells, self.num_draws);
         let device = self.ctx.device();
-        let buffer = |label: &str, bytes: u64, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes.max(16),
-                usage,
-                mapped_at_creation: false,
-            })
-        };
+        let buffer = |label: &str, bytes: u64, usage| new_buffer(device, label, bytes, usage);
         let old = self.shared.alloc.size()
             + self.shared.responses.size()
             + self.response_sums.size()
@@ -932,14 +920,7 @@ fn build_stage(
     slots: usize,
     form: Form,
 ) -> Stage {
-    let buffer = |label: &str, bytes: u64, usage| {
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(16),
-            usage,
-            mapped_at_creation: false,
-        })
-    };
+    let buffer = |label: &str, bytes: u64, usage| new_buffer(device, label, bytes, usage);
     let slots = slots as u64;
     let partial_bytes = slots * blocks as u64 * width as u64 * 4;
     let partials = buffer("partials", partial_bytes, wgpu::BufferUsages::STORAGE);
@@ -988,6 +969,21 @@ fn build_stage(
         read_sums,
         bytes: partial_bytes.max(16) + 2 * sum_bytes.max(16),
     }
+}
+
+/// An uninitialised buffer of at least 16 bytes.
+fn new_buffer(
+    device: &wgpu::Device,
+    label: &str,
+    bytes: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(16),
+        usage,
+        mapped_at_creation: false,
+    })
 }
 
 fn compute_pipeline(
