@@ -4,7 +4,8 @@
 // (workgroup_id.z), each with its own partials and responses; a workgroup holds WG consecutive draws and walks its group's cells together
 // (groups are short enough that no invocation loops more than llvmpipe's 65535
 // iterations, and give small posteriors more parallelism), reducing
-// Σ_d u_d τ_c [r, r', r''] (constant form) or Σ_d u_d ∂R_d/∂X_tc (time-varying form)
+// Σ_d u_d τ_c [r, r', r''] (constant form) or Σ_d u_d ∂R_d/∂X_tc and Σ_d u_d r_dc
+// (time-varying form)
 // over its draws into one partial per (workgroup, cell). f32 throughout; the host
 // finishes the sums in f64.
 //
@@ -41,7 +42,7 @@ struct Dims {
     block_offset: u32,     // first workgroup (block) of the chunk
     total_draws: u32,
     per_draw_weights: u32, // 0: u_d = 1/total_draws; 1: weights[d]
-    width: u32,            // partial values per cell: 3, or N (time-varying)
+    width: u32,            // partial values per cell: 3, or N + 1 (time-varying)
     cells_per_group: u32,  // cells an invocation walks (workgroup_id.y picks the group)
     total_blocks: u32,     // workgroups of draws over all chunks (a slot's partials)
     groups: u32,           // cell groups (a slot's responses)
@@ -469,6 +470,7 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
     for (var c = at.first; c < at.last; c++) {
         let base = c * N_PERIODS;
         var wsum = 0.0;
+        var rc = 0.0; // τ_c Σ_t g: the cell's contribution
         if (at.valid) {
             wsum = adstock_weights(c, at.d);
             load_saturation(c, at.d);
@@ -481,14 +483,14 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                         a += w[l] * alloc[base + t - l] * pattern[base + t - l];
                     }
                     let gg = derivatives(a + carry_in(c, t));
-                    total += cell[c].x * gg.x;
+                    rc += cell[c].x * gg.x;
                     v[t] = gg.y;
                 }
             } else {
-                total += cell[c].x * carry_in_saturated(c);
+                rc += cell[c].x * carry_in_saturated(c);
                 for (var t = 0u; t < N_PERIODS; t++) {
                     let gg = derivatives(alloc[base + t] * pattern[base + t]);
-                    total += cell[c].x * wsum * gg.x;
+                    rc += cell[c].x * wsum * gg.x;
                     v[t] = gg.y;
                 }
             }
@@ -514,10 +516,18 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
             }
             reduce_rows(lid, TB);
             if (lid < TB && t0 + lid < N_PERIODS) {
-                partials[(at.block * dims.cells + c) * N_PERIODS + t0 + lid] = shw[lid * WG];
+                partials[(at.block * dims.cells + c) * dims.width + t0 + lid] = shw[lid * WG];
             }
             workgroupBarrier();
         }
+        // The cell's contribution, after its N gradient values (width = N + 1).
+        total += rc;
+        shw[lid] = at.u * rc;
+        reduce_rows(lid, 1u);
+        if (lid == 0u) {
+            partials[(at.block * dims.cells + c) * dims.width + N_PERIODS] = shw[0];
+        }
+        workgroupBarrier();
     }
     if (at.valid) {
         responses[wid.y * dims.total_draws + at.gd] = total;

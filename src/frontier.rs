@@ -117,6 +117,14 @@ pub fn frontier_each(
     warm: bool,
     each: &mut dyn FnMut(&FrontierPoint) -> bool,
 ) -> Result<Vec<FrontierPoint>> {
+    if scenario.decision != crate::scenario::Decision::Constant {
+        return Err(Error::invalid(
+            "frontier",
+            "decision",
+            "a per-period decision",
+            "a constant decision (the frontier solves one spend per period and cell)",
+        ));
+    }
     let mut points: Vec<FrontierPoint> = Vec::with_capacity(budgets.len());
     for (k, &budget) in budgets.iter().enumerate() {
         let mut sc = scenario.clone();

@@ -33,6 +33,7 @@ pub mod io;
 pub mod marginal_roi;
 pub mod model;
 pub mod optimize;
+pub mod plan;
 pub mod problem;
 pub mod report;
 pub mod saturation;
@@ -56,7 +57,9 @@ pub use model::{Array, Cell, CellInfo, Dim, MAX_CELLS, MAX_L_MAX, MAX_PERIODS, M
 pub use optimize::{Callback, Options, optimize, optimize_problem, solve_on};
 pub use problem::Problem;
 pub use saturation::{Domain, Saturation};
-pub use scenario::{BoundRule, BudgetConstraint, PeriodRule, Scenario, Selector};
+pub use scenario::{
+    BoundRule, BudgetConstraint, Decision, FlightRule, PeriodRule, PeriodSum, Scenario, Selector,
+};
 pub use solution::{IterationInfo, Multiplier, Solution, Status};
 pub use sqp::{HessianMode, Settings, Solver, StallRules, Tuning};
 pub use utility::Utility;

@@ -54,7 +54,7 @@ pub struct Problem {
     /// Saturation parameters, `[draw][cell][parameter]`.
     pub saturation_params: Vec<f64>,
     /// D.
-    num_draws: usize,
+    pub(crate) num_draws: usize,
     /// B, per period.
     pub total_budget: f64,
     /// The budget constraint.
@@ -73,6 +73,10 @@ pub struct Problem {
     /// scenario's strings; each is held by its caps, rows of `linear_constraints`
     /// named after it (see [`crate::marginal_roi`]).
     pub marginal_roi_constraints: Vec<MarginalRoiConstraint>,
+    /// The plan over time when the scenario decides a spend per period or group of
+    /// periods (`None`: one spend per period for the whole window); solved by
+    /// [`crate::plan::solve`].
+    pub plan: Option<crate::plan::PlanSpec>,
     /// The utility.
     pub utility: Utility,
     /// The scenario's start allocation, per optimized cell.
@@ -525,6 +529,7 @@ impl Problem {
             linear_constraints: vec![],
             outcome_constraints: vec![],
             marginal_roi_constraints: vec![],
+            plan: None,
             utility: scenario.utility.clone(),
             start: None,
             dim_names,
@@ -556,6 +561,15 @@ impl Problem {
         }
         if let Some(start) = &scenario.start {
             problem.start = Some(problem.allocation_from(model, start, "start")?);
+        }
+        problem.plan = plan_spec(model, scenario, &opt)?;
+        if problem.plan.is_some() && !marginal.is_empty() {
+            return Err(Error::invalid(
+                "scenario",
+                "constraints",
+                format!("{:?}", marginal[0].name),
+                "no mroi(…) constraint with a per-period decision (a cap on one spend per period)",
+            ));
         }
         if marginal.is_empty() {
             return Ok(problem);
@@ -629,6 +643,7 @@ impl Problem {
             upper: self.upper.clone(),
             linear_constraints: self.linear_constraints.clone(),
             marginal_roi_constraints: self.marginal_roi_constraints.clone(),
+            plan: self.plan.clone(),
             outcome_constraints: self.outcome_constraints.clone(),
             utility: self.utility.clone(),
             start: self.start.clone(),
@@ -990,6 +1005,118 @@ fn period_values(
         }
     }
     Ok(out)
+}
+
+/// The scenario's plan over time, checked: `None` for the constant decision, which
+/// takes no flighting limits or period sums; a per-period decision takes no time
+/// distribution (the plan sets each period's spend).
+fn plan_spec(
+    model: &Model,
+    scenario: &Scenario,
+    opt: &[usize],
+) -> Result<Option<crate::plan::PlanSpec>> {
+    let n_periods = scenario.num_periods;
+    let every = match scenario.decision {
+        crate::scenario::Decision::Constant => {
+            for (field, given) in [
+                ("flighting", !scenario.flighting.is_empty()),
+                ("period_sums", !scenario.period_sums.is_empty()),
+            ] {
+                if given {
+                    return Err(Error::invalid(
+                        "scenario",
+                        field,
+                        "given with a constant decision",
+                        r#"a plan over time ("decision": "per_period" or {"every": k})"#,
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        crate::scenario::Decision::Every(k) => k,
+    };
+    if every == 0 {
+        return Err(Error::invalid(
+            "scenario",
+            "decision.every",
+            0,
+            "an integer >= 1",
+        ));
+    }
+    if !scenario.time_distribution.is_empty() {
+        return Err(Error::invalid(
+            "scenario",
+            "time_distribution",
+            "given with a per-period decision",
+            "no time distribution (a plan over time sets each period's spend)",
+        ));
+    }
+    let on_opt = |hits: Vec<bool>| -> Vec<bool> { opt.iter().map(|&c| hits[c]).collect() };
+    let mut flighting = vec![];
+    for (i, f) in scenario.flighting.iter().enumerate() {
+        let field = format!("flighting[{i}]");
+        if !(f.max_change.is_finite() && f.max_change >= 0.0) {
+            return Err(Error::invalid(
+                "scenario",
+                format!("{field}.max_change"),
+                f.max_change,
+                "a finite number >= 0 (money per period)",
+            ));
+        }
+        let hits = on_opt(select(model, &f.select, &format!("{field}.select"))?);
+        flighting.push(crate::plan::Flighting {
+            name: format!("flighting[{i}]"),
+            cells: hits,
+            max_change: f.max_change,
+        });
+    }
+    let mut period_sums = vec![];
+    for (i, p) in scenario.period_sums.iter().enumerate() {
+        let field = format!("period_sums[{i}]");
+        if !(1 <= p.first && p.first <= p.last && p.last <= n_periods) {
+            return Err(Error::invalid(
+                "scenario",
+                format!("{field}.periods"),
+                format!("[{}, {}]", p.first, p.last),
+                format!("[first, last] with 1 <= first <= last <= {n_periods}"),
+            ));
+        }
+        for (side, v) in [("min", p.min), ("max", p.max)] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(Error::invalid(
+                    "scenario",
+                    format!("{field}.{side}"),
+                    v,
+                    "a finite number >= 0 (money over those periods)",
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (p.min, p.max)
+            && a > b
+        {
+            return Err(Error::invalid(
+                "scenario",
+                &field,
+                format!("min {a} > max {b}"),
+                "min <= max",
+            ));
+        }
+        let hits = on_opt(select(model, &p.select, &format!("{field}.select"))?);
+        period_sums.push(crate::plan::PeriodSumRows {
+            name: format!("period_sums[{i}] (periods {}-{})", p.first, p.last),
+            cells: hits,
+            periods: p.first - 1..p.last,
+            min: p.min,
+            max: p.max,
+        });
+    }
+    Ok(Some(crate::plan::PlanSpec {
+        groups: crate::plan::PlanSpec::groups_of(every, n_periods),
+        flighting,
+        period_sums,
+    }))
 }
 
 /// `len` finite values >= 0, the error naming the cell (the values are cell-major when

@@ -474,3 +474,153 @@ pub fn frontier_json(points: &[crate::FrontierPoint], problem: &Problem) -> Valu
         "points": list,
     })
 }
+
+/// One optimized cell of a plan over time: its spend per period averaged over the
+/// window, over the window, in each period, its mean contribution and ROI.
+fn plan_cells(
+    problem: &Problem,
+    plan: &crate::plan::PlanSolution,
+) -> Vec<(usize, f64, f64, Option<f64>)> {
+    let g = plan.groups.len();
+    (0..problem.num_cells())
+        .map(|c| {
+            let average = plan.average[c];
+            let contribution: f64 = plan.solution.mean_contribution[c * g..(c + 1) * g]
+                .iter()
+                .sum();
+            let roi = crate::solution::roi(contribution, average, problem.num_periods);
+            (c, average, contribution, roi)
+        })
+        .collect()
+}
+
+/// The JSON of a plan over time: [`solution_json`]'s fields (status, message,
+/// multipliers named per cell and group, iterations, …) and `utility`,
+/// `mean_response`, `num_periods`, `groups` (1-based first and last period of each),
+/// `cells`: `{<dim>…, "budget" (per period, averaged over the window),
+/// "budget_window", "spend_per_period" (N values: the spend in each period),
+/// "mean_contribution", "roi"}`, with `units`.
+pub fn plan_json(problem: &Problem, plan: &crate::plan::PlanSolution) -> Value {
+    let mut v = solution_json(None, &plan.solution);
+    let o = v.as_object_mut().expect("an object");
+    let np = problem.num_periods;
+    o.insert("utility".into(), json!(plan.solution.utility));
+    o.insert("mean_response".into(), json!(plan.solution.mean_response));
+    o.insert("num_periods".into(), json!(np));
+    o.insert(
+        "groups".into(),
+        json!(
+            plan.groups
+                .iter()
+                .map(|r| [r.start + 1, r.end])
+                .collect::<Vec<_>>()
+        ),
+    );
+    if !plan.spend.is_empty() {
+        let cells: Vec<Value> = plan_cells(problem, plan)
+            .into_iter()
+            .map(|(c, average, contribution, roi)| {
+                let mut m = Map::new();
+                for (d, v) in problem.cells[c].coords.iter().rev() {
+                    m.insert(d.clone(), json!(v));
+                }
+                m.insert("budget".into(), json!(average));
+                m.insert("budget_window".into(), json!(average * np as f64));
+                m.insert(
+                    "spend_per_period".into(),
+                    json!(plan.spend[c * np..(c + 1) * np]),
+                );
+                m.insert("mean_contribution".into(), json!(contribution));
+                m.insert("roi".into(), json!(roi));
+                Value::Object(m)
+            })
+            .collect();
+        o.insert("cells".into(), Value::Array(cells));
+    }
+    o.insert(
+        "units".into(),
+        json!({
+            "budget": "money per period, averaged over the window",
+            "budget_window": "money over the window (N periods)",
+            "spend_per_period": "money spent in each period, periods 1..N",
+            "mean_contribution": "target units over the window and its carry-over",
+            "roi": "mean_contribution / budget_window",
+        }),
+    );
+    v
+}
+
+/// The readable summary of a plan over time: the status, each cell's spend per
+/// period in each group of periods, averaged and over the window, its contribution
+/// and ROI; then the utility and the binding constraints.
+pub fn plan_table(problem: &Problem, plan: &crate::plan::PlanSolution, detail: bool) -> String {
+    let mut s = String::new();
+    let solution = &plan.solution;
+    let _ = writeln!(s, "status: {}", plain_status(solution, detail));
+    if plan.spend.is_empty() {
+        return s;
+    }
+    let np = problem.num_periods;
+    let shown = plan.groups.len().min(12);
+    let _ = write!(s, "{:<14}", "cell");
+    for r in &plan.groups[..shown] {
+        let _ = write!(s, " {:>11}", format!("p{}-{}", r.start + 1, r.end));
+    }
+    let _ = writeln!(
+        s,
+        " {:>13} {:>13} {:>14} {:>8}",
+        "avg/period", "window", "contribution", "ROI"
+    );
+    for (c, average, contribution, roi) in plan_cells(problem, plan) {
+        let _ = write!(s, "{:<14}", problem.cells[c].label);
+        for r in &plan.groups[..shown] {
+            let _ = write!(s, " {:>11.4}", plan.spend[c * np + r.start]);
+        }
+        let _ = writeln!(
+            s,
+            " {:>13.4} {:>13.2} {:>14.4} {:>8}",
+            average,
+            average * np as f64,
+            contribution,
+            roi.map_or("-".to_string(), |r| format!("{r:.4}"))
+        );
+    }
+    if shown < plan.groups.len() {
+        let _ = writeln!(
+            s,
+            "(the first {shown} of {} groups of periods shown; every period in --out)",
+            plan.groups.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "spend per period in each group of periods (money per period); utility ({}) start {:.6} -> optimum {:.6}; mean response {:.6}",
+        problem.utility.name(),
+        solution.start_utility,
+        solution.utility,
+        solution.mean_response
+    );
+    // A plan has many rows (flighting: two per cell and step): those whose
+    // multiplier is rounding (below 1e-9 of the largest) are left out.
+    let worth = binding_worth(solution, np);
+    let largest = worth.iter().fold(0.0f64, |m, (_, v)| m.max(v.abs()));
+    let worth: Vec<_> = worth
+        .into_iter()
+        .filter(|(_, v)| v.abs() > 1e-9 * largest)
+        .collect();
+    if !worth.is_empty() {
+        let _ = writeln!(
+            s,
+            "what one more unit is worth, per unit over the window (as mROI), where a constraint binds:"
+        );
+        for (constraint, value) in worth {
+            let _ = writeln!(s, "  {constraint}: {value:.4}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{} iterations, {} evaluations, {:.3} s on {}",
+        solution.iterations, solution.evaluations, solution.seconds, solution.backend
+    );
+    s
+}

@@ -37,6 +37,46 @@ impl BudgetConstraint {
     }
 }
 
+/// What the optimizer decides for each cell: one spend per period for the whole
+/// window (PyMC-Marketing's decision), or a spend for each group of periods.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Decision {
+    /// x_c: the same spend per period in every period (spread by the time
+    /// distribution, when one is given).
+    #[default]
+    Constant,
+    /// A spend per period for each group of `k` consecutive periods (the last group
+    /// may be shorter); `Every(1)` is a spend per period (`"per_period"`).
+    Every(usize),
+}
+
+/// A flighting limit: between consecutive periods (or groups of periods) the spend
+/// per period of each selected cell changes by at most `max_change`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlightRule {
+    /// Which cells.
+    pub select: Selector,
+    /// δ ≥ 0, money per period.
+    pub max_change: f64,
+}
+
+/// The money the selected cells spend over periods `first..=last` (1-based) held at
+/// or above `min`, at or below `max` (both: `min == max` for an exact sum), e.g.
+/// weekly spend that adds up to a monthly budget, or a bound on one period.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeriodSum {
+    /// Which cells.
+    pub select: Selector,
+    /// First period, 1-based.
+    pub first: usize,
+    /// Last period, 1-based, inclusive.
+    pub last: usize,
+    /// Lower limit on the sum, when given.
+    pub min: Option<f64>,
+    /// Upper limit on the sum, when given.
+    pub max: Option<f64>,
+}
+
 /// Bounds on the per-period budget of the selected cells; a later rule overrides an
 /// earlier one for the cells both select. A missing side keeps the earlier value.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -105,6 +145,13 @@ pub struct Scenario {
     /// are; no cost per unit). Its adstocked tail enters the window's response; cells
     /// no rule selects had none.
     pub history: Vec<PeriodRule>,
+    /// What is decided per cell: a constant spend per period (default) or one per
+    /// period or group of periods (a plan over time, see [`crate::plan`]).
+    pub decision: Decision,
+    /// Flighting limits of a plan over time.
+    pub flighting: Vec<FlightRule>,
+    /// Sums over ranges of periods of a plan over time.
+    pub period_sums: Vec<PeriodSum>,
 }
 
 impl Scenario {
@@ -124,6 +171,9 @@ impl Scenario {
             start: None,
             reference: None,
             history: vec![],
+            decision: Decision::Constant,
+            flighting: vec![],
+            period_sums: vec![],
         }
     }
 }

@@ -104,6 +104,12 @@ fn check_against_cpu(what: &str, problem: &Problem, ev: &mut dyn Evaluator, tol:
             &b.gradient,
             tol,
         );
+        assert_close(
+            &format!("{what} time-varying contributions"),
+            &a.contributions,
+            &b.contributions,
+            tol,
+        );
     }
 }
 
@@ -902,4 +908,41 @@ fn several_allocations_in_one_pass_equal_single_evaluations() {
         // Single evaluations and the time-varying form on the enlarged buffers.
         check_against_cpu(&format!("{name} after evaluate_many"), &problem, ev, tol);
     });
+}
+
+/// A plan over time (a spend per group of periods, flighting limits) on the GPU ends
+/// at the CPU's plan.
+#[test]
+fn a_plan_over_time_solves_alike_on_each_backend() {
+    let (model, mut scenario) = demo::case(
+        &demo::DemoSize {
+            channels: 3,
+            geos: 2,
+            draws: 300,
+        },
+        9,
+    );
+    scenario.num_periods = 6;
+    scenario.decision = Decision::Every(2);
+    scenario.flighting.push(FlightRule {
+        select: Selector::new(),
+        max_change: 0.2 * scenario.total_budget,
+    });
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let mut cpu = CpuEvaluator::new(&problem).unwrap();
+    let on_cpu = plan::solve(&problem, &mut cpu, Settings::default()).unwrap();
+    assert_eq!(on_cpu.solution.status, Status::Solved);
+    let Some(ctx) = gpu() else { return };
+    let mut g = GpuEvaluator::with_context(ctx, &problem, &GpuOptions::default()).unwrap();
+    let on_gpu = plan::solve(&problem, &mut g, Settings::default()).unwrap();
+    assert_eq!(
+        on_gpu.solution.status,
+        Status::Solved,
+        "{}",
+        on_gpu.solution.message
+    );
+    assert_close("plan on the gpu", &on_gpu.spend, &on_cpu.spend, 1e-3);
+    assert!(
+        (on_gpu.solution.utility - on_cpu.solution.utility).abs() <= 1e-5 * on_cpu.solution.utility
+    );
 }

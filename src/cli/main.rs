@@ -603,6 +603,10 @@ fn optimize(
         })),
         ..options
     };
+    if problem.plan.is_some() {
+        drop(progress);
+        return optimize_plan(problem, selected.evaluator.as_mut(), run, options.settings);
+    }
     // Under auto, a device failure (during the solve too) falls back to the CPU.
     let solution = solve_on(problem, &mut selected, &options)?;
     drop(progress);
@@ -689,6 +693,48 @@ fn optimize(
         }
     }
     Ok(match solution.status {
+        Status::Solved => ExitCode::SUCCESS,
+        Status::Infeasible => ExitCode::from(3),
+        _ => ExitCode::from(4),
+    })
+}
+
+/// `optimize` for a plan over time (a spend per period or group of periods): the
+/// plan's table and JSON; the per-cell files and charts of a constant plan are
+/// refused.
+fn optimize_plan(
+    problem: &Problem,
+    evaluator: &mut dyn mmm_budget::Evaluator,
+    run: &RunArgs,
+    settings: Settings,
+) -> mmm_budget::Result<ExitCode> {
+    for (flag, given) in [
+        ("--csv", run.csv.is_some()),
+        ("--curves", run.curves.is_some()),
+        ("--plot", run.plot.is_some()),
+        ("--report", run.report.is_some()),
+    ] {
+        if given {
+            return Err(mmm_budget::Error::invalid(
+                "command line",
+                flag,
+                "given with a per-period decision",
+                "a constant decision (a plan over time writes its periods with --out)",
+            ));
+        }
+    }
+    let progress = Progress::spinner("optimizing a plan over time", quiet());
+    let plan = mmm_budget::plan::solve(problem, evaluator, settings)?;
+    drop(progress);
+    say(&mmm_budget::report::plan_table(
+        problem,
+        &plan,
+        run.verbose.unwrap_or(0) >= 1,
+    ));
+    if let Some(path) = &run.out {
+        write_json(path, &mmm_budget::report::plan_json(problem, &plan))?;
+    }
+    Ok(match plan.solution.status {
         Status::Solved => ExitCode::SUCCESS,
         Status::Infeasible => ExitCode::from(3),
         _ => ExitCode::from(4),

@@ -631,10 +631,11 @@ impl Evaluator for CpuEvaluator {
         out.responses.resize(nd, 0.0);
         let p = &self.problem;
         let window = np + p.adstock.l_max;
-        out.gradient = self.for_draws(&mut out.responses, n * np, |d, s, partial| {
+        let mut sums = self.for_draws(&mut out.responses, n * np + n, |d, s, partial| {
             let u = weights.get(d, nd);
             let mut r = 0.0;
             for c in 0..n {
+                let mut rc = 0.0;
                 let params = p.saturation_params_of(d, c);
                 let tau = p.target_scale[c];
                 let scale = p.input_scale_of(c);
@@ -659,7 +660,7 @@ impl Evaluator for CpuEvaluator {
                     s.v.clear();
                     for &a in &s.a {
                         let [g, g1, _] = p.saturation.derivatives(a, params);
-                        r += tau * g;
+                        rc += tau * g;
                         s.v.push(g1);
                     }
                     s.y.resize(np, 0.0);
@@ -669,16 +670,20 @@ impl Evaluator for CpuEvaluator {
                     }
                 } else {
                     let total: f64 = s.w.iter().sum();
-                    r += tau * p.carry_in_saturated(c, &s.w, params);
+                    rc += tau * p.carry_in_saturated(c, &s.w, params);
                     for t in 0..np {
                         let [g, g1, _] = p.saturation.derivatives(s.z[t], params);
-                        r += tau * total * g;
+                        rc += tau * total * g;
                         grad[t] += u * tau * total * g1 * scale[t];
                     }
                 }
+                r += rc;
+                partial[n * np + c] += u * rc;
             }
             r
         });
+        out.contributions = sums.split_off(n * np);
+        out.gradient = sums;
         Ok(())
     }
 }

@@ -184,6 +184,8 @@ pub struct TimeVaryingEvaluation {
     pub responses: Vec<f64>,
     /// Σ_d u_d ∂R_d/∂X_τc, cell-major: `gradient[c * N + τ]`.
     pub gradient: Vec<f64>,
+    /// Σ_d u_d r_dc per cell (with uniform weights: the mean contribution).
+    pub contributions: Vec<f64>,
 }
 
 impl TimeVaryingEvaluation {
@@ -192,6 +194,7 @@ impl TimeVaryingEvaluation {
         TimeVaryingEvaluation {
             responses: vec![0.0; num_draws],
             gradient: vec![0.0; num_cells * num_periods],
+            contributions: vec![0.0; num_cells],
         }
     }
 }

@@ -273,6 +273,7 @@ impl Evaluator for ShardedEvaluator {
         out.responses.resize(self.num_draws, 0.0);
         out.gradient
             .resize(self.num_cells() * self.num_periods(), 0.0);
+        out.contributions.resize(self.num_cells(), 0.0);
         self.each(weights, |shard, u| {
             let mut e = std::mem::take(&mut shard.time_varying);
             let done = shard.evaluator.evaluate_time_varying(x, u, &mut e);
@@ -280,13 +281,16 @@ impl Evaluator for ShardedEvaluator {
             done
         })?;
         out.gradient.iter_mut().for_each(|x| *x = 0.0);
+        out.contributions.iter_mut().for_each(|x| *x = 0.0);
         for s in &self.shards {
             let e = &s.time_varying;
             out.responses[s.start..s.start + e.responses.len()].copy_from_slice(&e.responses);
-            out.gradient
-                .iter_mut()
-                .zip(&e.gradient)
-                .for_each(|(a, b)| *a += b);
+            for (sum, part) in [
+                (&mut out.gradient, &e.gradient),
+                (&mut out.contributions, &e.contributions),
+            ] {
+                sum.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+            }
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 
 use super::{parse_json, read_text};
 use crate::error::{Error, Result};
-use crate::scenario::{BoundRule, BudgetConstraint, PeriodRule, Scenario, Selector};
+use crate::scenario::{
+    BoundRule, BudgetConstraint, Decision, FlightRule, PeriodRule, PeriodSum, Scenario, Selector,
+};
 use crate::utility::Utility;
 use crate::{HessianMode, Settings};
 use serde::Deserialize;
@@ -38,7 +40,52 @@ struct ScenarioFile {
     #[serde(default)]
     history: Vec<HistoryFile>,
     #[serde(default)]
+    decision: Option<Value>,
+    #[serde(default)]
+    flighting: Vec<FlightFile>,
+    #[serde(default)]
+    period_sums: Vec<PeriodSumFile>,
+    #[serde(default)]
     options: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlightFile {
+    #[serde(default)]
+    select: Selector,
+    max_change: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeriodSumFile {
+    #[serde(default)]
+    select: Selector,
+    periods: [usize; 2],
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+    #[serde(default)]
+    equal: Option<f64>,
+}
+
+/// `"decision"`: `"constant"`, `"per_period"` or `{"every": k}` (k ≥ 1).
+fn decision_of(v: &Option<Value>, ctx: &str) -> Result<Decision> {
+    let expected = r#""constant", "per_period" or {"every": k} with k an integer >= 1"#;
+    Ok(match v {
+        None => Decision::Constant,
+        Some(Value::String(s)) if s == "constant" => Decision::Constant,
+        Some(Value::String(s)) if s == "per_period" => Decision::Every(1),
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("every") => {
+            match m["every"].as_u64() {
+                Some(k) if k >= 1 => Decision::Every(k.min(usize::MAX as u64) as usize),
+                _ => return Err(Error::invalid(ctx, "decision.every", &m["every"], expected)),
+            }
+        }
+        Some(other) => return Err(Error::invalid(ctx, "decision", other, expected)),
+    })
 }
 
 #[derive(Deserialize)]
@@ -162,6 +209,33 @@ pub fn scenario_from_json(text: &str, context: &str) -> Result<(Scenario, crate:
         .map(|entries| allocation_entries(&ctx, "reference", entries))
         .transpose()?;
     let n = file.num_periods;
+    let decision = decision_of(&file.decision, &ctx)?;
+    let period_sums = file
+        .period_sums
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (min, max) = match (p.equal, p.min, p.max) {
+                (Some(v), None, None) => (Some(v), Some(v)),
+                (None, min, max) if min.is_some() || max.is_some() => (min, max),
+                _ => {
+                    return Err(Error::invalid(
+                        &ctx,
+                        format!("period_sums[{i}]"),
+                        "no limit, or equal with min or max",
+                        "min and/or max, or equal alone",
+                    ));
+                }
+            };
+            Ok(PeriodSum {
+                select: p.select,
+                first: p.periods[0],
+                last: p.periods[1],
+                min,
+                max,
+            })
+        })
+        .collect::<Result<_>>()?;
     let scenario = Scenario {
         num_periods: n,
         total_budget: file.total_budget,
@@ -223,6 +297,16 @@ pub fn scenario_from_json(text: &str, context: &str) -> Result<(Scenario, crate:
                 values: h.spend,
             })
             .collect(),
+        decision,
+        flighting: file
+            .flighting
+            .into_iter()
+            .map(|f| FlightRule {
+                select: f.select,
+                max_change: f.max_change,
+            })
+            .collect(),
+        period_sums,
     };
     let settings = settings_from_options(&file.options, &ctx)?;
     Ok((scenario, settings))

@@ -186,6 +186,40 @@ pub fn scenario_json(scenario: &Scenario) -> Value {
             .collect();
         obj.insert("history".into(), Value::Array(h));
     }
+    match scenario.decision {
+        crate::scenario::Decision::Constant => {}
+        crate::scenario::Decision::Every(1) => {
+            obj.insert("decision".into(), Value::from("per_period"));
+        }
+        crate::scenario::Decision::Every(k) => {
+            obj.insert("decision".into(), serde_json::json!({ "every": k }));
+        }
+    }
+    if !scenario.flighting.is_empty() {
+        let f: Vec<Value> = scenario
+            .flighting
+            .iter()
+            .map(|f| serde_json::json!({"select": f.select, "max_change": f.max_change}))
+            .collect();
+        obj.insert("flighting".into(), Value::Array(f));
+    }
+    if !scenario.period_sums.is_empty() {
+        let f: Vec<Value> = scenario
+            .period_sums
+            .iter()
+            .map(|p| {
+                let mut v = serde_json::json!({"select": p.select, "periods": [p.first, p.last]});
+                if let Some(m) = p.min {
+                    v["min"] = Value::from(m);
+                }
+                if let Some(m) = p.max {
+                    v["max"] = Value::from(m);
+                }
+                v
+            })
+            .collect();
+        obj.insert("period_sums".into(), Value::Array(f));
+    }
     if !scenario.constraints.is_empty() {
         obj.insert(
             "constraints".into(),

@@ -105,6 +105,14 @@ impl<'a> Solver<'a> {
         settings: Settings,
     ) -> Result<Self> {
         settings.validate()?;
+        if problem.plan.is_some() {
+            return Err(Error::invalid(
+                "solver",
+                "decision",
+                "a spend per period or group of periods",
+                "a constant decision (a plan over time is solved by mmm_budget::plan::solve)",
+            ));
+        }
         if evaluator.num_cells() != problem.num_cells()
             || evaluator.num_draws() != problem.num_draws()
         {

@@ -653,7 +653,7 @@ impl GpuEvaluator {
         let k = xs.len();
         debug_assert!(k >= 1 && k <= self.slots && (!varying || k == 1));
         let n = self.num_cells;
-        let width = if varying { self.num_periods } else { 3 };
+        let width = if varying { self.num_periods + 1 } else { 3 };
         let queue = self.ctx.queue();
         let scope = self.ctx.scope();
         if varying && self.varying_pipeline.is_none() {
@@ -671,7 +671,7 @@ impl GpuEvaluator {
                 &self.shared,
                 &self.chunks,
                 self.total_blocks,
-                n * self.num_periods,
+                n * (self.num_periods + 1),
                 1,
                 Form::TimeVarying,
             );
@@ -869,9 +869,16 @@ impl Evaluator for GpuEvaluator {
     ) -> Result<()> {
         check_allocation(&self.cells, x, self.num_cells * self.num_periods)?;
         check_weights(&weights, self.num_draws)?;
-        let (mut r, mut sums) = self.run(&[x], weights, Form::TimeVarying)?;
+        let (mut r, sums) = self.run(&[x], weights, Form::TimeVarying)?;
         out.responses = r.swap_remove(0);
-        out.gradient = sums.swap_remove(0);
+        // Per cell: N gradient values, then its contribution.
+        let np = self.num_periods;
+        out.gradient.clear();
+        out.contributions.clear();
+        for cell in sums[0].chunks(np + 1) {
+            out.gradient.extend_from_slice(&cell[..np]);
+            out.contributions.push(cell[np]);
+        }
         Ok(())
     }
 }
