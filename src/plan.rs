@@ -123,7 +123,18 @@ pub struct PlanSolution {
 pub fn solve(
     problem: &Problem,
     evaluator: &mut dyn Evaluator,
+    settings: Settings,
+) -> Result<PlanSolution> {
+    solve_with_callback(problem, evaluator, settings, &mut |_| true)
+}
+
+/// [`solve`] with a per-iteration callback; returning `false` stops the solve
+/// (`Stopped`), as [`Solver::with_callback`].
+pub fn solve_with_callback(
+    problem: &Problem,
+    evaluator: &mut dyn Evaluator,
     mut settings: Settings,
+    callback: &mut dyn FnMut(&crate::solution::IterationInfo) -> bool,
 ) -> Result<PlanSolution> {
     let spec = problem.plan.clone().ok_or_else(|| {
         Error::invalid(
@@ -139,7 +150,9 @@ pub fn solve(
     }
     settings.hessian = HessianMode::Bfgs;
     let mut plan_ev = PlanEvaluator::new(evaluator, spec.groups.clone());
-    let solution = Solver::new(&view, &mut plan_ev, settings)?.solve()?;
+    let solution = Solver::new(&view, &mut plan_ev, settings)?
+        .with_callback(callback)
+        .solve()?;
     let (n, g) = (problem.num_cells(), spec.num_groups());
     let (spend, average) = if solution.allocation.len() == n * g {
         (

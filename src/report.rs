@@ -477,21 +477,49 @@ pub fn frontier_json(points: &[crate::FrontierPoint], problem: &Problem) -> Valu
 
 /// One optimized cell of a plan over time: its spend per period averaged over the
 /// window, over the window, in each period, its mean contribution and ROI.
-fn plan_cells(
-    problem: &Problem,
-    plan: &crate::plan::PlanSolution,
-) -> Vec<(usize, f64, f64, Option<f64>)> {
+fn plan_cells(problem: &Problem, plan: &crate::plan::PlanSolution) -> Vec<PlanCell> {
     let g = plan.groups.len();
+    let np = problem.num_periods as f64;
     (0..problem.num_cells())
         .map(|c| {
             let average = plan.average[c];
-            let contribution: f64 = plan.solution.mean_contribution[c * g..(c + 1) * g]
-                .iter()
-                .sum();
+            let groups = c * g..(c + 1) * g;
+            let contribution: f64 = plan.solution.mean_contribution[groups.clone()].iter().sum();
             let roi = crate::solution::roi(contribution, average, problem.num_periods);
-            (c, average, contribution, roi)
+            // One more unit over the window in the plan's proportions (evenly over
+            // the periods where the cell spends nothing).
+            let v = &plan.solution.allocation[groups.clone()];
+            let marginal: f64 = plan.solution.marginal_response[groups]
+                .iter()
+                .zip(v)
+                .zip(&plan.groups)
+                .map(|((d, v), r)| {
+                    let share = if average > 0.0 {
+                        v / average
+                    } else {
+                        r.len() as f64 / np
+                    };
+                    d * share
+                })
+                .sum();
+            PlanCell {
+                c,
+                average,
+                contribution,
+                roi,
+                marginal_roi: crate::solution::marginal_roi(marginal, problem.num_periods),
+            }
         })
         .collect()
+}
+
+/// A cell's line of a plan's report.
+struct PlanCell {
+    c: usize,
+    average: f64,
+    contribution: f64,
+    roi: Option<f64>,
+    marginal_roi: f64,
 }
 
 /// The JSON of a plan over time: [`solution_json`]'s fields (status, message,
@@ -499,7 +527,7 @@ fn plan_cells(
 /// `mean_response`, `num_periods`, `groups` (1-based first and last period of each),
 /// `cells`: `{<dim>…, "budget" (per period, averaged over the window),
 /// "budget_window", "spend_per_period" (N values: the spend in each period),
-/// "mean_contribution", "roi"}`, with `units`.
+/// "mean_contribution", "roi", "marginal_roi"}`, with `units`.
 pub fn plan_json(problem: &Problem, plan: &crate::plan::PlanSolution) -> Value {
     let mut v = solution_json(None, &plan.solution);
     let o = v.as_object_mut().expect("an object");
@@ -519,7 +547,14 @@ pub fn plan_json(problem: &Problem, plan: &crate::plan::PlanSolution) -> Value {
     if !plan.spend.is_empty() {
         let cells: Vec<Value> = plan_cells(problem, plan)
             .into_iter()
-            .map(|(c, average, contribution, roi)| {
+            .map(|cell| {
+                let PlanCell {
+                    c,
+                    average,
+                    contribution,
+                    roi,
+                    marginal_roi,
+                } = cell;
                 let mut m = Map::new();
                 for (d, v) in problem.cells[c].coords.iter().rev() {
                     m.insert(d.clone(), json!(v));
@@ -532,6 +567,7 @@ pub fn plan_json(problem: &Problem, plan: &crate::plan::PlanSolution) -> Value {
                 );
                 m.insert("mean_contribution".into(), json!(contribution));
                 m.insert("roi".into(), json!(roi));
+                m.insert("marginal_roi".into(), number(marginal_roi));
                 Value::Object(m)
             })
             .collect();
@@ -545,6 +581,7 @@ pub fn plan_json(problem: &Problem, plan: &crate::plan::PlanSolution) -> Value {
             "spend_per_period": "money spent in each period, periods 1..N",
             "mean_contribution": "target units over the window and its carry-over",
             "roi": "mean_contribution / budget_window",
+            "marginal_roi": "d mean response / d one more unit over the window, spent in the plan's proportions",
         }),
     );
     v
@@ -571,7 +608,14 @@ pub fn plan_table(problem: &Problem, plan: &crate::plan::PlanSolution, detail: b
         " {:>13} {:>13} {:>14} {:>8}",
         "avg/period", "window", "contribution", "ROI"
     );
-    for (c, average, contribution, roi) in plan_cells(problem, plan) {
+    for PlanCell {
+        c,
+        average,
+        contribution,
+        roi,
+        ..
+    } in plan_cells(problem, plan)
+    {
         let _ = write!(s, "{:<14}", problem.cells[c].label);
         for r in &plan.groups[..shown] {
             let _ = write!(s, " {:>11.4}", plan.spend[c * np + r.start]);

@@ -93,6 +93,7 @@ def optimize(
     constraints: Iterable[str] | None = None,
     objective: str | None = None,
     history: Any = None,
+    decision: Any = None,
     scenario: Any = None,
     backend: str = "auto",
     gpu_adapter: int | Sequence[int] | None = None,
@@ -107,7 +108,10 @@ def optimize(
     ``"cvar(0.9) >= 4000"``, ``"roi >= 2.5"``). ``objective``: ``"maximize mean"``
     (the default), ``"maximize cvar(0.9)"``, ``"maximize mean - 0.5 * std"``,
     ``"minimize spend"``, …. ``history``: the spend before the window (carry-in),
-    ``{channel: [l_max spends, oldest first]}`` or scenario.json's rules. ``scenario``: a scenario.json path or dict whose fields
+    ``{channel: [l_max spends, oldest first]}`` or scenario.json's rules.
+    ``decision``: a plan over time, ``"per_period"`` or a group size ``k`` (a spend
+    for every k periods; ``flighting`` and ``period_sums`` through ``scenario``); the
+    result's ``plan`` holds each cell's spend in each period. ``scenario``: a scenario.json path or dict whose fields
     the arguments replace (a case folder's own scenario when None). ``backend``:
     "auto", "cpu" or "gpu"; ``gpu_adapter``: the adapter's index (hardware by PCI bus
     id), or a list of them (the draws split over those devices); ``MMM_GPU_ADAPTER``
@@ -131,6 +135,7 @@ def optimize(
             constraints=constraints,
             objective=objective,
             history=history,
+            decision=decision,
             options=options,
         ),
     )

@@ -57,6 +57,7 @@ def scenario_json(
     constraints: Iterable[str] | None = None,
     objective: str | None = None,
     history: Any = None,
+    decision: Any = None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[str, str, list[tuple[str, str]]]:
     """The scenario's JSON text, the context errors name (the scenario file, or
@@ -73,7 +74,7 @@ def scenario_json(
         with open(scenario, encoding="utf-8") as f:
             text = f.read()
         context = os.fspath(scenario)
-        overrides = [budget, periods, bounds, constraints, objective, history, options]
+        overrides = [budget, periods, bounds, constraints, objective, history, decision, options]
         if all(v is None for v in overrides):
             return text, context, []
         base = json.loads(text)
@@ -94,6 +95,9 @@ def scenario_json(
         if isinstance(constraints, str):
             constraints = [constraints]
         base["constraints"] = list(constraints)
+    if decision is not None:
+        # "per_period", "constant", {"every": k}, or k itself.
+        base["decision"] = {"every": decision} if isinstance(decision, int) and not isinstance(decision, bool) else decision
     if objective is not None:
         base.pop("utility", None)
         base["objective"] = objective

@@ -123,7 +123,9 @@ class OptimizeResult(_Result):
     ``trace`` (``pandas.DataFrame``, one row an iteration); ``iterations``,
     ``evaluations``, ``seconds``, ``backend``, ``kkt_residual``, ``violation``,
     ``warnings``, ``conflicting``; ``num_periods``, ``total_budget`` (per period),
-    ``total_budget_window``.
+    ``total_budget_window``; for a plan over time (``decision``), ``plan`` (the
+    spend in each period) and ``groups``, ``allocation`` being each cell's spend per
+    period averaged over the window.
     """
 
     def _build(self) -> None:
@@ -162,6 +164,30 @@ class OptimizeResult(_Result):
         #: The part of the mean response the spend before the window brings alone
         #: (None without ``history``).
         self.carry_in_response = r.get("carry_in_response")
+        #: A plan over time (``decision``): the groups of periods, 1-based
+        #: (first, last); None for a constant decision.
+        self.groups = [tuple(g) for g in r["groups"]] if "groups" in r else None
+
+    @property
+    def plan(self):
+        """A plan over time: each cell's spend in each period (money per period), an
+        ``xarray.DataArray`` over ``(*dims, channel, period)`` with periods 1..N;
+        None for a constant decision (``allocation`` is then the spend of every
+        period)."""
+        spend = self.raw.get("spend_per_period")
+        if not spend:
+            return None
+        import xarray as xr
+
+        cells = self.raw["optimized_cells"]
+        periods = [
+            self._cells.grid(cells, [row[t] for row in spend], 0.0, "spend", UNITS["budget"])
+            for t in range(self.num_periods)
+        ]
+        out = xr.concat(periods, dim="period").assign_coords(period=list(range(1, self.num_periods + 1)))
+        out = out.transpose(*self._cells.names, "period").rename("spend_per_period")
+        out.attrs["units"] = "money spent in each period"
+        return out
 
     @property
     def mean_contribution(self):

@@ -582,6 +582,50 @@ fn optimize(
                 signals_ok(&watch)
             })),
         };
+        if p.problem.plan.is_some() {
+            // A plan over time: its JSON (a spend per period), the allocation being
+            // each cell's spend per period averaged over the window.
+            let watch = options.callback.clone();
+            let plan = mmm_budget::plan::solve_with_callback(
+                &p.problem,
+                selected.evaluator.as_mut(),
+                p.settings.clone(),
+                &mut |info| watch.as_ref().is_none_or(|cb| cb(info)),
+            )?;
+            if raised.lock().map(|r| r.is_some()).unwrap_or(false) {
+                return Ok(None);
+            }
+            let g = plan.groups.len();
+            let per_cell = |v: &[f64]| -> Vec<f64> {
+                if v.is_empty() {
+                    vec![]
+                } else {
+                    v.chunks(g).map(|c| c.iter().sum()).collect()
+                }
+            };
+            let np = p.problem.num_periods;
+            let mut v = mmm_budget::report::plan_json(&p.problem, &plan);
+            let o = v.as_object_mut().expect("an object");
+            o.insert("allocation".into(), json!(plan.average));
+            o.insert(
+                "start_allocation".into(),
+                json!(per_cell(&plan.solution.start_allocation)),
+            );
+            o.insert(
+                "spend_per_period".into(),
+                json!(plan.spend.chunks(np).collect::<Vec<_>>()),
+            );
+            o.insert("optimized_cells".into(), cells_json(&p.problem));
+            o.insert("total_budget".into(), json!(p.scenario.total_budget));
+            o.insert("final_utility".into(), json!(plan.solution.utility));
+            o.insert(
+                "final_mean_response".into(),
+                json!(plan.solution.mean_response),
+            );
+            o.insert("trace".into(), trace_json(&plan.solution));
+            o.insert("warnings".into(), json!(plan.solution.warnings));
+            return Ok(Some(v));
+        }
         let solution = solve_on(&p.problem, &mut selected, &options)?;
         if raised.lock().map(|r| r.is_some()).unwrap_or(false) {
             return Ok(None);

@@ -220,3 +220,38 @@ def test_carry_in_from_python_matches_a_scenario_file(tmp_path, idata):
     assert r.carry_in_response == pytest.approx(cli["carry_in_response"], rel=1e-12)
     with pytest.raises(mb.InputError, match=r"history\[0\].spend"):
         mb.optimize(idata, budget=BUDGET, periods=PERIODS, history={ch[0]: [1.0]})
+
+
+def test_a_plan_over_time_matches_the_command_line(tmp_path, idata):
+    ch = list(idata.posterior.channel.values)
+    r = mb.optimize(
+        idata, budget=BUDGET, periods=PERIODS, backend="cpu", decision=2,
+        scenario={"flighting": [{"max_change": 5.0}],
+                  "period_sums": [{"select": {"channel": ch[0]}, "periods": [1, 4], "max": 30.0}]},
+    )
+    assert r.status == "solved", r.message
+    assert r.groups == [(1, 2), (3, 4), (5, 6), (7, 8)]
+    plan = r.plan
+    assert plan.dims == ("geo", "channel", "period")
+    assert list(plan.coords["period"].values) == list(range(1, PERIODS + 1))
+    # The window's money is N · B; each cell's average per period is the allocation.
+    assert float(plan.sum()) == pytest.approx(BUDGET * PERIODS, rel=1e-9)
+    xr.testing.assert_allclose(plan.mean("period").rename("budget"), r.allocation, rtol=1e-9)
+    assert float(plan.sel(channel=ch[0], period=[1, 2, 3, 4]).sum()) <= 30.0 * (1 + 1e-7)
+    steps = np.abs(np.diff(plan.values, axis=-1))
+    assert steps.max() <= 5.0 * (1 + 1e-7)
+    # The same scenario as a file on the command line: the same plan.
+    scenario = tmp_path / "plan.json"
+    scenario.write_text(
+        '{"num_periods": %d, "total_budget": %r, "decision": {"every": 2}, "flighting": [{"max_change": 5.0}],'
+        ' "period_sums": [{"select": {"channel": "%s"}, "periods": [1, 4], "max": 30.0}]}' % (PERIODS, BUDGET, ch[0])
+    )
+    code, cli, err = run_cli("optimize", "--model", str(FITTED), "--scenario", str(scenario), "--backend", "cpu", out=tmp_path / "p.json")
+    assert code == 0, err
+    assert r.utility == pytest.approx(cli["utility"], rel=1e-12)
+    for c in cli["cells"]:
+        got = plan.sel(geo=c["geo"], channel=c["channel"]).values
+        assert np.allclose(got, c["spend_per_period"], rtol=0, atol=1e-12 * BUDGET)
+    assert pickle.loads(pickle.dumps(r)) == r
+    # A constant decision has no plan.
+    assert mb.optimize(idata, budget=BUDGET, periods=PERIODS, backend="cpu").plan is None
