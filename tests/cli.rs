@@ -345,6 +345,37 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         err.contains("--saturation") && err.contains("sigmoid"),
         "{err}"
     );
+    // Several allocations a pass: a row per k, the time of the pass.
+    let stdout = succeeds(bin().args([
+        "bench",
+        "--draws",
+        "30",
+        "--cells",
+        "4",
+        "--periods",
+        "6",
+        "--lmax",
+        "3",
+        "--backend",
+        "cpu",
+        "--repeats",
+        "1",
+        "--no-optimize",
+        "--many",
+        "2,5",
+        "--json",
+    ]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let many = v["rows"][0]["many"].as_array().unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(
+        (many[0]["k"].as_u64(), many[1]["k"].as_u64()),
+        (Some(2), Some(5))
+    );
+    assert!(many.iter().all(|m| m["seconds"].as_f64().unwrap() > 0.0));
+    let o = bin().args(["bench", "--many", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8(o.stderr).unwrap().contains("--many"));
     let o = bin()
         .args(["bench", "--workgroup", "64,100"])
         .output()

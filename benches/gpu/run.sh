@@ -23,6 +23,9 @@ for c in s3 m8x4 l20x10; do
 done
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --f16 --repeats 20 > "$OUT/bench-big.txt" 2>&1
 ./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend all --repeats 20 --no-optimize > "$OUT/bench-mid.txt" 2>&1
+# Several allocations a pass (evaluate_many), GPU only: k = 8 and 32 beside a single evaluation.
+./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
+./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
 # Workgroup sizes side by side (the default is 256; benches/NOTES.md says what to look for).
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --workgroup 32,64,128,256 --repeats 20 --no-optimize > "$OUT/bench-workgroups.txt" 2>&1
 python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13 > "$OUT/jax-mid.txt" 2>&1

@@ -33,6 +33,8 @@ pub struct BenchRow {
     /// The process's peak resident memory in bytes while this backend was built and
     /// measured (the problem included), where the system reports it (Linux).
     pub peak_host_bytes: Option<u64>,
+    /// `evaluate_many`: (k, median seconds of one pass of k allocations).
+    pub many: Vec<(usize, f64)>,
 }
 
 /// Starts a new peak of resident memory (Linux: `5` to /proc/self/clear_refs resets
@@ -101,7 +103,41 @@ pub fn measure(
         status,
         device_memory: None,
         peak_host_bytes: None,
+        many: vec![],
     })
+}
+
+/// Times `evaluate_many` with k allocations (the uniform one scaled from 0.5 to 1.5)
+/// for each k: the median of `repeats` passes after a warm-up.
+pub fn measure_many(
+    problem: &Problem,
+    ev: &mut dyn Evaluator,
+    ks: &[usize],
+    repeats: usize,
+) -> Result<Vec<(usize, f64)>> {
+    let base = problem.uniform_allocation();
+    let mut rows = vec![];
+    for &k in ks {
+        let xs: Vec<Vec<f64>> = (0..k)
+            .map(|j| {
+                base.iter()
+                    .map(|v| v * (0.5 + j as f64 / k as f64))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
+        let mut out = vec![Evaluation::default(); k];
+        ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)?;
+        let mut times = Vec::with_capacity(repeats);
+        for _ in 0..repeats.max(1) {
+            let t = Instant::now();
+            ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        rows.push((k, times[times.len() / 2]));
+    }
+    Ok(rows)
 }
 
 /// The table: one line a backend, with each time's ratio to the first row's.
@@ -170,6 +206,19 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         }
     }
     for r in rows {
+        for &(k, seconds) in &r.many {
+            let each = seconds / k as f64;
+            let _ = writeln!(
+                s,
+                "{}: evaluate_many k = {k}: {:.3} ms a pass, {:.3} ms an allocation = {:.2}× a single evaluation",
+                r.backend,
+                seconds * 1e3,
+                each * 1e3,
+                each / r.evaluate_seconds
+            );
+        }
+    }
+    for r in rows {
         if let Some((device, params, stored)) = r.device_memory {
             let _ = writeln!(
                 s,
@@ -207,6 +256,7 @@ pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
             "parameter_bytes_f32": r.device_memory.map(|m| m.1),
             "parameter_bytes_stored": r.device_memory.map(|m| m.2),
             "peak_host_bytes": r.peak_host_bytes,
+            "many": r.many.iter().map(|(k, t)| json!({"k": k, "seconds": t, "seconds_per_allocation": t / *k as f64})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }

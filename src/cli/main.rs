@@ -122,6 +122,11 @@ enum Command {
         /// list of 32, 64, 128, 256 (a row each, side by side).
         #[arg(long, value_delimiter = ',', default_value = "256")]
         workgroup: Vec<u32>,
+        /// Also time several allocations in one pass (`evaluate_many`), for each k of
+        /// this comma-separated list (e.g. 8,32): the time per allocation beside a
+        /// single evaluation's.
+        #[arg(long, value_delimiter = ',')]
+        many: Vec<usize>,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -382,18 +387,17 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             no_optimize,
             f16,
             workgroup,
+            many,
             json,
         } => run_bench(
-            draws,
-            cells,
-            periods,
-            lmax,
+            (draws, cells, periods, lmax),
             &saturation,
             backend,
             repeats,
             !no_optimize,
             f16,
             &workgroup,
+            &many,
             json,
         ),
         Command::Frontier {
@@ -743,19 +747,25 @@ fn optimize_plan(
 
 #[allow(clippy::too_many_arguments)]
 fn run_bench(
-    draws: usize,
-    cells: usize,
-    periods: usize,
-    lmax: usize,
+    (draws, cells, periods, lmax): (usize, usize, usize, usize),
     saturation: &str,
     backend: BenchBackends,
     repeats: usize,
     optimize: bool,
     f16: bool,
     workgroups: &[u32],
+    many: &[usize],
     json: bool,
 ) -> mmm_budget::Result<ExitCode> {
-    use bench::{measure, table, to_json};
+    use bench::{measure, measure_many, table, to_json};
+    if let Some(k) = many.iter().find(|k| **k == 0) {
+        return Err(Error::invalid(
+            "command line",
+            "--many",
+            k,
+            "allocations a pass, each >= 1",
+        ));
+    }
     use std::time::Instant;
     if let Some(w) = workgroups
         .iter()
@@ -808,6 +818,7 @@ fn run_bench(
             optimize,
         )?;
         row.peak_host_bytes = bench::host_peak_bytes();
+        row.many = measure_many(&problem, &mut ev, many, repeats)?;
         rows.push(row);
     }
     if backend != BenchBackends::Cpu {
@@ -831,6 +842,7 @@ fn run_bench(
                         (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 4;
                     row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
                     row.peak_host_bytes = bench::host_peak_bytes();
+                    row.many = measure_many(&problem, &mut ev, many, repeats)?;
                     rows.push(row);
                 }
                 Err(e) if backend == BenchBackends::All => eprintln!("gpu skipped: {e}"),
