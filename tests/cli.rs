@@ -373,6 +373,40 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         (Some(2), Some(5))
     );
     assert!(many.iter().all(|m| m["seconds"].as_f64().unwrap() > 0.0));
+    // Other objectives beside the mean's optimization.
+    let stdout = succeeds(bin().args([
+        "bench",
+        "--draws",
+        "40",
+        "--cells",
+        "4",
+        "--periods",
+        "6",
+        "--lmax",
+        "3",
+        "--backend",
+        "cpu",
+        "--repeats",
+        "1",
+        "--objectives",
+        "cvar(0.9);mean - 0.5 * std",
+        "--json",
+    ]));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let runs = v["rows"][0]["objectives"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["objective"], "maximize cvar(0.9)");
+    assert!(runs.iter().all(|r| r["evaluations"].as_u64().unwrap() > 0));
+    let o = bin()
+        .args(["bench", "--objectives", "cvar(2)"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8(o.stderr)
+            .unwrap()
+            .contains("--objectives")
+    );
     let o = bin().args(["bench", "--many", "0"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("--many"));

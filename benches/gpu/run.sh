@@ -26,6 +26,8 @@ done
 # Several allocations a pass (evaluate_many), GPU only: k = 8 and 32 beside a single evaluation.
 ./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
+# Risk-aware objectives beside the mean's optimization (#13: at most 3x its time and evaluations).
+./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --objectives "cvar(0.9);mean - 0.5 * std" >> "$OUT/bench-mid.txt" 2>&1
 # Workgroup sizes side by side (the default is 256; benches/NOTES.md says what to look for).
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --workgroup 32,64,128,256 --repeats 20 --no-optimize > "$OUT/bench-workgroups.txt" 2>&1
 python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13 > "$OUT/jax-mid.txt" 2>&1

@@ -35,6 +35,50 @@ pub struct BenchRow {
     pub peak_host_bytes: Option<u64>,
     /// `evaluate_many`: (k, median seconds of one pass of k allocations).
     pub many: Vec<(usize, f64)>,
+    /// Whole optimizations with other objectives than the problem's, beside its own.
+    pub objectives: Vec<ObjectiveRun>,
+}
+
+/// One optimization with a given objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectiveRun {
+    /// The objective, as written.
+    pub objective: String,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// SQP iterations.
+    pub iterations: usize,
+    /// Evaluator calls.
+    pub evaluations: usize,
+    /// Its status.
+    pub status: String,
+}
+
+/// Optimizes `problem` on `ev` once per objective (the problem's utility replaced,
+/// then restored; the evaluator does not depend on it, and the posterior is not
+/// copied).
+pub fn measure_objectives(
+    problem: &mut Problem,
+    ev: &mut dyn Evaluator,
+    objectives: &[mmm_budget::Utility],
+) -> Result<Vec<ObjectiveRun>> {
+    let own = problem.utility.clone();
+    let mut runs = vec![];
+    for u in objectives {
+        problem.utility = u.clone();
+        let t = Instant::now();
+        let solved = Solver::new(problem, ev, Settings::default()).and_then(|s| s.solve());
+        problem.utility = own.clone();
+        let s = solved?;
+        runs.push(ObjectiveRun {
+            objective: format!("maximize {u}"),
+            seconds: t.elapsed().as_secs_f64(),
+            iterations: s.iterations,
+            evaluations: s.evaluations,
+            status: s.status.name().to_string(),
+        });
+    }
+    Ok(runs)
 }
 
 /// Starts a new peak of resident memory (Linux: `5` to /proc/self/clear_refs resets
@@ -104,6 +148,7 @@ pub fn measure(
         device_memory: None,
         peak_host_bytes: None,
         many: vec![],
+        objectives: vec![],
     })
 }
 
@@ -206,6 +251,28 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         }
     }
     for r in rows {
+        for o in &r.objectives {
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}×", a / b)
+                } else {
+                    "-".into()
+                }
+            };
+            let _ = writeln!(
+                s,
+                "{}: {}: {:.4} s, {} iterations, {} evaluations, {} = {} the time and {} the evaluations of the mean's optimization",
+                r.backend,
+                o.objective,
+                o.seconds,
+                o.iterations,
+                o.evaluations,
+                o.status,
+                r.optimize_seconds
+                    .map_or("-".into(), |m| ratio(o.seconds, m)),
+                ratio(o.evaluations as f64, r.evaluations as f64)
+            );
+        }
         for &(k, seconds) in &r.many {
             let each = seconds / k as f64;
             let _ = writeln!(
@@ -256,6 +323,7 @@ pub fn to_json(problem: &Problem, rows: &[BenchRow]) -> Value {
             "parameter_bytes_f32": r.device_memory.map(|m| m.1),
             "parameter_bytes_stored": r.device_memory.map(|m| m.2),
             "peak_host_bytes": r.peak_host_bytes,
+            "objectives": r.objectives.iter().map(|o| json!({"objective": o.objective, "seconds": o.seconds, "iterations": o.iterations, "evaluations": o.evaluations, "status": o.status})).collect::<Vec<_>>(),
             "many": r.many.iter().map(|(k, t)| json!({"k": k, "seconds": t, "seconds_per_allocation": t / *k as f64})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })

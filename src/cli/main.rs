@@ -127,6 +127,11 @@ enum Command {
         /// single evaluation's.
         #[arg(long, value_delimiter = ',')]
         many: Vec<usize>,
+        /// Also optimize with these objectives, `;`-separated (e.g. `cvar(0.9);mean -
+        /// 0.5 * std`), each beside the mean's optimization: time and evaluations as
+        /// ratios (skipped with --no-optimize).
+        #[arg(long, value_delimiter = ';')]
+        objectives: Vec<String>,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -388,6 +393,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             f16,
             workgroup,
             many,
+            objectives,
             json,
         } => run_bench(
             (draws, cells, periods, lmax),
@@ -397,7 +403,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             !no_optimize,
             f16,
             &workgroup,
-            &many,
+            (&many, &objectives),
             json,
         ),
         Command::Frontier {
@@ -754,10 +760,16 @@ fn run_bench(
     optimize: bool,
     f16: bool,
     workgroups: &[u32],
-    many: &[usize],
+    (many, objectives): (&[usize], &[String]),
     json: bool,
 ) -> mmm_budget::Result<ExitCode> {
-    use bench::{measure, measure_many, table, to_json};
+    use bench::{measure, measure_many, measure_objectives, table, to_json};
+    let objectives: Vec<mmm_budget::Utility> = objectives
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| mmm_budget::Utility::parse_in(o, "command line", "--objectives"))
+        .collect::<mmm_budget::Result<_>>()?;
+    let objectives: &[mmm_budget::Utility] = if optimize { &objectives } else { &[] };
     if let Some(k) = many.iter().find(|k| **k == 0) {
         return Err(Error::invalid(
             "command line",
@@ -803,7 +815,7 @@ fn run_bench(
         )
     })?;
     let (model, scenario) = demo::synthetic_with(&size, saturation, 7);
-    let problem = Problem::new(&model, &scenario)?;
+    let mut problem = Problem::new(&model, &scenario)?;
     drop(model);
     let mut rows = vec![];
     if backend != BenchBackends::Gpu {
@@ -819,6 +831,7 @@ fn run_bench(
         )?;
         row.peak_host_bytes = bench::host_peak_bytes();
         row.many = measure_many(&problem, &mut ev, many, repeats)?;
+        row.objectives = measure_objectives(&mut problem, &mut ev, objectives)?;
         rows.push(row);
     }
     if backend != BenchBackends::Cpu {
@@ -843,6 +856,7 @@ fn run_bench(
                     row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
                     row.peak_host_bytes = bench::host_peak_bytes();
                     row.many = measure_many(&problem, &mut ev, many, repeats)?;
+                    row.objectives = measure_objectives(&mut problem, &mut ev, objectives)?;
                     rows.push(row);
                 }
                 Err(e) if backend == BenchBackends::All => eprintln!("gpu skipped: {e}"),
