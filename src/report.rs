@@ -390,8 +390,16 @@ pub fn solution_table(report: Option<&Report>, solution: &Solution, detail: bool
             );
         }
     }
-    let worth = binding_worth(solution, report.num_periods);
-    if !worth.is_empty() && report.least_spend.is_none() {
+    if report.least_spend.is_none() {
+        binding_lines(&mut s, binding_worth(solution, report.num_periods));
+    }
+    closing_line(&mut s, solution);
+    s
+}
+
+/// The constraints that bind and what one more unit of each is worth, a line each.
+fn binding_lines(s: &mut String, worth: Vec<(String, f64)>) {
+    if !worth.is_empty() {
         let _ = writeln!(
             s,
             "what one more unit is worth, per unit over the window (as mROI), where a constraint binds:"
@@ -400,12 +408,15 @@ pub fn solution_table(report: Option<&Report>, solution: &Solution, detail: bool
             let _ = writeln!(s, "  {constraint}: {value:.4}");
         }
     }
+}
+
+/// Iterations, evaluations, time and backend.
+fn closing_line(s: &mut String, solution: &Solution) {
     let _ = writeln!(
         s,
         "{} iterations, {} evaluations, {:.3} s on {}",
         solution.iterations, solution.evaluations, solution.seconds, solution.backend
     );
-    s
 }
 
 /// The constraints that bind (bounds left out) and what one more unit of each is
@@ -648,23 +659,13 @@ pub fn plan_table(problem: &Problem, plan: &crate::plan::PlanSolution, detail: b
     // multiplier is rounding (below 1e-9 of the largest) are left out.
     let worth = binding_worth(solution, np);
     let largest = worth.iter().fold(0.0f64, |m, (_, v)| m.max(v.abs()));
-    let worth: Vec<_> = worth
-        .into_iter()
-        .filter(|(_, v)| v.abs() > 1e-9 * largest)
-        .collect();
-    if !worth.is_empty() {
-        let _ = writeln!(
-            s,
-            "what one more unit is worth, per unit over the window (as mROI), where a constraint binds:"
-        );
-        for (constraint, value) in worth {
-            let _ = writeln!(s, "  {constraint}: {value:.4}");
-        }
-    }
-    let _ = writeln!(
-        s,
-        "{} iterations, {} evaluations, {:.3} s on {}",
-        solution.iterations, solution.evaluations, solution.seconds, solution.backend
+    binding_lines(
+        &mut s,
+        worth
+            .into_iter()
+            .filter(|(_, v)| v.abs() > 1e-9 * largest)
+            .collect(),
     );
+    closing_line(&mut s, solution);
     s
 }

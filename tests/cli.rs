@@ -303,28 +303,36 @@ fn optimize_exit_codes() {
     assert_eq!(v["total_budget"], 600.0);
 }
 
+/// `bench` on 30 draws × 4 cells × (6 + 3) periods on the CPU, one repeat, with
+/// `extra` flags: its JSON.
+fn tiny_bench(extra: &[&str]) -> Value {
+    let stdout = succeeds(
+        bin()
+            .args([
+                "bench",
+                "--draws",
+                "30",
+                "--cells",
+                "4",
+                "--periods",
+                "6",
+                "--lmax",
+                "3",
+                "--backend",
+                "cpu",
+                "--repeats",
+                "1",
+                "--json",
+            ])
+            .args(extra),
+    );
+    serde_json::from_str(&stdout).unwrap()
+}
+
 #[test]
 fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
     for kind in mmm_budget::Saturation::ALL.map(|k| k.name()) {
-        let stdout = succeeds(bin().args([
-            "bench",
-            "--draws",
-            "30",
-            "--cells",
-            "4",
-            "--periods",
-            "6",
-            "--lmax",
-            "3",
-            "--backend",
-            "cpu",
-            "--repeats",
-            "1",
-            "--saturation",
-            kind,
-            "--json",
-        ]));
-        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let v = tiny_bench(&["--saturation", kind]);
         let row = &v["rows"][0];
         // hill included: its synthetic slopes span 1 (0.56 to 3.25).
         assert_eq!(row["status"], "solved", "{kind}: {row}");
@@ -346,26 +354,7 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         "{err}"
     );
     // Several allocations a pass: a row per k, the time of the pass.
-    let stdout = succeeds(bin().args([
-        "bench",
-        "--draws",
-        "30",
-        "--cells",
-        "4",
-        "--periods",
-        "6",
-        "--lmax",
-        "3",
-        "--backend",
-        "cpu",
-        "--repeats",
-        "1",
-        "--no-optimize",
-        "--many",
-        "2,5",
-        "--json",
-    ]));
-    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let v = tiny_bench(&["--no-optimize", "--many", "2,5"]);
     let many = v["rows"][0]["many"].as_array().unwrap();
     assert_eq!(many.len(), 2);
     assert_eq!(
@@ -374,25 +363,7 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
     );
     assert!(many.iter().all(|m| m["seconds"].as_f64().unwrap() > 0.0));
     // Other objectives beside the mean's optimization.
-    let stdout = succeeds(bin().args([
-        "bench",
-        "--draws",
-        "40",
-        "--cells",
-        "4",
-        "--periods",
-        "6",
-        "--lmax",
-        "3",
-        "--backend",
-        "cpu",
-        "--repeats",
-        "1",
-        "--objectives",
-        "cvar(0.9);mean - 0.5 * std",
-        "--json",
-    ]));
-    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let v = tiny_bench(&["--objectives", "cvar(0.9);mean - 0.5 * std"]);
     let runs = v["rows"][0]["objectives"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["objective"], "maximize cvar(0.9)");
