@@ -323,3 +323,118 @@ fn bad_histories_are_refused_naming_the_field() {
         io::scenario_from_json(&io::scenario_json(&read).to_string(), "written").unwrap();
     assert_eq!(again.history, read.history);
 }
+
+/// A history CSV in long form (`period`, `spend`, selecting dims) gives the rules of
+/// scenario.json's `history`, from the scenario (`"history": "past.csv"`, relative
+/// to the scenario file) or the command line (`--history`); bad rows are named by
+/// file, line and column.
+#[test]
+fn a_history_csv_is_the_same_carry_in_as_its_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/m8x4");
+    let l_max = mmm_budget::io::load_case(std::path::Path::new(case), None)
+        .unwrap()
+        .model
+        .adstock
+        .l_max;
+    // ch1 in every geo, and ch2 in g0, rows in no particular order.
+    let mut csv = String::from("geo,channel,period,spend\n");
+    let mut rules = vec![];
+    for (geo, channel, scale) in [("", "ch1", 10.0), ("g0", "ch2", 3.0)] {
+        let spend: Vec<f64> = (0..l_max).map(|i| scale * (1.0 + i as f64)).collect();
+        for (i, v) in spend.iter().enumerate().rev() {
+            csv.push_str(&format!(
+                "{geo},{channel},{},{v}\n",
+                i as i64 - l_max as i64
+            ));
+        }
+        let mut select = serde_json::json!({"channel": channel});
+        if !geo.is_empty() {
+            select["geo"] = serde_json::json!(geo);
+        }
+        rules.push(serde_json::json!({"select": select, "spend": spend}));
+    }
+    std::fs::write(dir.path().join("past.csv"), &csv).unwrap();
+    let rules_path = dir.path().join("rules.json");
+    let by_csv = dir.path().join("by_csv.json");
+    std::fs::write(
+        &rules_path,
+        serde_json::json!({"num_periods": 12, "total_budget": 2000.0, "history": rules})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        &by_csv,
+        r#"{"num_periods": 12, "total_budget": 2000.0, "history": "past.csv"}"#,
+    )
+    .unwrap();
+    let (from_rules, _) = mmm_budget::io::load_scenario(&rules_path).unwrap();
+    let (from_csv, _) = mmm_budget::io::load_scenario(&by_csv).unwrap();
+    // A blank geo selects every geo: the same rules.
+    assert_eq!(from_csv.history, from_rules.history);
+    let loaded = mmm_budget::io::load_case(std::path::Path::new(case), None).unwrap();
+    let a = Problem::new(&loaded.model, &from_rules).unwrap();
+    let b = Problem::new(&loaded.model, &from_csv).unwrap();
+    assert_eq!(a.history, b.history);
+    assert!(a.history.iter().any(|v| *v > 0.0));
+    // On the command line: --history gives the same optimum as the rules.
+    let bin = env!("CARGO_BIN_EXE_mmm-budget");
+    let only_ch1: String = (0..l_max)
+        .rev()
+        .map(|i| {
+            format!(
+                "ch1,{},{}\n",
+                i as i64 - l_max as i64,
+                10.0 * (1.0 + i as f64)
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("ch1.csv"),
+        format!("channel,period,spend\n{only_ch1}"),
+    )
+    .unwrap();
+    std::fs::write(
+        &rules_path,
+        serde_json::json!({"num_periods": 12, "total_budget": 2000.0,
+            "history": [{"select": {"channel": "ch1"}, "spend": (0..l_max).map(|i| 10.0 * (1.0 + i as f64)).collect::<Vec<_>>()}]})
+        .to_string(),
+    )
+    .unwrap();
+    let run = |extra: &[&std::ffi::OsStr], scenario: &std::path::Path, out: &str| {
+        let o = std::process::Command::new(bin)
+            .args(["optimize", case, "--backend", "cpu", "--scenario"])
+            .arg(scenario)
+            .args(extra)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(out)).unwrap()).unwrap();
+        v["utility"].as_f64().unwrap()
+    };
+    let plain = dir.path().join("plain.json");
+    std::fs::write(&plain, r#"{"num_periods": 12, "total_budget": 2000.0}"#).unwrap();
+    let flag = dir.path().join("ch1.csv");
+    let u_flag = run(&["--history".as_ref(), flag.as_os_str()], &plain, "a.json");
+    let u_rules = run(&[], &rules_path, "b.json");
+    assert_eq!(u_flag.to_bits(), u_rules.to_bits());
+    // Bad rows: named by file, line and column.
+    for (body, says) in [
+        ("channel,period,spend\nch1,0,5\n", "line 2, period"),
+        ("channel,period,spend\nch1,-1,-5\n", "line 2, spend"),
+        ("channel,period,spend\nch1,-1,5\nch1,-3,5\n", "period"),
+        ("channel,spend\nch1,5\n", "header"),
+        ("channel,period,spend\nch1,-1\n", "line 2"),
+    ] {
+        let path = dir.path().join("bad.csv");
+        std::fs::write(&path, body).unwrap();
+        let e = mmm_budget::io::history_from_csv(&path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.csv") && e.contains(says), "{body:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+}

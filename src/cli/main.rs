@@ -217,6 +217,11 @@ struct ScenarioArgs {
     /// (the default), `maximize cvar(0.9)`, `maximize mean - 0.5 * std`, …
     #[arg(long)]
     objective: Option<String>,
+    /// Carry-in from a CSV file (columns `period`: -1 for the period just before
+    /// the window, `spend`, and the dims that select cells), replacing the
+    /// scenario's history.
+    #[arg(long, value_name = "CSV")]
+    history: Option<PathBuf>,
 }
 
 /// `--backend` of `evaluate`, `optimize` and `demo`.
@@ -542,6 +547,9 @@ fn load_source(source: &SourceArgs) -> mmm_budget::Result<Case> {
     }
     if let Some(text) = &flags.objective {
         case.scenario.utility = mmm_budget::Utility::parse_in(text, "command line", "--objective")?;
+    }
+    if let Some(path) = &flags.history {
+        case.scenario.history = mmm_budget::io::history_from_csv(path)?;
     }
     Ok(case)
 }

@@ -29,7 +29,8 @@ pub use saved_model::{
     load_inference_data, load_saved_model,
 };
 pub use scenario_file::{
-    allocation_from_json, load_allocation, load_scenario, scenario_from_json, settings_from_options,
+    MAX_HISTORY_BYTES, allocation_from_json, history_from_csv, load_allocation, load_scenario,
+    scenario_from_json, settings_from_options,
 };
 pub use write::{scenario_json, write_case, write_csv, write_json, write_npz, write_text};
 

@@ -37,8 +37,10 @@ struct ScenarioFile {
     start: Option<Vec<Map<String, Value>>>,
     #[serde(default)]
     reference: Option<Vec<Map<String, Value>>>,
+    /// Rules, or a CSV file's path (read as [`HistoryFile`]s when not a string, so
+    /// that a bad rule's error names its field).
     #[serde(default)]
-    history: Vec<HistoryFile>,
+    history: Option<Value>,
     #[serde(default)]
     decision: Option<Value>,
     #[serde(default)]
@@ -135,7 +137,150 @@ enum NumberOrList {
 
 /// Loads `scenario.json`: the scenario and the solver's settings from its `options`.
 pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
-    scenario_from_json(&read_text(path)?, &path.display().to_string())
+    scenario_in(
+        &read_text(path)?,
+        &path.display().to_string(),
+        path.parent().unwrap_or(Path::new(".")),
+    )
+}
+
+/// One row of a history CSV: (period, spend, line).
+type HistoryRow = (i64, f64, u64);
+
+/// The largest history CSV read, in bytes: l_max values per cell fit easily.
+pub const MAX_HISTORY_BYTES: u64 = 64 << 20;
+
+/// Carry-in from a CSV file in long form: a column `period` (−1 is the period just
+/// before the window, −2 the one before, …), a column `spend` (in the channel data's
+/// units, as scenario.json's `history`), and a column for each dim that selects the
+/// cells (`channel`, `geo`, …; none, or a blank value: every coordinate of that
+/// dim). Each combination of those
+/// columns' values becomes a rule whose spends are its rows ordered oldest first;
+/// its periods must be −k … −1 without gaps or repeats (k = l_max, which the
+/// problem checks). Errors name the file, the line and the column.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("history.csv");
+/// std::fs::write(&path, "channel,period,spend\ntv,-2,50\ntv,-1,70\nradio,-1,5\nradio,-2,4\n")?;
+/// let rules = mmm_budget::io::history_from_csv(&path)?;
+/// assert_eq!(rules.len(), 2);
+/// assert_eq!(rules[0].select["channel"], "tv");
+/// assert_eq!(rules[0].values, vec![50.0, 70.0]);
+/// assert_eq!(rules[1].values, vec![4.0, 5.0]); // oldest first
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn history_from_csv(path: &Path) -> Result<Vec<PeriodRule>> {
+    let ctx = path.display().to_string();
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_HISTORY_BYTES {
+        return Err(Error::invalid(
+            &ctx,
+            "size",
+            format!("{size} bytes"),
+            format!("at most {MAX_HISTORY_BYTES} bytes"),
+        ));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| Error::invalid(&ctx, "file", e.to_string(), "a readable CSV file"))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| Error::invalid(&ctx, "header", e.to_string(), "a CSV header"))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let column = |name: &str| header.iter().position(|h| h == name);
+    let (Some(period_col), Some(spend_col)) = (column("period"), column("spend")) else {
+        return Err(Error::invalid(
+            &ctx,
+            "header",
+            header.join(","),
+            "columns `period` and `spend`, and one per selecting dim (`channel`, `geo`, …)",
+        ));
+    };
+    let dims: Vec<(usize, &String)> = header
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != period_col && *i != spend_col)
+        .collect();
+    // Rules in order of first appearance, each with its (period, spend, line) rows.
+    let mut rules: Vec<(Selector, Vec<HistoryRow>)> = vec![];
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            Error::invalid(&ctx, format!("line {line}"), e.to_string(), "a CSV row")
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let field = |i: usize| record.get(i).unwrap_or("");
+        let period = field(period_col)
+            .parse::<i64>()
+            .ok()
+            .filter(|p| *p < 0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    &ctx,
+                    format!("line {line}, period"),
+                    format!("{:?}", field(period_col)),
+                    "a negative integer (-1: the period just before the window)",
+                )
+            })?;
+        let spend = field(spend_col)
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    &ctx,
+                    format!("line {line}, spend"),
+                    format!("{:?}", field(spend_col)),
+                    "a finite number >= 0",
+                )
+            })?;
+        // A blank value selects on that dim no more.
+        let select: Selector = dims
+            .iter()
+            .filter(|(i, _)| !field(*i).is_empty())
+            .map(|(i, d)| ((*d).clone(), field(*i).to_string()))
+            .collect();
+        match rules.iter_mut().find(|(s, _)| *s == select) {
+            Some((_, rows)) => rows.push((period, spend, line)),
+            None => rules.push((select, vec![(period, spend, line)])),
+        }
+    }
+    rules
+        .into_iter()
+        .map(|(select, mut rows)| {
+            rows.sort_by_key(|r| r.0);
+            // Oldest first: −k, …, −1, each once.
+            let k = rows.len() as i64;
+            if let Some((period, _, line)) = rows
+                .iter()
+                .enumerate()
+                .find(|(j, r)| r.0 != *j as i64 - k)
+                .map(|(_, r)| *r)
+            {
+                return Err(Error::invalid(
+                    &ctx,
+                    format!("line {line}, period"),
+                    period,
+                    format!(
+                        "periods -{k} to -1, each once, for the cells of {}",
+                        serde_json::json!(select)
+                    ),
+                ));
+            }
+            Ok(PeriodRule {
+                select,
+                values: rows.into_iter().map(|r| r.1).collect(),
+            })
+        })
+        .collect()
 }
 
 /// A scenario (and the solver's settings from its `options`) from the text of a
@@ -152,6 +297,11 @@ pub fn load_scenario(path: &Path) -> Result<(Scenario, crate::Settings)> {
 /// # Ok::<(), mmm_budget::Error>(())
 /// ```
 pub fn scenario_from_json(text: &str, context: &str) -> Result<(Scenario, crate::Settings)> {
+    scenario_in(text, context, Path::new("."))
+}
+
+/// [`scenario_from_json`], a history CSV's relative path taken from `dir`.
+fn scenario_in(text: &str, context: &str, dir: &Path) -> Result<(Scenario, crate::Settings)> {
     let file: ScenarioFile = parse_json(Path::new(context), text)?;
     let ctx = context.to_string();
     let budget_constraint = match &file.budget_constraint {
@@ -289,14 +439,21 @@ pub fn scenario_from_json(text: &str, context: &str) -> Result<(Scenario, crate:
         utility,
         start,
         reference,
-        history: file
-            .history
-            .into_iter()
-            .map(|h| PeriodRule {
-                select: h.select,
-                values: h.spend,
-            })
-            .collect(),
+        history: match file.history {
+            None => vec![],
+            Some(Value::String(path)) => history_from_csv(&dir.join(path))?,
+            Some(rules) => serde_json::from_value::<Vec<HistoryFile>>(rules)
+                .map_err(|e| Error::Json {
+                    path: Path::new(context).to_path_buf(),
+                    message: format!("history: {e}"),
+                })?
+                .into_iter()
+                .map(|h| PeriodRule {
+                    select: h.select,
+                    values: h.spend,
+                })
+                .collect(),
+        },
         decision,
         flighting: file
             .flighting
