@@ -542,3 +542,39 @@ fn a_broadcast_larger_than_the_memory_budget_is_refused() {
         &["problem", "memory budget", "MMM_MEMORY_BUDGET"],
     );
 }
+
+/// A risk-aware objective (or a plan over time) over more variables than a dense
+/// quasi-Newton model is built for is refused with one line, not a multi-gigabyte
+/// matrix; the mean over as many cells still solves (its Hessian is diagonal).
+#[test]
+fn a_dense_model_too_large_is_refused_before_it_is_built() {
+    use mmm_budget::*;
+    let (model, mut scenario) = demo::case(
+        &demo::DemoSize {
+            channels: 50,
+            geos: 201,
+            draws: 2,
+        },
+        3,
+    );
+    let mean = Problem::new(&model, &scenario).unwrap();
+    let mut ev = CpuEvaluator::new(&mean).unwrap();
+    let settings = Settings {
+        max_iter: 2,
+        ..Settings::default()
+    };
+    let s = Solver::new(&mean, &mut ev, settings.clone())
+        .unwrap()
+        .solve()
+        .unwrap();
+    assert!(!s.allocation.is_empty());
+    scenario.utility = Utility::parse("maximize cvar(0.9)").unwrap();
+    let risky = Problem::new(&model, &scenario).unwrap();
+    let e = Solver::new(&risky, &mut ev, settings.clone())
+        .unwrap()
+        .solve()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10050") && e.contains("at most 10000"), "{e}");
+    assert_eq!(e.lines().count(), 1);
+}

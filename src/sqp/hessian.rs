@@ -37,6 +37,10 @@ pub(super) fn floored(h: &[f64], floor: f64) -> Vec<f64> {
     h.iter().map(|v| v.max(floor)).collect()
 }
 
+/// The most variables a dense quasi-Newton model (n × n, row-major f64) is built
+/// for: 800 MB, and a QP's dense factorisation of ~3·10¹¹ operations.
+pub(super) const MAX_DENSE: usize = 10_000;
+
 /// BFGS starts from the regularised exact diagonal (at least `start`).
 fn initial_bfgs(h: &[f64], n: usize, floor: f64, start: f64) -> Hessian {
     let d = floored(h, floor);
@@ -80,12 +84,27 @@ impl Model {
         constant_weights: bool,
         start: &Point,
         tuning: &Tuning,
-    ) -> Self {
+    ) -> crate::error::Result<Self> {
         let n = start.y.len();
         let floor = tuning.curvature_floor;
         use ModelKind as Model;
         let bfgs = || Model::Bfgs(initial_bfgs(&start.h, n, floor, tuning.bfgs_start));
         let curvature = nonlinear > 0 && start.nl_h.len() == nonlinear * n;
+        let exact = match mode {
+            HessianMode::Exact => true,
+            HessianMode::Bfgs => false,
+            HessianMode::Auto => (nonlinear == 0 || curvature) && constant_weights,
+        };
+        if !exact && n > MAX_DENSE {
+            return Err(crate::error::Error::invalid(
+                "solver",
+                "variables",
+                n,
+                format!(
+                    "at most {MAX_DENSE} for a dense quasi-Newton model (risk-aware objectives, nonlinear constraints without curvature and plans over time use one): fewer cells, or larger groups of periods"
+                ),
+            ));
+        }
         let kind = match mode {
             HessianMode::Exact | HessianMode::Auto if curvature && constant_weights => {
                 Model::Lagrangian(vec![0.0; nonlinear])
@@ -102,7 +121,7 @@ impl Model {
             }
             HessianMode::Auto => bfgs(),
         };
-        Self { kind, floor }
+        Ok(Self { kind, floor })
     }
 
     /// Whether the QP's Hessian is the (floored) exact diagonal.

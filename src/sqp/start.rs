@@ -129,7 +129,7 @@ impl<'r> Run<'r> {
             constant_weights,
             &point,
             tuning,
-        );
+        )?;
         let cells = Cells {
             pinned: &pinned,
             steep: &steep,
