@@ -6,7 +6,7 @@
 //! budget; λ_B / N per unit spent over the window, the unit of mROI).
 
 use crate::error::{Error, Result};
-use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::eval::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation};
 use crate::model::Model;
 use crate::problem::Problem;
 use crate::report::QUANTILES;
@@ -117,14 +117,6 @@ pub fn frontier_each(
     warm: bool,
     each: &mut dyn FnMut(&FrontierPoint) -> bool,
 ) -> Result<Vec<FrontierPoint>> {
-    if scenario.decision != crate::scenario::Decision::Constant {
-        return Err(Error::invalid(
-            "frontier",
-            "decision",
-            "a per-period decision",
-            "a constant decision (the frontier solves one spend per period and cell)",
-        ));
-    }
     let mut points: Vec<FrontierPoint> = Vec::with_capacity(budgets.len());
     for (k, &budget) in budgets.iter().enumerate() {
         let mut sc = scenario.clone();
@@ -147,13 +139,28 @@ pub fn frontier_each(
         if warm {
             settings.start = warm_start(&points, budget);
         }
-        let solution = Solver::new(&problem, &mut *evaluator, settings)?.solve()?;
+        // A plan over time: solved per group of periods, reported per cell (each
+        // cell's spend per period averaged over the window), its responses those of
+        // the spend in each period.
+        let (solution, responses) = if problem.plan.is_some() {
+            let plan = crate::plan::solve(&problem, &mut *evaluator, settings)?;
+            let mut r = TimeVaryingEvaluation::default();
+            if !plan.spend.is_empty() {
+                evaluator.evaluate_time_varying(&plan.spend, DrawWeights::Uniform, &mut r)?;
+            }
+            (plan.per_cell(problem.num_periods), r.responses)
+        } else {
+            let solution = Solver::new(&problem, &mut *evaluator, settings)?.solve()?;
+            let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
+            if !solution.allocation.is_empty() {
+                evaluator.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)?;
+            }
+            (solution, out.responses)
+        };
         let response_quantiles = if solution.allocation.is_empty() {
             [f64::NAN; 3]
         } else {
-            let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
-            evaluator.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)?;
-            QUANTILES.map(|q| quantile(&out.responses, q))
+            QUANTILES.map(|q| quantile(&responses, q))
         };
         let marginal_return = (solution.status == Status::Solved)
             .then(|| {

@@ -174,6 +174,64 @@ pub fn solve_with_callback(
     })
 }
 
+impl PlanSolution {
+    /// The solution per optimized cell: the allocation is each cell's spend per period
+    /// averaged over the window (its start likewise), its mean contribution and ROI
+    /// summed over its groups, its marginal response and ROI for one more unit in the
+    /// plan's own proportions (evenly over the periods where it spends nothing); the
+    /// status, utility, multipliers (named per cell and group) and trace as solved.
+    /// What the frontier and per-cell reports take.
+    pub fn per_cell(&self, num_periods: usize) -> Solution {
+        let g = self.groups.len();
+        let np = num_periods as f64;
+        let sums = |v: &[f64]| -> Vec<f64> {
+            if !v.len().is_multiple_of(g.max(1)) || v.is_empty() {
+                return vec![];
+            }
+            v.chunks(g).map(|c| c.iter().sum()).collect()
+        };
+        let mut s = self.solution.clone();
+        if s.allocation.is_empty() {
+            return s;
+        }
+        let marginal: Vec<f64> = s
+            .marginal_response
+            .chunks(g)
+            .zip(s.allocation.chunks(g))
+            .map(|(d, v)| {
+                let average: f64 = v.iter().sum();
+                d.iter()
+                    .zip(v)
+                    .zip(&self.groups)
+                    .map(|((d, v), r)| {
+                        let share = if average > 0.0 {
+                            v / average
+                        } else {
+                            r.len() as f64 / np
+                        };
+                        d * share
+                    })
+                    .sum()
+            })
+            .collect();
+        s.start_allocation = sums(&s.start_allocation);
+        s.mean_contribution = sums(&s.mean_contribution);
+        s.allocation = self.average.clone();
+        s.roi = s
+            .mean_contribution
+            .iter()
+            .zip(&s.allocation)
+            .map(|(c, x)| crate::solution::roi(*c, *x, num_periods))
+            .collect();
+        s.marginal_roi = marginal
+            .iter()
+            .map(|d| crate::solution::marginal_roi(*d, num_periods))
+            .collect();
+        s.marginal_response = marginal;
+        s
+    }
+}
+
 /// Per-cell spends per period x_c as shares v_cg = (m_g/N) x_c.
 fn shares(x: &[f64], groups: &[Range<usize>], num_periods: usize) -> Vec<f64> {
     x.iter()

@@ -489,37 +489,14 @@ pub fn frontier_json(points: &[crate::FrontierPoint], problem: &Problem) -> Valu
 /// One optimized cell of a plan over time: its spend per period averaged over the
 /// window, over the window, in each period, its mean contribution and ROI.
 fn plan_cells(problem: &Problem, plan: &crate::plan::PlanSolution) -> Vec<PlanCell> {
-    let g = plan.groups.len();
-    let np = problem.num_periods as f64;
+    let s = plan.per_cell(problem.num_periods);
     (0..problem.num_cells())
-        .map(|c| {
-            let average = plan.average[c];
-            let groups = c * g..(c + 1) * g;
-            let contribution: f64 = plan.solution.mean_contribution[groups.clone()].iter().sum();
-            let roi = crate::solution::roi(contribution, average, problem.num_periods);
-            // One more unit over the window in the plan's proportions (evenly over
-            // the periods where the cell spends nothing).
-            let v = &plan.solution.allocation[groups.clone()];
-            let marginal: f64 = plan.solution.marginal_response[groups]
-                .iter()
-                .zip(v)
-                .zip(&plan.groups)
-                .map(|((d, v), r)| {
-                    let share = if average > 0.0 {
-                        v / average
-                    } else {
-                        r.len() as f64 / np
-                    };
-                    d * share
-                })
-                .sum();
-            PlanCell {
-                c,
-                average,
-                contribution,
-                roi,
-                marginal_roi: crate::solution::marginal_roi(marginal, problem.num_periods),
-            }
+        .map(|c| PlanCell {
+            c,
+            average: s.allocation[c],
+            contribution: s.mean_contribution[c],
+            roi: s.roi[c],
+            marginal_roi: s.marginal_roi[c],
         })
         .collect()
 }

@@ -383,3 +383,38 @@ fn the_command_line_writes_a_plan_and_refuses_what_it_cannot_write() {
     let mut ev = CpuEvaluator::new(&problem).unwrap();
     assert!(Solver::new(&problem, &mut ev, Settings::default()).is_err());
 }
+
+#[test]
+fn the_frontier_of_a_plan_solves_a_plan_at_each_budget() {
+    let (model, mut scenario) = case(true);
+    scenario.decision = Decision::Every(4);
+    let b = scenario.total_budget;
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let mut ev = CpuEvaluator::new(&problem).unwrap();
+    let points = frontier::frontier(
+        &model,
+        &scenario,
+        &mut ev,
+        &[0.8 * b, b, 1.2 * b],
+        &Settings::default(),
+        true,
+    )
+    .unwrap();
+    assert!(points.iter().all(|p| p.solution.status == Status::Solved));
+    assert!(
+        points
+            .windows(2)
+            .all(|w| w[1].solution.utility > w[0].solution.utility)
+    );
+    let (_, at_b) = solve_plan(&model, &scenario);
+    let p = &points[1];
+    assert!((p.solution.utility - at_b.solution.utility).abs() <= 1e-8 * at_b.solution.utility);
+    // Per cell: the averages of the plan, the budget's multiplier its marginal return.
+    assert_eq!(p.solution.allocation.len(), problem.num_cells());
+    for (a, x) in p.solution.allocation.iter().zip(&at_b.average) {
+        assert!((a - x).abs() <= 1e-6 * b, "{a} vs {x}");
+    }
+    assert!(p.marginal_return.unwrap() > 0.0);
+    let [lo, mid, hi] = p.response_quantiles;
+    assert!(lo <= mid && mid <= hi && lo < p.solution.mean_response * 1.5);
+}
