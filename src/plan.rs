@@ -156,7 +156,7 @@ pub fn solve_with_callback(
     let (n, g) = (problem.num_cells(), spec.num_groups());
     let (spend, average) = if solution.allocation.len() == n * g {
         (
-            plan_ev.per_period(&solution.allocation),
+            plan_ev.per_period(&solution.allocation)?,
             solution
                 .allocation
                 .chunks(g)
@@ -410,39 +410,42 @@ impl<'e> PlanEvaluator<'e> {
         }
     }
 
-    /// X_tc (`[c * N + t]`) for the shares `v`.
-    pub fn per_period(&self, v: &[f64]) -> Vec<f64> {
+    /// N/m_k: group k's spend per period for a unit share (z = (N/m_k) v).
+    fn spread(&self, k: usize) -> f64 {
+        self.inner.num_periods() as f64 / self.groups[k].len() as f64
+    }
+
+    /// X_tc (`[c * N + t]`) for the shares `v` (n·G values, else an error).
+    pub fn per_period(&self, v: &[f64]) -> Result<Vec<f64>> {
         let (n, np, g) = (
             self.inner.num_cells(),
             self.inner.num_periods(),
             self.groups.len(),
         );
+        crate::eval::check_len(v.len(), n * g, "allocation")?;
         let mut x = Vec::with_capacity(n * np);
         for c in 0..n {
             for t in 0..np {
                 let k = self.group_of[t];
-                x.push(v[c * g + k] * np as f64 / self.groups[k].len() as f64);
+                x.push(v[c * g + k] * self.spread(k));
             }
         }
-        x
+        Ok(x)
     }
 
     /// The diagonal scale at the shares `v` (see the type's description).
     fn curvature_scale(&mut self, v: &[f64]) -> Result<Vec<f64>> {
-        let (n, np, g) = (
-            self.inner.num_cells(),
-            self.inner.num_periods(),
-            self.groups.len(),
-        );
-        let z = |c: usize, k: usize| v[c * g + k] * np as f64 / self.groups[k].len() as f64;
-        let xs: Vec<Vec<f64>> = (0..g).map(|k| (0..n).map(|c| z(c, k)).collect()).collect();
+        let (n, g) = (self.inner.num_cells(), self.groups.len());
+        let xs: Vec<Vec<f64>> = (0..g)
+            .map(|k| (0..n).map(|c| v[c * g + k] * self.spread(k)).collect())
+            .collect();
         let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
         let mut out = vec![Evaluation::default(); g];
         self.inner
             .evaluate_many(&refs, DrawWeights::Uniform, &mut out)?;
         let mut h = vec![0.0; n * g];
         for (k, e) in out.iter().enumerate() {
-            let f = np as f64 / self.groups[k].len() as f64;
+            let f = self.spread(k);
             for c in 0..n {
                 h[c * g + k] = f * e.curvature[c];
             }
@@ -477,7 +480,7 @@ impl Evaluator for PlanEvaluator<'_> {
     }
 
     fn responses(&mut self, v: &[f64], out: &mut [f64]) -> Result<()> {
-        let x = self.per_period(v);
+        let x = self.per_period(v)?;
         self.inner
             .evaluate_time_varying(&x, DrawWeights::Uniform, &mut self.varying)?;
         crate::eval::check_len(out.len(), self.varying.responses.len(), "responses")?;
@@ -496,8 +499,7 @@ impl Evaluator for PlanEvaluator<'_> {
             self.inner.num_periods(),
             self.groups.len(),
         );
-        crate::eval::check_len(v.len(), n * g, "allocation")?;
-        let x = self.per_period(v);
+        let x = self.per_period(v)?;
         self.inner
             .evaluate_time_varying(&x, weights, &mut self.varying)?;
         if self.scale.is_none() {
@@ -509,11 +511,10 @@ impl Evaluator for PlanEvaluator<'_> {
         for c in 0..n {
             let total: f64 = v[c * g..(c + 1) * g].iter().sum();
             for (k, r) in self.groups.iter().enumerate() {
-                let f = np as f64 / r.len() as f64;
-                out.gradient[c * g + k] = f * r
-                    .clone()
-                    .map(|t| self.varying.gradient[c * np + t])
-                    .sum::<f64>();
+                out.gradient[c * g + k] = self.spread(k)
+                    * r.clone()
+                        .map(|t| self.varying.gradient[c * np + t])
+                        .sum::<f64>();
                 let share = if total > 0.0 {
                     v[c * g + k] / total
                 } else {

@@ -94,11 +94,11 @@ impl Report {
     ) -> Result<(Self, Vec<f64>)> {
         // With carry-in, the response to no spend at all (the carry-in's own) in the
         // same pass.
-        let zero = vec![0.0; x.len()];
         let mut both = vec![Evaluation::default(); 2];
         if problem.history.is_empty() {
             ev.evaluate(x, DrawWeights::Uniform, &mut both[0])?;
         } else {
+            let zero = vec![0.0; x.len()];
             ev.evaluate_many(&[x, &zero], DrawWeights::Uniform, &mut both)?;
         }
         let carried = both.pop().map(|e| e.responses).unwrap_or_default();
@@ -486,30 +486,6 @@ pub fn frontier_json(points: &[crate::FrontierPoint], problem: &Problem) -> Valu
     })
 }
 
-/// One optimized cell of a plan over time: its spend per period averaged over the
-/// window, over the window, in each period, its mean contribution and ROI.
-fn plan_cells(problem: &Problem, plan: &crate::plan::PlanSolution) -> Vec<PlanCell> {
-    let s = plan.per_cell(problem.num_periods);
-    (0..problem.num_cells())
-        .map(|c| PlanCell {
-            c,
-            average: s.allocation[c],
-            contribution: s.mean_contribution[c],
-            roi: s.roi[c],
-            marginal_roi: s.marginal_roi[c],
-        })
-        .collect()
-}
-
-/// A cell's line of a plan's report.
-struct PlanCell {
-    c: usize,
-    average: f64,
-    contribution: f64,
-    roi: Option<f64>,
-    marginal_roi: f64,
-}
-
 /// The JSON of a plan over time: [`solution_json`]'s fields (status, message,
 /// multipliers named per cell and group, iterations, …) and `utility`,
 /// `mean_response`, `num_periods`, `groups` (1-based first and last period of each),
@@ -533,29 +509,29 @@ pub fn plan_json(problem: &Problem, plan: &crate::plan::PlanSolution) -> Value {
         ),
     );
     if !plan.spend.is_empty() {
-        let cells: Vec<Value> = plan_cells(problem, plan)
-            .into_iter()
-            .map(|cell| {
-                let PlanCell {
-                    c,
-                    average,
-                    contribution,
-                    roi,
-                    marginal_roi,
-                } = cell;
+        let per_cell = plan.per_cell(np);
+        let cells: Vec<Value> = problem
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
                 let mut m = Map::new();
-                for (d, v) in problem.cells[c].coords.iter().rev() {
+                for (d, v) in cell.coords.iter().rev() {
                     m.insert(d.clone(), json!(v));
                 }
+                let average = per_cell.allocation[c];
                 m.insert("budget".into(), json!(average));
                 m.insert("budget_window".into(), json!(average * np as f64));
                 m.insert(
                     "spend_per_period".into(),
                     json!(plan.spend[c * np..(c + 1) * np]),
                 );
-                m.insert("mean_contribution".into(), json!(contribution));
-                m.insert("roi".into(), json!(roi));
-                m.insert("marginal_roi".into(), number(marginal_roi));
+                m.insert(
+                    "mean_contribution".into(),
+                    json!(per_cell.mean_contribution[c]),
+                );
+                m.insert("roi".into(), json!(per_cell.roi[c]));
+                m.insert("marginal_roi".into(), number(per_cell.marginal_roi[c]));
                 Value::Object(m)
             })
             .collect();
@@ -596,25 +572,20 @@ pub fn plan_table(problem: &Problem, plan: &crate::plan::PlanSolution, detail: b
         " {:>13} {:>13} {:>14} {:>8}",
         "avg/period", "window", "contribution", "ROI"
     );
-    for PlanCell {
-        c,
-        average,
-        contribution,
-        roi,
-        ..
-    } in plan_cells(problem, plan)
-    {
-        let _ = write!(s, "{:<14}", problem.cells[c].label);
+    let per_cell = plan.per_cell(np);
+    for (c, cell) in problem.cells.iter().enumerate() {
+        let _ = write!(s, "{:<14}", cell.label);
         for r in &plan.groups[..shown] {
             let _ = write!(s, " {:>11.4}", plan.spend[c * np + r.start]);
         }
+        let average = per_cell.allocation[c];
         let _ = writeln!(
             s,
             " {:>13.4} {:>13.2} {:>14.4} {:>8}",
             average,
             average * np as f64,
-            contribution,
-            roi.map_or("-".to_string(), |r| format!("{r:.4}"))
+            per_cell.mean_contribution[c],
+            per_cell.roi[c].map_or("-".to_string(), |r| format!("{r:.4}"))
         );
     }
     if shown < plan.groups.len() {

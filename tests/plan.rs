@@ -231,6 +231,13 @@ fn the_plan_evaluators_gradient_matches_central_differences() {
             out.gradient[i]
         );
     }
+    // A wrong-length allocation is an error, not a panic.
+    let mut r = vec![0.0; problem.num_draws()];
+    assert!(ev.responses(&v[..m - 1], &mut r).is_err());
+    assert!(
+        ev.evaluate(&v[..m - 1], DrawWeights::Uniform, &mut out)
+            .is_err()
+    );
     // The contributions add up to the mean response.
     let total: f64 = out.contributions.iter().sum();
     let mean_r = out.responses.iter().sum::<f64>() / out.responses.len() as f64;

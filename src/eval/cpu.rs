@@ -1,7 +1,9 @@
 //! The f64 reference evaluator, threaded over draws with rayon.
 
 use super::terms;
-use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
+use super::{
+    DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_many, check_weights,
+};
 use crate::adstock::{convolve, convolve_adjoint};
 use crate::error::Result;
 use crate::problem::Problem;
@@ -540,41 +542,19 @@ impl Evaluator for CpuEvaluator {
         Ok(())
     }
 
+    /// [`Evaluator::evaluate_many`] with one slot: the same loop, the same bits.
     fn evaluate(
         &mut self,
         x: &[f64],
         weights: DrawWeights<'_>,
         out: &mut Evaluation,
     ) -> Result<()> {
-        let (nd, n) = (self.num_draws(), self.num_cells());
-        self.problem.check_allocation(x, n)?;
-        check_weights(&weights, nd)?;
-        out.responses.resize(nd, 0.0);
-        let p = &self.problem;
-        let sums = self.for_draws(&mut out.responses, 3 * n, |d, scratch, partial| {
-            let u = weights.get(d, nd);
-            let mut r = 0.0;
-            for c in 0..n {
-                let [v, v1, v2] =
-                    self.terms(d, c, scratch)
-                        .sums(p, p.saturation_params_of(d, c), x[c]);
-                let tau = p.target_scale[c];
-                r += tau * v;
-                partial[c] += u * tau * v;
-                partial[n + c] += u * tau * v1;
-                partial[2 * n + c] += u * tau * v2;
-            }
-            r
-        });
-        out.contributions = sums[..n].to_vec();
-        out.gradient = sums[n..2 * n].to_vec();
-        out.curvature = sums[2 * n..].to_vec();
-        Ok(())
+        self.evaluate_many(&[x], weights, std::slice::from_mut(out))
     }
 
     /// One pass over the draws: each (draw, cell)'s terms and parameters are taken
-    /// once for all k allocations; every slot's sums are formed in the order of
-    /// [`Evaluator::evaluate`], so `out[j]` has the same bits as `evaluate(xs[j])`.
+    /// once for all k allocations; each slot's sums are formed in the order they are
+    /// with one slot, so `out[j]` has the same bits as `evaluate(xs[j])`.
     fn evaluate_many(
         &mut self,
         xs: &[&[f64]],
@@ -582,11 +562,7 @@ impl Evaluator for CpuEvaluator {
         out: &mut [Evaluation],
     ) -> Result<()> {
         let (nd, n, k) = (self.num_draws(), self.num_cells(), xs.len());
-        check_len(out.len(), k, "evaluations")?;
-        for x in xs {
-            self.problem.check_allocation(x, n)?;
-        }
-        check_weights(&weights, nd)?;
+        check_many(&self.problem.cells, xs, out.len(), &weights, nd)?;
         if k == 0 {
             return Ok(());
         }

@@ -288,6 +288,23 @@ pub(crate) fn check_len(found: usize, expected: usize, field: &str) -> Result<()
     Ok(())
 }
 
+/// The arguments of [`Evaluator::evaluate_many`]: one output a slot, every
+/// allocation `num_cells` finite values ≥ 0 (the error naming the cell), one weight a
+/// draw.
+pub(crate) fn check_many(
+    cells: &[crate::model::CellInfo],
+    xs: &[&[f64]],
+    outputs: usize,
+    weights: &DrawWeights<'_>,
+    num_draws: usize,
+) -> Result<()> {
+    check_len(outputs, xs.len(), "evaluations")?;
+    for x in xs {
+        crate::problem::check_allocation(cells, x, cells.len())?;
+    }
+    check_weights(weights, num_draws)
+}
+
 /// One weight per draw, when weights are given.
 pub(crate) fn check_weights(w: &DrawWeights<'_>, num_draws: usize) -> Result<()> {
     match w {

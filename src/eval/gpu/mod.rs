@@ -16,7 +16,9 @@ mod context;
 
 pub use context::GpuContext;
 
-use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
+use super::{
+    DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_many, check_weights,
+};
 use crate::adstock::AdstockKind;
 use crate::error::Result;
 use crate::problem::{Problem, check_allocation};
@@ -844,11 +846,7 @@ impl Evaluator for GpuEvaluator {
         weights: DrawWeights<'_>,
         out: &mut [Evaluation],
     ) -> Result<()> {
-        check_len(out.len(), xs.len(), "evaluations")?;
-        for x in xs {
-            check_allocation(&self.cells, x, self.num_cells)?;
-        }
-        check_weights(&weights, self.num_draws)?;
+        check_many(&self.cells, xs, out.len(), &weights, self.num_draws)?;
         let scope = self.ctx.scope();
         self.grow(xs.len());
         self.ctx.check(scope)?;
