@@ -164,6 +164,7 @@ fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scen
             dims: full_dims.iter().map(|s| s.to_string()).collect(),
             shape: full_shape.clone(),
             values,
+            stored: None,
         };
         posterior.arrays.insert(name.to_string(), array);
     };
@@ -187,6 +188,7 @@ fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scen
             dims: dim_names.iter().map(|s| s.to_string()).collect(),
             shape: cell_shape,
             values: scale,
+            stored: None,
         },
         target_scale: Array::scalar(1000.0),
         posterior,

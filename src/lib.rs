@@ -31,6 +31,7 @@ pub mod frontier;
 pub mod html_report;
 pub mod io;
 pub mod marginal_roi;
+mod memory;
 pub mod model;
 pub mod optimize;
 pub mod plan;

@@ -26,14 +26,23 @@ pub struct Dim {
 /// An array with named dims, row-major (last dim fastest). Dims named `chain` and
 /// `draw` index posterior draws; the others must be `channel` or one of the model's
 /// extra dims. A dim the array lacks broadcasts.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// A posterior array loaded from a file ([`crate::io::load_model`]) may be
+/// [stored](Array::stored): checked, but its values left in the file until a problem
+/// is built, which reads them straight into its own layout; `values` is then empty.
+/// [`Array::read_values`] and [`Posterior::load`] read them. Arrays are equal when
+/// their dims, shapes and values are, wherever the values lie (a stored array's are
+/// read to compare; one that cannot be read equals nothing).
+#[derive(Clone, Debug)]
 pub struct Array {
     /// Dim names, one per axis.
     pub dims: Vec<String>,
     /// Axis lengths.
     pub shape: Vec<usize>,
-    /// Values, row-major; `shape.iter().product()` of them.
+    /// Values, row-major; `shape.iter().product()` of them (none while stored).
     pub values: Vec<f64>,
+    /// Where the values lie in their file while they have not been read.
+    pub(crate) stored: Option<std::sync::Arc<crate::io::StoredArray>>,
 }
 
 impl Array {
@@ -43,6 +52,7 @@ impl Array {
             dims: vec![],
             shape: vec![],
             values: vec![v],
+            stored: None,
         }
     }
 
@@ -52,6 +62,7 @@ impl Array {
             dims: dims.iter().map(|s| s.to_string()).collect(),
             shape: shape.to_vec(),
             values,
+            stored: None,
         };
         if a.dims.len() != a.shape.len() || a.shape.iter().product::<usize>() != a.values.len() {
             return Err(Error::Shape {
@@ -68,6 +79,49 @@ impl Array {
         }
         Ok(a)
     }
+
+    /// The number of values: the shape's product where the values are stored, else
+    /// the values held.
+    pub fn len(&self) -> usize {
+        match &self.stored {
+            Some(_) => self.shape.iter().product(),
+            None => self.values.len(),
+        }
+    }
+
+    /// Whether the array holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The file the values are still in, if they are.
+    pub fn stored(&self) -> Option<&crate::io::StoredArray> {
+        self.stored.as_deref()
+    }
+
+    /// The values, row-major: those held, or read from the file.
+    pub fn read_values(&self) -> Result<std::borrow::Cow<'_, [f64]>> {
+        match &self.stored {
+            Some(s) => Ok(std::borrow::Cow::Owned(s.read_all()?)),
+            None => Ok(std::borrow::Cow::Borrowed(&self.values)),
+        }
+    }
+}
+
+impl PartialEq for Array {
+    fn eq(&self, other: &Self) -> bool {
+        if self.dims != other.dims || self.shape != other.shape {
+            return false;
+        }
+        match (&self.stored, &other.stored) {
+            (None, None) => self.values == other.values,
+            (Some(a), Some(b)) if a == b => true,
+            _ => match (self.read_values(), other.read_values()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
 }
 
 /// Posterior draws of the transformation parameters, keyed by PyMC-Marketing's names
@@ -76,6 +130,19 @@ impl Array {
 pub struct Posterior {
     /// The arrays, each with `draw` (and optionally `chain`) among its dims.
     pub arrays: BTreeMap<String, Array>,
+}
+
+impl Posterior {
+    /// Reads every [stored](Array::stored) array's values into memory, so that the
+    /// posterior no longer depends on its file.
+    pub fn load(&mut self) -> Result<()> {
+        for array in self.arrays.values_mut() {
+            if let Some(s) = array.stored.take() {
+                array.values = s.read_all()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A fitted marketing-mix model.
@@ -376,11 +443,11 @@ impl Model {
             }
             stride *= len;
         }
-        if stride != array.values.len() {
+        if stride != array.len() {
             return Err(shape_error(format!(
                 "{} values, found {}",
                 stride,
-                array.values.len()
+                array.len()
             )));
         }
         if allow_draws && draw.is_none() {

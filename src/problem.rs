@@ -403,8 +403,11 @@ impl Problem {
             "draws × cells × parameters",
             &[num_draws, opt.len(), ad.len() + sat.len()],
         )?;
-        // In parallel over draws, each draw's offset into every array computed once;
-        // where a value is out of its domain, the first such value (in draw, cell,
+        // In parallel over blocks of draws, each draw's offset into every array computed
+        // once. A stored array whose draws are consecutive blocks in its file (C order,
+        // `chain` and `draw` its leading axes, stored uncompressed) is read straight
+        // into the layout, a block of draws at a time; any other is read whole first.
+        // Where a value is out of its domain, the first such value (in draw, cell,
         // parameter order) is found again sequentially and named.
         let gather = |params: &[(String, &Array, Broadcast)],
                       domains: &[crate::saturation::Domain]|
@@ -412,7 +415,7 @@ impl Problem {
             use rayon::prelude::*;
             let np = params.len();
             let width = opt.len() * np;
-            let mut out = vec![0.0; num_draws * width];
+            let mut out = crate::memory::zeroed(num_draws * width);
             if np == 0 {
                 return Ok(out);
             }
@@ -420,30 +423,52 @@ impl Problem {
                 .iter()
                 .map(|(_, _, b)| opt.iter().map(|&c| b.offsets[c]).collect())
                 .collect();
+            let sources = params
+                .iter()
+                .map(|(_, array, b)| ParameterSource::of(array, b, num_draws))
+                .collect::<Result<Vec<_>>>()?;
+            // Blocks of about 1 MiB of any one array's values.
+            let most_block = sources.iter().map(|s| s.block()).max().unwrap_or(1).max(1);
+            let draws_per_task = ((1 << 17) / most_block).clamp(1, num_draws.max(1));
             let all_in_domain = out
-                .par_chunks_mut(width)
+                .par_chunks_mut(width * draws_per_task)
                 .enumerate()
-                .map(|(d, row)| {
+                .map(|(t, rows)| -> Result<bool> {
+                    let d0 = t * draws_per_task;
                     let mut ok = true;
-                    for (k, (_, array, b)) in params.iter().enumerate() {
-                        let base = b.index(d, 0) - b.offsets[0];
-                        let domain = domains[k];
-                        for (j, &offset) in offsets[k].iter().enumerate() {
-                            let v = array.values[base + offset];
-                            ok &= domain.contains(v);
-                            row[j * np + k] = v;
+                    let (mut bytes, mut buf) = (Vec::new(), Vec::new());
+                    for (k, (_, _, b)) in params.iter().enumerate() {
+                        let (values, shift) =
+                            sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
+                        let values = values.unwrap_or(&buf);
+                        let (lo, hi) = domains[k].interval();
+                        for (i, row) in rows.chunks_mut(width).enumerate() {
+                            let base = b.index(d0 + i, 0) - b.offsets[0] - shift;
+                            let draw = &values[base..];
+                            let mut inside = true;
+                            for (slot, &offset) in row[k..].iter_mut().step_by(np).zip(&offsets[k])
+                            {
+                                let v = draw[offset];
+                                inside &= (v >= lo) & (v <= hi);
+                                *slot = v;
+                            }
+                            ok &= inside;
                         }
                     }
-                    ok
+                    Ok(ok)
                 })
-                .reduce(|| true, |a, b| a && b);
+                .try_reduce(|| true, |a, b| Ok(a && b))?;
             if all_in_domain {
                 return Ok(out);
             }
+            let values = params
+                .iter()
+                .map(|(_, array, _)| array.read_values())
+                .collect::<Result<Vec<_>>>()?;
             for d in 0..num_draws {
                 for &c in &opt {
-                    for (k, (name, array, b)) in params.iter().enumerate() {
-                        let v = array.values[b.index(d, c)];
+                    for (k, (name, _, b)) in params.iter().enumerate() {
+                        let v = values[k][b.index(d, c)];
                         if !domains[k].contains(v) {
                             let draws = b.draw.0;
                             return Err(Error::invalid(
@@ -1202,6 +1227,73 @@ fn check_derived(
         }
     }
     Ok(())
+}
+
+/// Where a problem's gather reads one posterior array's values, a block of draws at a
+/// time.
+enum ParameterSource<'a> {
+    /// Values held (or read whole from the file): any layout.
+    Held(std::borrow::Cow<'a, [f64]>),
+    /// Values read from the file by ranges: each flattened draw's `block` values
+    /// consecutive, draw after draw.
+    Ranges {
+        stored: &'a crate::io::StoredArray,
+        file: std::fs::File,
+        block: usize,
+    },
+}
+
+impl<'a> ParameterSource<'a> {
+    fn of(array: &'a Array, b: &Broadcast, num_draws: usize) -> Result<Self> {
+        let Some(stored) = array.stored() else {
+            return Ok(Self::Held(std::borrow::Cow::Borrowed(&array.values)));
+        };
+        let block = array.len() / num_draws.max(1);
+        let consecutive = block * num_draws == array.len()
+            && b.draw.1 == block
+            && (b.chain.0 <= 1 || b.chain.1 == b.draw.0 * block);
+        if stored.ranges_readable() && consecutive {
+            Ok(Self::Ranges {
+                stored,
+                file: stored.open()?,
+                block,
+            })
+        } else {
+            Ok(Self::Held(std::borrow::Cow::Owned(stored.read_all()?)))
+        }
+    }
+
+    /// Values per draw read by ranges (1 for held values: no blocks).
+    fn block(&self) -> usize {
+        match self {
+            Self::Held(_) => 1,
+            Self::Ranges { block, .. } => *block,
+        }
+    }
+
+    /// The values of draws `d0 .. d0 + count` and the shift to subtract from an
+    /// index into the whole array: held values themselves (shift 0), or, read into
+    /// `buf`, `None` (shift `d0 · block`).
+    fn draws<'s>(
+        &'s self,
+        d0: usize,
+        count: usize,
+        bytes: &mut Vec<u8>,
+        buf: &mut Vec<f64>,
+    ) -> Result<(Option<&'s [f64]>, usize)> {
+        match self {
+            Self::Held(values) => Ok((Some(values), 0)),
+            Self::Ranges {
+                stored,
+                file,
+                block,
+            } => {
+                buf.resize(count * block, 0.0);
+                stored.read_elements(file, d0 * block, buf, bytes)?;
+                Ok((None, d0 * block))
+            }
+        }
+    }
 }
 
 /// The product of `sizes` in f64 values must fit the memory budget

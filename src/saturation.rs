@@ -81,6 +81,20 @@ impl Domain {
             }
     }
 
+    /// The domain as a closed interval [lo, hi] of finite numbers: `contains(v)` is
+    /// `v >= lo && v <= hi` (false for NaN), a test without branches for bulk checks.
+    pub fn interval(&self) -> (f64, f64) {
+        // The least positive number: "> 0" for a finite f64.
+        let tiny = f64::from_bits(1);
+        match self {
+            Domain::Finite => (f64::MIN, f64::MAX),
+            Domain::Positive => (tiny, f64::MAX),
+            Domain::NonNegative => (0.0, f64::MAX),
+            Domain::UnitInterval => (0.0, 1.0),
+            Domain::Exponent => (tiny, MAX_EXPONENT),
+        }
+    }
+
     /// The domain in words, for error messages.
     pub fn expected(&self) -> &'static str {
         match self {

@@ -362,6 +362,33 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         (Some(2), Some(5))
     );
     assert!(many.iter().all(|m| m["seconds"].as_f64().unwrap() > 0.0));
+    // Loading a case folder into a ready evaluator: its archive's bytes, its
+    // parameters' bytes in f64 (s3: 400 draws × 3 cells × 3 parameters).
+    let v = tiny_bench(&["--no-optimize", "--load", "tests/data/s3"]);
+    let load = v["load"].as_array().unwrap();
+    assert_eq!(load.len(), 1, "{v}");
+    let file = std::fs::metadata("tests/data/s3/posterior.npz")
+        .unwrap()
+        .len();
+    assert_eq!(load[0]["file_bytes"].as_u64(), Some(file));
+    assert_eq!(
+        load[0]["parameter_bytes_f64"].as_u64(),
+        Some(400 * 3 * 3 * 8)
+    );
+    let parts = ["open_seconds", "problem_seconds", "evaluator_seconds"];
+    let sum: f64 = parts.iter().map(|p| load[0][p].as_f64().unwrap()).sum();
+    assert!((load[0]["seconds"].as_f64().unwrap() - sum).abs() < 1e-12);
+    assert!(load[0]["bytes_per_second"].as_f64().unwrap() > 0.0);
+    let o = bin()
+        .args(["bench", "--load", "no/such/case", "--backend", "cpu"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8(o.stderr)
+            .unwrap()
+            .contains("no/such/case")
+    );
     // Other objectives beside the mean's optimization.
     let v = tiny_bench(&["--objectives", "cvar(0.9);mean - 0.5 * std"]);
     let runs = v["rows"][0]["objectives"].as_array().unwrap();

@@ -128,7 +128,9 @@ fn load_path(py: Python<'_>, path: std::path::PathBuf) -> PyResult<NativeModel> 
 fn load_path_inner(path: &Path) -> mmm_budget::Result<NativeModel> {
     let source = path.display().to_string();
     if path.is_dir() {
-        let (model, _) = io::load_model(&path.join("model.json"))?;
+        let (mut model, _) = io::load_model(&path.join("model.json"))?;
+        // Read whole: the model lives on in Python, whatever becomes of its file.
+        model.posterior.load()?;
         let scenario_path = path.join("scenario.json");
         let scenario = if scenario_path.is_file() {
             Some(
@@ -148,7 +150,8 @@ fn load_path_inner(path: &Path) -> mmm_budget::Result<NativeModel> {
         });
     }
     if path.extension().is_some_and(|e| e == "json") {
-        let (model, _) = io::load_model(path)?;
+        let (mut model, _) = io::load_model(path)?;
+        model.posterior.load()?;
         return Ok(NativeModel {
             model: Arc::new(model),
             source,

@@ -81,6 +81,115 @@ pub fn measure_objectives(
     Ok(runs)
 }
 
+/// Loading a case folder into a ready evaluator on one backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadRow {
+    /// The evaluator's description.
+    pub backend: String,
+    /// Bytes of the posterior archive.
+    pub file_bytes: u64,
+    /// Bytes of the problem's gathered parameters in f64.
+    pub parameter_bytes: u64,
+    /// Seconds to read and check the case's files (headers, shapes, scenario).
+    pub open_seconds: f64,
+    /// Seconds to build the problem (the posterior's values read into its layout).
+    pub problem_seconds: f64,
+    /// Seconds to build the evaluator from the problem.
+    pub evaluator_seconds: f64,
+    /// The process's peak resident memory while loading, where the system reports it.
+    pub peak_host_bytes: Option<u64>,
+}
+
+impl LoadRow {
+    /// From the case folder to a ready evaluator, in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.open_seconds + self.problem_seconds + self.evaluator_seconds
+    }
+}
+
+/// Loads the case folder `dir` (its model, posterior and scenario) into a problem and
+/// an evaluator on `backend` ("cpu" or "gpu"), timing each step, with the peak memory
+/// of the process from the start of the load (the caller holds nothing else large).
+pub fn measure_load(dir: &std::path::Path, backend: &str) -> Result<LoadRow> {
+    reset_host_peak();
+    let t = Instant::now();
+    let case = mmm_budget::io::load_case(dir, None)?;
+    let file_bytes = std::fs::metadata(&case.posterior_path)
+        .map_err(|source| mmm_budget::Error::Io {
+            path: case.posterior_path.clone(),
+            source,
+        })?
+        .len();
+    let open_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let problem = case.problem()?;
+    let problem_seconds = t.elapsed().as_secs_f64();
+    let parameter_bytes =
+        (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 8;
+    let t = Instant::now();
+    let name = if backend == "gpu" {
+        let ev = mmm_budget::GpuEvaluator::new(&problem, &mmm_budget::GpuOptions::default())?;
+        ev.describe()
+    } else {
+        let ev = mmm_budget::CpuEvaluator::shared(std::sync::Arc::new(problem))?;
+        ev.describe()
+    };
+    Ok(LoadRow {
+        backend: name,
+        file_bytes,
+        parameter_bytes,
+        open_seconds,
+        problem_seconds,
+        evaluator_seconds: t.elapsed().as_secs_f64(),
+        peak_host_bytes: host_peak_bytes(),
+    })
+}
+
+/// The load rows as lines of the table.
+pub fn load_lines(dir: &std::path::Path, rows: &[LoadRow]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{}: load {} ({:.1} MB): {:.3} s to a ready evaluator = {:.2} GB/s of the archive (files {:.3} s, problem {:.3} s, evaluator {:.3} s){}",
+            r.backend,
+            dir.display(),
+            r.file_bytes as f64 / 1e6,
+            r.seconds(),
+            r.file_bytes as f64 / 1e9 / r.seconds().max(1e-12),
+            r.open_seconds,
+            r.problem_seconds,
+            r.evaluator_seconds,
+            r.peak_host_bytes.map_or(String::new(), |p| format!(
+                "; peak host memory {:.1} MB = {:.2} × the parameters in f64 ({:.1} MB)",
+                p as f64 / 1e6,
+                p as f64 / r.parameter_bytes.max(1) as f64,
+                r.parameter_bytes as f64 / 1e6
+            ))
+        );
+    }
+    s
+}
+
+/// The load rows' JSON.
+pub fn load_json(rows: &[LoadRow]) -> Value {
+    json!(
+        rows.iter()
+            .map(|r| json!({
+                "backend": r.backend,
+                "file_bytes": r.file_bytes,
+                "parameter_bytes_f64": r.parameter_bytes,
+                "open_seconds": r.open_seconds,
+                "problem_seconds": r.problem_seconds,
+                "evaluator_seconds": r.evaluator_seconds,
+                "seconds": r.seconds(),
+                "bytes_per_second": r.file_bytes as f64 / r.seconds().max(1e-12),
+                "peak_host_bytes": r.peak_host_bytes,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
 /// Starts a new peak of resident memory (Linux: `5` to /proc/self/clear_refs resets
 /// VmHWM); elsewhere nothing.
 pub fn reset_host_peak() {

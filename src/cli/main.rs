@@ -132,6 +132,11 @@ enum Command {
         /// ratios (skipped with --no-optimize).
         #[arg(long, value_delimiter = ';')]
         objectives: Vec<String>,
+        /// Also time loading this case folder (model.json, posterior.npz,
+        /// scenario.json) into a ready evaluator on each backend, before the synthetic
+        /// runs: seconds, GB/s of the archive and peak host memory.
+        #[arg(long, value_name = "DIR")]
+        load: Option<PathBuf>,
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -399,6 +404,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             workgroup,
             many,
             objectives,
+            load,
             json,
         } => run_bench(
             (draws, cells, periods, lmax),
@@ -408,7 +414,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             !no_optimize,
             f16,
             &workgroup,
-            (&many, &objectives),
+            (&many, &objectives, load.as_deref()),
             json,
         ),
         Command::Frontier {
@@ -768,7 +774,7 @@ fn run_bench(
     optimize: bool,
     f16: bool,
     workgroups: &[u32],
-    (many, objectives): (&[usize], &[String]),
+    (many, objectives, load): (&[usize], &[String], Option<&Path>),
     json: bool,
 ) -> mmm_budget::Result<ExitCode> {
     use bench::{measure, measure_many, measure_objectives, table, to_json};
@@ -822,6 +828,22 @@ fn run_bench(
             format!("one of {:?}", mmm_budget::Saturation::ALL.map(|k| k.name())),
         )
     })?;
+    // Loading first, while the process holds nothing else large.
+    let mut loads = vec![];
+    if let Some(dir) = load {
+        if backend != BenchBackends::Gpu {
+            loads.push(bench::measure_load(dir, "cpu")?);
+        }
+        if backend != BenchBackends::Cpu {
+            match bench::measure_load(dir, "gpu") {
+                Ok(row) => loads.push(row),
+                Err(e) if backend == BenchBackends::All => {
+                    eprintln!("gpu load skipped: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let (model, scenario) = demo::synthetic_with(&size, saturation, 7);
     let mut problem = Problem::new(&model, &scenario)?;
     drop(model);
@@ -873,12 +895,14 @@ fn run_bench(
         }
     }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&problem, &rows)).unwrap_or_default()
-        );
+        let mut out = to_json(&problem, &rows);
+        out["load"] = bench::load_json(&loads);
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print!("{}", table(&problem, &rows));
+        if let Some(dir) = load {
+            print!("{}", bench::load_lines(dir, &loads));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

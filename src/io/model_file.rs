@@ -1,6 +1,6 @@
 //! `model.json`: the model's structure, scales and where its posterior is.
 
-use super::{PosteriorAxes, parameter_names, parse_json, read_npz, read_text};
+use super::{PosteriorAxes, open_npz, parameter_names, parse_json, read_text};
 use crate::adstock::{Adstock, AdstockKind};
 use crate::error::truncated;
 use crate::error::{Error, Result};
@@ -53,6 +53,13 @@ fn default_posterior() -> String {
 
 /// Loads `model.json` and the posterior archive it names (relative to its folder);
 /// returns the model and the archive's path.
+///
+/// The archive is checked whole (members, headers, shapes against the model, sizes
+/// against the memory budget), but its values stay in the file, each array
+/// [stored](crate::Array::stored), until a problem is built: [`crate::Problem::new`]
+/// reads them straight into its layout, so the posterior is never held twice. The
+/// file must not change meanwhile (a changed file is refused when read);
+/// [`crate::Posterior::load`] reads the values into the model instead.
 pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
     let file: ModelFile = parse_json(path, &read_text(path)?)?;
     let ctx = path.display().to_string();
@@ -188,7 +195,7 @@ pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
         let dims = dims_of(name, shape)?;
         axes.check(name, name, &dims, shape)
     };
-    let mut posterior = read_npz(&posterior_path, &names, &needed_by, check)?;
+    let mut posterior = open_npz(&posterior_path, &names, &needed_by, check)?;
     for (name, array) in posterior.arrays.iter_mut() {
         array.dims = dims_of(name, &array.shape)?;
     }
@@ -254,6 +261,7 @@ fn nested_array(ctx: &str, field: &str, v: &Value) -> Result<Array> {
         dims: vec![],
         shape,
         values,
+        stored: None,
     })
 }
 

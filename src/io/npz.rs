@@ -60,6 +60,173 @@ pub struct NpyHeader {
     pub fortran: bool,
 }
 
+/// An array still in its NPZ archive: checked (header, size, the model's shape), its
+/// values read when a problem is built ([`StoredArray::read_all`], or straight into
+/// the problem's layout by [`StoredArray::read_elements`]).
+#[derive(Debug, PartialEq)]
+pub struct StoredArray {
+    path: std::path::PathBuf,
+    name: String,
+    header: NpyHeader,
+    header_bytes: u64,
+    count: usize,
+    declared: u64,
+    /// Where the first value lies in the file when the member is stored uncompressed.
+    values_at: Option<u64>,
+    /// The file's length and modification time when it was checked: a file changed
+    /// since is refused rather than read as another posterior.
+    stamp: (u64, Option<std::time::SystemTime>),
+}
+
+impl StoredArray {
+    /// The archive.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The array's header.
+    pub fn header(&self) -> &NpyHeader {
+        &self.header
+    }
+
+    /// Whether [`StoredArray::read_elements`] can read ranges of it: stored
+    /// uncompressed, in C order, on a system with positioned reads.
+    pub fn ranges_readable(&self) -> bool {
+        cfg!(unix) && self.values_at.is_some() && !self.header.fortran
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Npz {
+            path: self.path.clone(),
+            message: format!("{}: {message}", self.name),
+        }
+    }
+
+    /// Opens the archive, refusing it if it changed since it was checked.
+    pub(crate) fn open(&self) -> Result<std::fs::File> {
+        let file = std::fs::File::open(&self.path).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let stamp = file_stamp(&file);
+        if stamp != self.stamp {
+            return Err(self.error(
+                "the file changed since it was loaded (length or modification time); load the model again".into(),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Every value, row-major (C order), as f64: the member streamed through the
+    /// archive's reader (its checksum verified), Fortran order transposed.
+    pub fn read_all(&self) -> Result<Vec<f64>> {
+        let file = self.open()?;
+        let zip_err = |e: zip::result::ZipError| self.error(one_line(&e.to_string()));
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(1 << 20, file))
+            .map_err(zip_err)?;
+        let entry = zip
+            .by_name(&format!("{}.npy", self.name))
+            .map_err(zip_err)?;
+        let mut reader = entry.take(self.declared.saturating_add(1));
+        // The header again, as checked when the archive was opened.
+        let skipped = std::io::copy(
+            &mut (&mut reader).take(self.header_bytes),
+            &mut std::io::sink(),
+        )
+        .map_err(|e| self.error(one_line(&e.to_string())))?;
+        if skipped != self.header_bytes {
+            return Err(self.error("header truncated".into()));
+        }
+        let values =
+            read_values(&mut reader, &self.header, self.count).map_err(|m| self.error(m))?;
+        Ok(if self.header.fortran {
+            fortran_to_c(&values, &self.header.shape)
+        } else {
+            values
+        })
+    }
+
+    /// Values `first .. first + out.len()` (row-major element indices) as f64 into
+    /// `out`, by one positioned read of the file into `bytes` (reused between calls).
+    /// Only where [`StoredArray::ranges_readable`]; the archive's checksum is not
+    /// verified (as numpy's memory-mapped `load`), the values are checked against
+    /// their domains by the caller.
+    pub fn read_elements(
+        &self,
+        file: &std::fs::File,
+        first: usize,
+        out: &mut [f64],
+        bytes: &mut Vec<u8>,
+    ) -> Result<()> {
+        let size = self.header.item_bytes;
+        let (Some(at), true) = (self.values_at, self.ranges_readable()) else {
+            return Err(self.error("not readable by ranges (compressed or Fortran order)".into()));
+        };
+        if first
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.count)
+        {
+            return Err(self.error(format!(
+                "elements {first}.. {} beyond its {} values",
+                first.saturating_add(out.len()),
+                self.count
+            )));
+        }
+        bytes.resize(out.len() * size, 0);
+        let offset = at + (first * size) as u64;
+        read_at(file, bytes, offset).map_err(|e| {
+            self.error(format!(
+                "data truncated at element {first}: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
+        decode(bytes, &self.header, out);
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(_: &std::fs::File, _: &mut [u8], _: u64) -> std::io::Result<()> {
+    Err(std::io::Error::other("positioned reads need a Unix system"))
+}
+
+fn file_stamp(file: &std::fs::File) -> (u64, Option<std::time::SystemTime>) {
+    file.metadata()
+        .map(|m| (m.len(), m.modified().ok()))
+        .unwrap_or((u64::MAX, None))
+}
+
+/// Bytes of values of the header's type into f64s, `out.len()` of them.
+fn decode(bytes: &[u8], header: &NpyHeader, out: &mut [f64]) {
+    match (header.item_bytes, header.big_endian) {
+        (8, false) => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                *o = f64::from_le_bytes(b.try_into().expect("8 bytes"));
+            }
+        }
+        (8, true) => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                *o = f64::from_be_bytes(b.try_into().expect("8 bytes"));
+            }
+        }
+        (_, false) => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")));
+            }
+        }
+        (_, true) => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f64::from(f32::from_be_bytes(b.try_into().expect("4 bytes")));
+            }
+        }
+    }
+}
+
 /// Reads the arrays `names` from an NPZ archive (as written by `numpy.savez` or
 /// `numpy.savez_compressed`), converting float32 to f64. Dims are left empty.
 /// `needed_by` says, for each name, what needs it (for the error when it is missing).
@@ -69,8 +236,60 @@ pub fn read_npz(
     path: &Path,
     names: &[String],
     needed_by: &str,
-    mut check: impl FnMut(&str, &[usize]) -> Result<()>,
+    check: impl FnMut(&str, &[usize]) -> Result<()>,
 ) -> Result<Posterior> {
+    let members = open_members(path, names, needed_by, check)?;
+    use rayon::prelude::*;
+    let arrays: Vec<Result<Vec<f64>>> = members.par_iter().map(|m| m.read_all()).collect();
+    let mut posterior = Posterior::default();
+    // The first error in the members' order.
+    for (member, values) in members.iter().zip(arrays) {
+        posterior.arrays.insert(
+            member.name.clone(),
+            Array {
+                dims: vec![],
+                shape: member.header.shape.clone(),
+                values: values?,
+                stored: None,
+            },
+        );
+    }
+    Ok(posterior)
+}
+
+/// As [`read_npz`], every check made, but the values left in the file: each array is
+/// [`Array::stored`] and read when a problem is built, straight into its layout (a
+/// posterior is never held twice). The file must not change meanwhile: a different
+/// length or modification time is refused when it is read.
+pub fn open_npz(
+    path: &Path,
+    names: &[String],
+    needed_by: &str,
+    check: impl FnMut(&str, &[usize]) -> Result<()>,
+) -> Result<Posterior> {
+    let members = open_members(path, names, needed_by, check)?;
+    let mut posterior = Posterior::default();
+    for member in members {
+        posterior.arrays.insert(
+            member.name.clone(),
+            Array {
+                dims: vec![],
+                shape: member.header.shape.clone(),
+                values: vec![],
+                stored: Some(std::sync::Arc::new(member)),
+            },
+        );
+    }
+    Ok(posterior)
+}
+
+/// Every member's header read and checked, in order, before any value is read.
+fn open_members(
+    path: &Path,
+    names: &[String],
+    needed_by: &str,
+    mut check: impl FnMut(&str, &[usize]) -> Result<()>,
+) -> Result<Vec<StoredArray>> {
     let npz_err = |message: String| Error::Npz {
         path: path.to_path_buf(),
         message,
@@ -79,6 +298,7 @@ pub fn read_npz(
         path: path.to_path_buf(),
         source,
     })?;
+    let stamp = file_stamp(&file);
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
         npz_err(format!(
             "not an NPZ (zip) archive: {}",
@@ -100,8 +320,6 @@ pub fn read_npz(
     }
     let budget = memory_budget();
     let mut used: u64 = 0;
-    // Every member's header is read and checked first, in order; then the members'
-    // values are read in parallel, each from its own handle on the file.
     let mut members = Vec::with_capacity(names.len());
     for name in names {
         let entry = zip
@@ -109,7 +327,8 @@ pub fn read_npz(
             .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
         let declared = entry.size();
         let compressed = entry.compressed_size();
-        let stored = entry.compression() == zip::CompressionMethod::Stored;
+        let stored = entry.compression() == zip::CompressionMethod::Stored && !entry.encrypted();
+        let data_start = entry.data_start();
         let most = if stored {
             compressed
         } else {
@@ -152,54 +371,26 @@ pub fn read_npz(
                 "{name}: the posterior's arrays need {used} bytes as f64, over the memory budget of {budget} (set MMM_MEMORY_BUDGET to raise it)"
             )));
         }
-        members.push((name, header, header_bytes, count, declared));
-    }
-    drop(zip);
-    let read = |(name, header, header_bytes, count, declared): &(
-        &String,
-        NpyHeader,
-        u64,
-        usize,
-        u64,
-    )|
-     -> Result<Array> {
-        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        // A stored member's values lie right after its header, all within the file.
+        let values_at = data_start
+            .filter(|_| stored)
+            .and_then(|s| s.checked_add(header_bytes))
+            .filter(|&at| {
+                at.checked_add(declared - header_bytes)
+                    .is_some_and(|end| end <= stamp.0)
+            });
+        members.push(StoredArray {
             path: path.to_path_buf(),
-            source,
-        })?;
-        let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(1 << 20, file))
-            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
-        let entry = zip
-            .by_name(&format!("{name}.npy"))
-            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
-        let mut reader = entry.take(declared.saturating_add(1));
-        // The header again, as checked above.
-        let skipped = std::io::copy(&mut (&mut reader).take(*header_bytes), &mut std::io::sink())
-            .map_err(|e| npz_err(format!("{name}: {}", one_line(&e.to_string()))))?;
-        if skipped != *header_bytes {
-            return Err(npz_err(format!("{name}: header truncated")));
-        }
-        let values = read_values(&mut reader, header, *count)
-            .map_err(|m| npz_err(format!("{name}: {m}")))?;
-        let values = if header.fortran {
-            fortran_to_c(&values, &header.shape)
-        } else {
-            values
-        };
-        Ok(Array {
-            dims: vec![],
-            shape: header.shape.clone(),
-            values,
-        })
-    };
-    use rayon::prelude::*;
-    let arrays: Vec<Result<Array>> = members.par_iter().map(read).collect();
-    let mut posterior = Posterior::default();
-    // The first error in the members' order.
-    for ((name, ..), array) in members.iter().zip(arrays) {
-        posterior.arrays.insert((*name).clone(), array?);
+            name: name.clone(),
+            header,
+            header_bytes,
+            count,
+            declared,
+            values_at,
+            stamp,
+        });
     }
-    Ok(posterior)
+    Ok(members)
 }
 
 /// The NPY preamble and header from `r`, and how many bytes they took.
@@ -352,28 +543,9 @@ fn read_values(
                 one_line(&e.to_string())
             )
         })?;
-        match (size, header.big_endian) {
-            (8, false) => values.extend(
-                chunk
-                    .chunks_exact(8)
-                    .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
-            ),
-            (8, true) => values.extend(
-                chunk
-                    .chunks_exact(8)
-                    .map(|b| f64::from_be_bytes(b.try_into().expect("8 bytes"))),
-            ),
-            (_, false) => values.extend(
-                chunk
-                    .chunks_exact(4)
-                    .map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")))),
-            ),
-            (_, true) => values.extend(
-                chunk
-                    .chunks_exact(4)
-                    .map(|b| f64::from(f32::from_be_bytes(b.try_into().expect("4 bytes")))),
-            ),
-        }
+        let at = values.len();
+        values.resize(at + take / size, 0.0);
+        decode(chunk, header, &mut values[at..]);
         left -= take / size;
     }
     // Nothing after the values (and the archive's checksum verified at its end).

@@ -522,6 +522,7 @@ impl Reader<'_> {
             dims: var.dims,
             shape: var.shape,
             values,
+            stored: None,
         })
     }
 
@@ -567,6 +568,7 @@ impl Reader<'_> {
                 dims: var.dims,
                 shape: var.shape,
                 values,
+                stored: None,
             };
             posterior.arrays.insert(name.clone(), array);
         }

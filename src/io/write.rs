@@ -113,11 +113,18 @@ pub fn write_case(dir: &Path, model: &Model, scenario: &Scenario) -> Result<()> 
         "posterior_dims": posterior_dims,
     });
     write_json(&dir.join("model.json"), &model_json)?;
+    let values = model
+        .posterior
+        .arrays
+        .values()
+        .map(|a| a.read_values())
+        .collect::<Result<Vec<_>>>()?;
     let arrays: Vec<(&str, &[usize], &[f64])> = model
         .posterior
         .arrays
         .iter()
-        .map(|(k, a)| (k.as_str(), a.shape.as_slice(), a.values.as_slice()))
+        .zip(&values)
+        .map(|((k, a), v)| (k.as_str(), a.shape.as_slice(), v.as_ref()))
         .collect();
     write_npz(&dir.join("posterior.npz"), &arrays)?;
     write_json(&dir.join("scenario.json"), &scenario_json(scenario))

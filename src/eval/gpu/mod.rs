@@ -456,32 +456,48 @@ impl GpuEvaluator {
         while d0 < nd {
             let d1 = (d0 + chunk_draws as usize).min(nd);
             let cd = d1 - d0;
-            let mut values: Vec<f32> = Vec::with_capacity((na + ns) * n * cd);
-            for k in 0..na + ns {
-                for c in 0..n {
-                    for d in d0..d1 {
-                        let v = if k < na {
-                            problem.adstock_params_of(d, c)[k]
+            // In parallel over (parameter, cell) rows, each a run of the chunk's draws,
+            // written once as the words the device reads (f32 bits, or f16 pairs).
+            let value = |k: usize, c: usize, d: usize| -> f32 {
+                (if k < na {
+                    problem.adstock_params_of(d, c)[k]
+                } else {
+                    problem.saturation_params_of(d, c)[k - na]
+                }) as f32
+            };
+            let words: Vec<u32> = {
+                use rayon::prelude::*;
+                if f16 {
+                    // Pairs of consecutive values across the flattened [p][c][d] order.
+                    let total = (na + ns) * n * cd;
+                    let at = |i: usize| {
+                        let (kc, d) = (i / cd, i % cd);
+                        value(kc / n, kc % n, d0 + d)
+                    };
+                    let mut words = vec![0u32; total.div_ceil(2)];
+                    words.par_iter_mut().enumerate().for_each(|(w, word)| {
+                        let lo = half::f16::from_f32(at(2 * w)).to_bits() as u32;
+                        let hi = if 2 * w + 1 < total {
+                            half::f16::from_f32(at(2 * w + 1)).to_bits() as u32
                         } else {
-                            problem.saturation_params_of(d, c)[k - na]
+                            0
                         };
-                        values.push(v as f32);
-                    }
+                        *word = lo | (hi << 16);
+                    });
+                    words
+                } else {
+                    let mut words = vec![0u32; (na + ns) * n * cd];
+                    words
+                        .par_chunks_mut(cd.max(1))
+                        .enumerate()
+                        .for_each(|(kc, row)| {
+                            let (k, c) = (kc / n, kc % n);
+                            for (i, word) in row.iter_mut().enumerate() {
+                                *word = value(k, c, d0 + i).to_bits();
+                            }
+                        });
+                    words
                 }
-            }
-            let words: Vec<u32> = if f16 {
-                values
-                    .chunks(2)
-                    .map(|p| {
-                        let lo = half::f16::from_f32(p[0]).to_bits() as u32;
-                        let hi = p
-                            .get(1)
-                            .map_or(0, |v| half::f16::from_f32(*v).to_bits() as u32);
-                        lo | (hi << 16)
-                    })
-                    .collect()
-            } else {
-                values.iter().map(|v| v.to_bits()).collect()
             };
             let words = if words.is_empty() { vec![0u32] } else { words };
             parameter_bytes += words.len() as u64 * 4;
