@@ -34,6 +34,7 @@ pub mod marginal_roi;
 mod memory;
 pub mod model;
 pub mod optimize;
+pub mod parameters;
 pub mod plan;
 pub mod problem;
 pub mod report;
@@ -56,6 +57,7 @@ pub use eval::{
 pub use frontier::FrontierPoint;
 pub use model::{Array, Cell, CellInfo, Dim, MAX_CELLS, MAX_L_MAX, MAX_PERIODS, Model, Posterior};
 pub use optimize::{Callback, Options, optimize, optimize_problem, solve_on};
+pub use parameters::{MAX_PARAMETERS, ParameterTable, Params};
 pub use problem::Problem;
 pub use saturation::{Domain, Saturation};
 pub use scenario::{

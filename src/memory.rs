@@ -10,14 +10,14 @@
 
 /// `len` zeros, in memory not yet touched (the allocator's fresh zero pages for large
 /// sizes), advised as huge pages where the system allows it.
-pub(crate) fn zeroed(len: usize) -> Vec<f64> {
-    let v = vec![0.0f64; len];
+pub(crate) fn zeroed<T: Copy + Default>(len: usize) -> Vec<T> {
+    let v = vec![T::default(); len];
     advise_huge_pages(&v);
     v
 }
 
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(v: &[f64]) {
+fn advise_huge_pages<T>(v: &[T]) {
     const HUGE: usize = 2 << 20;
     let start = v.as_ptr() as usize;
     let end = start + std::mem::size_of_val(v);
@@ -37,4 +37,4 @@ fn advise_huge_pages(v: &[f64]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_: &[f64]) {}
+fn advise_huge_pages<T>(_: &[T]) {}

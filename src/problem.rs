@@ -13,6 +13,7 @@ use crate::constraint::LinearConstraint;
 use crate::error::{Error, Result, readable_number};
 use crate::marginal_roi::MarginalRoiConstraint;
 use crate::model::{Array, Broadcast, CellInfo, MAX_PERIODS, Model};
+use crate::parameters::{ParameterTable, Params};
 use crate::saturation::Saturation;
 use crate::scenario::{BudgetConstraint, PeriodRule, Scenario, Selector};
 use crate::utility::Utility;
@@ -49,10 +50,11 @@ pub struct Problem {
     /// before the window, oldest first, `history[c * L + i]` for period i − L; empty
     /// when the scenario gives none.
     pub history: Vec<f64>,
-    /// Adstock parameters, `[draw][cell][parameter]`.
-    pub adstock_params: Vec<f64>,
-    /// Saturation parameters, `[draw][cell][parameter]`.
-    pub saturation_params: Vec<f64>,
+    /// Adstock parameters, `[draw][cell][parameter]` (f32 where the posterior's
+    /// arrays are float32 in their file).
+    pub adstock_params: ParameterTable,
+    /// Saturation parameters, `[draw][cell][parameter]` (likewise).
+    pub saturation_params: ParameterTable,
     /// D.
     pub(crate) num_draws: usize,
     /// B, per period.
@@ -403,90 +405,27 @@ impl Problem {
             "draws × cells × parameters",
             &[num_draws, opt.len(), ad.len() + sat.len()],
         )?;
-        // In parallel over blocks of draws, each draw's offset into every array computed
-        // once. A stored array whose draws are consecutive blocks in its file (C order,
-        // `chain` and `draw` its leading axes, stored uncompressed) is read straight
-        // into the layout, a block of draws at a time; any other is read whole first.
-        // Where a value is out of its domain, the first such value (in draw, cell,
-        // parameter order) is found again sequentially and named.
+        // Each group in f32 where all its arrays are float32 in their file (f32 → f64
+        // is exact: the same values at half the memory), else in f64.
         let gather = |params: &[(String, &Array, Broadcast)],
                       domains: &[crate::saturation::Domain]|
-         -> Result<Vec<f64>> {
-            use rayon::prelude::*;
-            let np = params.len();
-            let width = opt.len() * np;
-            let mut out = crate::memory::zeroed(num_draws * width);
-            if np == 0 {
-                return Ok(out);
-            }
-            let offsets: Vec<Vec<usize>> = params
-                .iter()
-                .map(|(_, _, b)| opt.iter().map(|&c| b.offsets[c]).collect())
-                .collect();
-            let sources = params
-                .iter()
-                .map(|(_, array, b)| ParameterSource::of(array, b, num_draws))
-                .collect::<Result<Vec<_>>>()?;
-            // Blocks of about 1 MiB of any one array's values.
-            let most_block = sources.iter().map(|s| s.block()).max().unwrap_or(1).max(1);
-            let draws_per_task = ((1 << 17) / most_block).clamp(1, num_draws.max(1));
-            let all_in_domain = out
-                .par_chunks_mut(width * draws_per_task)
-                .enumerate()
-                .map(|(t, rows)| -> Result<bool> {
-                    let d0 = t * draws_per_task;
-                    let mut ok = true;
-                    let (mut bytes, mut buf) = (Vec::new(), Vec::new());
-                    for (k, (_, _, b)) in params.iter().enumerate() {
-                        let (values, shift) =
-                            sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
-                        let values = values.unwrap_or(&buf);
-                        let (lo, hi) = domains[k].interval();
-                        for (i, row) in rows.chunks_mut(width).enumerate() {
-                            let base = b.index(d0 + i, 0) - b.offsets[0] - shift;
-                            let draw = &values[base..];
-                            let mut inside = true;
-                            for (slot, &offset) in row[k..].iter_mut().step_by(np).zip(&offsets[k])
-                            {
-                                let v = draw[offset];
-                                inside &= (v >= lo) & (v <= hi);
-                                *slot = v;
-                            }
-                            ok &= inside;
-                        }
-                    }
-                    Ok(ok)
-                })
-                .try_reduce(|| true, |a, b| Ok(a && b))?;
-            if all_in_domain {
-                return Ok(out);
-            }
-            let values = params
-                .iter()
-                .map(|(_, array, _)| array.read_values())
-                .collect::<Result<Vec<_>>>()?;
-            for d in 0..num_draws {
-                for &c in &opt {
-                    for (k, (name, _, b)) in params.iter().enumerate() {
-                        let v = values[k][b.index(d, c)];
-                        if !domains[k].contains(v) {
-                            let draws = b.draw.0;
-                            return Err(Error::invalid(
-                                "posterior",
-                                format!(
-                                    "{name}[chain {}, draw {}, cell {}]",
-                                    d / draws,
-                                    d % draws,
-                                    labels[c]
-                                ),
-                                v,
-                                domains[k].expected(),
-                            ));
-                        }
-                    }
-                }
-            }
-            unreachable!("a value out of its domain was found in parallel")
+         -> Result<ParameterTable> {
+            let all_f32 = !params.is_empty()
+                && params
+                    .iter()
+                    .all(|(_, a, _)| a.stored().is_some_and(|s| s.header().item_bytes == 4));
+            let g = Gather {
+                params,
+                domains,
+                opt: &opt,
+                labels: &labels,
+                num_draws,
+            };
+            Ok(if all_f32 {
+                ParameterTable::F32(g.run()?)
+            } else {
+                ParameterTable::F64(g.run()?)
+            })
         };
         let adstock_params = gather(&ad, model.adstock.kind.domains())?;
         let saturation_params = gather(&sat, model.saturation.domains())?;
@@ -495,33 +434,28 @@ impl Problem {
         // over draws where the kind's parameters in their domains do not already
         // guarantee it (`AdstockKind::weights_always_finite`), the first failure named.
         let na = model.adstock.kind.parameters().len();
+        let rows = num_draws * opt.len();
         let all_finite = model.adstock.kind.weights_always_finite() || {
             use rayon::prelude::*;
-            adstock_params
-                .par_chunks((na * opt.len()).max(1))
-                .take(num_draws)
-                .all(|draw| {
-                    let mut w = vec![0.0; model.adstock.kernel_len()];
-                    draw.chunks(na.max(1)).take(opt.len()).all(|p| {
-                        model.adstock.weights(if na == 0 { &[] } else { p }, &mut w);
-                        w.iter().all(|v| v.is_finite())
-                    })
+            (0..num_draws).into_par_iter().all(|d| {
+                let mut w = vec![0.0; model.adstock.kernel_len()];
+                (d * opt.len()..(d + 1) * opt.len()).all(|i| {
+                    model.adstock.weights(&adstock_params.row(i, na), &mut w);
+                    w.iter().all(|v| v.is_finite())
                 })
+            })
         };
         let mut w = vec![0.0; model.adstock.kernel_len()];
-        for (i, p) in adstock_params
-            .chunks(na.max(1))
-            .enumerate()
-            .take(if all_finite { 0 } else { num_draws * opt.len() })
-        {
-            model.adstock.weights(if na == 0 { &[] } else { p }, &mut w);
+        for i in 0..if all_finite { 0 } else { rows } {
+            let p = adstock_params.row(i, na);
+            model.adstock.weights(&p, &mut w);
             if let Some(bad) = w.iter().find(|v| !v.is_finite()) {
                 let (d, j) = (i / opt.len(), i % opt.len());
                 return Err(Error::invalid(
                     "posterior",
                     format!(
                         "adstock weights of draw {d}, cell {} (parameters {:?})",
-                        labels[opt[j]], p
+                        labels[opt[j]], &*p
                     ),
                     bad,
                     "finite weights (the parameters give weights that are all zero or undefined)",
@@ -646,8 +580,8 @@ impl Problem {
             ));
         }
         let n = self.num_cells();
-        let slice = |params: &[f64], per: usize| {
-            params[range.start * n * per..range.end * n * per].to_vec()
+        let slice = |params: &ParameterTable, per: usize| {
+            params.slice(range.start * n * per..range.end * n * per)
         };
         Ok(Problem {
             adstock: self.adstock,
@@ -676,20 +610,18 @@ impl Problem {
         })
     }
 
-    /// The adstock parameters of draw `d`, optimized cell `c`.
+    /// The adstock parameters of draw `d`, optimized cell `c`, as f64.
     #[inline]
-    pub fn adstock_params_of(&self, d: usize, c: usize) -> &[f64] {
+    pub fn adstock_params_of(&self, d: usize, c: usize) -> Params {
         let np = self.adstock.kind.parameters().len();
-        let i = (d * self.cells.len() + c) * np;
-        &self.adstock_params[i..i + np]
+        self.adstock_params.row(d * self.cells.len() + c, np)
     }
 
-    /// The saturation parameters of draw `d`, optimized cell `c`.
+    /// The saturation parameters of draw `d`, optimized cell `c`, as f64.
     #[inline]
-    pub fn saturation_params_of(&self, d: usize, c: usize) -> &[f64] {
+    pub fn saturation_params_of(&self, d: usize, c: usize) -> Params {
         let np = self.saturation.parameters().len();
-        let i = (d * self.cells.len() + c) * np;
-        &self.saturation_params[i..i + np]
+        self.saturation_params.row(d * self.cells.len() + c, np)
     }
 
     /// 1/(κ_tc s_c) for t < N of optimized cell `c`.
@@ -766,10 +698,10 @@ impl Problem {
     pub fn is_concave(&self) -> bool {
         let np = self.saturation.parameters().len();
         np == 0
-            || self
-                .saturation_params
-                .chunks(np)
-                .all(|p| self.saturation.is_concave(p))
+            || (0..self.saturation_params.len() / np).all(|i| {
+                self.saturation
+                    .is_concave(&self.saturation_params.row(i, np))
+            })
     }
 
     /// The budget spread evenly over the optimized cells (B/n each), the start
@@ -1227,6 +1159,127 @@ fn check_derived(
         }
     }
     Ok(())
+}
+
+/// Every draw's parameters of one group (adstock or saturation) for every optimized
+/// cell, broadcast, `[draw][cell][parameter]`.
+struct Gather<'a> {
+    params: &'a [(String, &'a Array, Broadcast)],
+    domains: &'a [crate::saturation::Domain],
+    opt: &'a [usize],
+    labels: &'a [String],
+    num_draws: usize,
+}
+
+/// A table's element: f64, or f32 for values that came as f32 (exact both ways).
+trait Element: Copy + Send + Sync + Default {
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Element for f64 {
+    #[inline]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+impl Element for f32 {
+    #[inline]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Gather<'_> {
+    /// In parallel over blocks of draws, each draw's offset into every array computed
+    /// once. A stored array whose draws are consecutive blocks in its file (C order,
+    /// `chain` and `draw` its leading axes, stored uncompressed) is read straight into
+    /// the layout, a block of draws at a time; any other is read whole first. Where a
+    /// value is out of its domain, the first such value (in draw, cell, parameter
+    /// order) is found again sequentially and named.
+    fn run<T: Element>(&self) -> Result<Vec<T>> {
+        use rayon::prelude::*;
+        let Gather {
+            params,
+            domains,
+            opt,
+            labels,
+            num_draws,
+        } = *self;
+        let np = params.len();
+        let width = opt.len() * np;
+        let mut out = crate::memory::zeroed::<T>(num_draws * width);
+        if np == 0 {
+            return Ok(out);
+        }
+        let offsets: Vec<Vec<usize>> = params
+            .iter()
+            .map(|(_, _, b)| opt.iter().map(|&c| b.offsets[c]).collect())
+            .collect();
+        let sources = params
+            .iter()
+            .map(|(_, array, b)| ParameterSource::of(array, b, num_draws))
+            .collect::<Result<Vec<_>>>()?;
+        // Blocks of about 1 MiB of any one array's values.
+        let most_block = sources.iter().map(|s| s.block()).max().unwrap_or(1).max(1);
+        let draws_per_task = ((1 << 17) / most_block).clamp(1, num_draws.max(1));
+        let all_in_domain = out
+            .par_chunks_mut(width * draws_per_task)
+            .enumerate()
+            .map(|(t, rows)| -> Result<bool> {
+                let d0 = t * draws_per_task;
+                let mut ok = true;
+                let (mut bytes, mut buf) = (Vec::new(), Vec::new());
+                for (k, (_, _, b)) in params.iter().enumerate() {
+                    let (values, shift) =
+                        sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
+                    let values = values.unwrap_or(&buf);
+                    let (lo, hi) = domains[k].interval();
+                    for (i, row) in rows.chunks_mut(width).enumerate() {
+                        let base = b.index(d0 + i, 0) - b.offsets[0] - shift;
+                        let draw = &values[base..];
+                        let mut inside = true;
+                        for (slot, &offset) in row[k..].iter_mut().step_by(np).zip(&offsets[k]) {
+                            let v = draw[offset];
+                            inside &= (v >= lo) & (v <= hi);
+                            *slot = T::from_f64(v);
+                        }
+                        ok &= inside;
+                    }
+                }
+                Ok(ok)
+            })
+            .try_reduce(|| true, |a, b| Ok(a && b))?;
+        if all_in_domain {
+            return Ok(out);
+        }
+        let values = params
+            .iter()
+            .map(|(_, array, _)| array.read_values())
+            .collect::<Result<Vec<_>>>()?;
+        for d in 0..num_draws {
+            for &c in opt {
+                for (k, (name, _, b)) in params.iter().enumerate() {
+                    let v = values[k][b.index(d, c)];
+                    if !domains[k].contains(v) {
+                        let draws = b.draw.0;
+                        return Err(Error::invalid(
+                            "posterior",
+                            format!(
+                                "{name}[chain {}, draw {}, cell {}]",
+                                d / draws,
+                                d % draws,
+                                labels[c]
+                            ),
+                            v,
+                            domains[k].expected(),
+                        ));
+                    }
+                }
+            }
+        }
+        unreachable!("a value out of its domain was found in parallel")
+    }
 }
 
 /// Where a problem's gather reads one posterior array's values, a block of draws at a

@@ -36,8 +36,8 @@ fn with_history(scenario: &Scenario, spend: Vec<f64>) -> Scenario {
 fn tail_by_hand(p: &Problem, d: usize, c: usize, x: f64, spend: &[f64]) -> f64 {
     let k = p.adstock.kernel_len();
     let mut w = vec![0.0; k];
-    p.adstock.weights(p.adstock_params_of(d, c), &mut w);
-    let params = p.saturation_params_of(d, c);
+    p.adstock.weights(&p.adstock_params_of(d, c), &mut w);
+    let params = &p.saturation_params_of(d, c);
     let g = |a: f64| p.saturation.derivatives(a, params)[0];
     // Without a time distribution or cost, p_t = 1/s_c: the scaled spend is spend p.
     let unit = p.pattern_of(c)[0];

@@ -244,7 +244,13 @@ fn a_parameter_without_channel_broadcasts() {
         ],
     );
     let problem = load_case(c.dir.path(), None).unwrap().problem().unwrap();
-    assert!(problem.saturation_params.chunks(2).all(|p| p[1] == 2.0));
+    assert!(
+        problem
+            .saturation_params
+            .to_f64()
+            .chunks(2)
+            .all(|p| p[1] == 2.0)
+    );
 }
 
 #[test]

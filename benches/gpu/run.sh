@@ -29,6 +29,16 @@ done
 # Risk-aware objectives beside the mean's optimization (#13: at most 3x its time and evaluations).
 ./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --objectives "cvar(0.9);mean - 0.5 * std" >> "$OUT/bench-mid.txt" 2>&1
 # Workgroup sizes side by side (the default is 256; benches/NOTES.md says what to look for).
+# A BIG-draw float32 case folder (20 geos × 50 channels): loaded into a ready evaluator
+# (seconds, GB/s, peak host memory) and optimized end to end, into bench-mid.txt.
+python3 benches/load/make_case.py /tmp/bigcase --draws "$BIG" >> "$OUT/bench-mid.txt" 2>&1
+./.gpu-bin/mmm-budget bench --draws 1000 --cells 50 --backend all --repeats 1 --no-optimize --load /tmp/bigcase >> "$OUT/bench-mid.txt" 2>&1
+if [ -x /usr/bin/time ]; then
+  /usr/bin/time -f "optimize /tmp/bigcase --backend gpu: %e s wall, peak host memory %M KB" ./.gpu-bin/mmm-budget -q optimize /tmp/bigcase --backend gpu >> "$OUT/bench-mid.txt" 2>&1
+else
+  TIMEFORMAT="optimize /tmp/bigcase --backend gpu: %R s wall"
+  { time ./.gpu-bin/mmm-budget -q optimize /tmp/bigcase --backend gpu > /dev/null; } >> "$OUT/bench-mid.txt" 2>&1
+fi
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --workgroup 32,64,128,256 --repeats 20 --no-optimize > "$OUT/bench-workgroups.txt" 2>&1
 python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13 > "$OUT/jax-mid.txt" 2>&1
 python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3 > "$OUT/jax-big.txt" 2>&1

@@ -90,6 +90,8 @@ pub struct LoadRow {
     pub file_bytes: u64,
     /// Bytes of the problem's gathered parameters in f64.
     pub parameter_bytes: u64,
+    /// Bytes of the parameters as the problem holds them (f32 for a float32 archive).
+    pub held_bytes: u64,
     /// Seconds to read and check the case's files (headers, shapes, scenario).
     pub open_seconds: f64,
     /// Seconds to build the problem (the posterior's values read into its layout).
@@ -126,6 +128,7 @@ pub fn measure_load(dir: &std::path::Path, backend: &str) -> Result<LoadRow> {
     let problem_seconds = t.elapsed().as_secs_f64();
     let parameter_bytes =
         (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 8;
+    let held_bytes = (problem.adstock_params.bytes() + problem.saturation_params.bytes()) as u64;
     let t = Instant::now();
     let name = if backend == "gpu" {
         let ev = mmm_budget::GpuEvaluator::new(&problem, &mmm_budget::GpuOptions::default())?;
@@ -138,6 +141,7 @@ pub fn measure_load(dir: &std::path::Path, backend: &str) -> Result<LoadRow> {
         backend: name,
         file_bytes,
         parameter_bytes,
+        held_bytes,
         open_seconds,
         problem_seconds,
         evaluator_seconds: t.elapsed().as_secs_f64(),
@@ -161,10 +165,12 @@ pub fn load_lines(dir: &std::path::Path, rows: &[LoadRow]) -> String {
             r.problem_seconds,
             r.evaluator_seconds,
             r.peak_host_bytes.map_or(String::new(), |p| format!(
-                "; peak host memory {:.1} MB = {:.2} × the parameters in f64 ({:.1} MB)",
+                "; peak host memory {:.1} MB = {:.2} × the parameters in f64 ({:.1} MB), {:.2} × as the problem holds them ({:.1} MB)",
                 p as f64 / 1e6,
                 p as f64 / r.parameter_bytes.max(1) as f64,
-                r.parameter_bytes as f64 / 1e6
+                r.parameter_bytes as f64 / 1e6,
+                p as f64 / r.held_bytes.max(1) as f64,
+                r.held_bytes as f64 / 1e6
             ))
         );
     }
@@ -176,16 +182,17 @@ pub fn load_json(rows: &[LoadRow]) -> Value {
     json!(
         rows.iter()
             .map(|r| json!({
-                "backend": r.backend,
-                "file_bytes": r.file_bytes,
-                "parameter_bytes_f64": r.parameter_bytes,
-                "open_seconds": r.open_seconds,
-                "problem_seconds": r.problem_seconds,
-                "evaluator_seconds": r.evaluator_seconds,
-                "seconds": r.seconds(),
-                "bytes_per_second": r.file_bytes as f64 / r.seconds().max(1e-12),
-                "peak_host_bytes": r.peak_host_bytes,
-            }))
+                    "backend": r.backend,
+                    "file_bytes": r.file_bytes,
+                    "parameter_bytes_f64": r.parameter_bytes,
+            "parameter_bytes_held": r.held_bytes,
+                    "open_seconds": r.open_seconds,
+                    "problem_seconds": r.problem_seconds,
+                    "evaluator_seconds": r.evaluator_seconds,
+                    "seconds": r.seconds(),
+                    "bytes_per_second": r.file_bytes as f64 / r.seconds().max(1e-12),
+                    "peak_host_bytes": r.peak_host_bytes,
+                }))
             .collect::<Vec<_>>()
     )
 }

@@ -375,7 +375,7 @@ fn terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
 fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Scratch) {
     let k = p.adstock.kernel_len();
     s.w.resize(k, 0.0);
-    p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
+    p.adstock.weights(&p.adstock_params_of(d, c), &mut s.w);
     s.tq.clear();
     s.tm.clear();
     s.cq.clear();
@@ -389,7 +389,7 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
         if p.adstock_first {
             p.carry_in(c, &s.w, &mut carry);
         } else {
-            s.constant = p.carry_in_saturated(c, &s.w, p.saturation_params_of(d, c));
+            s.constant = p.carry_in_saturated(c, &s.w, &p.saturation_params_of(d, c));
         }
     }
     let h_at = |t: usize| carry.get(t).copied().unwrap_or(0.0);
@@ -534,7 +534,7 @@ impl Evaluator for CpuEvaluator {
                 .map(|c| {
                     let [v, _, _] =
                         self.terms(d, c, scratch)
-                            .sums(p, p.saturation_params_of(d, c), x[c]);
+                            .sums(p, &p.saturation_params_of(d, c), x[c]);
                     p.target_scale[c] * v
                 })
                 .sum()
@@ -572,7 +572,7 @@ impl Evaluator for CpuEvaluator {
             r.fill(0.0);
             for c in 0..n {
                 let terms = self.terms(d, c, scratch);
-                let params = p.saturation_params_of(d, c);
+                let params = &p.saturation_params_of(d, c);
                 let tau = p.target_scale[c];
                 for (j, x) in xs.iter().enumerate() {
                     let [v, v1, v2] = terms.sums(p, params, x[c]);
@@ -612,11 +612,11 @@ impl Evaluator for CpuEvaluator {
             let mut r = 0.0;
             for c in 0..n {
                 let mut rc = 0.0;
-                let params = p.saturation_params_of(d, c);
+                let params = &p.saturation_params_of(d, c);
                 let tau = p.target_scale[c];
                 let scale = p.input_scale_of(c);
                 s.w.resize(p.adstock.kernel_len(), 0.0);
-                p.adstock.weights(p.adstock_params_of(d, c), &mut s.w);
+                p.adstock.weights(&p.adstock_params_of(d, c), &mut s.w);
                 s.z.clear();
                 s.z.extend(
                     x[c * np..(c + 1) * np]

@@ -456,56 +456,60 @@ impl GpuEvaluator {
         while d0 < nd {
             let d1 = (d0 + chunk_draws as usize).min(nd);
             let cd = d1 - d0;
-            // In parallel over (parameter, cell) rows, each a run of the chunk's draws,
-            // written once as the words the device reads (f32 bits, or f16 pairs).
-            let value = |k: usize, c: usize, d: usize| -> f32 {
-                (if k < na {
-                    problem.adstock_params_of(d, c)[k]
+            // The words the device reads, [p][c][d] over the chunk's draws: f32 bits,
+            // or f16 pairs of consecutive values. f32 tables are read as they are
+            // (never through f64). Written in pieces of PIECE_WORDS, each built in
+            // parallel and uploaded before the next is built, so the host holds one
+            // piece beside the problem, not a copy of the chunk.
+            let value = |i: usize| -> f32 {
+                let (kc, d) = (i / cd, d0 + i % cd);
+                let (k, c) = (kc / n, kc % n);
+                if k < na {
+                    problem.adstock_params.get_f32((d * n + c) * na + k)
                 } else {
-                    problem.saturation_params_of(d, c)[k - na]
-                }) as f32
-            };
-            let words: Vec<u32> = {
-                use rayon::prelude::*;
-                if f16 {
-                    // Pairs of consecutive values across the flattened [p][c][d] order.
-                    let total = (na + ns) * n * cd;
-                    let at = |i: usize| {
-                        let (kc, d) = (i / cd, i % cd);
-                        value(kc / n, kc % n, d0 + d)
-                    };
-                    let mut words = vec![0u32; total.div_ceil(2)];
-                    words.par_iter_mut().enumerate().for_each(|(w, word)| {
-                        let lo = half::f16::from_f32(at(2 * w)).to_bits() as u32;
-                        let hi = if 2 * w + 1 < total {
-                            half::f16::from_f32(at(2 * w + 1)).to_bits() as u32
-                        } else {
-                            0
-                        };
-                        *word = lo | (hi << 16);
-                    });
-                    words
-                } else {
-                    let mut words = vec![0u32; (na + ns) * n * cd];
-                    words
-                        .par_chunks_mut(cd.max(1))
-                        .enumerate()
-                        .for_each(|(kc, row)| {
-                            let (k, c) = (kc / n, kc % n);
-                            for (i, word) in row.iter_mut().enumerate() {
-                                *word = value(k, c, d0 + i).to_bits();
-                            }
-                        });
-                    words
+                    problem.saturation_params.get_f32((d * n + c) * ns + k - na)
                 }
             };
-            let words = if words.is_empty() { vec![0u32] } else { words };
-            parameter_bytes += words.len() as u64 * 4;
-            let params = init(
-                "parameters",
-                bytemuck::cast_slice(&words),
-                wgpu::BufferUsages::STORAGE,
-            );
+            let values = (na + ns) * n * cd;
+            let total_words = if f16 { values.div_ceil(2) } else { values }.max(1);
+            parameter_bytes += total_words as u64 * 4;
+            let params = empty("parameters", total_words as u64 * 4, storage_ro);
+            let mut piece = vec![0u32; PIECE_WORDS.min(total_words)];
+            for first in (0..total_words).step_by(PIECE_WORDS) {
+                let words = &mut piece[..PIECE_WORDS.min(total_words - first)];
+                use rayon::prelude::*;
+                words
+                    .par_chunks_mut(4096)
+                    .enumerate()
+                    .for_each(|(j, part)| {
+                        for (i, word) in part.iter_mut().enumerate() {
+                            let w = first + j * 4096 + i;
+                            *word = if f16 {
+                                let half = |i: usize| {
+                                    if i < values {
+                                        half::f16::from_f32(value(i)).to_bits() as u32
+                                    } else {
+                                        0
+                                    }
+                                };
+                                half(2 * w) | (half(2 * w + 1) << 16)
+                            } else if w < values {
+                                value(w).to_bits()
+                            } else {
+                                0
+                            };
+                        }
+                    });
+                ctx.queue()
+                    .write_buffer(&params, first as u64 * 4, bytemuck::cast_slice(words));
+                ctx.queue().submit([]);
+                device
+                    .poll(wgpu::PollType::Wait {
+                        submission_index: None,
+                        timeout: None,
+                    })
+                    .map_err(|e| ctx.error(format!("uploading the parameters: {e}")))?;
+            }
             let block_offset = (d0 as u64 / wg) as u32;
             let blocks = (cd as u64).div_ceil(wg) as u32;
             let dims = empty(
@@ -993,6 +997,9 @@ fn build_stage(
 }
 
 /// An uninitialised buffer of at least 16 bytes.
+/// Words of parameters built and uploaded at a time (16 MiB).
+const PIECE_WORDS: usize = 4 << 20;
+
 fn new_buffer(
     device: &wgpu::Device,
     label: &str,
