@@ -8,8 +8,14 @@ use crate::adstock::{Adstock, AdstockKind};
 use crate::model::{Array, Dim, Model, Posterior};
 use crate::saturation::Saturation;
 use crate::scenario::Scenario;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+// StdRng's generator, named so that its stream can be entered at any position: the
+// posterior's draws are made in parallel blocks, each from where the one sequential
+// stream would be, so a size and seed give the same case however it is split.
+use rand_chacha::ChaCha12Rng as StdRng;
+
+/// Draws a parallel task makes of one array.
+const DRAWS_PER_BLOCK: usize = 1024;
 
 /// The size of a synthetic case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +103,36 @@ pub fn case(size: &DemoSize, seed: u64) -> (Model, Scenario) {
     case_with(size, Saturation::Logistic, seed)
 }
 
+/// `draws` draws of every cell's value, each `c · (1 + spread · u)` clamped, u uniform
+/// in [−1, 1), in parallel blocks of `block` draws. Each value takes one u64 of the
+/// stream (rand's float sampling), so each block starts its own copy of `rng` at
+/// the block's first value's position: the values are those of one sequential pass,
+/// and `rng` is left after the last, as a sequential pass would leave it.
+fn draws_in_blocks(
+    rng: &mut StdRng,
+    centres: &[f64],
+    draws: usize,
+    (spread, clamp): (f64, (f64, f64)),
+    block: usize,
+) -> Vec<f64> {
+    use rayon::prelude::*;
+    let cells = centres.len();
+    let start = rng.get_word_pos();
+    let words_per_value = 2u128;
+    let mut v = crate::memory::zeroed::<f64>(draws * cells);
+    v.par_chunks_mut((block * cells).max(1))
+        .enumerate()
+        .for_each(|(b, values)| {
+            let mut r = rng.clone();
+            r.set_word_pos(start + words_per_value * (b * block * cells) as u128);
+            for (x, &c) in values.iter_mut().zip(centres.iter().cycle()) {
+                *x = (c * (1.0 + spread * r.random_range(-1.0..1.0))).clamp(clamp.0, clamp.1);
+            }
+        });
+    rng.set_word_pos(start + words_per_value * (draws * cells) as u128);
+    v
+}
+
 /// Per-cell centres of a saturation parameter (each draw within ±30% of its cell's).
 fn saturation_range(saturation: Saturation, name: &str) -> (f64, f64) {
     match (saturation, name) {
@@ -149,14 +185,7 @@ fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scen
         })
         .collect();
     let draws = |rng: &mut StdRng, centres: &[f64], spread: f64, clamp: (f64, f64)| -> Vec<f64> {
-        let mut v = Vec::with_capacity(size.draws * cells);
-        for _ in 0..size.draws {
-            for &c in centres {
-                let x: f64 = c * (1.0 + spread * rng.random_range(-1.0..1.0));
-                v.push(x.clamp(clamp.0, clamp.1));
-            }
-        }
-        v
+        draws_in_blocks(rng, centres, size.draws, (spread, clamp), DRAWS_PER_BLOCK)
     };
     let mut posterior = Posterior::default();
     let mut insert = |name: &str, values: Vec<f64>| {
@@ -194,4 +223,43 @@ fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scen
         posterior,
     };
     (model, Scenario::new(12, 100.0 * cells as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks of any size give the values of one sequential pass, and leave the
+    /// stream where that pass would.
+    #[test]
+    fn draws_in_blocks_are_one_sequential_stream() {
+        let centres = [0.3, 1.7, 0.05];
+        let mut sequential = StdRng::seed_from_u64(11);
+        let _: f64 = sequential.random_range(0.0..1.0);
+        let mut expected = vec![];
+        for _ in 0..37 {
+            for &c in &centres {
+                let x: f64 = c * (1.0 + 0.3 * sequential.random_range(-1.0..1.0));
+                expected.push(x.clamp(1e-3, 10.0));
+            }
+        }
+        let next: f64 = sequential.random_range(0.0..1.0);
+        for block in [1, 2, 5, 36, 37, 1000] {
+            let mut rng = StdRng::seed_from_u64(11);
+            let _: f64 = rng.random_range(0.0..1.0);
+            let v = draws_in_blocks(&mut rng, &centres, 37, (0.3, (1e-3, 10.0)), block);
+            assert_eq!(v, expected, "block {block}");
+            assert_eq!(rng.random_range(0.0..1.0), next, "block {block}");
+        }
+    }
+
+    /// rand's StdRng is this generator: the cases are those made with StdRng.
+    #[test]
+    fn the_generator_is_rands_standard_one() {
+        let mut a = rand::rngs::StdRng::seed_from_u64(42);
+        let mut b = StdRng::seed_from_u64(42);
+        for _ in 0..100 {
+            assert_eq!(a.random::<u64>(), b.random::<u64>());
+        }
+    }
 }

@@ -362,6 +362,10 @@ fn bench_runs_every_saturation_kind_and_names_a_bad_one() {
         (Some(2), Some(5))
     );
     assert!(many.iter().all(|m| m["seconds"].as_f64().unwrap() > 0.0));
+    // The set-up's two steps, timed.
+    let v = tiny_bench(&["--no-optimize"]);
+    assert!(v["posterior_seconds"].as_f64().unwrap() > 0.0);
+    assert!(v["problem_seconds"].as_f64().unwrap() > 0.0);
     // Loading a case folder into a ready evaluator: its archive's bytes, its
     // parameters' bytes in f64 (s3: 400 draws × 3 cells × 3 parameters).
     let v = tiny_bench(&["--no-optimize", "--load", "tests/data/s3"]);

@@ -844,8 +844,12 @@ fn run_bench(
             }
         }
     }
+    let t = Instant::now();
     let (model, scenario) = demo::synthetic_with(&size, saturation, 7);
+    let posterior_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let mut problem = Problem::new(&model, &scenario)?;
+    let problem_seconds = t.elapsed().as_secs_f64();
     drop(model);
     let mut rows = vec![];
     if backend != BenchBackends::Gpu {
@@ -897,9 +901,14 @@ fn run_bench(
     if json {
         let mut out = to_json(&problem, &rows);
         out["load"] = bench::load_json(&loads);
+        out["posterior_seconds"] = posterior_seconds.into();
+        out["problem_seconds"] = problem_seconds.into();
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print!("{}", table(&problem, &rows));
+        println!(
+            "set-up: the synthetic posterior in {posterior_seconds:.3} s, the problem from it in {problem_seconds:.3} s"
+        );
         if let Some(dir) = load {
             print!("{}", bench::load_lines(dir, &loads));
         }
