@@ -514,6 +514,29 @@ impl Utility {
         self.linear_form() == Some((1.0, 0.0))
     }
 
+    /// Whether the solver models U's curvature as its exact diagonal (each draw's
+    /// curvature under U's draw weights) plus a quasi-Newton model of the rest: where
+    /// every term is the mean, std, the spend, RAROC or the portfolio entropy, whose
+    /// weights ∂U/∂R_d move smoothly with the responses. The quantile-based measures
+    /// (quantile, VaR, CVaR, tail distance, mean tightness, adjusted VaR), whose
+    /// weights are a narrow kernel around a quantile and jump with the draws near it,
+    /// and Sharpe's ratio were solved in fewer iterations, or to better optima, with a
+    /// quasi-Newton model of the whole (benches/NOTES.md, "Risk-aware objectives: the
+    /// exact diagonal kept").
+    pub(crate) fn structured_curvature(&self) -> bool {
+        self.terms.iter().all(|(c, m)| {
+            *c == 0.0
+                || matches!(
+                    m,
+                    Measure::Mean
+                        | Measure::Std
+                        | Measure::Spend
+                        | Measure::Raroc(_)
+                        | Measure::PortfolioEntropy
+                )
+        })
+    }
+
     /// (k, a) where U = k μ + a Σ_c x_c (terms `mean` and `spend` only): linear in R
     /// and x, so one uniform evaluator pass gives its value, gradient (k ∇μ + a) and
     /// exact curvature (k diag ∇²μ).

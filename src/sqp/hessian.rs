@@ -70,18 +70,27 @@ enum ModelKind {
     /// give: the objective's curvature stays exact at every iterate, and only what is
     /// unknown is learnt from the secants Σ_j z_j (∇c_j(y₊) − ∇c_j(y)).
     Structured(Vec<f64>),
+    /// For a utility whose draw weights move smoothly with the allocation (std, RAROC,
+    /// entropy: `Utility::structured_curvature`; the others get [`ModelKind::Bfgs`]):
+    /// the exact diagonal of f at every iterate, −(s²/|U₀|) Σ_d u_d r''_dc
+    /// with the iterate's weights, plus a damped BFGS model (row-major n × n) of the
+    /// rest, learnt from the secants of what the diagonal does not explain:
+    /// ∇f(y₊) − ∇f(y) − ½(h₊ + h)∘s (the weights' own change, Σ_d Δu_d ∇R_d, couples
+    /// the cells) plus the nonlinear constraints' Σ_j z_j (∇c_j(y₊) − ∇c_j(y)).
+    StructuredObjective(Vec<f64>),
     /// Damped BFGS of the whole Lagrangian's Hessian.
     Bfgs(Hessian),
 }
 
 impl Model {
     /// The model for a problem: exact without nonlinear rows, structured with them
-    /// where the evaluator's diagonal is the utility's (constant draw weights), BFGS
-    /// otherwise or when asked.
+    /// where the evaluator's diagonal is the utility's (constant draw weights);
+    /// for other utilities structured around their exact diagonal where their weights
+    /// move smoothly, BFGS where they follow a quantile (or when asked).
     pub(super) fn new(
         mode: HessianMode,
         nonlinear: usize,
-        constant_weights: bool,
+        (constant_weights, structured): (bool, bool),
         start: &Point,
         tuning: &Tuning,
     ) -> crate::error::Result<Self> {
@@ -119,7 +128,16 @@ impl Model {
                 }
                 Model::Structured(m)
             }
-            HessianMode::Auto => bfgs(),
+            // Weights around a quantile move too fast for the secants of the rest
+            // (`Utility::structured_curvature`).
+            HessianMode::Auto if !structured => bfgs(),
+            HessianMode::Auto => {
+                let mut m = vec![0.0; n * n];
+                for i in 0..n {
+                    m[i * n + i] = tuning.bfgs_start;
+                }
+                Model::StructuredObjective(m)
+            }
         };
         Ok(Self { kind, floor })
     }
@@ -159,7 +177,7 @@ impl Model {
                 Hessian::Diagonal(floored(&h, self.floor))
             }
             Model::Bfgs(b) => b.clone(),
-            Model::Structured(c) => {
+            Model::Structured(c) | Model::StructuredObjective(c) => {
                 let n = pt.h.len();
                 let mut m = c.clone();
                 for (i, d) in floored(&pt.h, self.floor).iter().enumerate() {
@@ -190,6 +208,12 @@ impl Model {
             Model::Exact => {}
             Model::Lagrangian(z) => z.copy_from_slice(z_nl),
             Model::Structured(m) => damped_bfgs(m, &s, r, n),
+            Model::StructuredObjective(m) => {
+                for (i, rc) in r.iter_mut().enumerate() {
+                    *rc += new.g[i] - old.g[i] - 0.5 * (new.h[i] + old.h[i]) * s[i];
+                }
+                damped_bfgs(m, &s, r, n)
+            }
             Model::Bfgs(Hessian::Dense(m)) => {
                 for ((rc, a), b) in r.iter_mut().zip(&new.g).zip(&old.g) {
                     *rc += a - b;

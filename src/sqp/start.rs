@@ -126,7 +126,7 @@ impl<'r> Run<'r> {
         let model = Model::new(
             settings.hessian,
             objective.nl_rows.len(),
-            constant_weights,
+            (constant_weights, p.utility.structured_curvature()),
             &point,
             tuning,
         )?;
