@@ -1223,33 +1223,42 @@ impl Gather<'_> {
         // Blocks of about 1 MiB of any one array's values.
         let most_block = sources.iter().map(|s| s.block()).max().unwrap_or(1).max(1);
         let draws_per_task = ((1 << 17) / most_block).clamp(1, num_draws.max(1));
-        let all_in_domain = out
-            .par_chunks_mut(width * draws_per_task)
-            .enumerate()
-            .map(|(t, rows)| -> Result<bool> {
-                let d0 = t * draws_per_task;
-                let mut ok = true;
-                let (mut bytes, mut buf) = (Vec::new(), Vec::new());
-                for (k, (_, _, b)) in params.iter().enumerate() {
-                    let (values, shift) =
-                        sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
-                    let values = values.unwrap_or(&buf);
-                    let (lo, hi) = domains[k].interval();
-                    for (i, row) in rows.chunks_mut(width).enumerate() {
-                        let base = b.index(d0 + i, 0) - b.offsets[0] - shift;
-                        let draw = &values[base..];
-                        let mut inside = true;
-                        for (slot, &offset) in row[k..].iter_mut().step_by(np).zip(&offsets[k]) {
-                            let v = draw[offset];
-                            inside &= (v >= lo) & (v <= hi);
-                            *slot = T::from_f64(v);
-                        }
-                        ok &= inside;
+        let task = |(t, rows): (usize, &mut [T])| -> Result<bool> {
+            let d0 = t * draws_per_task;
+            let mut ok = true;
+            let (mut bytes, mut buf) = (Vec::new(), Vec::new());
+            for (k, (_, _, b)) in params.iter().enumerate() {
+                let (values, shift) =
+                    sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
+                let values = values.unwrap_or(&buf);
+                let (lo, hi) = domains[k].interval();
+                for (i, row) in rows.chunks_mut(width).enumerate() {
+                    let base = b.index(d0 + i, 0) - b.offsets[0] - shift;
+                    let draw = &values[base..];
+                    let mut inside = true;
+                    for (slot, &offset) in row[k..].iter_mut().step_by(np).zip(&offsets[k]) {
+                        let v = draw[offset];
+                        inside &= (v >= lo) & (v <= hi);
+                        *slot = T::from_f64(v);
                     }
+                    ok &= inside;
                 }
-                Ok(ok)
-            })
-            .try_reduce(|| true, |a, b| Ok(a && b))?;
+            }
+            Ok(ok)
+        };
+        // A deflated member is inflated in order: then the blocks are gathered in
+        // order too (inflating, one thread, is most of the work anyway).
+        let all_in_domain = if sources.iter().any(|s| s.in_order()) {
+            out.chunks_mut(width * draws_per_task)
+                .enumerate()
+                .map(task)
+                .try_fold(true, |a, b| b.map(|b| a && b))?
+        } else {
+            out.par_chunks_mut(width * draws_per_task)
+                .enumerate()
+                .map(task)
+                .try_reduce(|| true, |a, b| Ok(a && b))?
+        };
         if all_in_domain {
             return Ok(out);
         }
@@ -1294,6 +1303,12 @@ enum ParameterSource<'a> {
         file: std::fs::File,
         block: usize,
     },
+    /// Values inflated in order from a deflated member, laid out as for `Ranges`:
+    /// blocks of draws must be asked for in order.
+    Stream {
+        stream: Box<std::sync::Mutex<crate::io::ValueStream>>,
+        block: usize,
+    },
 }
 
 impl<'a> ParameterSource<'a> {
@@ -1311,6 +1326,11 @@ impl<'a> ParameterSource<'a> {
                 file: stored.open()?,
                 block,
             })
+        } else if stored.streamable() && consecutive {
+            Ok(Self::Stream {
+                stream: Box::new(std::sync::Mutex::new(stored.value_stream()?)),
+                block,
+            })
         } else {
             Ok(Self::Held(std::borrow::Cow::Owned(stored.read_all()?)))
         }
@@ -1320,8 +1340,13 @@ impl<'a> ParameterSource<'a> {
     fn block(&self) -> usize {
         match self {
             Self::Held(_) => 1,
-            Self::Ranges { block, .. } => *block,
+            Self::Ranges { block, .. } | Self::Stream { block, .. } => *block,
         }
+    }
+
+    /// Whether blocks of draws must be read in order.
+    fn in_order(&self) -> bool {
+        matches!(self, Self::Stream { .. })
     }
 
     /// The values of draws `d0 .. d0 + count` and the shift to subtract from an
@@ -1343,6 +1368,20 @@ impl<'a> ParameterSource<'a> {
             } => {
                 buf.resize(count * block, 0.0);
                 stored.read_elements(file, d0 * block, buf, bytes)?;
+                Ok((None, d0 * block))
+            }
+            Self::Stream { stream, block } => {
+                let mut stream = stream
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // The gather asks for blocks in order where a source is a stream.
+                assert_eq!(
+                    stream.position(),
+                    d0 * block,
+                    "blocks of draws out of order"
+                );
+                buf.resize(count * block, 0.0);
+                stream.read(buf)?;
                 Ok((None, d0 * block))
             }
         }

@@ -211,12 +211,18 @@ fn every_layout_loads_the_values_written_straight_or_whole() {
                 .all(|a| a.stored().is_some() && a.values.is_empty()),
             "{layout:?}: the values stay in the file until a problem is built"
         );
-        // Read by ranges exactly where the member allows it (then straight into the
-        // layout where the draws are consecutive blocks, else whole).
+        // Read by ranges, or as a stream, exactly where the member allows it (then
+        // straight into the layout where the draws are consecutive blocks, else whole).
         for a in case.model.posterior.arrays.values() {
             assert_eq!(
                 a.stored().unwrap().ranges_readable(),
                 !layout.fortran && !layout.deflate,
+                "{layout:?}"
+            );
+            // Inflated in order where it is deflated in C order.
+            assert_eq!(
+                a.stored().unwrap().streamable(),
+                !layout.fortran && layout.deflate,
                 "{layout:?}"
             );
         }

@@ -21,8 +21,8 @@ mod write;
 
 pub use model_file::load_model;
 pub use npz::{
-    MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, StoredArray, memory_budget,
-    open_npz, read_header as read_npy_header, read_npz,
+    MAX_HEADER_BYTES, MAX_NESTING as MAX_NPY_NESTING, NpyHeader, StoredArray, ValueStream,
+    memory_budget, open_npz, read_header as read_npy_header, read_npz,
 };
 pub use saved_model::{
     InferenceSource, MODEL_TYPES, SUPPORTED_VERSIONS, SavedModel, VariableShape,

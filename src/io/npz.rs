@@ -73,6 +73,8 @@ pub struct StoredArray {
     declared: u64,
     /// Where the first value lies in the file when the member is stored uncompressed.
     values_at: Option<u64>,
+    /// Where the deflated bytes lie in the file (start, length) when it is deflated.
+    deflated: Option<(u64, u64)>,
     /// The file's length and modification time when it was checked: a file changed
     /// since is refused rather than read as another posterior.
     stamp: (u64, Option<std::time::SystemTime>),
@@ -93,6 +95,44 @@ impl StoredArray {
     /// uncompressed, in C order, on a system with positioned reads.
     pub fn ranges_readable(&self) -> bool {
         cfg!(unix) && self.values_at.is_some() && !self.header.fortran
+    }
+
+    /// Whether [`StoredArray::value_stream`] reads it: deflated, in C order.
+    pub fn streamable(&self) -> bool {
+        self.deflated.is_some() && !self.header.fortran
+    }
+
+    /// Its values in order, inflated as they are read (a deflated member in C order,
+    /// [`StoredArray::streamable`]), the header skipped. The archive's checksum is not
+    /// verified (deflate's own framing is); the values are checked against their
+    /// domains by the caller.
+    pub fn value_stream(&self) -> Result<ValueStream> {
+        let Some((start, length)) = self.deflated.filter(|_| self.streamable()) else {
+            return Err(self.error("not readable as a stream (stored, or Fortran order)".into()));
+        };
+        use std::io::{Seek, SeekFrom};
+        let mut file = self.open()?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| self.error(one_line(&e.to_string())))?;
+        let raw = std::io::BufReader::with_capacity(1 << 20, file).take(length);
+        let mut inflated = flate2::read::DeflateDecoder::new(raw).take(self.declared);
+        let skipped = std::io::copy(
+            &mut (&mut inflated).take(self.header_bytes),
+            &mut std::io::sink(),
+        )
+        .map_err(|e| self.error(one_line(&e.to_string())))?;
+        if skipped != self.header_bytes {
+            return Err(self.error("header truncated".into()));
+        }
+        Ok(ValueStream {
+            inflated,
+            header: self.header.clone(),
+            name: self.name.clone(),
+            path: self.path.clone(),
+            read: 0,
+            count: self.count,
+            bytes: vec![],
+        })
     }
 
     fn error(&self, message: String) -> Error {
@@ -181,6 +221,54 @@ impl StoredArray {
             ))
         })?;
         decode(bytes, &self.header, out);
+        Ok(())
+    }
+}
+
+/// A deflated member's values, read in order ([`StoredArray::value_stream`]).
+pub struct ValueStream {
+    inflated: std::io::Take<
+        flate2::read::DeflateDecoder<std::io::Take<std::io::BufReader<std::fs::File>>>,
+    >,
+    header: NpyHeader,
+    name: String,
+    path: std::path::PathBuf,
+    read: usize,
+    count: usize,
+    bytes: Vec<u8>,
+}
+
+impl ValueStream {
+    /// Values read so far.
+    pub fn position(&self) -> usize {
+        self.read
+    }
+
+    /// The next `out.len()` values, as f64.
+    pub fn read(&mut self, out: &mut [f64]) -> Result<()> {
+        let error = |message: String| Error::Npz {
+            path: self.path.clone(),
+            message: format!("{}: {message}", self.name),
+        };
+        if self.read + out.len() > self.count {
+            return Err(error(format!(
+                "values {}.. {} beyond its {} values",
+                self.read,
+                self.read + out.len(),
+                self.count
+            )));
+        }
+        self.bytes.resize(out.len() * self.header.item_bytes, 0);
+        self.inflated.read_exact(&mut self.bytes).map_err(|e| {
+            error(format!(
+                "data truncated: {} of {} values read ({})",
+                self.read,
+                self.count,
+                one_line(&e.to_string())
+            ))
+        })?;
+        decode(&self.bytes, &self.header, out);
+        self.read += out.len();
         Ok(())
     }
 }
@@ -328,6 +416,8 @@ fn open_members(
         let declared = entry.size();
         let compressed = entry.compressed_size();
         let stored = entry.compression() == zip::CompressionMethod::Stored && !entry.encrypted();
+        let entry_deflated =
+            entry.compression() == zip::CompressionMethod::Deflated && !entry.encrypted();
         let data_start = entry.data_start();
         let most = if stored {
             compressed
@@ -372,6 +462,10 @@ fn open_members(
             )));
         }
         // A stored member's values lie right after its header, all within the file.
+        let deflated = data_start
+            .filter(|_| entry_deflated)
+            .filter(|&at| at.checked_add(compressed).is_some_and(|end| end <= stamp.0))
+            .map(|at| (at, compressed));
         let values_at = data_start
             .filter(|_| stored)
             .and_then(|s| s.checked_add(header_bytes))
@@ -387,6 +481,7 @@ fn open_members(
             count,
             declared,
             values_at,
+            deflated,
             stamp,
         });
     }
