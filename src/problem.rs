@@ -1226,11 +1226,18 @@ impl Gather<'_> {
         let task = |(t, rows): (usize, &mut [T])| -> Result<bool> {
             let d0 = t * draws_per_task;
             let mut ok = true;
-            let (mut bytes, mut buf) = (Vec::new(), Vec::new());
-            for (k, (_, _, b)) in params.iter().enumerate() {
-                let (values, shift) =
-                    sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
-                let values = values.unwrap_or(&buf);
+            // Each array's block read (or inflated) at once with the others'.
+            let fetched = (0..np)
+                .into_par_iter()
+                .map(|k| {
+                    let (mut bytes, mut buf) = (Vec::new(), Vec::new());
+                    let (values, shift) =
+                        sources[k].draws(d0, rows.len() / width, &mut bytes, &mut buf)?;
+                    Ok((values, shift, buf))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (k, ((_, _, b), (values, shift, buf))) in params.iter().zip(&fetched).enumerate() {
+                let (values, shift) = (values.unwrap_or(buf), *shift);
                 let (lo, hi) = domains[k].interval();
                 for (i, row) in rows.chunks_mut(width).enumerate() {
                     let base = b.index(d0 + i, 0) - b.offsets[0] - shift;
@@ -1247,7 +1254,7 @@ impl Gather<'_> {
             Ok(ok)
         };
         // A deflated member is inflated in order: then the blocks are gathered in
-        // order too (inflating, one thread, is most of the work anyway).
+        // order too (the members inflated at once, each on a thread).
         let all_in_domain = if sources.iter().any(|s| s.in_order()) {
             out.chunks_mut(width * draws_per_task)
                 .enumerate()
