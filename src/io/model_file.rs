@@ -60,6 +60,27 @@ fn default_posterior() -> String {
 /// reads them straight into its layout, so the posterior is never held twice. The
 /// file must not change meanwhile (a changed file is refused when read);
 /// [`crate::Posterior::load`] reads the values into the model instead.
+///
+/// ```
+/// use mmm_budget::{Problem, demo, io};
+/// let dir = std::env::temp_dir().join(format!("mmm-budget-doc-{}", std::process::id()));
+/// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 50 }, 1);
+/// io::write_case(&dir, &model, &scenario)?;
+///
+/// let (mut loaded, archive) = io::load_model(&dir.join("model.json"))?;
+/// assert_eq!(archive, dir.join("posterior.npz"));
+/// // Checked, but still in the file: read when a problem is built.
+/// let alpha = &loaded.posterior.arrays["adstock_alpha"];
+/// assert!(alpha.stored().is_some() && alpha.values.is_empty());
+/// assert_eq!(alpha.len(), 50 * 2 * 3);
+/// let problem = Problem::new(&loaded, &scenario)?;
+/// assert_eq!(problem.adstock_params.to_f64(), Problem::new(&model, &scenario)?.adstock_params.to_f64());
+/// // Or read into the model, which then no longer needs the file.
+/// loaded.posterior.load()?;
+/// assert_eq!(loaded, model);
+/// std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), mmm_budget::Error>(())
+/// ```
 pub fn load_model(path: &Path) -> Result<(Model, PathBuf)> {
     let file: ModelFile = parse_json(path, &read_text(path)?)?;
     let ctx = path.display().to_string();
