@@ -1193,10 +1193,11 @@ impl Element for f32 {
 impl Gather<'_> {
     /// In parallel over blocks of draws, each draw's offset into every array computed
     /// once. A stored array whose draws are consecutive blocks in its file (C order,
-    /// `chain` and `draw` its leading axes, stored uncompressed) is read straight into
-    /// the layout, a block of draws at a time; any other is read whole first. Where a
-    /// value is out of its domain, the first such value (in draw, cell, parameter
-    /// order) is found again sequentially and named.
+    /// `chain` and `draw` its leading axes) is read straight into the layout, a block
+    /// of draws at a time: by positioned reads where it is stored uncompressed, in
+    /// order (the blocks then gathered in order) where it is deflated; any other is
+    /// read whole first. Where a value is out of its domain, the first such value (in
+    /// draw, cell, parameter order) is found again sequentially and named.
     fn run<T: Element>(&self) -> Result<Vec<T>> {
         use rayon::prelude::*;
         let Gather {

@@ -228,15 +228,8 @@ pub fn measure(
 ) -> Result<BenchRow> {
     let x = problem.uniform_allocation();
     let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
-    ev.evaluate(&x, DrawWeights::Uniform, &mut out)?;
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        ev.evaluate(&x, DrawWeights::Uniform, &mut out)?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let evaluate_seconds = times[times.len() / 2];
+    let evaluate_seconds =
+        median_seconds(repeats, || ev.evaluate(&x, DrawWeights::Uniform, &mut out))?;
     let terms = (problem.num_draws()
         * problem.num_cells()
         * (problem.num_periods + problem.adstock.l_max)) as f64;
@@ -268,6 +261,20 @@ pub fn measure(
     })
 }
 
+/// The median seconds of `repeats` (at least one) runs of `run`, after one untimed
+/// warm-up run.
+fn median_seconds(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
+    run()?;
+    let mut times = Vec::with_capacity(repeats.max(1));
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// Times `evaluate_many` with k allocations (the uniform one scaled from 0.5 to 1.5)
 /// for each k: the median of `repeats` passes after a warm-up.
 pub fn measure_many(
@@ -288,15 +295,10 @@ pub fn measure_many(
             .collect();
         let refs: Vec<&[f64]> = xs.iter().map(|x| x.as_slice()).collect();
         let mut out = vec![Evaluation::default(); k];
-        ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)?;
-        let mut times = Vec::with_capacity(repeats);
-        for _ in 0..repeats.max(1) {
-            let t = Instant::now();
-            ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        rows.push((k, times[times.len() / 2]));
+        let seconds = median_seconds(repeats, || {
+            ev.evaluate_many(&refs, DrawWeights::Uniform, &mut out)
+        })?;
+        rows.push((k, seconds));
     }
     Ok(rows)
 }

@@ -116,14 +116,7 @@ impl StoredArray {
             .map_err(|e| self.error(one_line(&e.to_string())))?;
         let raw = std::io::BufReader::with_capacity(1 << 20, file).take(length);
         let mut inflated = flate2::read::DeflateDecoder::new(raw).take(self.declared);
-        let skipped = std::io::copy(
-            &mut (&mut inflated).take(self.header_bytes),
-            &mut std::io::sink(),
-        )
-        .map_err(|e| self.error(one_line(&e.to_string())))?;
-        if skipped != self.header_bytes {
-            return Err(self.error("header truncated".into()));
-        }
+        self.skip_header(&mut inflated)?;
         Ok(ValueStream {
             inflated,
             header: self.header.clone(),
@@ -133,6 +126,16 @@ impl StoredArray {
             count: self.count,
             bytes: vec![],
         })
+    }
+
+    /// Reads past the member's header (as checked when the archive was opened).
+    fn skip_header(&self, reader: &mut impl Read) -> Result<()> {
+        let skipped = std::io::copy(&mut reader.take(self.header_bytes), &mut std::io::sink())
+            .map_err(|e| self.error(one_line(&e.to_string())))?;
+        if skipped != self.header_bytes {
+            return Err(self.error("header truncated".into()));
+        }
+        Ok(())
     }
 
     fn error(&self, message: String) -> Error {
@@ -168,15 +171,7 @@ impl StoredArray {
             .by_name(&format!("{}.npy", self.name))
             .map_err(zip_err)?;
         let mut reader = entry.take(self.declared.saturating_add(1));
-        // The header again, as checked when the archive was opened.
-        let skipped = std::io::copy(
-            &mut (&mut reader).take(self.header_bytes),
-            &mut std::io::sink(),
-        )
-        .map_err(|e| self.error(one_line(&e.to_string())))?;
-        if skipped != self.header_bytes {
-            return Err(self.error("header truncated".into()));
-        }
+        self.skip_header(&mut reader)?;
         let values =
             read_values(&mut reader, &self.header, self.count).map_err(|m| self.error(m))?;
         Ok(if self.header.fortran {

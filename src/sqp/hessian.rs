@@ -86,7 +86,8 @@ impl Model {
     /// The model for a problem: exact without nonlinear rows, structured with them
     /// where the evaluator's diagonal is the utility's (constant draw weights);
     /// for other utilities structured around their exact diagonal where their weights
-    /// move smoothly, BFGS where they follow a quantile (or when asked).
+    /// move smoothly, BFGS of the whole for the quantile-based measures and Sharpe's
+    /// ratio (`Utility::structured_curvature`), or when asked.
     pub(super) fn new(
         mode: HessianMode,
         nonlinear: usize,
@@ -98,6 +99,14 @@ impl Model {
         let floor = tuning.curvature_floor;
         use ModelKind as Model;
         let bfgs = || Model::Bfgs(initial_bfgs(&start.h, n, floor, tuning.bfgs_start));
+        // The BFGS model of what the exact diagonal leaves, from a small multiple of I.
+        let remainder = || {
+            let mut m = vec![0.0; n * n];
+            for i in 0..n {
+                m[i * n + i] = tuning.bfgs_start;
+            }
+            m
+        };
         let curvature = nonlinear > 0 && start.nl_h.len() == nonlinear * n;
         let exact = match mode {
             HessianMode::Exact => true,
@@ -121,23 +130,11 @@ impl Model {
             HessianMode::Exact => Model::Exact,
             HessianMode::Bfgs => bfgs(),
             HessianMode::Auto if nonlinear == 0 && constant_weights => Model::Exact,
-            HessianMode::Auto if constant_weights => {
-                let mut m = vec![0.0; n * n];
-                for i in 0..n {
-                    m[i * n + i] = tuning.bfgs_start;
-                }
-                Model::Structured(m)
-            }
+            HessianMode::Auto if constant_weights => Model::Structured(remainder()),
             // Weights around a quantile move too fast for the secants of the rest
             // (`Utility::structured_curvature`).
             HessianMode::Auto if !structured => bfgs(),
-            HessianMode::Auto => {
-                let mut m = vec![0.0; n * n];
-                for i in 0..n {
-                    m[i * n + i] = tuning.bfgs_start;
-                }
-                Model::StructuredObjective(m)
-            }
+            HessianMode::Auto => Model::StructuredObjective(remainder()),
         };
         Ok(Self { kind, floor })
     }

@@ -474,6 +474,14 @@ impl GpuEvaluator {
             let total_words = if f16 { values.div_ceil(2) } else { values }.max(1);
             parameter_bytes += total_words as u64 * 4;
             let params = empty("parameters", total_words as u64 * 4, storage_ro);
+            // f16 bits of value i (0 past the last: the odd count's padding).
+            let f16_bits = |i: usize| {
+                if i < values {
+                    half::f16::from_f32(value(i)).to_bits() as u32
+                } else {
+                    0
+                }
+            };
             let mut piece = vec![0u32; PIECE_WORDS.min(total_words)];
             for first in (0..total_words).step_by(PIECE_WORDS) {
                 let words = &mut piece[..PIECE_WORDS.min(total_words - first)];
@@ -485,14 +493,7 @@ impl GpuEvaluator {
                         for (i, word) in part.iter_mut().enumerate() {
                             let w = first + j * 4096 + i;
                             *word = if f16 {
-                                let half = |i: usize| {
-                                    if i < values {
-                                        half::f16::from_f32(value(i)).to_bits() as u32
-                                    } else {
-                                        0
-                                    }
-                                };
-                                half(2 * w) | (half(2 * w + 1) << 16)
+                                f16_bits(2 * w) | (f16_bits(2 * w + 1) << 16)
                             } else if w < values {
                                 value(w).to_bits()
                             } else {
@@ -996,10 +997,10 @@ fn build_stage(
     }
 }
 
-/// An uninitialised buffer of at least 16 bytes.
 /// Words of parameters built and uploaded at a time (16 MiB).
 const PIECE_WORDS: usize = 4 << 20;
 
+/// An uninitialised buffer of at least 16 bytes.
 fn new_buffer(
     device: &wgpu::Device,
     label: &str,
