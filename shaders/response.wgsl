@@ -28,6 +28,10 @@ override N_SATURATION: u32;   // saturation parameters per (draw, cell)
 override PACKED_F16: bool;    // parameters stored as pairs of f16 in each u32
 override HISTORY: bool = false; // carry-in: each cell's scaled spend in the L periods before
                               // the window, oldest first, after the [c][t] table of `pattern`
+override MOMENTS: bool = false; // the constant form's cell moments (Evaluator::cell_moments):
+                              // per (block, cell) Σ r, Σ r', Σ (r − m)², Σ (r − m)(r' − m')
+                              // with m, m' the block's means; R_d in slot 0 of `responses`,
+                              // P_d = Σ_c a_c r_dc in slot 1, the cell weights a after x in `alloc`
 
 override WG: u32 = 256u;      // invocations per workgroup: a power of two, 32 to 256
 const TB: u32 = 8u;           // periods reduced together in the time-varying form
@@ -337,6 +341,33 @@ fn reduce_rows(lid: u32, n: u32) {
     workgroupBarrier();
 }
 
+// MOMENTS: cell c's partials of its block's valid draws (`count` of them), from each
+// invocation's (r, r') (0 where the draw does not exist): the sums, then the sums of
+// squares and products centred on the block's means, so that the host's f64 merge of
+// the blocks (Chan, Golub and LeVeque) keeps a spread far below the mean.
+fn block_moments(lid: u32, valid: bool, block: u32, c: u32, v: vec2<f32>, count: f32) {
+    shw[lid] = v.x;
+    shw[WG + lid] = v.y;
+    reduce_rows(lid, 2u);
+    let s = vec2(shw[0], shw[WG]);
+    workgroupBarrier();
+    var e = vec2(0.0);
+    if (valid) {
+        e = v - s / count;
+    }
+    shw[lid] = e.x * e.x;
+    shw[WG + lid] = e.x * e.y;
+    reduce_rows(lid, 2u);
+    if (lid == 0u) {
+        let i = (block * dims.cells + c) * 4u;
+        partials[i] = s.x;
+        partials[i + 1u] = s.y;
+        partials[i + 2u] = shw[0];
+        partials[i + 3u] = shw[WG];
+    }
+    workgroupBarrier();
+}
+
 // An invocation's draw: d in the chunk, gd overall, whether it exists (the last
 // workgroup may run past the chunk's draws), its weight u_d (0 when it does not),
 // its workgroup's block of draws, and the cells [first, last) of its group.
@@ -369,6 +400,8 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
     let at = slot(lid, wid);
     let window = N_PERIODS + L_MAX;
     var total = 0.0;
+    var weighted = 0.0; // MOMENTS: P_d's share of this group
+    let count = f32(min(WG, dims.draws - wid.x * WG));
     for (var c = at.first; c < at.last; c++) {
         var acc = vec3<f32>(0.0);
         if (at.valid) {
@@ -446,6 +479,11 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             acc = cell[c].x * acc;
             total += acc.x;
         }
+        if (MOMENTS) {
+            weighted += alloc[dims.cells + c] * acc.x;
+            block_moments(lid, at.valid, at.block, c, acc.xy, count);
+            continue;
+        }
         shw[lid] = at.u * acc.x;
         shw[WG + lid] = at.u * acc.y;
         shw[2u * WG + lid] = at.u * acc.z;
@@ -458,6 +496,9 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
     }
     if (at.valid) {
         responses[(wid.z * dims.groups + wid.y) * dims.total_draws + at.gd] = total;
+        if (MOMENTS) {
+            responses[(dims.groups + wid.y) * dims.total_draws + at.gd] = weighted;
+        }
     }
 }
 

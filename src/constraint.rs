@@ -21,7 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{CellInfo, Model};
-use crate::utility::Utility;
+use crate::utility::{Measure, Utility};
 use std::fmt;
 
 /// The relation of a constraint.
@@ -219,7 +219,9 @@ pub struct OutcomeConstraint {
 }
 
 /// The names that start an outcome constraint.
-const MEASURE_NAMES: [&str; 22] = [
+const MEASURE_NAMES: [&str; 24] = [
+    "diversification_ratio",
+    "diversification_gap",
     "roi",
     "spend",
     "mean",
@@ -301,10 +303,29 @@ impl OutcomeConstraint {
             let mut utility = utility;
             utility
                 .terms
-                .push((-rhs * num_periods as f64, crate::utility::Measure::Spend));
+                .push((-rhs * num_periods as f64, Measure::Spend));
             return Some(Ok(OutcomeConstraint {
                 name: text.to_string(),
                 utility,
+                sense,
+                rhs: 0.0,
+            }));
+        }
+        // c DR (sense) f  ⇔  Σ_c x_c σ_c − (f/c) sd_d(Σ_c x_c r_dc) (sense') 0: the
+        // ratio's floor without its quotient (`Measure::DiversificationGap`).
+        if let [(c, Measure::DiversificationRatio)] = utility.terms[..]
+            && c != 0.0
+        {
+            let sense = match sense {
+                Sense::GreaterEqual if c < 0.0 => Sense::LessEqual,
+                Sense::LessEqual if c < 0.0 => Sense::GreaterEqual,
+                other => other,
+            };
+            return Some(Ok(OutcomeConstraint {
+                name: text.to_string(),
+                utility: Utility {
+                    terms: vec![(1.0, Measure::DiversificationGap(rhs / c))],
+                },
                 sense,
                 rhs: 0.0,
             }));

@@ -150,7 +150,7 @@ fn saturation_range(saturation: Saturation, name: &str) -> (f64, f64) {
     }
 }
 
-fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scenario) {
+pub(crate) fn case_with(size: &DemoSize, saturation: Saturation, seed: u64) -> (Model, Scenario) {
     let mut rng = StdRng::seed_from_u64(seed);
     let channels: Vec<String> = (0..size.channels).map(|i| format!("ch{i}")).collect();
     let dims = if size.geos > 1 {

@@ -51,8 +51,8 @@ pub use constraint::{
 pub use curves::CellCurve;
 pub use error::{Error, Result};
 pub use eval::{
-    Backend, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext, GpuEvaluator,
-    GpuOptions, Selected, ShardedEvaluator, TimeVaryingEvaluation, WORKGROUP_SIZES,
+    Backend, CellMoments, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext,
+    GpuEvaluator, GpuOptions, Selected, ShardedEvaluator, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
 pub use frontier::FrontierPoint;
 pub use model::{Array, Cell, CellInfo, Dim, MAX_CELLS, MAX_L_MAX, MAX_PERIODS, Model, Posterior};

@@ -522,6 +522,33 @@ impl Problem {
             problem.start = Some(problem.allocation_from(model, start, "start")?);
         }
         problem.plan = plan_spec(model, scenario, &opt)?;
+        // The diversification ratio: a spread over draws of each cell's response.
+        let ratio = std::iter::once(("objective", &problem.utility))
+            .chain(
+                problem
+                    .outcome_constraints
+                    .iter()
+                    .map(|c| ("constraints", &c.utility)),
+            )
+            .find(|(_, u)| u.needs_cell_moments());
+        if let Some((field, u)) = ratio {
+            if num_draws < 2 {
+                return Err(Error::invalid(
+                    "scenario",
+                    field,
+                    format!("{u:?} over {num_draws} draw", u = u.to_string()),
+                    "at least 2 posterior draws (the diversification ratio is a ratio of standard deviations over draws)",
+                ));
+            }
+            if problem.plan.is_some() {
+                return Err(Error::invalid(
+                    "scenario",
+                    field,
+                    format!("{:?}", u.to_string()),
+                    "no diversification_ratio with a per-period decision (it compares the cells' spreads at one spend per cell)",
+                ));
+            }
+        }
         if problem.plan.is_some() && !marginal.is_empty() {
             return Err(Error::invalid(
                 "scenario",

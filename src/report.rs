@@ -126,6 +126,18 @@ impl Report {
                 "spends whose responses stay finite",
             ));
         }
+        // A utility of the cells' own responses (the diversification ratio) from
+        // their moments at x.
+        let utility = if problem.utility.needs_cell_moments() {
+            let shares = crate::utility::budget_shares(x);
+            let mut moments = crate::eval::CellMoments::default();
+            ev.cell_moments(x, &shares, &mut moments)?;
+            problem
+                .utility
+                .value_with(&out.responses, x, Some(&moments))
+        } else {
+            problem.utility.value(&out.responses, x)
+        };
         let n_periods = problem.num_periods as f64;
         let cells = problem
             .cells
@@ -148,7 +160,7 @@ impl Report {
                 .linear_form()
                 .filter(|(k, a)| *k == 0.0 && *a < 0.0)
                 .map(|(_, a)| a),
-            utility: problem.utility.value(&out.responses, x),
+            utility,
             mean_response: out.responses.iter().sum::<f64>() / out.responses.len() as f64,
             response_quantiles: QUANTILES.map(|q| quantile(&out.responses, q)),
             num_periods: problem.num_periods,

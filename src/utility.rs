@@ -19,6 +19,8 @@
 //! | `raroc(r_f)` | (μ − r_f) / Σ_c x_c |
 //! | `adjusted_var(c, ρ)` | (1 − ρ) μ + ρ Q_{1−c} |
 //! | `portfolio_entropy` | −Σ_c w_c ln w_c, w = x / Σ x (0 ln 0 = 0) |
+//! | `diversification_ratio` | Σ_c w_c σ_c / σ_P, w = x / Σ x, σ_c = sd_d(r_dc), σ_P = sd_d(Σ_c w_c r_dc) |
+//! | `diversification_gap(f)` | Σ_c x_c σ_c − f sd_d(Σ_c x_c r_dc) = Σx σ_P (DR − f) (how `diversification_ratio >= f` is held) |
 //! | `spend` | Σ_c x_c, per period (`minimize spend` with an outcome constraint: the least spend that reaches a target) |
 //!
 //! **Our definitions where PyMC-Marketing's are fragile.** CVaR is Rockafellar and
@@ -27,6 +29,23 @@
 //! at or below the interpolated VaR, which equals ours when αD is whole and is NaN when
 //! no draw lies there; ours is always defined. Portfolio entropy takes 0 ln 0 = 0
 //! where PyMC-Marketing gives NaN for a cell with no budget.
+//!
+//! **The diversification ratio.** PyMC-Marketing's formula (Choueifaty and Coignard's
+//! Σ_i w_i σ_i / √(wᵀΣw), the assets' returns as the columns of `samples`, w the
+//! budgets' shares) takes the assets to be the cells, their returns each draw's
+//! per-cell response r_dc: σ_c is the sample standard deviation (ddof 1) of cell c's
+//! response over the draws and wᵀΣw the sample variance of the portfolio P_d =
+//! Σ_c w_c r_dc. Its 0.19.2 code cannot be run by its own optimizer (it checks that
+//! `samples` is one-dimensional, then renames a cell dimension that a one-dimensional
+//! sample does not have); ours is that formula over the cells' responses. Where the
+//! portfolio does not vary over the draws (σ_P = 0: nothing spent, or every draw
+//! alike) the ratio is 1 when no cell varies either. It is always ≥ 1 (a standard
+//! deviation of a sum is at most the sum of the standard deviations) and needs at
+//! least two draws. Its value and gradient take one pass of per-cell moments
+//! ([`crate::eval::Evaluator::cell_moments`]) and one weighted pass. As an outcome
+//! constraint, `diversification_ratio >= f` is held as `diversification_gap(f) >= 0`,
+//! the same set without the ratio's quotient, which the solver's linearisations
+//! follow far better (benches/NOTES.md, "Diversification ratio").
 //!
 //! **Smoothing.** Quantiles (and so VaR, CVaR, tail distance, mean tightness,
 //! adjusted VaR) are not differentiable where two draws swap order; the solver
@@ -102,6 +121,11 @@ pub enum Measure {
     PortfolioEntropy,
     /// Σ_c x_c: the spend per period (`minimize spend`).
     Spend,
+    /// Σ_c w_c σ_c / σ_P over the cells' responses, w = x / Σ x.
+    DiversificationRatio,
+    /// Σ_c x_c σ_c − f sd_d(Σ_c x_c r_dc) = Σx σ_P (DR − f): an outcome constraint
+    /// `diversification_ratio >= f` is held as this gap ≥ 0.
+    DiversificationGap(f64),
 }
 
 /// What the optimizer maximises: Σ_k c_k M_k.
@@ -330,6 +354,8 @@ impl Measure {
             } => (1.0 - risk_aversion) * dr.mean + risk_aversion * q(1.0 - confidence),
             Measure::PortfolioEntropy => entropy(x),
             Measure::Spend => x.iter().sum(),
+            // Need the cells' moments: `Utility::value_with`.
+            Measure::DiversificationRatio | Measure::DiversificationGap(_) => f64::NAN,
         }
     }
 
@@ -400,6 +426,8 @@ impl Measure {
                 wx.iter_mut().for_each(|o| *o += k);
                 x.iter().sum()
             }
+            // Need the cells' moments: `Utility::smooth_with`.
+            Measure::DiversificationRatio | Measure::DiversificationGap(_) => f64::NAN,
         }
     }
 
@@ -407,7 +435,11 @@ impl Measure {
     pub fn uses_allocation(&self) -> bool {
         matches!(
             self,
-            Measure::Raroc(_) | Measure::PortfolioEntropy | Measure::Spend
+            Measure::Raroc(_)
+                | Measure::PortfolioEntropy
+                | Measure::Spend
+                | Measure::DiversificationRatio
+                | Measure::DiversificationGap(_)
         )
     }
 
@@ -431,6 +463,8 @@ impl Measure {
             } => write!(f, "adjusted_var({confidence}, {risk_aversion})"),
             Measure::PortfolioEntropy => write!(f, "portfolio_entropy"),
             Measure::Spend => write!(f, "spend"),
+            Measure::DiversificationRatio => write!(f, "diversification_ratio"),
+            Measure::DiversificationGap(v) => write!(f, "diversification_gap({v})"),
         }
     }
 }
@@ -442,6 +476,132 @@ fn entropy(x: &[f64]) -> f64 {
         .filter(|w| *w > 0.0)
         .map(|w| w * w.ln())
         .sum::<f64>()
+}
+
+/// The budget shares w = x / Σx (all 0 when nothing is spent): the cell weights of
+/// [`crate::eval::Evaluator::cell_moments`] for the diversification ratio.
+pub fn budget_shares(x: &[f64]) -> Vec<f64> {
+    let total: f64 = x.iter().sum();
+    x.iter()
+        .map(|v| if total > 0.0 { v / total } else { 0.0 })
+        .collect()
+}
+
+/// What the gradient of the diversification measures needs from a pass of the
+/// evaluator with the draw weights `draws` (v_d = P_d − P̄): ∇ = explicit + `slope`_c
+/// Σ_d v_d r'_dc + `level` Σ_d v_d r_dc, the coefficients of every such term folded in.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RatioPass {
+    /// v_d.
+    pub(crate) draws: Vec<f64>,
+    /// The factor of Σ_d v_d r'_dc, per cell.
+    pub(crate) slope: Vec<f64>,
+    /// The factor of Σ_d v_d r_dc.
+    pub(crate) level: f64,
+}
+
+/// The cells' spreads at x, from their moments: σ_c = sd_d(r_dc) and σ'_c = ∂σ_c/∂x_c
+/// = Σ_d (r_dc − r̄_c)(r'_dc − r̄'_c) / ((D − 1) σ_c) (0 where σ_c = 0), the shares
+/// w = x / T (T = Σ_c x_c), A = Σ_c w_c σ_c, the portfolio's deviations v_d = P_d − P̄
+/// (P_d = Σ_c w_c r_dc) and S = sd_d(P_d), all with ddof 1.
+struct Spread {
+    d: f64,
+    total: f64,
+    sigma: Vec<f64>,
+    slope: Vec<f64>,
+    w: Vec<f64>,
+    a: f64,
+    v: Vec<f64>,
+    s: f64,
+}
+
+impl Spread {
+    fn new(m: &crate::eval::CellMoments, x: &[f64]) -> Self {
+        let d = m.weighted.len() as f64;
+        let sigma: Vec<f64> = m
+            .squares
+            .iter()
+            .map(|s| (s.max(0.0) / (d - 1.0)).sqrt())
+            .collect();
+        let slope = sigma
+            .iter()
+            .zip(&m.cross)
+            .map(|(s, c)| if *s > 0.0 { c / ((d - 1.0) * s) } else { 0.0 })
+            .collect();
+        let w = budget_shares(x);
+        let a = w.iter().zip(&sigma).map(|(w, s)| w * s).sum();
+        let p_mean = m.weighted.iter().sum::<f64>() / d;
+        let v: Vec<f64> = m.weighted.iter().map(|p| p - p_mean).collect();
+        let s = (v.iter().map(|v| v * v).sum::<f64>() / (d - 1.0)).sqrt();
+        Spread {
+            d,
+            total: x.iter().sum(),
+            sigma,
+            slope,
+            w,
+            a,
+            v,
+            s,
+        }
+    }
+
+    /// The pass's factors, `k` × the given ones added.
+    fn add_pass(&self, pass: &mut Option<RatioPass>, slope: impl Fn(usize) -> f64, level: f64) {
+        let pass = pass.get_or_insert_with(|| RatioPass {
+            draws: self.v.clone(),
+            slope: vec![0.0; self.w.len()],
+            level: 0.0,
+        });
+        for (c, o) in pass.slope.iter_mut().enumerate() {
+            *o += slope(c);
+        }
+        pass.level += level;
+    }
+
+    /// DR = A / S, its gradient × `k` (explicit part into `explicit`, the rest into
+    /// `pass`): with G_c = Σ_d v_d r'_dc, K_c = Σ_d v_d r_dc and κ = A / ((D − 1) S³),
+    /// ∂DR/∂x_c = (σ_c/T + w_c σ'_c)/S − κ (w_c G_c + K_c/T), since ∂A/∂x_c = σ_c/T +
+    /// w_c σ'_c − A/T, ∂P_d/∂x_c = w_c r'_dc + (r_dc − P_d)/T and Σ_d v_d P_d =
+    /// (D − 1) S² (the two A/(T S) cancel). 1 where S = 0 and A = 0 (nothing varies),
+    /// +∞ where only the portfolio does not.
+    fn ratio(&self, k: f64, explicit: &mut [f64], pass: &mut Option<RatioPass>) -> f64 {
+        let (t, s) = (self.total, self.s);
+        if !(s > 0.0 && t > 0.0) {
+            return if self.a > 0.0 { f64::INFINITY } else { 1.0 };
+        }
+        if k != 0.0 {
+            for (c, e) in explicit.iter_mut().enumerate() {
+                *e += k * (self.sigma[c] / t + self.w[c] * self.slope[c]) / s;
+            }
+            let kappa = k * self.a / ((self.d - 1.0) * s * s * s);
+            self.add_pass(pass, |c| -kappa * self.w[c], -kappa / t);
+        }
+        self.a / s
+    }
+
+    /// The gap Σ_c x_c σ_c − f sd_d(Σ_c x_c r_dc) = T S (DR − f), its gradient × `k`:
+    /// ∂/∂x_c = σ_c + x_c σ'_c − f (x_c G_c + K_c) / ((D − 1) S) (the standard
+    /// deviation's part 0 where S = 0, its subgradient there).
+    fn gap(
+        &self,
+        f: f64,
+        x: &[f64],
+        k: f64,
+        explicit: &mut [f64],
+        pass: &mut Option<RatioPass>,
+    ) -> f64 {
+        let value = self.total * (self.a - f * self.s);
+        if k != 0.0 {
+            for (c, e) in explicit.iter_mut().enumerate() {
+                *e += k * (self.sigma[c] + x[c] * self.slope[c]);
+            }
+            if self.s > 0.0 {
+                let kappa = k * f / ((self.d - 1.0) * self.s);
+                self.add_pass(pass, |c| -kappa * x[c], -kappa);
+            }
+        }
+        value
+    }
 }
 
 /// The smoothed |Q_c − μ| + |μ − Q_{1−c}|, its gradient × `k` added into `out`.
@@ -480,12 +640,45 @@ impl Utility {
         }
     }
 
-    /// The exact U(R, x): what reports show (quantiles unsmoothed).
+    /// The exact U(R, x): what reports show (quantiles unsmoothed). A utility with
+    /// `diversification_ratio` needs the cells' moments too ([`Utility::value_with`]):
+    /// without them it is NaN.
     pub fn value(&self, responses: &[f64], x: &[f64]) -> f64 {
+        self.value_with(responses, x, None)
+    }
+
+    /// [`Utility::value`] with the cells' moments at x, when U needs them
+    /// ([`Utility::needs_cell_moments`]; [`crate::eval::Evaluator::cell_moments`]
+    /// with the budget shares x / Σx as the cell weights).
+    pub fn value_with(
+        &self,
+        responses: &[f64],
+        x: &[f64],
+        cells: Option<&crate::eval::CellMoments>,
+    ) -> f64 {
         self.terms
             .iter()
-            .map(|(c, m)| c * m.value(responses, x))
+            .map(|(c, m)| match (m, cells) {
+                (Measure::DiversificationRatio, Some(cells)) => {
+                    c * Spread::new(cells, x).ratio(0.0, &mut [], &mut None)
+                }
+                (Measure::DiversificationGap(f), Some(cells)) => {
+                    c * Spread::new(cells, x).gap(*f, x, 0.0, &mut [], &mut None)
+                }
+                _ => c * m.value(responses, x),
+            })
             .sum()
+    }
+
+    /// Whether U has a term of the cells' own responses (`diversification_ratio`),
+    /// whose value needs [`crate::eval::Evaluator::cell_moments`].
+    pub fn needs_cell_moments(&self) -> bool {
+        self.terms.iter().any(|(_, m)| {
+            matches!(
+                m,
+                Measure::DiversificationRatio | Measure::DiversificationGap(_)
+            )
+        })
     }
 
     /// The smoothed U(R, x) the solver maximises, with ∂U/∂R_d into `weights` and
@@ -498,13 +691,39 @@ impl Utility {
         weights: &mut [f64],
         explicit: &mut [f64],
     ) -> f64 {
+        self.smooth_with(responses, x, None, weights, explicit).0
+    }
+
+    /// [`Utility::smooth`] with the cells' moments at x (from
+    /// [`crate::eval::Evaluator::cell_moments`] with the cell weights x / Σx) where U
+    /// needs them: the ratio's gradient then needs a weighted pass of its own, whose
+    /// draw weights and factors come back as a [`RatioPass`].
+    pub(crate) fn smooth_with(
+        &self,
+        responses: &[f64],
+        x: &[f64],
+        cells: Option<&crate::eval::CellMoments>,
+        weights: &mut [f64],
+        explicit: &mut [f64],
+    ) -> (f64, Option<RatioPass>) {
         weights.fill(0.0);
         explicit.fill(0.0);
         let dr = Draws::new(responses);
-        self.terms
+        let mut pass = None;
+        let value = self
+            .terms
             .iter()
-            .map(|(c, m)| c * m.smooth(&dr, x, *c, weights, explicit))
-            .sum()
+            .map(|(c, m)| match (m, cells) {
+                (Measure::DiversificationRatio, Some(cells)) => {
+                    c * Spread::new(cells, x).ratio(*c, explicit, &mut pass)
+                }
+                (Measure::DiversificationGap(f), Some(cells)) => {
+                    c * Spread::new(cells, x).gap(*f, x, *c, explicit, &mut pass)
+                }
+                _ => c * m.smooth(&dr, x, *c, weights, explicit),
+            })
+            .sum();
+        (value, pass)
     }
 
     /// Whether U is the mean response (its terms all `mean`, their coefficients summing
@@ -537,6 +756,24 @@ impl Utility {
         })
     }
 
+    /// Whether a term with a nonzero coefficient involves a quantile (quantile, VaR,
+    /// CVaR, tail distance, mean tightness, adjusted VaR): its draw weights are a
+    /// narrow kernel that jumps with the draws near the quantile.
+    pub(crate) fn quantile_based(&self) -> bool {
+        self.terms.iter().any(|(c, m)| {
+            *c != 0.0
+                && matches!(
+                    m,
+                    Measure::Quantile(_)
+                        | Measure::ValueAtRisk(_)
+                        | Measure::ConditionalValueAtRisk(_)
+                        | Measure::TailDistance(_)
+                        | Measure::MeanTightness { .. }
+                        | Measure::AdjustedValueAtRisk { .. }
+                )
+        })
+    }
+
     /// (k, a) where U = k μ + a Σ_c x_c (terms `mean` and `spend` only): linear in R
     /// and x, so one uniform evaluator pass gives its value, gradient (k ∇μ + a) and
     /// exact curvature (k diag ∇²μ).
@@ -558,7 +795,8 @@ impl Utility {
         self.terms.iter().any(|(_, m)| *m == Measure::Spend)
     }
 
-    /// Whether U depends on x directly (`raroc`, `portfolio_entropy`).
+    /// Whether U depends on x directly (`raroc`, `portfolio_entropy`,
+    /// `diversification_ratio`, `spend`).
     pub fn uses_allocation(&self) -> bool {
         self.terms.iter().any(|(_, m)| m.uses_allocation())
     }
@@ -572,7 +810,7 @@ impl Utility {
     /// optionally times a number (`0.5 * std`, `std * 0.5`), a measure being `mean`,
     /// `std`, `quantile(q)`, `var(c)`, `cvar(c)`, `tail_distance(c)`,
     /// `mean_tightness(a, c)`, `sharpe(r_f)`, `raroc(r_f)`, `adjusted_var(c, ρ)`,
-    /// `portfolio_entropy`, or PyMC-Marketing's names (`average_response`,
+    /// `portfolio_entropy`, `diversification_ratio`, or PyMC-Marketing's names (`average_response`,
     /// `value_at_risk`, `conditional_value_at_risk`, `sharpe_ratio`,
     /// `mean_tightness_score`, `adjusted_value_at_risk_score`); parameters left out
     /// take PyMC-Marketing's defaults. `minimize` negates the expression. Errors give
@@ -845,13 +1083,27 @@ impl<'a> Parser<'a> {
                 max_args(0)?;
                 Measure::Spend
             }
+            "diversification_ratio" => {
+                max_args(0)?;
+                Measure::DiversificationRatio
+            }
+            "diversification_gap" => {
+                if args.len() != 1 {
+                    return Err((
+                        column,
+                        "diversification_gap takes one argument, the ratio f".into(),
+                    ));
+                }
+                Measure::DiversificationGap(args[0])
+            }
             other => {
                 return Err((
                     column,
                     format!(
                         "unknown measure {other:?}: expected mean, std, quantile(q), var(c), cvar(c), \
                          tail_distance(c), mean_tightness(a, c), sharpe(r_f), raroc(r_f), \
-                         adjusted_var(c, rho), portfolio_entropy, spend"
+                         adjusted_var(c, rho), portfolio_entropy, diversification_ratio, \
+                         diversification_gap(f), spend"
                     ),
                 ));
             }

@@ -5,38 +5,11 @@
 
 mod common;
 
-use common::{Shape, random_case};
+use common::{Shape, assert_close, gpu, random_case};
 use mmm_budget::io::load_case;
 use mmm_budget::*;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
-
-/// One device for the whole test binary.
-fn gpu() -> Option<Arc<GpuContext>> {
-    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
-    match CTX.get_or_init(|| GpuContext::new().map(Arc::new).map_err(|e| e.to_string())) {
-        Ok(c) => Some(c.clone()),
-        Err(why) => {
-            if std::env::var("MMM_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("MMM_REQUIRE_GPU=1 but no GPU adapter: {why}");
-            }
-            eprintln!("skipped the GPU half: {why}");
-            None
-        }
-    }
-}
-
-/// Norm-wise agreement: |a_i − b_i| ≤ tol · max_j |b_j| for every i.
-fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * scale,
-            "{what}[{i}]: {x} vs {y} (scale {scale:e}, tol {tol:e})"
-        );
-    }
-}
+use std::sync::Arc;
 
 /// Compares `ev` with the CPU reference on `problem` at a few allocations, with
 /// uniform and per-draw weights, and the time-varying form.

@@ -2,7 +2,8 @@
 
 use super::terms;
 use super::{
-    DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_many, check_weights,
+    CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation, check_len,
+    check_many, check_weights,
 };
 use crate::adstock::{convolve, convolve_adjoint};
 use crate::error::Result;
@@ -592,6 +593,59 @@ impl Evaluator for CpuEvaluator {
             o.gradient = slot[n..2 * n].to_vec();
             o.curvature = slot[2 * n..].to_vec();
         }
+        Ok(())
+    }
+
+    /// Blocks of draws as in `evaluate`, each accumulating its cells' moments by
+    /// Welford's update; the blocks merged in order, so the result does not depend on
+    /// scheduling.
+    fn cell_moments(
+        &mut self,
+        x: &[f64],
+        cell_weights: &[f64],
+        out: &mut CellMoments,
+    ) -> Result<()> {
+        let (nd, n) = (self.num_draws(), self.num_cells());
+        self.problem.check_allocation(x, n)?;
+        check_len(cell_weights.len(), n, "cell weights")?;
+        let p = &self.problem;
+        out.responses.resize(nd, 0.0);
+        out.weighted.resize(nd, 0.0);
+        let block = nd.div_ceil(self.threads * 4).max(1);
+        let sums: Vec<MomentSum> = out
+            .responses
+            .par_chunks_mut(block)
+            .zip(out.weighted.par_chunks_mut(block))
+            .enumerate()
+            .map(|(b, (responses, weighted))| {
+                let mut scratch = Scratch::default();
+                let mut sum = MomentSum::new(n);
+                for (i, (r, w)) in responses.iter_mut().zip(weighted.iter_mut()).enumerate() {
+                    let d = b * block + i;
+                    sum.count += 1.0;
+                    let (mut total, mut weighted) = (0.0, 0.0);
+                    for c in 0..n {
+                        let [v, v1, _] = self.terms(d, c, &mut scratch).sums(
+                            p,
+                            &p.saturation_params_of(d, c),
+                            x[c],
+                        );
+                        let tau = p.target_scale[c];
+                        total += tau * v;
+                        weighted += cell_weights[c] * tau * v;
+                        sum.push(c, tau * v, tau * v1);
+                    }
+                    *r = total;
+                    *w = weighted;
+                }
+                sum
+            })
+            .collect();
+        let mut all = MomentSum::new(n);
+        for s in &sums {
+            all.merge_sum(s);
+        }
+        all.finish(out);
         Ok(())
     }
 

@@ -14,7 +14,10 @@
 //! (1 when normalised). The Hessian of every R_d is diagonal.
 //!
 //! An evaluator returns R_d for every draw and, for draw weights u_d (the utility's
-//! ∂U/∂R_d), the reductions Σ_d u_d r_dc, Σ_d u_d r'_dc and Σ_d u_d r''_dc per cell.
+//! ∂U/∂R_d), the reductions Σ_d u_d r_dc, Σ_d u_d r'_dc and Σ_d u_d r''_dc per cell;
+//! and, for measures of the cells' own spread (the diversification ratio), each cell's
+//! centred moments over the draws with a cell-weighted response P_d = Σ_c a_c r_dc
+//! ([`Evaluator::cell_moments`]).
 
 mod cpu;
 mod gpu;
@@ -199,6 +202,106 @@ impl TimeVaryingEvaluation {
     }
 }
 
+/// The result of [`Evaluator::cell_moments`]: every draw's response, its response
+/// with the cells weighted, and each cell's spread over the draws: what measures of
+/// the cells' own responses (the diversification ratio) need. Sums over draws are
+/// centred (Welford's update within a block of draws, Chan, Golub and LeVeque's
+/// merge between blocks), so a spread far below the mean keeps its digits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CellMoments {
+    /// R_d = Σ_c r_dc for every draw.
+    pub responses: Vec<f64>,
+    /// P_d = Σ_c a_c r_dc for every draw, with the cell weights a given.
+    pub weighted: Vec<f64>,
+    /// r̄_c = (1/D) Σ_d r_dc per cell.
+    pub mean: Vec<f64>,
+    /// r̄'_c = (1/D) Σ_d r'_dc per cell.
+    pub mean_slope: Vec<f64>,
+    /// Σ_d (r_dc − r̄_c)² per cell.
+    pub squares: Vec<f64>,
+    /// Σ_d (r_dc − r̄_c)(r'_dc − r̄'_c) per cell.
+    pub cross: Vec<f64>,
+}
+
+/// Per-cell moments of a set of draws, merged set by set: the per-cell part of
+/// [`CellMoments`] while it is being accumulated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct MomentSum {
+    /// Draws so far.
+    pub(crate) count: f64,
+    pub(crate) mean: Vec<f64>,
+    pub(crate) mean_slope: Vec<f64>,
+    pub(crate) squares: Vec<f64>,
+    pub(crate) cross: Vec<f64>,
+}
+
+impl MomentSum {
+    /// No draws yet, over `n` cells.
+    pub(crate) fn new(n: usize) -> Self {
+        MomentSum {
+            count: 0.0,
+            mean: vec![0.0; n],
+            mean_slope: vec![0.0; n],
+            squares: vec![0.0; n],
+            cross: vec![0.0; n],
+        }
+    }
+
+    /// Welford's update with one draw's r_dc and r'_dc of cell c; `count` must have
+    /// been increased for the draw already.
+    #[inline]
+    pub(crate) fn push(&mut self, c: usize, r: f64, slope: f64) {
+        let dr = r - self.mean[c];
+        let ds = slope - self.mean_slope[c];
+        self.mean[c] += dr / self.count;
+        self.mean_slope[c] += ds / self.count;
+        let after = r - self.mean[c];
+        self.squares[c] += dr * after;
+        self.cross[c] += after * ds;
+    }
+
+    /// Merges the moments of `count` further draws with per-cell means `mean`,
+    /// `mean_slope` and centred sums `squares`, `cross`: with n = n_a + n_b and
+    /// δ = m_b − m_a, the mean moves by δ n_b/n and the centred sums gain
+    /// δ δ' n_a n_b/n.
+    pub(crate) fn merge(
+        &mut self,
+        count: f64,
+        mean: &[f64],
+        mean_slope: &[f64],
+        squares: &[f64],
+        cross: &[f64],
+    ) {
+        if count == 0.0 {
+            return;
+        }
+        let total = self.count + count;
+        let (fa, fb) = (self.count / total, count / total);
+        for c in 0..self.mean.len() {
+            let d = mean[c] - self.mean[c];
+            let ds = mean_slope[c] - self.mean_slope[c];
+            self.squares[c] += squares[c] + d * d * self.count * fb;
+            self.cross[c] += cross[c] + d * ds * self.count * fb;
+            self.mean[c] = fa * self.mean[c] + fb * mean[c];
+            self.mean_slope[c] = fa * self.mean_slope[c] + fb * mean_slope[c];
+        }
+        self.count = total;
+    }
+
+    /// [`MomentSum::merge`] of another sum.
+    pub(crate) fn merge_sum(&mut self, o: &MomentSum) {
+        self.merge(o.count, &o.mean, &o.mean_slope, &o.squares, &o.cross);
+    }
+
+    /// Into `out`'s per-cell fields.
+    pub(crate) fn finish(self, out: &mut CellMoments) {
+        out.mean = self.mean;
+        out.mean_slope = self.mean_slope;
+        out.squares = self.squares;
+        out.cross = self.cross;
+    }
+}
+
 /// Evaluates the response of every posterior draw to an allocation.
 ///
 /// ```
@@ -263,6 +366,44 @@ pub trait Evaluator {
             self.evaluate(x, weights, o)?;
         }
         Ok(())
+    }
+    /// Every draw's response R_d and its cell-weighted response P_d = Σ_c a_c r_dc at
+    /// the per-period allocation `x`, with each cell's mean, mean slope and centred
+    /// second moments over the draws ([`CellMoments`]), in one pass: what the
+    /// diversification ratio's value and gradient need beside one weighted pass.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 50 }, 7);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// let mut ev = CpuEvaluator::new(&problem)?;
+    /// let x = problem.uniform_allocation();
+    /// let mut m = CellMoments::default();
+    /// ev.cell_moments(&x, &[1.0, 0.0, 0.0], &mut m)?;
+    /// let mut one = Evaluation::default();
+    /// ev.evaluate(&x, DrawWeights::Uniform, &mut one)?;
+    /// assert_eq!(m.responses, one.responses);
+    /// assert!((m.mean[0] - one.contributions[0]).abs() <= 1e-12 * m.mean[0]);
+    /// // With the weights (1, 0, 0), P_d is the first cell's response: its spread is
+    /// // the first cell's.
+    /// let p_mean = m.weighted.iter().sum::<f64>() / 50.0;
+    /// let ss: f64 = m.weighted.iter().map(|p| (p - p_mean) * (p - p_mean)).sum();
+    /// assert!((ss - m.squares[0]).abs() <= 1e-9 * ss);
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    fn cell_moments(
+        &mut self,
+        x: &[f64],
+        cell_weights: &[f64],
+        out: &mut CellMoments,
+    ) -> Result<()> {
+        let _ = (x, cell_weights, out);
+        Err(crate::Error::invalid(
+            "evaluator",
+            "cell moments",
+            self.describe(),
+            "an evaluator of one spend per cell (the diversification ratio is not defined over a plan's periods)",
+        ))
     }
     /// The time-varying form: `x[c * N + t]` is the spend of cell c in period t
     /// (no time distribution applies). Gives R_d and Σ_d u_d ∂R_d/∂X_tc, the

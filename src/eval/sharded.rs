@@ -8,11 +8,16 @@
 //! Σ_d u_d r_dc = Σ_shards Σ_(d ∈ shard) u_d r_dc, and likewise for r' and r''. A
 //! shard is handed the weights of its own draws, so that each partial sum is exactly
 //! the restriction of the whole; the result differs from one evaluator's only by the
-//! order of the additions.
+//! order of the additions. The cells' moments ([`Evaluator::cell_moments`]) are merged
+//! shard by shard as disjoint sets of draws: means weighted by the draws, centred
+//! sums with Chan, Golub and LeVeque's correction.
 //!
 //! How far one device goes, and what then: see the README ("Bigger than one GPU").
 
-use super::{DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_weights};
+use super::{
+    CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation, check_len,
+    check_weights,
+};
 use crate::error::{Error, Result};
 
 /// An evaluator made of shards over consecutive draw ranges.
@@ -49,6 +54,8 @@ struct Shard {
     /// The shard's evaluations of [`Evaluator::evaluate_many`].
     many: Vec<Evaluation>,
     time_varying: TimeVaryingEvaluation,
+    /// The shard's [`Evaluator::cell_moments`].
+    moments: CellMoments,
 }
 
 impl ShardedEvaluator {
@@ -86,6 +93,7 @@ impl ShardedEvaluator {
                 evaluation: Evaluation::new(d, cells),
                 many: vec![],
                 time_varying: TimeVaryingEvaluation::new(d, cells, periods),
+                moments: CellMoments::default(),
             });
             start += d;
         }
@@ -260,6 +268,32 @@ impl Evaluator for ShardedEvaluator {
                 self.shards.iter().map(|s| (s.start, &s.many[j])).collect();
             combine(o, &parts);
         }
+        Ok(())
+    }
+
+    fn cell_moments(
+        &mut self,
+        x: &[f64],
+        cell_weights: &[f64],
+        out: &mut CellMoments,
+    ) -> Result<()> {
+        self.each(DrawWeights::Uniform, |shard, _| {
+            let mut m = std::mem::take(&mut shard.moments);
+            let done = shard.evaluator.cell_moments(x, cell_weights, &mut m);
+            shard.moments = m;
+            done
+        })?;
+        out.responses.resize(self.num_draws, 0.0);
+        out.weighted.resize(self.num_draws, 0.0);
+        let mut sum = MomentSum::new(self.num_cells());
+        for s in &self.shards {
+            let m = &s.moments;
+            let d = m.responses.len();
+            out.responses[s.start..s.start + d].copy_from_slice(&m.responses);
+            out.weighted[s.start..s.start + d].copy_from_slice(&m.weighted);
+            sum.merge(d as f64, &m.mean, &m.mean_slope, &m.squares, &m.cross);
+        }
+        sum.finish(out);
         Ok(())
     }
 

@@ -56,6 +56,9 @@ fn initial_bfgs(h: &[f64], n: usize, floor: f64, start: f64) -> Hessian {
 pub(super) struct Model {
     kind: ModelKind,
     floor: f64,
+    /// Whether the BFGS model of the whole is yet to be scaled to its first secant
+    /// ([`scale_to_secant`]): for utilities without quantiles.
+    scale_pending: bool,
 }
 
 enum ModelKind {
@@ -82,6 +85,20 @@ enum ModelKind {
     Bfgs(Hessian),
 }
 
+/// What the utility says of its curvature, for [`Model::new`].
+pub(super) struct UtilityCurvature {
+    /// Its draw weights are constant (the mean, the spend): the evaluator's diagonal
+    /// is its exact Hessian.
+    pub(super) constant_weights: bool,
+    /// `Utility::structured_curvature`.
+    pub(super) structured: bool,
+    /// No term involves a quantile (`Utility::quantile_based`): a BFGS model of the
+    /// whole is scaled to its first secant. The quantile-based measures keep their
+    /// unscaled start, whose paths were measured better (benches/NOTES.md,
+    /// "Diversification ratio").
+    pub(super) smooth: bool,
+}
+
 impl Model {
     /// The model for a problem: exact without nonlinear rows, structured with them
     /// where the evaluator's diagonal is the utility's (constant draw weights);
@@ -91,10 +108,15 @@ impl Model {
     pub(super) fn new(
         mode: HessianMode,
         nonlinear: usize,
-        (constant_weights, structured): (bool, bool),
+        utility: UtilityCurvature,
         start: &Point,
         tuning: &Tuning,
     ) -> crate::error::Result<Self> {
+        let UtilityCurvature {
+            constant_weights,
+            structured,
+            smooth,
+        } = utility;
         let n = start.y.len();
         let floor = tuning.curvature_floor;
         use ModelKind as Model;
@@ -136,7 +158,11 @@ impl Model {
             HessianMode::Auto if !structured => bfgs(),
             HessianMode::Auto => Model::StructuredObjective(remainder()),
         };
-        Ok(Self { kind, floor })
+        Ok(Self {
+            kind,
+            floor,
+            scale_pending: smooth,
+        })
     }
 
     /// Whether the QP's Hessian is the (floored) exact diagonal.
@@ -215,11 +241,30 @@ impl Model {
                 for ((rc, a), b) in r.iter_mut().zip(&new.g).zip(&old.g) {
                     *rc += a - b;
                 }
+                if self.scale_pending {
+                    self.scale_pending = !scale_to_secant(m, &s, &r, n);
+                }
                 damped_bfgs(m, &s, r, n)
             }
             Model::Bfgs(Hessian::Diagonal(_)) => {}
         }
     }
+}
+
+/// Oren and Luenberger's scaling of the initial model before its first update: m ×
+/// sᵀr / sᵀms, so that its curvature along the first step is the secant's (the
+/// initial diagonal only guesses the scale). Whether it scaled (sᵀr and sᵀms > 0).
+fn scale_to_secant(m: &mut [f64], s: &[f64], r: &[f64], n: usize) -> bool {
+    let sms: f64 = (0..n)
+        .map(|i| s[i] * (0..n).map(|j| m[i * n + j] * s[j]).sum::<f64>())
+        .sum();
+    let sr: f64 = s.iter().zip(r).map(|(a, b)| a * b).sum();
+    if !(sms > 0.0 && sr > 0.0 && (sr / sms).is_finite()) {
+        return false;
+    }
+    let k = sr / sms;
+    m.iter_mut().for_each(|v| *v *= k);
+    true
 }
 
 /// Powell-damped BFGS update of `m` (row-major n × n) with the step s and the

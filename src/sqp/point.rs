@@ -4,7 +4,7 @@
 use super::rows::NonlinearRow;
 use crate::constraint::{ConstraintFunction, NonlinearConstraint};
 use crate::error::{Error, Result};
-use crate::eval::{DrawWeights, Evaluation, Evaluator};
+use crate::eval::{CellMoments, DrawWeights, Evaluation, Evaluator};
 use crate::problem::Problem;
 use crate::utility::Utility;
 
@@ -57,20 +57,25 @@ pub(super) struct Objective<'e> {
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
-/// `grad` (one weighted pass of the evaluator: Σ_d (∂U/∂R_d) ∇R_d + ∂U/∂x), and the
-/// exact diagonal of its Hessian where U is the mean (else empty).
+/// `grad` (one weighted pass of the evaluator: Σ_d (∂U/∂R_d) ∇R_d + ∂U/∂x; the
+/// passes of [`cell_utility`] where U needs the cells' moments), the exact diagonal
+/// of its Hessian where U is the mean (else empty), and the evaluator calls taken.
 pub(super) fn outcome(
     evaluator: &mut dyn Evaluator,
     u: &Utility,
     r: &[f64],
     x: &[f64],
     grad: &mut [f64],
-) -> Result<(f64, Vec<f64>)> {
+) -> Result<(f64, Vec<f64>, usize)> {
     let mut out = Evaluation::new(r.len(), x.len());
     if u.has_constant_weights() {
         evaluator.evaluate(x, DrawWeights::Uniform, &mut out)?;
         grad.copy_from_slice(&out.gradient);
-        return Ok((u.value(&out.responses, x), out.curvature));
+        return Ok((u.value(&out.responses, x), out.curvature, 1));
+    }
+    if u.needs_cell_moments() {
+        let (value, calls) = cell_utility(evaluator, u, x, &mut out, grad)?;
+        return Ok((value, vec![], calls));
     }
     let mut weights = vec![0.0; r.len()];
     let value = u.smooth(r, x, &mut weights, grad);
@@ -78,7 +83,54 @@ pub(super) fn outcome(
     for (g, e) in grad.iter_mut().zip(&out.gradient) {
         *g += e;
     }
-    Ok((value, vec![]))
+    Ok((value, vec![], 1))
+}
+
+/// U(x) and ∇U into `grad` for a utility with the diversification ratio, and the
+/// evaluator calls taken: the cells' moments at x with the budget shares x / Σx as
+/// cell weights (R_d, P_d, each cell's spread); a weighted pass with the ratio's draw
+/// weights v_d = P_d − P̄; and one with the other terms' draw weights ∂U/∂R_d, unless
+/// these are all equal (the mean's: then Σ_d u_d r'_dc = u D r̄'_c from the moments).
+/// `out` ends with the responses, each cell's mean contribution, ∇U and no curvature
+/// (the solver models this utility's curvature by BFGS).
+pub(super) fn cell_utility(
+    evaluator: &mut dyn Evaluator,
+    u: &Utility,
+    x: &[f64],
+    out: &mut Evaluation,
+    grad: &mut [f64],
+) -> Result<(f64, usize)> {
+    let shares = crate::utility::budget_shares(x);
+    let mut moments = CellMoments::default();
+    evaluator.cell_moments(x, &shares, &mut moments)?;
+    let mut calls = 1;
+    let mut weights = vec![0.0; moments.responses.len()];
+    let (value, ratio) = u.smooth_with(&moments.responses, x, Some(&moments), &mut weights, grad);
+    let first = weights.first().copied().unwrap_or(0.0);
+    if weights.iter().all(|w| *w == first) {
+        let draws = weights.len() as f64;
+        for (g, s) in grad.iter_mut().zip(&moments.mean_slope) {
+            *g += first * draws * s;
+        }
+    } else {
+        evaluator.evaluate(x, DrawWeights::PerDraw(&weights), out)?;
+        calls += 1;
+        for (g, e) in grad.iter_mut().zip(&out.gradient) {
+            *g += e;
+        }
+    }
+    if let Some(r) = ratio {
+        evaluator.evaluate(x, DrawWeights::PerDraw(&r.draws), out)?;
+        calls += 1;
+        for (c, g) in grad.iter_mut().enumerate() {
+            *g += r.slope[c] * out.gradient[c] + r.level * out.contributions[c];
+        }
+    }
+    out.responses = moments.responses;
+    out.contributions = moments.mean;
+    out.gradient = grad.to_vec();
+    out.curvature = vec![0.0; x.len()];
+    Ok((value, calls))
 }
 
 /// Clamps y onto the bounds.
@@ -111,6 +163,12 @@ impl Objective<'_> {
                 p.utility.value(&self.out.responses, &x),
                 self.out.gradient.clone(),
             )
+        } else if p.utility.needs_cell_moments() {
+            let mut g = vec![0.0; n];
+            let (u, calls) =
+                cell_utility(&mut *self.evaluator, &p.utility, &x, &mut self.out, &mut g)?;
+            self.evaluations += calls;
+            (u, g)
         } else {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
             // ∇U = Σ_d u_d ∇R_d + ∂U/∂x.
@@ -145,9 +203,9 @@ impl Objective<'_> {
             let v = match &mut c.function {
                 ConstraintFunction::Code { value, .. } => value(&x, &mut self.ngrad)?,
                 ConstraintFunction::Outcome(u) => {
-                    let (v, curvature) =
+                    let (v, curvature, calls) =
                         outcome(&mut *self.evaluator, u, &responses, &x, &mut self.ngrad)?;
-                    self.evaluations += 1;
+                    self.evaluations += calls;
                     outcome_curvature = curvature;
                     v
                 }
@@ -229,5 +287,74 @@ impl Objective<'_> {
                 })
                 .collect();
         pt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CpuEvaluator, Saturation, demo};
+
+    /// U(x) of a utility with the diversification ratio, exact.
+    fn value(ev: &mut CpuEvaluator, u: &Utility, x: &[f64]) -> f64 {
+        let mut m = CellMoments::default();
+        ev.cell_moments(x, &crate::utility::budget_shares(x), &mut m)
+            .unwrap();
+        u.value_with(&m.responses, x, Some(&m))
+    }
+
+    /// The gradient of `cell_utility` (the ratio alone and beside other terms, whose
+    /// draw weights are equal or not) against central differences of the exact value,
+    /// on random posteriors, saturation kinds and allocations.
+    #[test]
+    fn the_diversification_ratio_gradient_matches_central_differences() {
+        let size = demo::DemoSize {
+            channels: 3,
+            geos: 2,
+            draws: 60,
+        };
+        for (seed, kind) in [
+            (1, Saturation::Logistic),
+            (2, Saturation::Hill),
+            (3, Saturation::MichaelisMenten),
+            (4, Saturation::Tanh),
+        ] {
+            let (model, scenario) = demo::case_with(&size, kind, seed);
+            let problem = crate::Problem::new(&model, &scenario).unwrap();
+            let mut ev = CpuEvaluator::new(&problem).unwrap();
+            let n = problem.num_cells();
+            let x: Vec<f64> = (0..n)
+                .map(|c| {
+                    problem.total_budget / n as f64
+                        * (0.3 + 0.25 * ((c * 7 + seed as usize) % 5) as f64)
+                })
+                .collect();
+            for text in [
+                "diversification_ratio",
+                "mean + 40 * diversification_ratio",
+                "mean - 0.3 * std - 25 * diversification_ratio",
+                "diversification_gap(1.5)",
+                "mean + 3 * diversification_gap(1.2)",
+            ] {
+                let u = Utility::parse(text).unwrap();
+                let mut g = vec![0.0; n];
+                let mut out = Evaluation::default();
+                let (v, _) = cell_utility(&mut ev, &u, &x, &mut out, &mut g).unwrap();
+                assert!((v - value(&mut ev, &u, &x)).abs() <= 1e-12 * v.abs());
+                for c in 0..n {
+                    let h = 1e-5 * x[c];
+                    let (mut up, mut down) = (x.clone(), x.clone());
+                    up[c] += h;
+                    down[c] -= h;
+                    let fd = (value(&mut ev, &u, &up) - value(&mut ev, &u, &down)) / (2.0 * h);
+                    let scale = g.iter().map(|v| v.abs()).fold(0.0, f64::max);
+                    assert!(
+                        (fd - g[c]).abs() <= 1e-6 * scale,
+                        "{kind:?} {text} cell {c}: gradient {} vs central difference {fd}",
+                        g[c]
+                    );
+                }
+            }
+        }
     }
 }

@@ -126,7 +126,11 @@ impl<'r> Run<'r> {
         let model = Model::new(
             settings.hessian,
             objective.nl_rows.len(),
-            (constant_weights, p.utility.structured_curvature()),
+            super::hessian::UtilityCurvature {
+                constant_weights,
+                structured: p.utility.structured_curvature(),
+                smooth: !p.utility.quantile_based(),
+            },
             &point,
             tuning,
         )?;
@@ -234,8 +238,9 @@ fn nonlinear_rows(
                     responses = Some(r);
                 }
                 let r = responses.as_deref().unwrap_or_default();
-                calls += 1;
-                super::point::outcome(evaluator, u, r, x_start, &mut gbuf)?.0
+                let (v, _, taken) = super::point::outcome(evaluator, u, r, x_start, &mut gbuf)?;
+                calls += taken;
+                v
             }
         };
         rows.push(NonlinearRow {

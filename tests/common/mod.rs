@@ -5,6 +5,7 @@ use mmm_budget::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 /// A parameter value drawn inside the kind's usual range.
 fn draw_param(rng: &mut StdRng, name: &str, l_max: usize) -> f64 {
@@ -261,5 +262,33 @@ pub fn constraint_of_kind(kind: &str, x0: &[f64]) -> Option<NonlinearConstraint>
         "roots-eq" => Some(roots(Sense::Equal, 0.9 * root_total)),
         "roots-le" => Some(roots(Sense::LessEqual, 0.95 * root_total)),
         _ => None,
+    }
+}
+
+/// One device for the whole test binary; `None` (saying why) without an adapter,
+/// a failure then under MMM_REQUIRE_GPU=1 (CI, after installing lavapipe).
+pub fn gpu() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    match CTX.get_or_init(|| GpuContext::new().map(Arc::new).map_err(|e| e.to_string())) {
+        Ok(c) => Some(c.clone()),
+        Err(why) => {
+            if std::env::var("MMM_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("MMM_REQUIRE_GPU=1 but no GPU adapter: {why}");
+            }
+            eprintln!("skipped the GPU half: {why}");
+            None
+        }
+    }
+}
+
+/// Norm-wise agreement: |a_i − b_i| ≤ tol · max_j |b_j| for every i.
+pub fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}[{i}]: {x} vs {y} (scale {scale:e}, tol {tol:e})"
+        );
     }
 }

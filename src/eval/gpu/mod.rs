@@ -11,13 +11,16 @@
 //! responses), and reads back 2·D + 2·width·n floats, which the host finishes in f64.
 //! [`Evaluator::evaluate_many`] runs k allocations of the constant form as k slots of
 //! the same passes (the grids' third dimension), with one upload and one read-back.
+//! [`Evaluator::cell_moments`] runs the constant form with `MOMENTS` (each workgroup's
+//! per-cell sums and centred sums, read back per block and merged on the host).
 
 mod context;
 
 pub use context::GpuContext;
 
 use super::{
-    DrawWeights, Evaluation, Evaluator, TimeVaryingEvaluation, check_len, check_many, check_weights,
+    CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation, check_len,
+    check_many, check_weights,
 };
 use crate::adstock::AdstockKind;
 use crate::error::Result;
@@ -119,6 +122,21 @@ struct Stage {
     bytes: u64,
 }
 
+/// The cell moments' pass ([`Evaluator::cell_moments`]), built on first use: its
+/// pipeline (the constant form with `MOMENTS`), its own allocation (x, then the cell
+/// weights), responses (R_d and P_d: two slots) and per-(block, cell) partials, read
+/// back whole and merged on the host.
+struct MomentStage {
+    pipeline: wgpu::ComputePipeline,
+    binds: Vec<wgpu::BindGroup>,
+    alloc: wgpu::Buffer,
+    response_bind: wgpu::BindGroup,
+    response_sums: wgpu::Buffer,
+    read_responses: wgpu::Buffer,
+    partials: wgpu::Buffer,
+    read_partials: wgpu::Buffer,
+}
+
 /// Per-problem buffers every stage binds.
 struct Shared {
     layout: wgpu::BindGroupLayout,
@@ -164,6 +182,8 @@ pub struct GpuEvaluator {
     constant_stage: Stage,
     /// Built on first use, with `varying_pipeline`.
     varying_stage: Option<Stage>,
+    /// Built on first use: only the diversification ratio needs it.
+    moment_stage: Option<MomentStage>,
     /// Cells per invocation, and the number of cell groups (dispatch y).
     cells_per_group: u32,
     groups: u32,
@@ -567,6 +587,7 @@ impl GpuEvaluator {
             shared,
             constant_stage,
             varying_stage: None,
+            moment_stage: None,
             cells_per_group,
             groups,
             response_dims,
@@ -714,23 +735,7 @@ impl GpuEvaluator {
                 1
             }
         };
-        for chunk in &self.chunks {
-            let dims = Dims {
-                draws: chunk.draws,
-                cells: n as u32,
-                draw_offset: chunk.draw_offset,
-                block_offset: chunk.block_offset,
-                total_draws: self.num_draws as u32,
-                per_draw_weights: per_draw,
-                width: width as u32,
-                cells_per_group: self.cells_per_group,
-                total_blocks: self.total_blocks,
-                groups: self.groups,
-                pad0: 0,
-                pad1: 0,
-            };
-            queue.write_buffer(&chunk.dims, 0, bytemuck::bytes_of(&dims));
-        }
+        self.write_dims(per_draw, width as u32);
         let rd = ReduceDims {
             blocks: self.total_blocks,
             width: (n * width) as u32,
@@ -738,13 +743,6 @@ impl GpuEvaluator {
             pad1: 0,
         };
         queue.write_buffer(&self.shared.reduce_dims, 0, bytemuck::bytes_of(&rd));
-        let rr = ReduceDims {
-            blocks: self.groups,
-            width: self.num_draws as u32,
-            pad0: 0,
-            pad1: 0,
-        };
-        queue.write_buffer(&self.response_dims, 0, bytemuck::bytes_of(&rr));
         let device = self.ctx.device();
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("evaluate"),
@@ -793,6 +791,123 @@ impl GpuEvaluator {
             .map(|slot| slot.iter().map(finish).collect())
             .collect();
         Ok((responses, sums))
+    }
+
+    /// The cell moments' stage, its buffers counted in `device_bytes`; an error where
+    /// its per-(block, cell) partials exceed one binding.
+    fn moment_stage(&mut self) -> Result<()> {
+        if self.moment_stage.is_some() {
+            return Ok(());
+        }
+        let (n, nd) = (self.num_cells as u64, self.num_draws as u64);
+        let partial_bytes = self.total_blocks as u64 * n * 4 * 4;
+        let limits = self.ctx.limits();
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let response_bytes = 2 * self.groups as u64 * nd * 4;
+        if partial_bytes.max(response_bytes) > binding {
+            return Err(self.ctx.error(format!(
+                "the cell moments of {nd} draws × {n} cells need {} bytes in one binding, above the device's {binding}",
+                partial_bytes.max(response_bytes)
+            )));
+        }
+        let scope = self.ctx.scope();
+        let device = self.ctx.device();
+        let buffer = |label: &str, bytes: u64, usage| new_buffer(device, label, bytes, usage);
+        let mut constants = self.constants.clone();
+        constants.push(("MOMENTS", 1.0));
+        let pipeline = compute_pipeline(
+            device,
+            &self.shared.layout,
+            &self.response_module,
+            "constant_form",
+            &constants,
+        );
+        let alloc = buffer(
+            "moments allocation",
+            2 * n * 4,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+        let responses = buffer(
+            "moments responses",
+            response_bytes,
+            wgpu::BufferUsages::STORAGE,
+        );
+        let (response_sums, read_responses) =
+            with_read_back(device, "moments response sums", 2 * nd * 8);
+        let (partials, read_partials) = with_read_back(device, "moments partials", partial_bytes);
+        let binds = self
+            .chunks
+            .iter()
+            .map(|chunk| {
+                let buffers = [
+                    &chunk.dims,
+                    &chunk.params,
+                    &self.shared.pattern,
+                    &self.shared.cells,
+                    &alloc,
+                    &self.shared.weights,
+                    &responses,
+                    &partials,
+                ];
+                bind_group(device, "moments", &self.shared.layout, &buffers)
+            })
+            .collect();
+        let response_bind = bind_group(
+            device,
+            "reduce moments responses",
+            &self.shared.reduce_layout,
+            &[&self.response_dims, &responses, &response_sums],
+        );
+        self.ctx.check(scope)?;
+        self.device_bytes += alloc.size()
+            + responses.size()
+            + response_sums.size()
+            + read_responses.size()
+            + partials.size()
+            + read_partials.size();
+        self.moment_stage = Some(MomentStage {
+            pipeline,
+            binds,
+            alloc,
+            response_bind,
+            response_sums,
+            read_responses,
+            partials,
+            read_partials,
+        });
+        Ok(())
+    }
+
+    /// Each chunk's dimensions for a run with `per_draw_weights` (0 or 1) and `width`
+    /// partial values a cell, and the response reduction's (over cell groups).
+    fn write_dims(&self, per_draw_weights: u32, width: u32) {
+        let queue = self.ctx.queue();
+        for chunk in &self.chunks {
+            let dims = Dims {
+                draws: chunk.draws,
+                cells: self.num_cells as u32,
+                draw_offset: chunk.draw_offset,
+                block_offset: chunk.block_offset,
+                total_draws: self.num_draws as u32,
+                per_draw_weights,
+                width,
+                cells_per_group: self.cells_per_group,
+                total_blocks: self.total_blocks,
+                groups: self.groups,
+                pad0: 0,
+                pad1: 0,
+            };
+            queue.write_buffer(&chunk.dims, 0, bytemuck::bytes_of(&dims));
+        }
+        let rr = ReduceDims {
+            blocks: self.groups,
+            width: self.num_draws as u32,
+            pad0: 0,
+            pad1: 0,
+        };
+        queue.write_buffer(&self.response_dims, 0, bytemuck::bytes_of(&rr));
     }
 
     /// `out` from one slot's responses and [r, r', r''] sums per cell.
@@ -880,6 +995,86 @@ impl Evaluator for GpuEvaluator {
         Ok(())
     }
 
+    /// One pass of the constant form with `MOMENTS`: R_d and P_d reduced over cell
+    /// groups on the device, each (block, cell)'s sums and centred sums read back and
+    /// merged in f64 on the host, block by block.
+    fn cell_moments(
+        &mut self,
+        x: &[f64],
+        cell_weights: &[f64],
+        out: &mut CellMoments,
+    ) -> Result<()> {
+        check_allocation(&self.cells, x, self.num_cells)?;
+        check_len(cell_weights.len(), self.num_cells, "cell weights")?;
+        self.moment_stage()?;
+        let (n, nd) = (self.num_cells, self.num_draws);
+        let Some(stage) = &self.moment_stage else {
+            return Err(self
+                .ctx
+                .error("the cell moments' stage was not built".into()));
+        };
+        let queue = self.ctx.queue();
+        let scope = self.ctx.scope();
+        let data: Vec<f32> = x.iter().chain(cell_weights).map(|&v| v as f32).collect();
+        queue.write_buffer(&stage.alloc, 0, bytemuck::cast_slice(&data));
+        self.write_dims(0, 4);
+        let mut encoder =
+            self.ctx
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("cell moments"),
+                });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("cell moments"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&stage.pipeline);
+            for (chunk, bind) in self.chunks.iter().zip(&stage.binds) {
+                pass.set_bind_group(0, bind, &[]);
+                pass.dispatch_workgroups(chunk.blocks, self.groups, 1);
+            }
+            pass.set_pipeline(&self.reduce_pipeline);
+            pass.set_bind_group(0, &stage.response_bind, &[]);
+            pass.dispatch_workgroups((nd as u64).div_ceil(WG) as u32, 2, 1);
+        }
+        let resp_bytes = 2 * nd as u64 * 8;
+        let partial_bytes = stage
+            .partials
+            .size()
+            .min(self.total_blocks as u64 * n as u64 * 16);
+        encoder.copy_buffer_to_buffer(
+            &stage.response_sums,
+            0,
+            &stage.read_responses,
+            0,
+            resp_bytes,
+        );
+        encoder.copy_buffer_to_buffer(&stage.partials, 0, &stage.read_partials, 0, partial_bytes);
+        queue.submit([encoder.finish()]);
+        let responses: Vec<[f32; 2]> = self.ctx.read(&stage.read_responses, resp_bytes)?;
+        let partials: Vec<f32> = self.ctx.read(&stage.read_partials, partial_bytes)?;
+        self.ctx.check(scope)?;
+        let finish = |s: &[f32; 2]| s[0] as f64 - s[1] as f64;
+        out.responses = responses[..nd].iter().map(finish).collect();
+        out.weighted = responses[nd..].iter().map(finish).collect();
+        let mut sum = MomentSum::new(n);
+        let (mut mean, mut slope, mut squares, mut cross) =
+            (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        for (b, block) in partials.chunks(4 * n).enumerate() {
+            let count = (self.wg as usize).min(nd - b * self.wg as usize) as f64;
+            for (c, p) in block.chunks(4).enumerate() {
+                mean[c] = p[0] as f64 / count;
+                slope[c] = p[1] as f64 / count;
+                squares[c] = p[2] as f64;
+                cross[c] = p[3] as f64;
+            }
+            sum.merge(count, &mean, &slope, &squares, &cross);
+        }
+        sum.finish(out);
+        Ok(())
+    }
+
     fn evaluate_time_varying(
         &mut self,
         x: &[f64],
@@ -951,16 +1146,7 @@ fn build_stage(
     let partial_bytes = slots * blocks as u64 * width as u64 * 4;
     let partials = buffer("partials", partial_bytes, wgpu::BufferUsages::STORAGE);
     let sum_bytes = slots * width as u64 * 8;
-    let sums = buffer(
-        "sums",
-        sum_bytes,
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-    );
-    let read_sums = buffer(
-        "read sums",
-        sum_bytes,
-        wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-    );
+    let (sums, read_sums) = with_read_back(device, "sums", sum_bytes);
     let pattern = if form == Form::TimeVarying {
         &shared.input_scale
     } else {
@@ -995,6 +1181,24 @@ fn build_stage(
         read_sums,
         bytes: partial_bytes.max(16) + 2 * sum_bytes.max(16),
     }
+}
+
+/// A storage buffer the kernels write and its staging copy for reading it back.
+fn with_read_back(device: &wgpu::Device, label: &str, bytes: u64) -> (wgpu::Buffer, wgpu::Buffer) {
+    (
+        new_buffer(
+            device,
+            label,
+            bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        ),
+        new_buffer(
+            device,
+            &format!("read {label}"),
+            bytes,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        ),
+    )
 }
 
 /// Words of parameters built and uploaded at a time (16 MiB).
