@@ -4,6 +4,7 @@
 //!     cargo bench --bench evaluate
 //!     cargo bench --bench evaluate -- carry_in            # one group
 //!     cargo bench --bench evaluate -- evaluate_many       # k allocations a pass
+//!     cargo bench --bench evaluate -- linear_weights      # one pass for std's weights
 //!     MMM_BENCH_QUICK=1 cargo bench --bench evaluate     # small sizes, for CI
 //!
 //! Throughput is in draw × cell × period terms (periods include the l_max
@@ -193,6 +194,42 @@ fn evaluate_many(c: &mut Criterion) {
     group.finish();
 }
 
+/// Draw weights affine in the response (std, Sharpe's ratio): one pass summing each
+/// cell's terms plainly and weighted by R_d (`Evaluator::evaluate_linear`) against
+/// the two passes it replaces (the responses, then the weighted pass), on the CPU.
+fn linear_weights(c: &mut Criterion) {
+    let mut group = c.benchmark_group("linear_weights");
+    group.sample_size(10);
+    for size in sizes() {
+        let (model, scenario) = synthetic(&size, 7);
+        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+        let terms = (problem.num_draws()
+            * problem.num_cells()
+            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        group.throughput(Throughput::Elements(terms));
+        let label = format!("D{}xn{}", size.draws, problem.num_cells());
+        let mut ev = CpuEvaluator::new(&problem).expect("cpu evaluator");
+        let x = problem.uniform_allocation();
+        let (mut plain, mut linear) = (Evaluation::default(), Evaluation::default());
+        group.bench_function(BenchmarkId::new("one_pass", &label), |b| {
+            b.iter(|| {
+                ev.evaluate_linear(&x, 0.0, &mut plain, &mut linear)
+                    .expect("evaluation")
+            })
+        });
+        let mut r = vec![0.0; problem.num_draws()];
+        let mut out = Evaluation::default();
+        group.bench_function(BenchmarkId::new("two_passes", &label), |b| {
+            b.iter(|| {
+                ev.responses(&x, &mut r).expect("responses");
+                ev.evaluate(&x, DrawWeights::PerDraw(&r), &mut out)
+                    .expect("evaluation")
+            })
+        });
+    }
+    group.finish();
+}
+
 fn optimize(c: &mut Criterion) {
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
@@ -222,6 +259,7 @@ criterion_group!(
     time_varying,
     carry_in,
     evaluate_many,
+    linear_weights,
     optimize
 );
 criterion_main!(benches);

@@ -756,6 +756,51 @@ impl Utility {
         })
     }
 
+    /// (a, b) with ∂U/∂R_d = a + b (R_d − μ) for every draw, where every term's draw
+    /// weights are affine in the draw's response (the mean, std, Sharpe's ratio,
+    /// RAROC, the entropy and the spend): then one pass that sums each cell's terms
+    /// plainly and weighted by R_d gives ∇U ([`crate::eval::Evaluator::evaluate_linear`]).
+    /// With σ > 0: mean k/D; std k (R_d − μ)/((D − 1) σ); Sharpe k/(D σ) − k (μ − r_f)
+    /// (R_d − μ)/((D − 1) σ³); RAROC k/(D Σx). `None` for the others, and for std or
+    /// Sharpe's ratio where σ = 0 (no spread: their weights are not defined).
+    pub(crate) fn affine_weights(&self, responses: &[f64], x: &[f64]) -> Option<(f64, f64)> {
+        let dr = Draws::new(responses);
+        let (d, m, s) = (dr.d(), dr.mean, dr.std);
+        let (mut a, mut b) = (0.0, 0.0);
+        for (k, term) in &self.terms {
+            match term {
+                Measure::Mean => a += k / d,
+                Measure::Std if s > 0.0 => b += k / ((d - 1.0) * s),
+                Measure::SharpeRatio(rf) if s > 0.0 => {
+                    a += k / (d * s);
+                    b -= k * (m - rf) / ((d - 1.0) * s * s * s);
+                }
+                Measure::Raroc(_) => a += k / (d * x.iter().sum::<f64>()),
+                Measure::PortfolioEntropy | Measure::Spend => {}
+                _ if *k == 0.0 => {}
+                _ => return None,
+            }
+        }
+        Some((a, b))
+    }
+
+    /// Whether every term's draw weights can be affine in the draw's response (see
+    /// [`Utility::affine_weights`]; std and Sharpe's ratio where the responses vary).
+    pub(crate) fn has_affine_weights(&self) -> bool {
+        self.terms.iter().all(|(k, m)| {
+            *k == 0.0
+                || matches!(
+                    m,
+                    Measure::Mean
+                        | Measure::Std
+                        | Measure::SharpeRatio(_)
+                        | Measure::Raroc(_)
+                        | Measure::PortfolioEntropy
+                        | Measure::Spend
+                )
+        })
+    }
+
     /// Whether a term with a nonzero coefficient involves a quantile (quantile, VaR,
     /// CVaR, tail distance, mean tightness, adjusted VaR): its draw weights are a
     /// narrow kernel that jumps with the draws near the quantile.
@@ -1122,4 +1167,55 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     let lo = h.floor() as usize;
     let hi = (lo + 1).min(sorted.len() - 1);
     sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The affine form (a, b) of the draw weights is the smoothed form's weights, for
+    /// every utility that has one, and none for the others.
+    #[test]
+    fn affine_weights_are_the_smoothed_weights() {
+        let r: Vec<f64> = (0..57)
+            .map(|d| 1000.0 + 37.0 * ((d * 7919) % 101) as f64)
+            .collect();
+        let x = [3.0, 1.5, 0.5];
+        for text in [
+            "mean",
+            "std",
+            "mean - 0.5 * std",
+            "sharpe(100)",
+            "raroc(5) + 2 * mean",
+            "mean + portfolio_entropy - 0.01 * spend",
+            "-3 * std + sharpe",
+        ] {
+            let u = Utility::parse(text).unwrap();
+            assert!(u.has_affine_weights(), "{text}");
+            let (a, b) = u.affine_weights(&r, &x).unwrap();
+            let mut w = vec![0.0; r.len()];
+            let mut e = vec![0.0; x.len()];
+            u.smooth(&r, &x, &mut w, &mut e);
+            let mean = r.iter().sum::<f64>() / r.len() as f64;
+            let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (d, wd) in w.iter().enumerate() {
+                let affine = a + b * (r[d] - mean);
+                assert!(
+                    (affine - wd).abs() <= 1e-12 * scale,
+                    "{text} draw {d}: {affine} vs {wd}"
+                );
+            }
+        }
+        for text in ["cvar(0.9)", "mean - quantile(0.1)", "diversification_ratio"] {
+            let u = Utility::parse(text).unwrap();
+            assert!(!u.has_affine_weights(), "{text}");
+            assert_eq!(u.affine_weights(&r, &x), None, "{text}");
+        }
+        // No spread: std's weights are not defined, and none are claimed.
+        let flat = vec![5.0; 9];
+        assert_eq!(
+            Utility::parse("std").unwrap().affine_weights(&flat, &x),
+            None
+        );
+    }
 }

@@ -325,3 +325,133 @@ fn objectives_come_from_the_scenario_file_and_the_command_line() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("utility (mean - 0.2 * std)"), "{out}");
 }
+
+/// The CPU evaluator with its one-pass sums hidden: the solver then takes a pass for
+/// the responses and one for the weighted sums.
+struct TwoPass(CpuEvaluator);
+
+impl Evaluator for TwoPass {
+    fn num_draws(&self) -> usize {
+        self.0.num_draws()
+    }
+    fn num_cells(&self) -> usize {
+        self.0.num_cells()
+    }
+    fn num_periods(&self) -> usize {
+        self.0.num_periods()
+    }
+    fn describe(&self) -> String {
+        format!("{} in two passes", self.0.describe())
+    }
+    fn responses(&mut self, x: &[f64], out: &mut [f64]) -> Result<()> {
+        self.0.responses(x, out)
+    }
+    fn evaluate(&mut self, x: &[f64], w: DrawWeights<'_>, out: &mut Evaluation) -> Result<()> {
+        self.0.evaluate(x, w, out)
+    }
+    fn evaluate_time_varying(
+        &mut self,
+        x: &[f64],
+        w: DrawWeights<'_>,
+        out: &mut TimeVaryingEvaluation,
+    ) -> Result<()> {
+        self.0.evaluate_time_varying(x, w, out)
+    }
+}
+
+#[test]
+fn one_pass_sums_weighted_by_the_response_match_a_weighted_pass() {
+    let (model, scenario) = demo();
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let mut ev = CpuEvaluator::new(&problem).unwrap();
+    let d = problem.num_draws();
+    let shards: Vec<Box<dyn Evaluator + Send>> = vec![
+        Box::new(CpuEvaluator::new(&problem.draws(0..150).unwrap()).unwrap()),
+        Box::new(CpuEvaluator::new(&problem.draws(150..d).unwrap()).unwrap()),
+    ];
+    let mut sharded = ShardedEvaluator::new(shards).unwrap();
+    let x: Vec<f64> = problem
+        .uniform_allocation()
+        .iter()
+        .enumerate()
+        .map(|(c, v)| v * (0.5 + (c % 3) as f64 * 0.4))
+        .collect();
+    for shift in [0.0, 1.0e4, -3.0e3] {
+        for e in [&mut ev as &mut dyn Evaluator, &mut sharded] {
+            let (mut plain, mut linear) = (Evaluation::default(), Evaluation::default());
+            assert!(
+                e.evaluate_linear(&x, shift, &mut plain, &mut linear)
+                    .unwrap()
+            );
+            let u: Vec<f64> = plain.responses.iter().map(|r| r - shift).collect();
+            let mut ones = Evaluation::default();
+            e.evaluate(&x, DrawWeights::PerDraw(&vec![1.0; d]), &mut ones)
+                .unwrap();
+            let mut weighted = Evaluation::default();
+            e.evaluate(&x, DrawWeights::PerDraw(&u), &mut weighted)
+                .unwrap();
+            assert_eq!(plain.responses, ones.responses);
+            for (name, a, b) in [
+                ("plain r", &plain.contributions, &ones.contributions),
+                ("plain r'", &plain.gradient, &ones.gradient),
+                ("plain r''", &plain.curvature, &ones.curvature),
+                ("linear r", &linear.contributions, &weighted.contributions),
+                ("linear r'", &linear.gradient, &weighted.gradient),
+                ("linear r''", &linear.curvature, &weighted.curvature),
+            ] {
+                let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                for (c, (p, q)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (p - q).abs() <= 1e-11 * scale,
+                        "{} shift {shift} {name}[{c}]: {p} vs {q}",
+                        e.describe()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn one_pass_and_two_pass_solves_take_the_same_steps() {
+    let (model, scenario) = demo();
+    for objective in [
+        "maximize mean - 0.5 * std",
+        "maximize sharpe(0)",
+        "maximize raroc",
+    ] {
+        let mut s = scenario.clone();
+        s.utility = Utility::parse(objective).unwrap();
+        let problem = Problem::new(&model, &s).unwrap();
+        let mut one = CpuEvaluator::new(&problem).unwrap();
+        let mut two = TwoPass(CpuEvaluator::new(&problem).unwrap());
+        let a = Solver::new(&problem, &mut one, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        let b = Solver::new(&problem, &mut two, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        assert_eq!(
+            (a.status, a.iterations),
+            (b.status, b.iterations),
+            "{objective}"
+        );
+        // One evaluation an iterate where the two-pass path takes two.
+        assert!(
+            a.evaluations < b.evaluations,
+            "{objective}: {} vs {}",
+            a.evaluations,
+            b.evaluations
+        );
+        let total = scenario.total_budget;
+        for (p, q) in a.allocation.iter().zip(&b.allocation) {
+            assert!((p - q).abs() <= 1e-7 * total, "{objective}: {p} vs {q}");
+        }
+        assert!(
+            (a.utility - b.utility).abs() <= 1e-10 * b.utility.abs(),
+            "{objective}"
+        );
+    }
+}

@@ -132,6 +132,8 @@ struct Scratch {
     cm: Vec<f64>,
     ch: Vec<f64>,
     constant: f64,
+    /// One draw's [r, r′, r″] of every cell (`evaluate_linear`).
+    cells: Vec<f64>,
 }
 
 impl CpuEvaluator {
@@ -594,6 +596,50 @@ impl Evaluator for CpuEvaluator {
             o.curvature = slot[2 * n..].to_vec();
         }
         Ok(())
+    }
+
+    /// Each draw's cells computed into scratch, summed into R_d, then added to both
+    /// sets of sums; blocks of draws as in `evaluate`, summed in block order.
+    fn evaluate_linear(
+        &mut self,
+        x: &[f64],
+        shift: f64,
+        plain: &mut Evaluation,
+        linear: &mut Evaluation,
+    ) -> Result<bool> {
+        let (nd, n) = (self.num_draws(), self.num_cells());
+        self.problem.check_allocation(x, n)?;
+        let p = &self.problem;
+        plain.responses.resize(nd, 0.0);
+        let sums = self.for_draws(&mut plain.responses, 6 * n, |d, scratch, partial| {
+            let mut cells = std::mem::take(&mut scratch.cells);
+            cells.clear();
+            let mut r = 0.0;
+            for c in 0..n {
+                let [v, v1, v2] =
+                    self.terms(d, c, scratch)
+                        .sums(p, &p.saturation_params_of(d, c), x[c]);
+                let tau = p.target_scale[c];
+                r += tau * v;
+                cells.extend([tau * v, tau * v1, tau * v2]);
+            }
+            let u = r - shift;
+            for (c, t) in cells.chunks_exact(3).enumerate() {
+                for k in 0..3 {
+                    partial[k * n + c] += t[k];
+                    partial[(3 + k) * n + c] += u * t[k];
+                }
+            }
+            scratch.cells = cells;
+            r
+        });
+        for (e, at) in [(&mut *plain, 0), (&mut *linear, 3 * n)] {
+            e.contributions = sums[at..at + n].to_vec();
+            e.gradient = sums[at + n..at + 2 * n].to_vec();
+            e.curvature = sums[at + 2 * n..at + 3 * n].to_vec();
+        }
+        linear.responses.clear();
+        Ok(true)
     }
 
     /// Blocks of draws as in `evaluate`, each accumulating its cells' moments by

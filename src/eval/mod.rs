@@ -367,6 +367,41 @@ pub trait Evaluator {
         }
         Ok(())
     }
+    /// R_d for every draw and, per cell, the plain sums Σ_d [r_dc, r'_dc, r''_dc]
+    /// into `plain` and the sums weighted by the draw's own response, Σ_d (R_d − shift)
+    /// [r_dc, r'_dc, r''_dc], into `linear` (both unnormalised, in their
+    /// `contributions`, `gradient`, `curvature`; `responses` in `plain`), in one pass:
+    /// for draw weights affine in the response, u_d = a + b R_d (the mean, std,
+    /// Sharpe's ratio, RAROC), Σ_d u_d r'_dc = (a + b shift) Σ_d r'_dc + b Σ_d (R_d −
+    /// shift) r'_dc without a pass to learn R_d first. `shift` near the mean response
+    /// keeps the second sums' digits. Returns false where the evaluator does not do
+    /// it in one pass (the caller then takes two); the default.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 50 }, 7);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// let mut ev = CpuEvaluator::new(&problem)?;
+    /// let x = problem.uniform_allocation();
+    /// let (mut plain, mut linear) = (Evaluation::default(), Evaluation::default());
+    /// assert!(ev.evaluate_linear(&x, 1000.0, &mut plain, &mut linear)?);
+    /// // The same sums as a pass with the weights R_d − 1000.
+    /// let u: Vec<f64> = plain.responses.iter().map(|r| r - 1000.0).collect();
+    /// let mut two = Evaluation::default();
+    /// ev.evaluate(&x, DrawWeights::PerDraw(&u), &mut two)?;
+    /// assert!((linear.gradient[1] - two.gradient[1]).abs() <= 1e-9 * two.gradient[1].abs());
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    fn evaluate_linear(
+        &mut self,
+        x: &[f64],
+        shift: f64,
+        plain: &mut Evaluation,
+        linear: &mut Evaluation,
+    ) -> Result<bool> {
+        let _ = (x, shift, plain, linear);
+        Ok(false)
+    }
     /// Every draw's response R_d and its cell-weighted response P_d = Σ_c a_c r_dc at
     /// the per-period allocation `x`, with each cell's mean, mean slope and centred
     /// second moments over the draws ([`CellMoments`]), in one pass: what the

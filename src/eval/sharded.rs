@@ -271,6 +271,36 @@ impl Evaluator for ShardedEvaluator {
         Ok(())
     }
 
+    /// Each shard's plain and response-weighted sums added, where every shard does
+    /// it in one pass (else false, as the shards that cannot say).
+    fn evaluate_linear(
+        &mut self,
+        x: &[f64],
+        shift: f64,
+        plain: &mut Evaluation,
+        linear: &mut Evaluation,
+    ) -> Result<bool> {
+        let mut parts: Vec<(Evaluation, Evaluation)> = Vec::with_capacity(self.shards.len());
+        for s in &mut self.shards {
+            let (mut a, mut b) = (Evaluation::default(), Evaluation::default());
+            if !s.evaluator.evaluate_linear(x, shift, &mut a, &mut b)? {
+                return Ok(false);
+            }
+            parts.push((a, b));
+        }
+        let plains: Vec<(usize, &Evaluation)> = self
+            .shards
+            .iter()
+            .zip(&parts)
+            .map(|(s, (a, _))| (s.start, a))
+            .collect();
+        combine(plain, &plains);
+        let linears: Vec<(usize, &Evaluation)> = parts.iter().map(|(_, b)| (0, b)).collect();
+        combine(linear, &linears);
+        linear.responses.clear();
+        Ok(true)
+    }
+
     fn cell_moments(
         &mut self,
         x: &[f64],

@@ -54,6 +54,8 @@ pub(super) struct Objective<'e> {
     pub(super) curvature: bool,
     /// [`super::Tuning::infinite_slope`].
     pub(super) infinite_slope: f64,
+    /// The last iterate's mean response: the shift of [`Evaluator::evaluate_linear`].
+    pub(super) shift: f64,
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
@@ -163,6 +165,8 @@ impl Objective<'_> {
                 p.utility.value(&self.out.responses, &x),
                 self.out.gradient.clone(),
             )
+        } else if let Some(done) = self.affine(&x)? {
+            done
         } else if p.utility.needs_cell_moments() {
             let mut g = vec![0.0; n];
             let (u, calls) =
@@ -257,6 +261,61 @@ impl Objective<'_> {
             nl_raw,
             nl_raw_grads,
         })
+    }
+
+    /// U and ∇U in one pass where U's draw weights are affine in the responses
+    /// (`Utility::has_affine_weights`) and the evaluator sums each cell's terms both
+    /// plainly and weighted by R_d − shift ([`Evaluator::evaluate_linear`]; shift the
+    /// last iterate's mean response): with u_d = a + b (R_d − μ), Σ_d u_d t_dc =
+    /// (a + b (shift − μ)) Σ_d t_dc + b Σ_d (R_d − shift) t_dc for t = r, r', r''.
+    /// `None` where either cannot (the caller then takes two passes). Where the
+    /// weights turn out not affine at these responses (no spread: σ = 0) a weighted
+    /// pass follows.
+    fn affine(&mut self, x: &[f64]) -> Result<Option<(f64, Vec<f64>)>> {
+        let p = self.problem;
+        if !p.utility.has_affine_weights() {
+            return Ok(None);
+        }
+        let mut linear = Evaluation::default();
+        if !self
+            .evaluator
+            .evaluate_linear(x, self.shift, &mut self.out, &mut linear)?
+        {
+            return Ok(None);
+        }
+        self.evaluations += 1;
+        let r = &self.out.responses;
+        let mut explicit = vec![0.0; x.len()];
+        let u = p.utility.smooth(r, x, &mut self.weights, &mut explicit);
+        let mean = r.iter().sum::<f64>() / r.len() as f64;
+        match p.utility.affine_weights(r, x) {
+            Some((a, b)) => {
+                let c0 = a + b * (self.shift - mean);
+                for (plain, lin) in [
+                    (&mut self.out.contributions, &linear.contributions),
+                    (&mut self.out.gradient, &linear.gradient),
+                    (&mut self.out.curvature, &linear.curvature),
+                ] {
+                    for (v, l) in plain.iter_mut().zip(lin) {
+                        *v = c0 * *v + b * l;
+                    }
+                }
+            }
+            None => {
+                self.evaluator
+                    .evaluate(x, DrawWeights::PerDraw(&self.weights), &mut self.out)?;
+                self.evaluations += 1;
+            }
+        }
+        self.shift = mean;
+        let g = self
+            .out
+            .gradient
+            .iter()
+            .zip(&explicit)
+            .map(|(a, b)| a + b)
+            .collect();
+        Ok(Some((u, g)))
     }
 
     /// Turns U, ∇U, ∇²U into f = −U/|U₀|, ∇_y f, ∇²_y f, with non-finite gradient

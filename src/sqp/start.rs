@@ -109,6 +109,7 @@ impl<'r> Run<'r> {
             ngrad: vec![0.0; n],
             curvature,
             infinite_slope: tuning.infinite_slope,
+            shift: 0.0,
         };
         let start = objective.point(&y0)?;
         if !start.utility.is_finite() {
