@@ -615,10 +615,10 @@ impl Evaluator for CpuEvaluator {
             let mut cells = std::mem::take(&mut scratch.cells);
             cells.clear();
             let mut r = 0.0;
-            for c in 0..n {
+            for (c, &xc) in x.iter().enumerate() {
                 let [v, v1, v2] =
                     self.terms(d, c, scratch)
-                        .sums(p, &p.saturation_params_of(d, c), x[c]);
+                        .sums(p, &p.saturation_params_of(d, c), xc);
                 let tau = p.target_scale[c];
                 r += tau * v;
                 cells.extend([tau * v, tau * v1, tau * v2]);
