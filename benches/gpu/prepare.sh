@@ -16,11 +16,12 @@ fi
 cargo build --release --quiet
 mkdir -p .gpu-bin
 cp target/release/mmm-budget .gpu-bin/
-parity=$(cargo test --release --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
+# The GPU-against-CPU test binaries: parity, and the diversification ratio's moments.
+cargo test --release --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,shutil,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "parity" and m.get("executable"):
-        print(m["executable"])')
-cp "$parity" .gpu-bin/parity
+    name = m.get("target", {}).get("name")
+    if m.get("reason") == "compiler-artifact" and name in ("parity", "diversification") and m.get("executable"):
+        shutil.copy(m["executable"], ".gpu-bin/" + name)'
 ls -la .gl .gpu-bin

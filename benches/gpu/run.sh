@@ -17,6 +17,7 @@ BIG=${BIG:-100000}
 MID=${MID:-20000}
 nvidia-smi -L > "$OUT/gpu.txt" 2>&1
 ./.gpu-bin/parity --skip cli_ > "$OUT/parity.txt" 2>&1; echo "parity rc=$?" >> "$OUT/parity.txt"
+./.gpu-bin/diversification gpu >> "$OUT/parity.txt" 2>&1; echo "diversification rc=$?" >> "$OUT/parity.txt"
 for c in s3 m8x4 l20x10; do
   ./.gpu-bin/mmm-budget optimize "tests/data/$c" --backend gpu --out "$OUT/$c.json" > "$OUT/$c.txt" 2>&1
   echo "rc=$?" >> "$OUT/$c.txt"
@@ -27,7 +28,7 @@ done
 ./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
 ./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
 # Risk-aware objectives beside the mean's optimization (#13: at most 3x its time and evaluations).
-./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --objectives "cvar(0.9);mean - 0.5 * std" >> "$OUT/bench-mid.txt" 2>&1
+./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --objectives "cvar(0.9);mean - 0.5 * std;diversification_ratio" >> "$OUT/bench-mid.txt" 2>&1
 # Workgroup sizes side by side (the default is 256; benches/NOTES.md says what to look for).
 # A BIG-draw float32 case folder (20 geos × 50 channels): loaded into a ready evaluator
 # (seconds, GB/s, peak host memory) and optimized end to end, into bench-mid.txt.
