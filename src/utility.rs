@@ -331,7 +331,8 @@ pub fn cvar_exact(values: &[f64], alpha: f64) -> f64 {
 }
 
 impl Measure {
-    /// The exact value at R and x (what reports show).
+    /// The exact value at R and x (what reports show); NaN for the diversification
+    /// measures, which need the cells' moments ([`Utility::value_with`]).
     pub fn value(&self, r: &[f64], x: &[f64]) -> f64 {
         let dr = Draws::new(r);
         let q = |p: f64| quantile(r, p);
