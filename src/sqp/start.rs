@@ -131,6 +131,9 @@ impl<'r> Run<'r> {
                 constant_weights,
                 structured: p.utility.structured_curvature(),
                 smooth: !p.utility.quantile_based(),
+                ratio_constraint: objective.nonlinear.iter().any(|c| {
+                    matches!(&c.function, ConstraintFunction::Outcome(u) if u.needs_cell_moments())
+                }),
             },
             &point,
             tuning,
