@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Shape, assert_close, gpu, random_case};
+use common::{Shape, assert_close, gpu, random_case, solve_objective as solve};
 use mmm_budget::utility::budget_shares;
 use mmm_budget::*;
 
@@ -258,18 +258,6 @@ fn two_cells() -> (Model, Scenario) {
         },
         11,
     )
-}
-
-fn solve(model: &Model, scenario: &Scenario, objective: &str) -> (Problem, Solution) {
-    let mut s = scenario.clone();
-    s.utility = Utility::parse(objective).unwrap();
-    let problem = Problem::new(model, &s).unwrap();
-    let mut ev = CpuEvaluator::new(&problem).unwrap();
-    let solution = Solver::new(&problem, &mut ev, Settings::default())
-        .unwrap()
-        .solve()
-        .unwrap();
-    (problem, solution)
 }
 
 fn ratio_at(problem: &Problem, x: &[f64]) -> f64 {

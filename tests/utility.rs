@@ -3,6 +3,8 @@
 //! differences on random draws, the smoothing within its documented bounds, the
 //! objective strings, and solves that do what each objective asks.
 
+mod common;
+
 use mmm_budget::utility::{Measure, bandwidth, cvar_exact, quantile};
 use mmm_budget::*;
 use rand::rngs::StdRng;
@@ -242,14 +244,8 @@ fn demo() -> (Model, Scenario) {
 }
 
 fn solve_with(model: &Model, scenario: &Scenario, objective: &str) -> (Solution, Vec<f64>) {
-    let mut s = scenario.clone();
-    s.utility = Utility::parse(objective).unwrap();
-    let problem = Problem::new(model, &s).unwrap();
+    let (problem, solution) = common::solve_objective(model, scenario, objective);
     let mut ev = CpuEvaluator::new(&problem).unwrap();
-    let solution = Solver::new(&problem, &mut ev, Settings::default())
-        .unwrap()
-        .solve()
-        .unwrap();
     let mut out = Evaluation::new(problem.num_draws(), problem.num_cells());
     ev.evaluate(&solution.allocation, DrawWeights::Uniform, &mut out)
         .unwrap();

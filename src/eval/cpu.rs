@@ -264,6 +264,11 @@ impl CpuEvaluator {
         }
     }
 
+    /// Draws a block of the parallel loops: four blocks a thread.
+    fn block(&self, num_draws: usize) -> usize {
+        num_draws.div_ceil(self.threads * 4).max(1)
+    }
+
     /// Runs `per_draw(d, scratch, partial)` for every draw over rayon, each block of
     /// draws accumulating into its own `partial` of `width` values; the partials are
     /// summed in block order, so results do not depend on scheduling.
@@ -293,7 +298,7 @@ impl CpuEvaluator {
         F: Fn(usize, &mut Scratch, &mut [f64], &mut [f64]) + Sync,
     {
         let mut responses = vec![0.0; num_draws * k];
-        let block = num_draws.div_ceil(self.threads * 4).max(1);
+        let block = self.block(num_draws);
         let partials: Vec<Vec<f64>> = responses
             .par_chunks_mut(block * k)
             .enumerate()
@@ -657,7 +662,7 @@ impl Evaluator for CpuEvaluator {
         let p = &self.problem;
         out.responses.resize(nd, 0.0);
         out.weighted.resize(nd, 0.0);
-        let block = nd.div_ceil(self.threads * 4).max(1);
+        let block = self.block(nd);
         let sums: Vec<MomentSum> = out
             .responses
             .par_chunks_mut(block)

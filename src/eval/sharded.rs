@@ -56,6 +56,9 @@ struct Shard {
     time_varying: TimeVaryingEvaluation,
     /// The shard's [`Evaluator::cell_moments`].
     moments: CellMoments,
+    /// The shard's [`Evaluator::evaluate_linear`]: plain and response-weighted sums,
+    /// and whether it gave them.
+    linear: (Evaluation, Evaluation, bool),
 }
 
 impl ShardedEvaluator {
@@ -94,6 +97,7 @@ impl ShardedEvaluator {
                 many: vec![],
                 time_varying: TimeVaryingEvaluation::new(d, cells, periods),
                 moments: CellMoments::default(),
+                linear: Default::default(),
             });
             start += d;
         }
@@ -271,8 +275,9 @@ impl Evaluator for ShardedEvaluator {
         Ok(())
     }
 
-    /// Each shard's plain and response-weighted sums added, where every shard does
-    /// it in one pass (else false, as the shards that cannot say).
+    /// Each shard's plain and response-weighted sums (the shards at once) added,
+    /// where every shard does it in one pass (else false, as the shards that cannot
+    /// say).
     fn evaluate_linear(
         &mut self,
         x: &[f64],
@@ -280,22 +285,21 @@ impl Evaluator for ShardedEvaluator {
         plain: &mut Evaluation,
         linear: &mut Evaluation,
     ) -> Result<bool> {
-        let mut parts: Vec<(Evaluation, Evaluation)> = Vec::with_capacity(self.shards.len());
-        for s in &mut self.shards {
-            let (mut a, mut b) = (Evaluation::default(), Evaluation::default());
-            if !s.evaluator.evaluate_linear(x, shift, &mut a, &mut b)? {
-                return Ok(false);
-            }
-            parts.push((a, b));
+        self.each(DrawWeights::Uniform, |shard, _| {
+            let (mut a, mut b, _) = std::mem::take(&mut shard.linear);
+            let done = shard.evaluator.evaluate_linear(x, shift, &mut a, &mut b);
+            let given = *done.as_ref().unwrap_or(&false);
+            shard.linear = (a, b, given);
+            done.map(|_| ())
+        })?;
+        if !self.shards.iter().all(|s| s.linear.2) {
+            return Ok(false);
         }
-        let plains: Vec<(usize, &Evaluation)> = self
-            .shards
-            .iter()
-            .zip(&parts)
-            .map(|(s, (a, _))| (s.start, a))
-            .collect();
+        let plains: Vec<(usize, &Evaluation)> =
+            self.shards.iter().map(|s| (s.start, &s.linear.0)).collect();
         combine(plain, &plains);
-        let linears: Vec<(usize, &Evaluation)> = parts.iter().map(|(_, b)| (0, b)).collect();
+        let linears: Vec<(usize, &Evaluation)> =
+            self.shards.iter().map(|s| (0, &s.linear.1)).collect();
         combine(linear, &linears);
         linear.responses.clear();
         Ok(true)

@@ -81,11 +81,24 @@ pub(super) fn outcome(
     }
     let mut weights = vec![0.0; r.len()];
     let value = u.smooth(r, x, &mut weights, grad);
-    evaluator.evaluate(x, DrawWeights::PerDraw(&weights), &mut out)?;
+    add_weighted_pass(evaluator, x, &weights, &mut out, grad)?;
+    Ok((value, vec![], 1))
+}
+
+/// One pass with the draw weights u_d = `weights` into `out`, its Σ_d u_d r'_dc added
+/// into `grad` (which holds ∂U/∂x).
+fn add_weighted_pass(
+    evaluator: &mut dyn Evaluator,
+    x: &[f64],
+    weights: &[f64],
+    out: &mut Evaluation,
+    grad: &mut [f64],
+) -> Result<()> {
+    evaluator.evaluate(x, DrawWeights::PerDraw(weights), out)?;
     for (g, e) in grad.iter_mut().zip(&out.gradient) {
         *g += e;
     }
-    Ok((value, vec![], 1))
+    Ok(())
 }
 
 /// U(x) and ∇U into `grad` for a utility with the diversification ratio, and the
@@ -115,11 +128,8 @@ pub(super) fn cell_utility(
             *g += first * draws * s;
         }
     } else {
-        evaluator.evaluate(x, DrawWeights::PerDraw(&weights), out)?;
+        add_weighted_pass(evaluator, x, &weights, out, grad)?;
         calls += 1;
-        for (g, e) in grad.iter_mut().zip(&out.gradient) {
-            *g += e;
-        }
     }
     if let Some(r) = ratio {
         evaluator.evaluate(x, DrawWeights::PerDraw(&r.draws), out)?;
@@ -177,20 +187,18 @@ impl Objective<'_> {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
             // ∇U = Σ_d u_d ∇R_d + ∂U/∂x.
             self.evaluator.responses(&x, &mut self.out.responses)?;
-            let mut explicit = vec![0.0; n];
+            let mut g = vec![0.0; n];
             let u = p
                 .utility
-                .smooth(&self.out.responses, &x, &mut self.weights, &mut explicit);
-            self.evaluator
-                .evaluate(&x, DrawWeights::PerDraw(&self.weights), &mut self.out)?;
+                .smooth(&self.out.responses, &x, &mut self.weights, &mut g);
+            add_weighted_pass(
+                &mut *self.evaluator,
+                &x,
+                &self.weights,
+                &mut self.out,
+                &mut g,
+            )?;
             self.evaluations += 2;
-            let g = self
-                .out
-                .gradient
-                .iter()
-                .zip(&explicit)
-                .map(|(a, b)| a + b)
-                .collect();
             (u, g)
         };
         let mean_response =
@@ -285,8 +293,8 @@ impl Objective<'_> {
         }
         self.evaluations += 1;
         let r = &self.out.responses;
-        let mut explicit = vec![0.0; x.len()];
-        let u = p.utility.smooth(r, x, &mut self.weights, &mut explicit);
+        let mut g = vec![0.0; x.len()];
+        let u = p.utility.smooth(r, x, &mut self.weights, &mut g);
         let mean = r.iter().sum::<f64>() / r.len() as f64;
         match p.utility.affine_weights(r, x) {
             Some((a, b)) => {
@@ -300,21 +308,22 @@ impl Objective<'_> {
                         *v = c0 * *v + b * l;
                     }
                 }
+                for (g, e) in g.iter_mut().zip(&self.out.gradient) {
+                    *g += e;
+                }
             }
             None => {
-                self.evaluator
-                    .evaluate(x, DrawWeights::PerDraw(&self.weights), &mut self.out)?;
+                add_weighted_pass(
+                    &mut *self.evaluator,
+                    x,
+                    &self.weights,
+                    &mut self.out,
+                    &mut g,
+                )?;
                 self.evaluations += 1;
             }
         }
         self.shift = mean;
-        let g = self
-            .out
-            .gradient
-            .iter()
-            .zip(&explicit)
-            .map(|(a, b)| a + b)
-            .collect();
         Ok(Some((u, g)))
     }
 
