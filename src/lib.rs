@@ -51,7 +51,7 @@ pub use constraint::{
 pub use curves::CellCurve;
 pub use error::{Error, Result};
 pub use eval::{
-    Backend, CellMoments, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext,
+    Backend, BandedSums, CellMoments, CpuEvaluator, DrawWeights, Evaluation, Evaluator, GpuContext,
     GpuEvaluator, GpuOptions, Selected, ShardedEvaluator, TimeVaryingEvaluation, WORKGROUP_SIZES,
 };
 pub use frontier::FrontierPoint;

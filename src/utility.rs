@@ -161,6 +161,9 @@ struct Draws<'a> {
     h: f64,
     /// ∂h/∂σ.
     dh: f64,
+    /// Σ of the coefficients k of the terms k σ met so far: their weights k ∂σ/∂R_d
+    /// are added once, at the end ([`Draws::std_slope`]).
+    std_k: std::cell::Cell<f64>,
 }
 
 impl<'a> Draws<'a> {
@@ -180,6 +183,7 @@ impl<'a> Draws<'a> {
             std,
             h: dh * std,
             dh,
+            std_k: std::cell::Cell::new(0.0),
         }
     }
 
@@ -187,13 +191,19 @@ impl<'a> Draws<'a> {
         self.r.len() as f64
     }
 
-    /// ∂σ/∂R_d = (R_d − μ) / ((D − 1) σ), added × `k` into `out`.
-    fn add_std_gradient(&self, k: f64, out: &mut [f64]) {
+    /// A term k σ: its weights k ∂σ/∂R_d = k (R_d − μ) / ((D − 1) σ) are added with
+    /// the other such terms' once all are known ([`Draws::std_slope`]).
+    fn add_std_gradient(&self, k: f64) {
+        self.std_k.set(self.std_k.get() + k);
+    }
+
+    /// b with Σ_terms k ∂σ/∂R_d = b (R_d − μ): Σk / ((D − 1) σ), 0 where σ = 0.
+    fn std_slope(&self) -> f64 {
+        let k = self.std_k.get();
         if self.std > 0.0 && k != 0.0 {
-            let f = k / ((self.d() - 1.0) * self.std);
-            for (o, v) in out.iter_mut().zip(self.r) {
-                *o += f * (v - self.mean);
-            }
+            k / ((self.d() - 1.0) * self.std)
+        } else {
+            0.0
         }
     }
 
@@ -221,7 +231,7 @@ impl<'a> Draws<'a> {
                 *o += k * dlogistic((t - v) / self.h) / s1;
             }
             // Through h ∝ σ: ∂t/∂h = S2 / S1.
-            self.add_std_gradient(k * self.dh * s2 / s1, out);
+            self.add_std_gradient(k * self.dh * s2 / s1);
         }
         t
     }
@@ -289,7 +299,7 @@ impl<'a> Draws<'a> {
                 *o += k * logistic((t - v) / h) / (alpha * d);
             }
             // ∂/∂h of −(h/(αD)) Σ softplus((t − R)/h) at the maximiser t.
-            self.add_std_gradient(-k * self.dh * dh / (alpha * d), out);
+            self.add_std_gradient(-k * self.dh * dh / (alpha * d));
         }
         value
     }
@@ -370,7 +380,7 @@ impl Measure {
                 dr.mean
             }
             Measure::Std => {
-                dr.add_std_gradient(k, wr);
+                dr.add_std_gradient(k);
                 dr.std
             }
             Measure::Quantile(p) => dr.quantile(p, k, wr),
@@ -379,19 +389,16 @@ impl Measure {
             Measure::TailDistance(c) => tail_distance(dr, c, k, wr),
             Measure::MeanTightness { alpha, confidence } => {
                 // 1 − a T / μ: ∂ = −(a/μ) ∂T + (a T/μ²) ∂μ.
-                let mut g = vec![0.0; wr.len()];
-                let td = tail_distance(dr, confidence, 1.0, &mut g);
                 let m = dr.mean;
-                for (o, gi) in wr.iter_mut().zip(&g) {
-                    *o -= k * alpha / m * gi;
-                }
+                let td = tail_distance(dr, confidence, 0.0, wr);
+                tail_distance(dr, confidence, -k * alpha / m, wr);
                 add_mean(k * alpha * td / (m * m), wr);
                 1.0 - alpha * td / m
             }
             Measure::SharpeRatio(rf) => {
                 let (m, s) = (dr.mean, dr.std);
                 add_mean(k / s, wr);
-                dr.add_std_gradient(-k * (m - rf) / (s * s), wr);
+                dr.add_std_gradient(-k * (m - rf) / (s * s));
                 (m - rf) / s
             }
             Measure::Raroc(rf) => {
@@ -608,13 +615,14 @@ impl Spread {
 /// The smoothed |Q_c − μ| + |μ − Q_{1−c}|, its gradient × `k` added into `out`.
 fn tail_distance(dr: &Draws, c: f64, k: f64, out: &mut [f64]) -> f64 {
     let d = dr.d();
-    let mut g1 = vec![0.0; out.len()];
-    let mut g2 = vec![0.0; out.len()];
-    let q1 = dr.quantile(c, 1.0, &mut g1);
-    let q2 = dr.quantile(1.0 - c, 1.0, &mut g2);
+    let q1 = dr.quantile(c, 0.0, out);
+    let q2 = dr.quantile(1.0 - c, 0.0, out);
     let (s1, s2) = ((q1 - dr.mean).signum(), (dr.mean - q2).signum());
-    for ((o, a), b) in out.iter_mut().zip(&g1).zip(&g2) {
-        *o += k * (s1 * (a - 1.0 / d) + s2 * (1.0 / d - b));
+    if k != 0.0 {
+        dr.quantile(c, k * s1, out);
+        dr.quantile(1.0 - c, -k * s2, out);
+        let m = k * (s2 - s1) / d;
+        out.iter_mut().for_each(|o| *o += m);
     }
     (q1 - dr.mean).abs() + (dr.mean - q2).abs()
 }
@@ -707,6 +715,41 @@ impl Utility {
         weights: &mut [f64],
         explicit: &mut [f64],
     ) -> (f64, Option<RatioPass>) {
+        let (value, pass, b) = self.smooth_parts(responses, x, cells, weights, explicit);
+        if b != 0.0 {
+            let mean = responses.iter().sum::<f64>() / responses.len() as f64;
+            for (w, r) in weights.iter_mut().zip(responses) {
+                *w += b * (r - mean);
+            }
+        }
+        (value, pass)
+    }
+
+    /// [`Utility::smooth`] with U's draw weights split in two: ∂U/∂R_d = κ_d + b (R_d −
+    /// μ), the kernel κ (into `kernel`) and the slope b (returned beside the value) of
+    /// the terms through σ (std, Sharpe's ratio and the bandwidth h ∝ σ of the
+    /// smoothed quantiles). κ is constant wherever no quantile's kernel reaches: what
+    /// lets one pass give the weighted sums ([`crate::eval::Evaluator::evaluate_banded`]).
+    pub(crate) fn smooth_split(
+        &self,
+        responses: &[f64],
+        x: &[f64],
+        kernel: &mut [f64],
+        explicit: &mut [f64],
+    ) -> (f64, f64) {
+        let (value, _, b) = self.smooth_parts(responses, x, None, kernel, explicit);
+        (value, b)
+    }
+
+    /// The value, the ratio's pass, κ into `weights` and b of [`Utility::smooth_split`].
+    fn smooth_parts(
+        &self,
+        responses: &[f64],
+        x: &[f64],
+        cells: Option<&crate::eval::CellMoments>,
+        weights: &mut [f64],
+        explicit: &mut [f64],
+    ) -> (f64, Option<RatioPass>, f64) {
         weights.fill(0.0);
         explicit.fill(0.0);
         let dr = Draws::new(responses);
@@ -724,7 +767,7 @@ impl Utility {
                 _ => c * m.smooth(&dr, x, *c, weights, explicit),
             })
             .sum();
-        (value, pass)
+        (value, pass, dr.std_slope())
     }
 
     /// Whether U is the mean response (its terms all `mean`, their coefficients summing

@@ -5,6 +5,7 @@
 
 mod common;
 
+use mmm_budget::eval::band_position;
 use mmm_budget::utility::{Measure, bandwidth, cvar_exact, quantile};
 use mmm_budget::*;
 use rand::rngs::StdRng;
@@ -415,6 +416,8 @@ fn one_pass_and_two_pass_solves_take_the_same_steps() {
         "maximize mean - 0.5 * std",
         "maximize sharpe(0)",
         "maximize raroc",
+        "maximize cvar(0.9)",
+        "maximize mean - 0.5 * cvar(0.95)",
     ] {
         let mut s = scenario.clone();
         s.utility = Utility::parse(objective).unwrap();
@@ -434,7 +437,8 @@ fn one_pass_and_two_pass_solves_take_the_same_steps() {
             (b.status, b.iterations),
             "{objective}"
         );
-        // One evaluation an iterate where the two-pass path takes two.
+        // One evaluation an iterate where the two-pass path takes two (CVaR: once the
+        // kernel's bands are predicted).
         assert!(
             a.evaluations < b.evaluations,
             "{objective}: {} vs {}",
@@ -449,5 +453,95 @@ fn one_pass_and_two_pass_solves_take_the_same_steps() {
             (a.utility - b.utility).abs() <= 1e-10 * b.utility.abs(),
             "{objective}"
         );
+    }
+}
+
+/// The banded sums against passes with indicator weights: each region's plain sums,
+/// each kept draw's own terms, the response-weighted sums over all draws; on the CPU
+/// and in two shards; and an overflow said where the bands hold more than may be kept.
+#[test]
+fn banded_sums_match_passes_with_indicator_weights() {
+    let (model, scenario) = demo();
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let d = problem.num_draws();
+    let n = problem.num_cells();
+    let x: Vec<f64> = problem
+        .uniform_allocation()
+        .iter()
+        .enumerate()
+        .map(|(c, v)| v * (0.6 + (c % 3) as f64 * 0.3))
+        .collect();
+    let mut cpu = CpuEvaluator::new(&problem).unwrap();
+    let shards: Vec<Box<dyn Evaluator + Send>> = vec![
+        Box::new(CpuEvaluator::new(&problem.draws(0..170).unwrap()).unwrap()),
+        Box::new(CpuEvaluator::new(&problem.draws(170..d).unwrap()).unwrap()),
+    ];
+    let mut sharded = ShardedEvaluator::new(shards).unwrap();
+    let mut r = vec![0.0; d];
+    cpu.responses(&x, &mut r).unwrap();
+    let mut sorted = r.clone();
+    sorted.sort_by(f64::total_cmp);
+    let bands = [(sorted[30], sorted[41]), (sorted[200], sorted[260])];
+    let shift = sorted[d / 2];
+    let mut first = None;
+    for e in [&mut cpu as &mut dyn Evaluator, &mut sharded] {
+        let mut sums = BandedSums::default();
+        assert!(e.evaluate_banded(&x, shift, &bands, d, &mut sums).unwrap());
+        assert_eq!(sums.responses, r);
+        assert!(!sums.overflow);
+        assert_eq!(sums.kept.len(), 12 + 61);
+        assert_eq!(sums.regions.len(), 3);
+        let pass = |e: &mut dyn Evaluator, w: &[f64]| {
+            let mut o = Evaluation::default();
+            e.evaluate(&x, DrawWeights::PerDraw(w), &mut o).unwrap();
+            o
+        };
+        for (j, region) in sums.regions.iter().enumerate() {
+            let w: Vec<f64> = r
+                .iter()
+                .map(|v| f64::from(u8::from(band_position(&bands, *v) == Ok(j))))
+                .collect();
+            let o = pass(&mut *e, &w);
+            for (name, a, b) in [
+                ("r", &region.contributions, &o.contributions),
+                ("r'", &region.gradient, &o.gradient),
+                ("r''", &region.curvature, &o.curvature),
+            ] {
+                assert_close(a, b, 1e-12, &format!("{} region {j} {name}", e.describe()));
+            }
+        }
+        for (i, &k) in sums.kept.iter().enumerate() {
+            assert!(band_position(&bands, r[k]).is_err());
+            let mut w = vec![0.0; d];
+            w[k] = 1.0;
+            let o = pass(&mut *e, &w);
+            let t = &sums.kept_terms[3 * n * i..3 * n * (i + 1)];
+            for c in 0..n {
+                assert_eq!(
+                    [t[3 * c], t[3 * c + 1], t[3 * c + 2]],
+                    [o.contributions[c], o.gradient[c], o.curvature[c]],
+                    "draw {k} cell {c}"
+                );
+            }
+        }
+        let u: Vec<f64> = r.iter().map(|v| v - shift).collect();
+        let o = pass(&mut *e, &u);
+        assert_close(&sums.linear.gradient, &o.gradient, 1e-11, "linear r'");
+        assert_close(&sums.linear.curvature, &o.curvature, 1e-11, "linear r''");
+        // Every shard keeps its draws in order: the same list as one evaluator.
+        match &first {
+            None => first = Some(sums.kept.clone()),
+            Some(kept) => assert_eq!(&sums.kept, kept),
+        }
+        let mut few = BandedSums::default();
+        assert!(e.evaluate_banded(&x, shift, &bands, 20, &mut few).unwrap());
+        assert!(few.overflow && few.kept.len() <= 40);
+    }
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (c, (p, q)) in a.iter().zip(b).enumerate() {
+        assert!((p - q).abs() <= tol * scale, "{what}[{c}]: {p} vs {q}");
     }
 }

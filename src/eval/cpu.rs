@@ -2,13 +2,14 @@
 
 use super::terms;
 use super::{
-    CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation, check_len,
-    check_many, check_weights,
+    BandedSums, CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation,
+    band_position, check_len, check_many, check_weights,
 };
 use crate::adstock::{convolve, convolve_adjoint};
 use crate::error::Result;
 use crate::problem::Problem;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Above this many bytes the adstocked unit patterns are recomputed at every
 /// evaluation instead of being kept.
@@ -132,8 +133,6 @@ struct Scratch {
     cm: Vec<f64>,
     ch: Vec<f64>,
     constant: f64,
-    /// One draw's [r, r′, r″] of every cell (`evaluate_linear`).
-    cells: Vec<f64>,
 }
 
 impl CpuEvaluator {
@@ -494,6 +493,10 @@ fn unpadded_terms_of(p: &Problem, d: usize, c: usize, constant: bool, s: &mut Sc
     s.v = carry;
 }
 
+/// One block's part of [`Evaluator::evaluate_banded`]: its sums (response-weighted,
+/// then per region), its kept draws and their terms, and whether any did not fit.
+type BlockBands = (Vec<f64>, Vec<usize>, Vec<f64>, bool);
+
 /// Appends (value, multiplicity × run length) for each run of equal non-zero values.
 fn push_runs(values: &[f64], multiplicity: f64, q: &mut Vec<f64>, m: &mut Vec<f64>) {
     let mut i = 0;
@@ -603,47 +606,94 @@ impl Evaluator for CpuEvaluator {
         Ok(())
     }
 
-    /// Each draw's cells computed into scratch, summed into R_d, then added to both
-    /// sets of sums; blocks of draws as in `evaluate`, summed in block order.
-    fn evaluate_linear(
+    /// Each draw's cells computed into scratch, summed into R_d, then added to the
+    /// response-weighted sums and to its region's sums, or kept; blocks of draws as in
+    /// `evaluate`, summed (and their kept draws listed) in block order.
+    fn evaluate_banded(
         &mut self,
         x: &[f64],
         shift: f64,
-        plain: &mut Evaluation,
-        linear: &mut Evaluation,
+        bands: &[(f64, f64)],
+        max_kept: usize,
+        out: &mut BandedSums,
     ) -> Result<bool> {
         let (nd, n) = (self.num_draws(), self.num_cells());
         self.problem.check_allocation(x, n)?;
         let p = &self.problem;
-        plain.responses.resize(nd, 0.0);
-        let sums = self.for_draws(&mut plain.responses, 6 * n, |d, scratch, partial| {
-            let mut cells = std::mem::take(&mut scratch.cells);
-            cells.clear();
-            let mut r = 0.0;
-            for (c, &xc) in x.iter().enumerate() {
-                let [v, v1, v2] =
-                    self.terms(d, c, scratch)
-                        .sums(p, &p.saturation_params_of(d, c), xc);
-                let tau = p.target_scale[c];
-                r += tau * v;
-                cells.extend([tau * v, tau * v1, tau * v2]);
-            }
-            let u = r - shift;
-            for (c, t) in cells.chunks_exact(3).enumerate() {
-                for k in 0..3 {
-                    partial[k * n + c] += t[k];
-                    partial[(3 + k) * n + c] += u * t[k];
+        let width = 3 * n * (bands.len() + 2);
+        let taken = AtomicUsize::new(0);
+        out.responses.resize(nd, 0.0);
+        let block = self.block(nd);
+        let parts: Vec<BlockBands> = out
+            .responses
+            .par_chunks_mut(block)
+            .enumerate()
+            .map(|(b, responses)| {
+                let mut scratch = Scratch::default();
+                let mut partial = vec![0.0; width];
+                let (mut kept, mut terms, mut overflow) = (vec![], vec![], false);
+                let mut cells = Vec::with_capacity(3 * n);
+                for (i, out_r) in responses.iter_mut().enumerate() {
+                    let d = b * block + i;
+                    cells.clear();
+                    let mut r = 0.0;
+                    for (c, &xc) in x.iter().enumerate() {
+                        let [v, v1, v2] = self.terms(d, c, &mut scratch).sums(
+                            p,
+                            &p.saturation_params_of(d, c),
+                            xc,
+                        );
+                        let tau = p.target_scale[c];
+                        r += tau * v;
+                        cells.extend([tau * v, tau * v1, tau * v2]);
+                    }
+                    *out_r = r;
+                    let u = r - shift;
+                    let region = band_position(bands, r);
+                    for (c, t) in cells.chunks_exact(3).enumerate() {
+                        for k in 0..3 {
+                            partial[k * n + c] += u * t[k];
+                        }
+                    }
+                    match region {
+                        Ok(region) => {
+                            let at = 3 * n * (region + 1);
+                            for (c, t) in cells.chunks_exact(3).enumerate() {
+                                for k in 0..3 {
+                                    partial[at + k * n + c] += t[k];
+                                }
+                            }
+                        }
+                        Err(_) if taken.fetch_add(1, Ordering::Relaxed) < max_kept => {
+                            kept.push(d);
+                            terms.extend_from_slice(&cells);
+                        }
+                        Err(_) => overflow = true,
+                    }
                 }
+                (partial, kept, terms, overflow)
+            })
+            .collect();
+        let mut total = vec![0.0; width];
+        out.kept.clear();
+        out.kept_terms.clear();
+        out.overflow = false;
+        for (partial, kept, terms, overflow) in parts {
+            for (t, v) in total.iter_mut().zip(partial) {
+                *t += v;
             }
-            scratch.cells = cells;
-            r
-        });
-        for (e, at) in [(&mut *plain, 0), (&mut *linear, 3 * n)] {
-            e.contributions = sums[at..at + n].to_vec();
-            e.gradient = sums[at + n..at + 2 * n].to_vec();
-            e.curvature = sums[at + 2 * n..at + 3 * n].to_vec();
+            out.kept.extend(kept);
+            out.kept_terms.extend(terms);
+            out.overflow |= overflow;
         }
-        linear.responses.clear();
+        let sums = |at: usize| Evaluation {
+            responses: vec![],
+            contributions: total[at..at + n].to_vec(),
+            gradient: total[at + n..at + 2 * n].to_vec(),
+            curvature: total[at + 2 * n..at + 3 * n].to_vec(),
+        };
+        out.linear = sums(0);
+        out.regions = (0..=bands.len()).map(|j| sums(3 * n * (j + 1))).collect();
         Ok(true)
     }
 

@@ -202,6 +202,54 @@ impl TimeVaryingEvaluation {
     }
 }
 
+/// The result of [`Evaluator::evaluate_banded`]: one pass's sums for draw weights
+/// that are known only once every draw's response is, and that are constant (up to a
+/// term affine in R_d) outside a few bands of responses: the kernel of a smoothed
+/// quantile or CVaR. Each cell's terms t_dc = [r_dc, r'_dc, r''_dc] are summed per
+/// region between the bands, and by R_d − shift over every draw; the draws inside a
+/// band are kept whole. Then for weights w_d = κ_d + b (R_d − μ) with κ constant on
+/// each region, Σ_d w_d t_dc = Σ_regions κ_region S_region + Σ_kept κ_d t_dc +
+/// b ((shift − μ) S_all + L).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BandedSums {
+    /// R_d for every draw.
+    pub responses: Vec<f64>,
+    /// L = Σ_d (R_d − shift) t_dc over every draw, per cell (`contributions`,
+    /// `gradient`, `curvature`; no responses).
+    pub linear: Evaluation,
+    /// S_region = Σ_d t_dc over the draws of each region (bands + 1 of them: below the
+    /// first band, between bands, above the last; no responses).
+    pub regions: Vec<Evaluation>,
+    /// The draws inside a band, ascending.
+    pub kept: Vec<usize>,
+    /// Their terms, 3n values a draw: `[r_dc, r'_dc, r''_dc]` cell by cell.
+    pub kept_terms: Vec<f64>,
+    /// More draws lay inside the bands than could be kept: `kept` and `regions` are
+    /// incomplete, only the responses and `linear` hold.
+    pub overflow: bool,
+}
+
+/// Where the response `r` lies among sorted, disjoint `bands` (lo ≤ hi, each closed):
+/// `Ok(region)` outside every band (region i lies below band i), `Err(band)` inside.
+/// The one rule for [`Evaluator::evaluate_banded`] and its callers.
+///
+/// ```
+/// use mmm_budget::eval::band_position;
+/// let bands = [(1.0, 2.0), (5.0, 6.0)];
+/// assert_eq!(band_position(&bands, 0.5), Ok(0));
+/// assert_eq!(band_position(&bands, 2.0), Err(0));
+/// assert_eq!(band_position(&bands, 3.0), Ok(1));
+/// assert_eq!(band_position(&bands, 7.0), Ok(2));
+/// ```
+pub fn band_position(bands: &[(f64, f64)], r: f64) -> std::result::Result<usize, usize> {
+    let i = bands.partition_point(|b| b.1 < r);
+    if i < bands.len() && bands[i].0 <= r {
+        Err(i)
+    } else {
+        Ok(i)
+    }
+}
+
 /// The result of [`Evaluator::cell_moments`]: every draw's response, its response
 /// with the cells weighted, and each cell's spread over the draws: what measures of
 /// the cells' own responses (the diversification ratio) need. Sums over draws are
@@ -399,7 +447,58 @@ pub trait Evaluator {
         plain: &mut Evaluation,
         linear: &mut Evaluation,
     ) -> Result<bool> {
-        let _ = (x, shift, plain, linear);
+        let mut sums = BandedSums::default();
+        if !self.evaluate_banded(x, shift, &[], 0, &mut sums)? {
+            return Ok(false);
+        }
+        *plain = sums.regions.swap_remove(0);
+        plain.responses = sums.responses;
+        *linear = sums.linear;
+        Ok(true)
+    }
+    /// One pass that sums each cell's terms [r_dc, r'_dc, r''_dc] per region between
+    /// the sorted, disjoint `bands` of responses and by R_d − `shift` over every draw,
+    /// and keeps the terms of each draw whose response lies inside a band
+    /// ([`band_position`]), at most `max_kept` of them ([`BandedSums`]): the sums of
+    /// any draw weights that are constant on each region up to a term affine in R_d
+    /// (a smoothed quantile's or CVaR's kernel, whose centre is known only once every
+    /// R_d is) without a pass to learn R_d first. Kept draws are in ascending order,
+    /// the sums formed in the same order whatever the scheduling. Returns false where
+    /// the evaluator does not do it (the caller then takes two passes); the default.
+    /// [`Evaluator::evaluate_linear`] is this with no bands.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// use mmm_budget::eval::BandedSums;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 1, draws: 50 }, 7);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// let mut ev = CpuEvaluator::new(&problem)?;
+    /// let x = problem.uniform_allocation();
+    /// let mut r = vec![0.0; 50];
+    /// ev.responses(&x, &mut r)?;
+    /// let mut sorted = r.clone();
+    /// sorted.sort_by(f64::total_cmp);
+    /// // Keep the draws between the 10th and the 20th response.
+    /// let mut sums = BandedSums::default();
+    /// assert!(ev.evaluate_banded(&x, 0.0, &[(sorted[10], sorted[20])], 50, &mut sums)?);
+    /// assert_eq!(sums.kept.len(), 11);
+    /// // Below, inside and above the band: every draw's slope once.
+    /// let kept: f64 = sums.kept_terms.chunks(3 * 3).map(|t| t[1]).sum();
+    /// let all = sums.regions[0].gradient[0] + kept + sums.regions[1].gradient[0];
+    /// let mut one = Evaluation::default();
+    /// ev.evaluate(&x, DrawWeights::PerDraw(&[1.0; 50]), &mut one)?;
+    /// assert!((all - one.gradient[0]).abs() <= 1e-12 * one.gradient[0].abs());
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    fn evaluate_banded(
+        &mut self,
+        x: &[f64],
+        shift: f64,
+        bands: &[(f64, f64)],
+        max_kept: usize,
+        out: &mut BandedSums,
+    ) -> Result<bool> {
+        let _ = (x, shift, bands, max_kept, out);
         Ok(false)
     }
     /// Every draw's response R_d and its cell-weighted response P_d = Σ_c a_c r_dc at

@@ -15,8 +15,8 @@
 //! How far one device goes, and what then: see the README ("Bigger than one GPU").
 
 use super::{
-    CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation, check_len,
-    check_weights,
+    BandedSums, CellMoments, DrawWeights, Evaluation, Evaluator, MomentSum, TimeVaryingEvaluation,
+    check_len, check_weights,
 };
 use crate::error::{Error, Result};
 
@@ -56,9 +56,9 @@ struct Shard {
     time_varying: TimeVaryingEvaluation,
     /// The shard's [`Evaluator::cell_moments`].
     moments: CellMoments,
-    /// The shard's [`Evaluator::evaluate_linear`]: plain and response-weighted sums,
-    /// and whether it gave them.
-    linear: (Evaluation, Evaluation, bool),
+    /// The shard's [`Evaluator::evaluate_banded`]: its sums, and whether it gave
+    /// them.
+    banded: (BandedSums, bool),
 }
 
 impl ShardedEvaluator {
@@ -97,7 +97,7 @@ impl ShardedEvaluator {
                 many: vec![],
                 time_varying: TimeVaryingEvaluation::new(d, cells, periods),
                 moments: CellMoments::default(),
-                linear: Default::default(),
+                banded: Default::default(),
             });
             start += d;
         }
@@ -275,33 +275,56 @@ impl Evaluator for ShardedEvaluator {
         Ok(())
     }
 
-    /// Each shard's plain and response-weighted sums (the shards at once) added,
-    /// where every shard does it in one pass (else false, as the shards that cannot
-    /// say).
-    fn evaluate_linear(
+    /// Each shard's banded sums (the shards at once): the responses concatenated, the
+    /// sums added in shard order, the kept draws listed in shard order, where every
+    /// shard does it in one pass (else false, as the shards that cannot say).
+    fn evaluate_banded(
         &mut self,
         x: &[f64],
         shift: f64,
-        plain: &mut Evaluation,
-        linear: &mut Evaluation,
+        bands: &[(f64, f64)],
+        max_kept: usize,
+        out: &mut BandedSums,
     ) -> Result<bool> {
         self.each(DrawWeights::Uniform, |shard, _| {
-            let (mut a, mut b, _) = std::mem::take(&mut shard.linear);
-            let done = shard.evaluator.evaluate_linear(x, shift, &mut a, &mut b);
-            let given = *done.as_ref().unwrap_or(&false);
-            shard.linear = (a, b, given);
+            let mut sums = std::mem::take(&mut shard.banded.0);
+            let done = shard
+                .evaluator
+                .evaluate_banded(x, shift, bands, max_kept, &mut sums);
+            shard.banded = (sums, *done.as_ref().unwrap_or(&false));
             done.map(|_| ())
         })?;
-        if !self.shards.iter().all(|s| s.linear.2) {
+        if !self.shards.iter().all(|s| s.banded.1) {
             return Ok(false);
         }
-        let plains: Vec<(usize, &Evaluation)> =
-            self.shards.iter().map(|s| (s.start, &s.linear.0)).collect();
-        combine(plain, &plains);
-        let linears: Vec<(usize, &Evaluation)> =
-            self.shards.iter().map(|s| (0, &s.linear.1)).collect();
-        combine(linear, &linears);
-        linear.responses.clear();
+        out.responses.resize(self.num_draws, 0.0);
+        out.kept.clear();
+        out.kept_terms.clear();
+        out.overflow = false;
+        for s in &self.shards {
+            let b = &s.banded.0;
+            out.responses[s.start..s.start + b.responses.len()].copy_from_slice(&b.responses);
+            out.kept.extend(b.kept.iter().map(|d| s.start + d));
+            out.kept_terms.extend_from_slice(&b.kept_terms);
+            out.overflow |= b.overflow;
+        }
+        out.overflow |= out.kept.len() > max_kept;
+        let linears: Vec<(usize, &Evaluation)> = self
+            .shards
+            .iter()
+            .map(|s| (0, &s.banded.0.linear))
+            .collect();
+        combine(&mut out.linear, &linears);
+        out.regions
+            .resize_with(bands.len() + 1, Evaluation::default);
+        for (j, region) in out.regions.iter_mut().enumerate() {
+            let parts: Vec<(usize, &Evaluation)> = self
+                .shards
+                .iter()
+                .map(|s| (0, &s.banded.0.regions[j]))
+                .collect();
+            combine(region, &parts);
+        }
         Ok(true)
     }
 

@@ -47,6 +47,7 @@ use std::time::Instant;
 
 mod finish;
 mod hessian;
+mod kernel;
 mod kkt;
 mod line_search;
 mod pattern;

@@ -1,6 +1,7 @@
 //! The objective side of the loop: f(y) = −U(s y)/|U₀| and the nonlinear rows at an
 //! iterate, from one call of the evaluator.
 
+use super::kernel::KernelPass;
 use super::rows::NonlinearRow;
 use crate::constraint::{ConstraintFunction, NonlinearConstraint};
 use crate::error::{Error, Result};
@@ -54,8 +55,11 @@ pub(super) struct Objective<'e> {
     pub(super) curvature: bool,
     /// [`super::Tuning::infinite_slope`].
     pub(super) infinite_slope: f64,
-    /// The last iterate's mean response: the shift of [`Evaluator::evaluate_linear`].
+    /// The last iterate's mean response: the shift of [`Evaluator::evaluate_linear`]
+    /// and [`Evaluator::evaluate_banded`].
     pub(super) shift: f64,
+    /// One pass an iterate for draw weights that are a kernel at a quantile.
+    pub(super) kernel: KernelPass,
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
@@ -183,6 +187,16 @@ impl Objective<'_> {
                 cell_utility(&mut *self.evaluator, &p.utility, &x, &mut self.out, &mut g)?;
             self.evaluations += calls;
             (u, g)
+        } else if let Some(done) = self.kernel.evaluate(
+            &mut *self.evaluator,
+            &p.utility,
+            &x,
+            self.shift,
+            &mut self.out,
+            &mut self.evaluations,
+        )? {
+            self.shift = self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
+            done
         } else {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
             // ∇U = Σ_d u_d ∇R_d + ∂U/∂x.

@@ -110,6 +110,7 @@ impl<'r> Run<'r> {
             curvature,
             infinite_slope: tuning.infinite_slope,
             shift: 0.0,
+            kernel: Default::default(),
         };
         let start = objective.point(&y0)?;
         if !start.utility.is_finite() {
