@@ -12,6 +12,159 @@ pub(super) enum Hessian {
     Diagonal(Vec<f64>),
     /// Row-major n × n.
     Dense(Vec<f64>),
+    /// diag(d) + Σ u uᵀ − Σ v vᵀ, positive definite (the QP takes it through
+    /// auxiliary variables, `low_rank.rs`).
+    LowRank(LowRank),
+}
+
+/// diag(d) + Σ_k u_k u_kᵀ − Σ_k v_k v_kᵀ: a quasi-Newton matrix as its updates build
+/// it, from the diagonal it started from.
+#[derive(Clone, Debug)]
+pub(super) struct LowRank {
+    pub(super) diag: Vec<f64>,
+    pub(super) plus: Vec<Vec<f64>>,
+    pub(super) minus: Vec<Vec<f64>>,
+}
+
+impl LowRank {
+    /// The number of rank-one terms.
+    pub(super) fn rank(&self) -> usize {
+        self.plus.len() + self.minus.len()
+    }
+
+    /// The n × n matrix, row-major.
+    pub(super) fn dense(&self) -> Vec<f64> {
+        let n = self.diag.len();
+        let mut m = vec![0.0; n * n];
+        for (i, d) in self.diag.iter().enumerate() {
+            m[i * n + i] = *d;
+        }
+        for (terms, sign) in [(&self.plus, 1.0), (&self.minus, -1.0)] {
+            for u in terms {
+                for i in 0..n {
+                    let ui = sign * u[i];
+                    for j in 0..n {
+                        m[i * n + j] += ui * u[j];
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+/// A quasi-Newton model's matrix: dense, or as its updates build it ([`LowRank`],
+/// from [`Tuning::low_rank_cells`] variables on).
+#[derive(Clone, Debug)]
+enum Matrix {
+    Dense(Vec<f64>),
+    Factored(LowRank),
+}
+
+impl Matrix {
+    /// diag(d), factored or not.
+    fn diagonal(d: Vec<f64>, factored: bool) -> Self {
+        if factored {
+            Matrix::Factored(LowRank {
+                diag: d,
+                plus: vec![],
+                minus: vec![],
+            })
+        } else {
+            let n = d.len();
+            let mut m = vec![0.0; n * n];
+            for (i, v) in d.into_iter().enumerate() {
+                m[i * n + i] = v;
+            }
+            Matrix::Dense(m)
+        }
+    }
+
+    /// B s.
+    fn times(&self, s: &[f64]) -> Vec<f64> {
+        let n = s.len();
+        match self {
+            Matrix::Dense(m) => (0..n)
+                .map(|i| (0..n).map(|j| m[i * n + j] * s[j]).sum())
+                .collect(),
+            Matrix::Factored(l) => {
+                let mut out: Vec<f64> = l.diag.iter().zip(s).map(|(d, v)| d * v).collect();
+                for (terms, sign) in [(&l.plus, 1.0), (&l.minus, -1.0)] {
+                    for u in terms {
+                        let k = sign * u.iter().zip(s).map(|(a, b)| a * b).sum::<f64>();
+                        out.iter_mut().zip(u).for_each(|(o, a)| *o += k * a);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// B × k.
+    fn scale(&mut self, k: f64) {
+        match self {
+            Matrix::Dense(m) => m.iter_mut().for_each(|v| *v *= k),
+            Matrix::Factored(l) => {
+                l.diag.iter_mut().for_each(|v| *v *= k);
+                let root = k.sqrt();
+                for u in l.plus.iter_mut().chain(l.minus.iter_mut()) {
+                    u.iter_mut().for_each(|v| *v *= root);
+                }
+            }
+        }
+    }
+
+    /// B + r rᵀ / sr − b bᵀ / sb.
+    fn rank_two(&mut self, r: &[f64], sr: f64, b: &[f64], sb: f64) {
+        match self {
+            Matrix::Dense(m) => {
+                let n = r.len();
+                for i in 0..n {
+                    for j in 0..n {
+                        m[i * n + j] += r[i] * r[j] / sr - b[i] * b[j] / sb;
+                    }
+                }
+            }
+            Matrix::Factored(l) => {
+                let (a, c) = (sr.sqrt(), sb.sqrt());
+                l.plus.push(r.iter().map(|v| v / a).collect());
+                l.minus.push(b.iter().map(|v| v / c).collect());
+            }
+        }
+    }
+
+    /// The QP's Hessian: this matrix plus diag(`extra`) where given; factored while
+    /// its rank is below an eighth of its size, else dense (the auxiliary QP's
+    /// factorisation grows as n r², the dense one's as n³/3 with faster kernels: they
+    /// met near r = n/8 at n = 1,000).
+    fn hessian(&self, extra: Option<&[f64]>) -> Hessian {
+        let add = |d: &mut [f64]| {
+            if let Some(e) = extra {
+                d.iter_mut().zip(e).for_each(|(v, e)| *v += e);
+            }
+        };
+        match self {
+            Matrix::Dense(m) => {
+                let mut m = m.clone();
+                if let Some(e) = extra {
+                    let n = e.len();
+                    for (i, d) in e.iter().enumerate() {
+                        m[i * n + i] += d;
+                    }
+                }
+                Hessian::Dense(m)
+            }
+            Matrix::Factored(l) => {
+                let mut l = l.clone();
+                add(&mut l.diag);
+                if 8 * l.rank() < l.diag.len() {
+                    Hessian::LowRank(l)
+                } else {
+                    Hessian::Dense(l.dense())
+                }
+            }
+        }
+    }
 }
 
 /// The shape of the QP's Hessian block, fixed for a solve.
@@ -42,13 +195,9 @@ pub(super) fn floored(h: &[f64], floor: f64) -> Vec<f64> {
 pub(super) const MAX_DENSE: usize = 10_000;
 
 /// BFGS starts from the regularised exact diagonal (at least `start`).
-fn initial_bfgs(h: &[f64], n: usize, floor: f64, start: f64) -> Hessian {
+fn initial_bfgs(h: &[f64], floor: f64, start: f64, factored: bool) -> Matrix {
     let d = floored(h, floor);
-    let mut m = vec![0.0; n * n];
-    for i in 0..n {
-        m[i * n + i] = d[i].max(start);
-    }
-    Hessian::Dense(m)
+    Matrix::diagonal(d.iter().map(|v| v.max(start)).collect(), factored)
 }
 
 /// How the QP's Hessian is made, iteration after iteration, and the floor of its
@@ -74,7 +223,7 @@ enum ModelKind {
     /// Σ_j z_j ∇²c_j, the nonlinear constraints' curvature, which the API does not
     /// give: the objective's curvature stays exact at every iterate, and only what is
     /// unknown is learnt from the secants Σ_j z_j (∇c_j(y₊) − ∇c_j(y)).
-    Structured(Vec<f64>),
+    Structured(Matrix),
     /// For a utility whose draw weights move smoothly with the allocation (std, RAROC,
     /// entropy: `Utility::structured_curvature`; the others get [`ModelKind::Bfgs`]):
     /// the exact diagonal of f at every iterate, −(s²/|U₀|) Σ_d u_d r''_dc
@@ -82,9 +231,9 @@ enum ModelKind {
     /// rest, learnt from the secants of what the diagonal does not explain:
     /// ∇f(y₊) − ∇f(y) − ½(h₊ + h)∘s (the weights' own change, Σ_d Δu_d ∇R_d, couples
     /// the cells) plus the nonlinear constraints' Σ_j z_j (∇c_j(y₊) − ∇c_j(y)).
-    StructuredObjective(Vec<f64>),
+    StructuredObjective(Matrix),
     /// Damped BFGS of the whole Lagrangian's Hessian.
-    Bfgs(Hessian),
+    Bfgs(Matrix),
 }
 
 /// What the utility says of its curvature, for [`Model::new`].
@@ -129,15 +278,10 @@ impl Model {
         let n = start.y.len();
         let floor = tuning.curvature_floor;
         use ModelKind as Model;
-        let bfgs = || Model::Bfgs(initial_bfgs(&start.h, n, floor, tuning.bfgs_start));
+        let factored = n >= tuning.low_rank_cells;
+        let bfgs = || Model::Bfgs(initial_bfgs(&start.h, floor, tuning.bfgs_start, factored));
         // The BFGS model of what the exact diagonal leaves, from a small multiple of I.
-        let remainder = || {
-            let mut m = vec![0.0; n * n];
-            for i in 0..n {
-                m[i * n + i] = tuning.bfgs_start;
-            }
-            m
-        };
+        let remainder = || Matrix::diagonal(vec![tuning.bfgs_start; n], factored);
         let curvature = nonlinear > 0 && start.nl_h.len() == nonlinear * n;
         let exact = match mode {
             HessianMode::Exact => true,
@@ -213,14 +357,9 @@ impl Model {
                 }
                 Hessian::Diagonal(floored(&h, self.floor))
             }
-            Model::Bfgs(b) => b.clone(),
+            Model::Bfgs(b) => b.hessian(None),
             Model::Structured(c) | Model::StructuredObjective(c) => {
-                let n = pt.h.len();
-                let mut m = c.clone();
-                for (i, d) in floored(&pt.h, self.floor).iter().enumerate() {
-                    m[i * n + i] += d;
-                }
-                Hessian::Dense(m)
+                c.hessian(Some(&floored(&pt.h, self.floor)))
             }
         }
     }
@@ -246,26 +385,25 @@ impl Model {
             Model::Lagrangian(z) => z.copy_from_slice(z_nl),
             Model::Structured(m) => {
                 if self.scale_pending {
-                    self.scale_pending = !scale_to_secant(m, &s, &r, n);
+                    self.scale_pending = !scale_to_secant(m, &s, &r);
                 }
-                damped_bfgs(m, &s, r, n)
+                damped_bfgs(m, &s, r)
             }
             Model::StructuredObjective(m) => {
                 for (i, rc) in r.iter_mut().enumerate() {
                     *rc += new.g[i] - old.g[i] - 0.5 * (new.h[i] + old.h[i]) * s[i];
                 }
-                damped_bfgs(m, &s, r, n)
+                damped_bfgs(m, &s, r)
             }
-            Model::Bfgs(Hessian::Dense(m)) => {
+            Model::Bfgs(m) => {
                 for ((rc, a), b) in r.iter_mut().zip(&new.g).zip(&old.g) {
                     *rc += a - b;
                 }
                 if self.scale_pending {
-                    self.scale_pending = !scale_to_secant(m, &s, &r, n);
+                    self.scale_pending = !scale_to_secant(m, &s, &r);
                 }
-                damped_bfgs(m, &s, r, n)
+                damped_bfgs(m, &s, r)
             }
-            Model::Bfgs(Hessian::Diagonal(_)) => {}
         }
     }
 }
@@ -273,26 +411,21 @@ impl Model {
 /// Oren and Luenberger's scaling of the initial model before its first update: m ×
 /// sᵀr / sᵀms, so that its curvature along the first step is the secant's (the
 /// initial diagonal only guesses the scale). Whether it scaled (sᵀr and sᵀms > 0).
-fn scale_to_secant(m: &mut [f64], s: &[f64], r: &[f64], n: usize) -> bool {
-    let sms: f64 = (0..n)
-        .map(|i| s[i] * (0..n).map(|j| m[i * n + j] * s[j]).sum::<f64>())
-        .sum();
+fn scale_to_secant(m: &mut Matrix, s: &[f64], r: &[f64]) -> bool {
+    let sms: f64 = s.iter().zip(m.times(s)).map(|(a, b)| a * b).sum();
     let sr: f64 = s.iter().zip(r).map(|(a, b)| a * b).sum();
     if !(sms > 0.0 && sr > 0.0 && (sr / sms).is_finite()) {
         return false;
     }
-    let k = sr / sms;
-    m.iter_mut().for_each(|v| *v *= k);
+    m.scale(sr / sms);
     true
 }
 
-/// Powell-damped BFGS update of `m` (row-major n × n) with the step s and the
-/// gradient change r. (`!(v > 0.0)` also skips the update on NaN.)
+/// Powell-damped BFGS update of `m` with the step s and the gradient change r.
+/// (`!(v > 0.0)` also skips the update on NaN.)
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
-fn damped_bfgs(m: &mut [f64], s: &[f64], mut r: Vec<f64>, n: usize) {
-    let bs: Vec<f64> = (0..n)
-        .map(|i| (0..n).map(|j| m[i * n + j] * s[j]).sum())
-        .collect();
+fn damped_bfgs(m: &mut Matrix, s: &[f64], mut r: Vec<f64>) {
+    let bs = m.times(s);
     let sbs: f64 = s.iter().zip(&bs).map(|(a, b)| a * b).sum();
     if !(sbs > 0.0) {
         return;
@@ -310,9 +443,5 @@ fn damped_bfgs(m: &mut [f64], s: &[f64], mut r: Vec<f64>, n: usize) {
     if !(sr > 0.0) || !sr.is_finite() {
         return;
     }
-    for i in 0..n {
-        for j in 0..n {
-            m[i * n + j] += r[i] * r[j] / sr - bs[i] * bs[j] / sbs;
-        }
-    }
+    m.rank_two(&r, sr, &bs, sbs);
 }

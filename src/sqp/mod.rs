@@ -50,6 +50,7 @@ mod hessian;
 mod kernel;
 mod kkt;
 mod line_search;
+mod low_rank;
 mod pattern;
 mod point;
 mod polish;

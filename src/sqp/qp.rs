@@ -10,7 +10,8 @@
 
 use super::Tuning;
 use super::hessian::{Hessian, HessianShape};
-use super::pattern::{Pattern, clarabel_solver};
+use super::low_rank;
+use super::pattern::{Pattern, clarabel_solver, clarabel_solver_qdldl};
 use super::point::Point;
 use super::refine::{DiagonalQp, Refined};
 use super::rows::{NonlinearRow, Origin, Row};
@@ -320,6 +321,7 @@ impl Qp {
             .collect();
         let mut q: Vec<f64> = self.free.iter().map(|&c| pt.g[c]).collect();
         q.extend(std::iter::repeat_n(tuning.elastic_penalty, self.nt));
+        let mut aux = None;
         let p_rows: Vec<Vec<(usize, f64)>> = match hess {
             Hessian::Diagonal(h) => (0..nv)
                 .map(|k| {
@@ -330,23 +332,24 @@ impl Qp {
                     }
                 })
                 .collect(),
-            Hessian::Dense(m) => (0..nv)
-                .map(|i| {
-                    if i < nf {
-                        (i..nf)
-                            .map(|j| (j, m[self.free[i] * n + self.free[j]]))
-                            .collect()
-                    } else {
-                        vec![]
-                    }
-                })
-                .collect(),
+            Hessian::Dense(m) => self.dense_rows(m, n),
+            Hessian::LowRank(l) => match low_rank::auxiliary(l, &self.free, nv) {
+                Some(a) => {
+                    aux = Some(a);
+                    vec![]
+                }
+                None => self.dense_rows(&l.dense(), n),
+            },
         };
         debug_assert_eq!(
             matches!(hess, Hessian::Diagonal(_)),
             self.shape == HessianShape::Diagonal
         );
-        let p_nz = self.p.values(&p_rows);
+        let p_nz = if aux.is_some() {
+            vec![]
+        } else {
+            self.p.values(&p_rows)
+        };
         let diagonal = matches!(hess, Hessian::Diagonal(_));
         let exactly = diagonal && self.nt == 0;
         let exact: Vec<f64> = if exactly {
@@ -359,12 +362,30 @@ impl Qp {
         } else {
             vec![]
         };
+        let auxiliary = aux.map(|x| {
+            let skip = x.rows.len();
+            let rows: Vec<Vec<(usize, f64)>> =
+                x.rows.into_iter().chain(a_rows.iter().cloned()).collect();
+            let mut full_b = vec![0.0; skip];
+            full_b.extend_from_slice(&b);
+            let mut full_q = q.clone();
+            full_q.resize(x.columns, 0.0);
+            AuxiliaryQp {
+                p: Pattern::new(&x.p_rows, x.columns).matrix,
+                a: Pattern::new(&rows, x.columns).matrix,
+                q: full_q,
+                b: full_b,
+                n_eq: self.n_eq + skip,
+                skip,
+            }
+        });
         QpData {
             a_rows,
             a_nz,
             b,
             q,
             p_nz,
+            auxiliary,
             exact,
             h_free,
             diagonal,
@@ -375,6 +396,23 @@ impl Qp {
             // same.
             noise: tuning.qp_accuracy * pt.f.abs().max(1e-300),
         }
+    }
+
+    /// P's rows for a dense Hessian (row-major n × n) over the free cells (upper
+    /// triangle).
+    fn dense_rows(&self, m: &[f64], n: usize) -> Vec<Vec<(usize, f64)>> {
+        let nf = self.free.len();
+        (0..nf + self.nt)
+            .map(|i| {
+                if i < nf {
+                    (i..nf)
+                        .map(|j| (j, m[self.free[i] * n + self.free[j]]))
+                        .collect()
+                } else {
+                    vec![]
+                }
+            })
+            .collect()
     }
 
     /// An answer in QP columns moved into `result`, in cells and rows.
@@ -414,6 +452,9 @@ struct QpData {
     b: Vec<f64>,
     q: Vec<f64>,
     p_nz: Vec<f64>,
+    /// A low-rank Hessian's QP through auxiliary variables (`low_rank.rs`), where it
+    /// has one: Clarabel solves this one instead.
+    auxiliary: Option<AuxiliaryQp>,
     /// The exact curvature, where it is solved exactly.
     exact: Vec<f64>,
     /// The diagonal over the free cells as the QP has it (floored), for any diagonal
@@ -425,6 +466,18 @@ struct QpData {
     exactly: bool,
     n_eq: usize,
     noise: f64,
+}
+
+/// The QP with a low-rank Hessian's auxiliary variables and rows: its rows defining
+/// them come first (equalities), its columns after the QP's own.
+struct AuxiliaryQp {
+    p: clarabel::algebra::CscMatrix<f64>,
+    a: clarabel::algebra::CscMatrix<f64>,
+    q: Vec<f64>,
+    b: Vec<f64>,
+    n_eq: usize,
+    /// The auxiliary rows, before the QP's own.
+    skip: usize,
 }
 
 /// An answer in QP columns.
@@ -602,6 +655,24 @@ fn clarabel_exact(
     d: &QpData,
     run: &mut Option<ClarabelRun>,
 ) -> Result<Option<Answer>> {
+    if let Some(x) = &d.auxiliary {
+        // Its own pattern (the rank changes from QP to QP): a solver of its own.
+        qp.solver = None;
+        let mut solver = clarabel_solver_qdldl(&x.p, &x.q, &x.a, &x.b, x.n_eq, &qp.tuning)
+            .map_err(|e| Error::Solver {
+                stage: "the step's QP",
+                message: format!("Clarabel could not set up the QP: {e}"),
+            })?;
+        solver.solve();
+        let sol = &solver.solution;
+        let nv = qp.free.len() + qp.nt;
+        *run = Some(ClarabelRun {
+            x: sol.x[..nv].to_vec(),
+            z: sol.z[x.skip..].to_vec(),
+            status: sol.status,
+        });
+        return Ok(None);
+    }
     let updated = match qp.solver.as_mut() {
         Some(s) => {
             s.update_P(&d.p_nz).is_ok()

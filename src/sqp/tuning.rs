@@ -54,6 +54,12 @@ pub struct Tuning {
     /// The diagonal BFGS starts from, at least (1e-4), and the structured model's
     /// start for the constraints' curvature.
     pub bfgs_start: f64,
+    /// From this many variables on (500) a quasi-Newton model is kept as the diagonal
+    /// it started from plus the rank-one terms of its updates, and handed to the QP
+    /// through auxiliary variables while its rank is below an eighth of the
+    /// cells: O(n r²) a factorisation instead of a dense n × n one (benches/NOTES.md,
+    /// "Quasi-Newton QPs at n ≥ 1,000"). Below it, the dense matrix.
+    pub low_rank_cells: usize,
     /// A first QP that Clarabel gives up on is tried again with the curvatures capped
     /// at this multiple of their median (1e8): a steep cell's 1e13 beside a floored
     /// 2e-8 is past what an interior-point method resolves.
@@ -159,6 +165,7 @@ impl Default for Tuning {
             diving_fraction: 0.1,
             curvature_floor: 1e-8,
             bfgs_start: 1e-4,
+            low_rank_cells: 500,
             curvature_cap: 1e8,
             fallback_radius: 0.1,
             min_radius: 1e-6,
