@@ -297,18 +297,44 @@ impl InferenceSource for NetcdfSource {
         Ok(numbers.iter().map(|x| x.to_string()).collect())
     }
 
-    /// float64 read straight into place, other numeric types converted.
+    /// float64 decoded chunk by chunk on every core into the array that is kept
+    /// (its buffer taken as it is), other numeric types converted.
     fn values(&self, group: &str, name: &str, count: usize) -> Result<Vec<f64>> {
         let path = format!("{group}/{name}");
         let double = self
             .nc_variable(group, name)
             .is_some_and(|v| *v.dtype() == NcType::Double);
         if double {
-            let mut values = vec![0.0; count];
-            self.file
-                .read_variable_into::<f64>(&path, &mut values)
+            let array = self
+                .file
+                .read_variable_parallel::<f64>(&path)
                 .map_err(|e| self.failed(&path, &e))?;
-            return Ok(values);
+            if array.len() != count {
+                return Err(Error::Shape {
+                    context: self.context().to_string(),
+                    field: path,
+                    found: array.shape().to_vec(),
+                    expected: format!("{count} values"),
+                });
+            }
+            if array.is_standard_layout() {
+                let (values, offset) = array.into_raw_vec_and_offset();
+                if offset.unwrap_or(0) == 0 && values.len() == count {
+                    return Ok(values);
+                }
+                // Not expected of a whole read; copied in order all the same.
+                let at = offset.unwrap_or(0);
+                if let Some(part) = values.get(at..at.saturating_add(count)) {
+                    return Ok(part.to_vec());
+                }
+                return Err(Error::Shape {
+                    context: self.context().to_string(),
+                    field: path,
+                    found: vec![values.len()],
+                    expected: format!("{count} values from offset {at}"),
+                });
+            }
+            return Ok(array.iter().copied().collect());
         }
         let values = self
             .file
