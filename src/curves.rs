@@ -20,10 +20,10 @@ pub struct CellCurve {
     pub label: String,
     /// Spends per period, from 0.
     pub spend: Vec<f64>,
-    /// E[r_c] at each spend: the mean contribution over the window (and its
+    /// E\[r_c\] at each spend: the mean contribution over the window (and its
     /// carry-over), in the target's units.
     pub contribution: Vec<f64>,
-    /// ∂E[r_c]/∂x_c at each spend, per unit of per-period spend.
+    /// ∂E\[r_c\]/∂x_c at each spend, per unit of per-period spend.
     pub marginal: Vec<f64>,
     /// The allocation's spend for this cell.
     pub at: f64,

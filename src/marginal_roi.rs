@@ -1,6 +1,6 @@
 //! Marginal-ROI constraints: `mroi(channel=tv) >= 1.2` in a scenario's constraints.
 //!
-//! The marginal ROI of cell c is mROI_c(x_c) = (1/N) ∂E[R]/∂x_c (what one more unit
+//! The marginal ROI of cell c is mROI_c(x_c) = (1/N) ∂E\[R\]/∂x_c (what one more unit
 //! spent over the window returns; [`crate::solution::marginal_roi`]). The mean
 //! response is separable over cells, so mROI_c depends on x_c alone and a constraint
 //! on it is a constraint on that cell's spend. `mroi(select) >= k` holds every
