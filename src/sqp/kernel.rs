@@ -79,7 +79,7 @@ impl KernelPass {
         out: &mut Evaluation,
         calls: &mut usize,
     ) -> Result<Option<(f64, Vec<f64>)>> {
-        if self.off {
+        if self.off || x.is_empty() {
             return Ok(None);
         }
         let limit = self
@@ -164,6 +164,18 @@ impl KernelPass {
         let n = x.len();
         let s = &self.sums;
         let r = &s.responses;
+        // An evaluator's sums of the wrong shape are not used (the weighted pass is).
+        let sized = |e: &Evaluation| {
+            e.contributions.len() == n && e.gradient.len() == n && e.curvature.len() == n
+        };
+        if s.regions.len() != bands.len() + 1
+            || !s.regions.iter().all(sized)
+            || !sized(&s.linear)
+            || s.kept_terms.len() != s.kept.len() * 3 * n
+            || s.kept.iter().any(|d| *d >= r.len())
+        {
+            return None;
+        }
         let mut explicit = vec![0.0; n];
         self.kernel.resize(r.len(), 0.0);
         let (value, b) = utility.smooth_split(r, x, &mut self.kernel, &mut explicit);
