@@ -209,16 +209,36 @@ impl<'a> Draws<'a> {
 
     /// The smoothed quantile Q^h_q; its gradient × `k` added into `out`.
     fn quantile(&self, q: f64, k: f64, out: &mut [f64]) -> f64 {
-        if self.h <= 0.0 || !self.h.is_finite() {
-            // Every draw equal (or one draw): the quantile is that value, and moving
-            // every draw moves it alike.
-            let d = self.d();
-            out.iter_mut().for_each(|o| *o += k / d);
+        let t = self.quantile_value(q);
+        self.add_quantile_gradient(t, k, out);
+        t
+    }
+
+    /// Whether the draws have no spread to smooth by (every draw equal, or one draw).
+    fn flat(&self) -> bool {
+        self.h <= 0.0 || !self.h.is_finite()
+    }
+
+    /// The smoothed quantile Q^h_q (the exact one where the draws are [`Draws::flat`]).
+    fn quantile_value(&self, q: f64) -> f64 {
+        if self.flat() {
             return quantile(self.r, q);
         }
         let d = self.d();
         let level = ((q * (d - 1.0) + 0.5) / d).clamp(0.5 / d, 1.0 - 0.5 / d);
-        let t = self.smoothed_quantile(level);
+        self.smoothed_quantile(level)
+    }
+
+    /// The gradient of the smoothed quantile at its value `t`, × `k`, added into
+    /// `out`.
+    fn add_quantile_gradient(&self, t: f64, k: f64, out: &mut [f64]) {
+        if self.flat() {
+            // The quantile is the draws' one value, and moving every draw moves it
+            // alike.
+            let d = self.d();
+            out.iter_mut().for_each(|o| *o += k / d);
+            return;
+        }
         let (mut s1, mut s2) = (0.0, 0.0);
         for v in self.r {
             let z = (t - v) / self.h;
@@ -233,7 +253,6 @@ impl<'a> Draws<'a> {
             // Through h ∝ σ: ∂t/∂h = S2 / S1.
             self.add_std_gradient(k * self.dh * s2 / s1);
         }
-        t
     }
 
     /// The t with (1/D) Σ s((t − R_d)/h) = `level`: Newton steps kept inside a
@@ -279,7 +298,7 @@ impl<'a> Draws<'a> {
     /// The smoothed CVaR at α; its gradient × `k` added into `out`.
     fn cvar(&self, alpha: f64, k: f64, out: &mut [f64]) -> f64 {
         let d = self.d();
-        if self.h <= 0.0 || !self.h.is_finite() {
+        if self.flat() {
             out.iter_mut().for_each(|o| *o += k / d);
             return cvar_exact(self.r, alpha);
         }
@@ -390,8 +409,7 @@ impl Measure {
             Measure::MeanTightness { alpha, confidence } => {
                 // 1 − a T / μ: ∂ = −(a/μ) ∂T + (a T/μ²) ∂μ.
                 let m = dr.mean;
-                let td = tail_distance(dr, confidence, 0.0, wr);
-                tail_distance(dr, confidence, -k * alpha / m, wr);
+                let td = tail_distance(dr, confidence, -k * alpha / m, wr);
                 add_mean(k * alpha * td / (m * m), wr);
                 1.0 - alpha * td / m
             }
@@ -615,12 +633,11 @@ impl Spread {
 /// The smoothed |Q_c − μ| + |μ − Q_{1−c}|, its gradient × `k` added into `out`.
 fn tail_distance(dr: &Draws, c: f64, k: f64, out: &mut [f64]) -> f64 {
     let d = dr.d();
-    let q1 = dr.quantile(c, 0.0, out);
-    let q2 = dr.quantile(1.0 - c, 0.0, out);
+    let (q1, q2) = (dr.quantile_value(c), dr.quantile_value(1.0 - c));
     let (s1, s2) = ((q1 - dr.mean).signum(), (dr.mean - q2).signum());
     if k != 0.0 {
-        dr.quantile(c, k * s1, out);
-        dr.quantile(1.0 - c, -k * s2, out);
+        dr.add_quantile_gradient(q1, k * s1, out);
+        dr.add_quantile_gradient(q2, -k * s2, out);
         let m = k * (s2 - s1) / d;
         out.iter_mut().for_each(|o| *o += m);
     }

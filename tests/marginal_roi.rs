@@ -1,6 +1,9 @@
 //! Marginal-ROI constraints, `mroi(select) >= k`: each selected cell's spend capped
 //! where its marginal ROI falls to k (src/marginal_roi.rs).
 
+mod common;
+
+use common::solve;
 use mmm_budget::*;
 
 fn case() -> (Model, Scenario) {
@@ -12,16 +15,6 @@ fn case() -> (Model, Scenario) {
         },
         8,
     )
-}
-
-fn solve(model: &Model, scenario: &Scenario) -> (Problem, Solution) {
-    let problem = Problem::new(model, scenario).unwrap();
-    let mut ev = CpuEvaluator::new(&problem).unwrap();
-    let solution = Solver::new(&problem, &mut ev, Settings::default())
-        .unwrap()
-        .solve()
-        .unwrap();
-    (problem, solution)
 }
 
 /// Every cell's marginal ROI at `x`, from a direct evaluation.

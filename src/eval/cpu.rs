@@ -648,27 +648,27 @@ impl Evaluator for CpuEvaluator {
                         cells.extend([tau * v, tau * v1, tau * v2]);
                     }
                     *out_r = r;
-                    let u = r - shift;
-                    let region = band_position(bands, r);
-                    for (c, t) in cells.chunks_exact(3).enumerate() {
-                        for k in 0..3 {
-                            partial[k * n + c] += u * t[k];
-                        }
-                    }
-                    match region {
-                        Ok(region) => {
-                            let at = 3 * n * (region + 1);
-                            for (c, t) in cells.chunks_exact(3).enumerate() {
-                                for k in 0..3 {
-                                    partial[at + k * n + c] += t[k];
-                                }
-                            }
-                        }
+                    // Its region's sums, or kept whole.
+                    let region = match band_position(bands, r) {
+                        Ok(region) => Some(3 * n * (region + 1)),
                         Err(_) if taken.fetch_add(1, Ordering::Relaxed) < max_kept => {
                             kept.push(d);
                             terms.extend_from_slice(&cells);
+                            None
                         }
-                        Err(_) => overflow = true,
+                        Err(_) => {
+                            overflow = true;
+                            None
+                        }
+                    };
+                    let u = r - shift;
+                    for (c, t) in cells.chunks_exact(3).enumerate() {
+                        for k in 0..3 {
+                            partial[k * n + c] += u * t[k];
+                            if let Some(at) = region {
+                                partial[at + k * n + c] += t[k];
+                            }
+                        }
                     }
                 }
                 (partial, kept, terms, overflow)

@@ -19,8 +19,9 @@
 //! wide to keep (more than [`max_kept`] draws in its bands) or the evaluator cannot,
 //! the weighted pass.
 
+use super::point::add_weighted_pass;
 use crate::error::Result;
-use crate::eval::{BandedSums, DrawWeights, Evaluation, Evaluator, band_position};
+use crate::eval::{BandedSums, Evaluation, Evaluator, band_position};
 use crate::utility::{Utility, bandwidth};
 
 /// A region's kernel weights count as one where they agree to this fraction of the
@@ -143,11 +144,8 @@ impl KernelPass {
         let mut weights = vec![0.0; r.len()];
         let mut grad = vec![0.0; x.len()];
         let value = utility.smooth(r, x, &mut weights, &mut grad);
-        evaluator.evaluate(x, DrawWeights::PerDraw(&weights), out)?;
+        add_weighted_pass(evaluator, x, &weights, out, &mut grad)?;
         *calls += 1;
-        for (g, e) in grad.iter_mut().zip(&out.gradient) {
-            *g += e;
-        }
         Ok((value, grad))
     }
 
@@ -360,7 +358,7 @@ pub(super) fn detect(r: &[f64], kernel: &[f64]) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CpuEvaluator, Saturation, ShardedEvaluator, demo};
+    use crate::{CpuEvaluator, DrawWeights, Saturation, ShardedEvaluator, demo};
 
     /// U, ∇U and the weighted sums by the two passes: the reference.
     fn two_passes(ev: &mut dyn Evaluator, u: &Utility, x: &[f64]) -> (f64, Vec<f64>, Evaluation) {

@@ -37,24 +37,8 @@ pub(super) fn clarabel_solver(
     solver_with(p, q, a, b, n_eq, clarabel_settings(tuning))
 }
 
-/// [`clarabel_solver`] factoring with QDLDL whatever the factor's density: for the
-/// low-rank model's auxiliary QP, whose dense part is a clique of ~2r auxiliary rows
-/// and columns, QDLDL's O(n r²) beat faer's supernodal LDL (which `auto` picks from r
-/// ≈ 48 on) 4–6 × at n = 1,000 (benches/NOTES.md, "Quasi-Newton QPs at n ≥ 1,000").
-pub(super) fn clarabel_solver_qdldl(
-    p: &CscMatrix<f64>,
-    q: &[f64],
-    a: &CscMatrix<f64>,
-    b: &[f64],
-    n_eq: usize,
-    tuning: &Tuning,
-) -> std::result::Result<DefaultSolver<f64>, clarabel::solver::SolverError> {
-    let mut settings = clarabel_settings(tuning);
-    settings.direct_solve_method = "qdldl".into();
-    solver_with(p, q, a, b, n_eq, settings)
-}
-
-fn solver_with(
+/// [`clarabel_solver`] with these settings.
+pub(super) fn solver_with(
     p: &CscMatrix<f64>,
     q: &[f64],
     a: &CscMatrix<f64>,

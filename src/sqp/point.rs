@@ -91,7 +91,7 @@ pub(super) fn outcome(
 
 /// One pass with the draw weights u_d = `weights` into `out`, its Σ_d u_d r'_dc added
 /// into `grad` (which holds ∂U/∂x).
-fn add_weighted_pass(
+pub(super) fn add_weighted_pass(
     evaluator: &mut dyn Evaluator,
     x: &[f64],
     weights: &[f64],

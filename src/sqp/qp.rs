@@ -11,7 +11,7 @@
 use super::Tuning;
 use super::hessian::{Hessian, HessianShape};
 use super::low_rank;
-use super::pattern::{Pattern, clarabel_solver, clarabel_solver_qdldl};
+use super::pattern::{Pattern, clarabel_settings, clarabel_solver, solver_with};
 use super::point::Point;
 use super::refine::{DiagonalQp, Refined};
 use super::rows::{NonlinearRow, Origin, Row};
@@ -650,19 +650,30 @@ fn warm_active_set(qp: &mut Qp, d: &QpData, _: &mut Option<ClarabelRun>) -> Resu
     })
 }
 
+/// Clarabel's refusal to set up the step's QP, as the solver's error.
+fn set_up_failed(e: clarabel::solver::SolverError) -> Error {
+    Error::Solver {
+        stage: "the step's QP",
+        message: format!("Clarabel could not set up the QP: {e}"),
+    }
+}
+
 fn clarabel_exact(
     qp: &mut Qp,
     d: &QpData,
     run: &mut Option<ClarabelRun>,
 ) -> Result<Option<Answer>> {
     if let Some(x) = &d.auxiliary {
-        // Its own pattern (the rank changes from QP to QP): a solver of its own.
+        // Its own pattern (the rank changes from QP to QP): a solver of its own,
+        // factoring with QDLDL whatever the factor's density. The dense part is a
+        // clique of ~2r auxiliary rows and columns: QDLDL's O(n r²) beat faer's
+        // supernodal LDL (which `auto` picks from r ≈ 48 on) 4–6 × at n = 1,000
+        // (benches/NOTES.md, "Quasi-Newton QPs at n ≥ 1,000").
         qp.solver = None;
-        let mut solver = clarabel_solver_qdldl(&x.p, &x.q, &x.a, &x.b, x.n_eq, &qp.tuning)
-            .map_err(|e| Error::Solver {
-                stage: "the step's QP",
-                message: format!("Clarabel could not set up the QP: {e}"),
-            })?;
+        let mut settings = clarabel_settings(&qp.tuning);
+        settings.direct_solve_method = "qdldl".into();
+        let mut solver =
+            solver_with(&x.p, &x.q, &x.a, &x.b, x.n_eq, settings).map_err(set_up_failed)?;
         solver.solve();
         let sol = &solver.solution;
         let nv = qp.free.len() + qp.nt;
@@ -691,10 +702,7 @@ fn clarabel_exact(
             qp.n_eq,
             &qp.tuning,
         )
-        .map_err(|e| Error::Solver {
-            stage: "the step's QP",
-            message: format!("Clarabel could not set up the QP: {e}"),
-        })?;
+        .map_err(set_up_failed)?;
         qp.solver = Some(solver);
     }
     let solver: &mut DefaultSolver<f64> = qp.solver.as_mut().expect("set above");

@@ -293,16 +293,21 @@ pub fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
     }
 }
 
-/// `scenario` with the objective `objective`, solved on the CPU with the default
-/// settings: the problem and its solution.
-pub fn solve_objective(model: &Model, scenario: &Scenario, objective: &str) -> (Problem, Solution) {
-    let mut s = scenario.clone();
-    s.utility = Utility::parse(objective).unwrap();
-    let problem = Problem::new(model, &s).unwrap();
+/// `scenario` solved on the CPU with the default settings: the problem and its
+/// solution.
+pub fn solve(model: &Model, scenario: &Scenario) -> (Problem, Solution) {
+    let problem = Problem::new(model, scenario).unwrap();
     let mut ev = CpuEvaluator::new(&problem).unwrap();
     let solution = Solver::new(&problem, &mut ev, Settings::default())
         .unwrap()
         .solve()
         .unwrap();
     (problem, solution)
+}
+
+/// [`solve`] with the objective `objective`.
+pub fn solve_objective(model: &Model, scenario: &Scenario, objective: &str) -> (Problem, Solution) {
+    let mut s = scenario.clone();
+    s.utility = Utility::parse(objective).unwrap();
+    solve(model, &s)
 }
