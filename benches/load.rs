@@ -5,6 +5,10 @@
 //!     python benches/load/make_case.py /tmp/bigcase        # 20,000 × 20 × 50, float32, 240 MB
 //!     MMM_LOAD_CASE=/tmp/bigcase cargo bench --bench load
 //!     cargo bench --bench load                              # a 2,000-draw f64 case written here
+//!
+//! With `MMM_LOAD_NC=fitted.nc` (a model saved by PyMC-Marketing), also the saved
+//! model read and its problem built over a 26-period window (`saved/read+problem`;
+//! throughput: its posterior's values as f64, whatever the file's compression).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mmm_budget::demo::{SyntheticSize, synthetic};
@@ -51,6 +55,33 @@ fn load(c: &mut Criterion) {
             load_case(&dir, None)
                 .and_then(|c| c.problem())
                 .expect("both")
+        })
+    });
+    group.finish();
+    if let Ok(nc) = std::env::var("MMM_LOAD_NC") {
+        load_saved(c, std::path::Path::new(&nc));
+    }
+}
+
+fn load_saved(c: &mut Criterion, path: &std::path::Path) {
+    use mmm_budget::io::load_saved_model;
+    let saved = load_saved_model(path).expect("the saved model loads");
+    let values: usize = saved.model.posterior.arrays.values().map(|a| a.len()).sum();
+    let scenario = mmm_budget::Scenario::new(26, 1000.0);
+    eprintln!(
+        "{}: {} MB of posterior values as f64, {} draws × {} cells",
+        path.display(),
+        values * 8 / 1_000_000,
+        saved.model.num_draws(),
+        saved.model.num_cells()
+    );
+    let mut group = c.benchmark_group("saved");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(values as u64 * 8));
+    group.bench_function("read+problem", |b| {
+        b.iter(|| {
+            let saved = load_saved_model(path).expect("read");
+            mmm_budget::Problem::new(&saved.model, &scenario).expect("problem")
         })
     });
     group.finish();

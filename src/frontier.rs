@@ -118,10 +118,17 @@ pub fn frontier_each(
     each: &mut dyn FnMut(&FrontierPoint) -> bool,
 ) -> Result<Vec<FrontierPoint>> {
     let mut points: Vec<FrontierPoint> = Vec::with_capacity(budgets.len());
+    // Each budget's problem shares the posterior's tables with the one before (a
+    // posterior still in its file is read once).
+    let mut last: Option<Problem> = None;
     for (k, &budget) in budgets.iter().enumerate() {
         let mut sc = scenario.clone();
         sc.total_budget = budget;
-        let problem = Problem::new(model, &sc).map_err(|e| match e {
+        let built = match &last {
+            Some(like) => Problem::new_like(model, &sc, like),
+            None => Problem::new(model, &sc),
+        };
+        let problem = built.map_err(|e| match e {
             Error::InvalidValue {
                 field,
                 value,
@@ -179,6 +186,7 @@ pub fn frontier_each(
         };
         let go_on = each(&point);
         points.push(point);
+        last = Some(problem);
         if !go_on {
             break;
         }

@@ -51,10 +51,11 @@ pub struct Problem {
     /// when the scenario gives none.
     pub history: Vec<f64>,
     /// Adstock parameters, `[draw][cell][parameter]` (f32 where the posterior's
-    /// arrays are float32 in their file).
-    pub adstock_params: ParameterTable,
+    /// arrays are float32 in their file); shared by the problems a frontier builds
+    /// from one model at other budgets.
+    pub adstock_params: std::sync::Arc<ParameterTable>,
     /// Saturation parameters, `[draw][cell][parameter]` (likewise).
-    pub saturation_params: ParameterTable,
+    pub saturation_params: std::sync::Arc<ParameterTable>,
     /// D.
     pub(crate) num_draws: usize,
     /// B, per period.
@@ -91,6 +92,18 @@ impl Problem {
     /// Checks the model and the scenario and resolves them. Every error names the
     /// part (`model`, `posterior`, `scenario`), the field and the value.
     pub fn new(model: &Model, scenario: &Scenario) -> Result<Self> {
+        Self::build(model, scenario, None)
+    }
+
+    /// As [`Problem::new`], the posterior's parameter tables shared with `like`, a
+    /// problem built from the same `model` (another budget of a frontier), where it
+    /// optimizes the same cells: a posterior still in its file is read once, and held
+    /// once.
+    pub(crate) fn new_like(model: &Model, scenario: &Scenario, like: &Problem) -> Result<Self> {
+        Self::build(model, scenario, Some(like))
+    }
+
+    fn build(model: &Model, scenario: &Scenario, like: Option<&Problem>) -> Result<Self> {
         model.validate_structure("model")?;
         let all_cells = model.cells();
         let labels: Vec<String> = all_cells.iter().map(|c| model.cell_label(c)).collect();
@@ -400,68 +413,23 @@ impl Problem {
                 ));
             }
         };
-        // Every draw's parameters for every optimized cell, broadcast, in f64.
-        fits(
-            "draws × cells × parameters",
-            &[num_draws, opt.len(), ad.len() + sat.len()],
-        )?;
-        // Each group in f32 where all its arrays are float32 in their file (f32 → f64
-        // is exact: the same values at half the memory), else in f64.
-        let gather = |params: &[(String, &Array, Broadcast)],
-                      domains: &[crate::saturation::Domain]|
-         -> Result<ParameterTable> {
-            let all_f32 = !params.is_empty()
-                && params
-                    .iter()
-                    .all(|(_, a, _)| a.stored().is_some_and(|s| s.header().item_bytes == 4));
-            let g = Gather {
-                params,
-                domains,
-                opt: &opt,
-                labels: &labels,
-                num_draws,
-            };
-            Ok(if all_f32 {
-                ParameterTable::F32(g.run()?)
-            } else {
-                ParameterTable::F64(g.run()?)
+        // The same model's tables where `like` optimizes the same cells: read and
+        // checked when it was built.
+        let shared = like
+            .filter(|l| {
+                l.num_draws == num_draws
+                    && l.adstock == model.adstock
+                    && l.saturation == model.saturation
+                    && l.cells
+                        .iter()
+                        .map(|c| c.model_index)
+                        .eq(opt.iter().copied())
             })
+            .map(|l| (l.adstock_params.clone(), l.saturation_params.clone()));
+        let (adstock_params, saturation_params) = match shared {
+            Some(tables) => tables,
+            None => Self::parameters(model, &ad, &sat, &opt, &labels, num_draws)?,
         };
-        let adstock_params = gather(&ad, model.adstock.kind.domains())?;
-        let saturation_params = gather(&sat, model.saturation.domains())?;
-
-        // Adstock weights must be finite for every draw and cell: checked in parallel
-        // over draws where the kind's parameters in their domains do not already
-        // guarantee it (`AdstockKind::weights_always_finite`), the first failure named.
-        let na = model.adstock.kind.parameters().len();
-        let rows = num_draws * opt.len();
-        let all_finite = model.adstock.kind.weights_always_finite() || {
-            use rayon::prelude::*;
-            (0..num_draws).into_par_iter().all(|d| {
-                let mut w = vec![0.0; model.adstock.kernel_len()];
-                (d * opt.len()..(d + 1) * opt.len()).all(|i| {
-                    model.adstock.weights(&adstock_params.row(i, na), &mut w);
-                    w.iter().all(|v| v.is_finite())
-                })
-            })
-        };
-        let mut w = vec![0.0; model.adstock.kernel_len()];
-        for i in 0..if all_finite { 0 } else { rows } {
-            let p = adstock_params.row(i, na);
-            model.adstock.weights(&p, &mut w);
-            if let Some(bad) = w.iter().find(|v| !v.is_finite()) {
-                let (d, j) = (i / opt.len(), i % opt.len());
-                return Err(Error::invalid(
-                    "posterior",
-                    format!(
-                        "adstock weights of draw {d}, cell {} (parameters {:?})",
-                        labels[opt[j]], &*p
-                    ),
-                    bad,
-                    "finite weights (the parameters give weights that are all zero or undefined)",
-                ));
-            }
-        }
 
         let mut problem = Problem {
             adstock: model.adstock,
@@ -575,6 +543,87 @@ impl Problem {
         Ok(problem)
     }
 
+    /// Every draw's parameters for every optimized cell, broadcast, each in its
+    /// domain, the adstock's weights finite.
+    fn parameters(
+        model: &Model,
+        ad: &[(String, &Array, Broadcast)],
+        sat: &[(String, &Array, Broadcast)],
+        opt: &[usize],
+        labels: &[String],
+        num_draws: usize,
+    ) -> Result<(
+        std::sync::Arc<ParameterTable>,
+        std::sync::Arc<ParameterTable>,
+    )> {
+        // Every draw's parameters for every optimized cell, broadcast, in f64.
+        fits(
+            "draws × cells × parameters",
+            &[num_draws, opt.len(), ad.len() + sat.len()],
+        )?;
+        // Each group in f32 where all its arrays are float32 in their file (f32 → f64
+        // is exact: the same values at half the memory), else in f64.
+        let gather = |params: &[(String, &Array, Broadcast)],
+                      domains: &[crate::saturation::Domain]|
+         -> Result<ParameterTable> {
+            let all_f32 = !params.is_empty()
+                && params
+                    .iter()
+                    .all(|(_, a, _)| a.stored().is_some_and(|s| s.header().item_bytes == 4));
+            let g = Gather {
+                params,
+                domains,
+                opt,
+                labels,
+                num_draws,
+            };
+            Ok(if all_f32 {
+                ParameterTable::F32(g.run()?)
+            } else {
+                ParameterTable::F64(g.run()?)
+            })
+        };
+        let adstock_params = gather(ad, model.adstock.kind.domains())?;
+        let saturation_params = gather(sat, model.saturation.domains())?;
+
+        // Adstock weights must be finite for every draw and cell: checked in parallel
+        // over draws where the kind's parameters in their domains do not already
+        // guarantee it (`AdstockKind::weights_always_finite`), the first failure named.
+        let na = model.adstock.kind.parameters().len();
+        let rows = num_draws * opt.len();
+        let all_finite = model.adstock.kind.weights_always_finite() || {
+            use rayon::prelude::*;
+            (0..num_draws).into_par_iter().all(|d| {
+                let mut w = vec![0.0; model.adstock.kernel_len()];
+                (d * opt.len()..(d + 1) * opt.len()).all(|i| {
+                    model.adstock.weights(&adstock_params.row(i, na), &mut w);
+                    w.iter().all(|v| v.is_finite())
+                })
+            })
+        };
+        let mut w = vec![0.0; model.adstock.kernel_len()];
+        for i in 0..if all_finite { 0 } else { rows } {
+            let p = adstock_params.row(i, na);
+            model.adstock.weights(&p, &mut w);
+            if let Some(bad) = w.iter().find(|v| !v.is_finite()) {
+                let (d, j) = (i / opt.len(), i % opt.len());
+                return Err(Error::invalid(
+                    "posterior",
+                    format!(
+                        "adstock weights of draw {d}, cell {} (parameters {:?})",
+                        labels[opt[j]], &*p
+                    ),
+                    bad,
+                    "finite weights (the parameters give weights that are all zero or undefined)",
+                ));
+            }
+        }
+        Ok((
+            std::sync::Arc::new(adstock_params),
+            std::sync::Arc::new(saturation_params),
+        ))
+    }
+
     /// D: the number of posterior draws (chain × draw).
     pub fn num_draws(&self) -> usize {
         self.num_draws
@@ -608,7 +657,7 @@ impl Problem {
         }
         let n = self.num_cells();
         let slice = |params: &ParameterTable, per: usize| {
-            params.slice(range.start * n * per..range.end * n * per)
+            std::sync::Arc::new(params.slice(range.start * n * per..range.end * n * per))
         };
         Ok(Problem {
             adstock: self.adstock,
@@ -1221,9 +1270,9 @@ impl Gather<'_> {
     /// In parallel over blocks of draws, each draw's offset into every array computed
     /// once. A stored array whose draws are consecutive blocks in its file (C order,
     /// `chain` and `draw` its leading axes) is read straight into the layout, a block
-    /// of draws at a time: by positioned reads where it is stored uncompressed, in
-    /// order (the blocks then gathered in order) where it is deflated; any other is
-    /// read whole first. Where a value is out of its domain, the first such value (in
+    /// of draws at a time: by positioned reads where it is stored uncompressed, by
+    /// hyperslabs where it is a netCDF-4 variable, in order (the blocks then gathered
+    /// in order) where it is a deflated NPZ member; any other is read whole first. Where a value is out of its domain, the first such value (in
     /// draw, cell, parameter order) is found again sequentially and named.
     fn run<T: Element>(&self) -> Result<Vec<T>> {
         use rayon::prelude::*;
@@ -1338,6 +1387,11 @@ enum ParameterSource<'a> {
         file: std::fs::File,
         block: usize,
     },
+    /// Values read by hyperslabs of a netCDF-4 variable, laid out as for `Ranges`.
+    Rows {
+        stored: &'a crate::io::StoredArray,
+        block: usize,
+    },
     /// Values inflated in order from a deflated member, laid out as for `Ranges`:
     /// blocks of draws must be asked for in order.
     Stream {
@@ -1361,6 +1415,8 @@ impl<'a> ParameterSource<'a> {
                 file: stored.open()?,
                 block,
             })
+        } else if stored.rows_readable() && consecutive {
+            Ok(Self::Rows { stored, block })
         } else if stored.streamable() && consecutive {
             Ok(Self::Stream {
                 stream: Box::new(std::sync::Mutex::new(stored.value_stream()?)),
@@ -1375,7 +1431,9 @@ impl<'a> ParameterSource<'a> {
     fn block(&self) -> usize {
         match self {
             Self::Held(_) => 1,
-            Self::Ranges { block, .. } | Self::Stream { block, .. } => *block,
+            Self::Ranges { block, .. } | Self::Rows { block, .. } | Self::Stream { block, .. } => {
+                *block
+            }
         }
     }
 
@@ -1403,6 +1461,10 @@ impl<'a> ParameterSource<'a> {
             } => {
                 buf.resize(count * block, 0.0);
                 stored.read_elements(file, d0 * block, buf, bytes)?;
+                Ok((None, d0 * block))
+            }
+            Self::Rows { stored, block } => {
+                stored.read_rows(d0 * block, count * block, buf)?;
                 Ok((None, d0 * block))
             }
             Self::Stream { stream, block } => {
@@ -1444,4 +1506,44 @@ fn fits(what: &str, sizes: &[usize]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{SyntheticSize, synthetic};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_problem_like_another_shares_its_tables_where_it_optimizes_the_same_cells() {
+        let size = SyntheticSize {
+            channels: 3,
+            geos: 2,
+            draws: 40,
+            periods: 8,
+            l_max: 4,
+        };
+        let (model, scenario) = synthetic(&size, 3);
+        let first = Problem::new(&model, &scenario).unwrap();
+        let mut other = scenario.clone();
+        other.total_budget *= 1.5;
+        let like = Problem::new_like(&model, &other, &first).unwrap();
+        assert!(Arc::ptr_eq(&first.adstock_params, &like.adstock_params));
+        assert!(Arc::ptr_eq(
+            &first.saturation_params,
+            &like.saturation_params
+        ));
+        // Everything else as a problem built anew.
+        let anew = Problem::new(&model, &other).unwrap();
+        assert_eq!(format!("{like:?}"), format!("{anew:?}"));
+        // Other cells: the tables gathered for them.
+        let channel = model.channels[1].clone();
+        other.optimize = Some(vec![[("channel".to_string(), channel)].into()]);
+        let fewer = Problem::new_like(&model, &other, &first).unwrap();
+        assert!(!Arc::ptr_eq(&first.adstock_params, &fewer.adstock_params));
+        assert_eq!(
+            format!("{fewer:?}"),
+            format!("{:?}", Problem::new(&model, &other).unwrap())
+        );
+    }
 }

@@ -132,6 +132,124 @@ fn export_writes_a_case_folder_that_reads_back_as_the_same_model() {
 }
 
 /// Runs the CLI on `args`, which must fail with exit 2 and one line on stderr; the line.
+/// A copy of fitted.nc in small deflated chunks, two arrays float32
+/// (tests/fixtures/make_chunked_saved_model.py).
+const CHUNKED: &str = "tests/data/saved/chunked.nc";
+
+#[test]
+fn saved_posteriors_stay_in_the_file_and_any_range_reads_as_the_whole() {
+    let saved = load_saved_model(Path::new(CHUNKED)).unwrap();
+    for (name, a) in &saved.model.posterior.arrays {
+        let stored = a.stored().expect("left in the file");
+        assert!(a.values.is_empty() && stored.rows_readable(), "{name}");
+        assert!(!stored.ranges_readable() && !stored.streamable(), "{name}");
+        let whole = stored.read_all().unwrap();
+        assert_eq!(whole.len(), a.shape.iter().product::<usize>(), "{name}");
+        // Ranges of whole chains, of whole draws (across the chains' boundary), of
+        // rows of the last axis and of single values.
+        let mut out = vec![];
+        for first in 0..whole.len() {
+            for len in [1, 2, 3, 5, 6, 7, 13, 50, 150, whole.len()] {
+                if first + len > whole.len() {
+                    continue;
+                }
+                stored.read_rows(first, len, &mut out).unwrap();
+                assert_eq!(out, whole[first..first + len], "{name}[{first}; {len}]");
+            }
+        }
+        let beyond = stored.read_rows(whole.len() - 1, 2, &mut out).unwrap_err();
+        assert!(matches!(beyond, Error::Netcdf { .. }), "{beyond}");
+    }
+    // float32 variables hold fitted.nc's values rounded to f32; float64 ones its own.
+    let fitted = load_saved_model(Path::new(FITTED)).unwrap();
+    for (name, f32) in [
+        ("adstock_alpha", true),
+        ("saturation_lam", false),
+        ("saturation_beta", true),
+    ] {
+        let a = saved.model.posterior.arrays[name].read_values().unwrap();
+        let b = fitted.model.posterior.arrays[name].read_values().unwrap();
+        let rounded: Vec<f64> = b.iter().map(|&v| f64::from(v as f32)).collect();
+        assert_eq!(*a, if f32 { rounded } else { b.to_vec() }, "{name}");
+    }
+}
+
+#[test]
+fn a_problem_reads_a_saved_posterior_by_blocks_as_it_reads_it_whole() {
+    let saved = load_saved_model(Path::new(CHUNKED)).unwrap();
+    let scenario = Scenario::new(8, 1500.0);
+    let straight = Problem::new(&saved.model, &scenario).unwrap();
+    let mut model = saved.model.clone();
+    model.posterior.load().unwrap();
+    assert!(
+        model
+            .posterior
+            .arrays
+            .values()
+            .all(|a| a.stored().is_none())
+    );
+    let whole = Problem::new(&model, &scenario).unwrap();
+    // adstock_alpha is float32 in the file: kept f32; the saturation's arrays mix
+    // float32 and float64: f64.
+    assert!(straight.adstock_params.is_f32() && !straight.saturation_params.is_f32());
+    assert_eq!(
+        straight.adstock_params.to_f64(),
+        whole.adstock_params.to_f64()
+    );
+    assert_eq!(
+        straight.saturation_params.to_f64(),
+        whole.saturation_params.to_f64()
+    );
+}
+
+#[test]
+fn a_frontier_over_a_saved_posterior_in_its_file_is_the_frontier_over_it_in_memory() {
+    let saved = load_saved_model(Path::new(CHUNKED)).unwrap();
+    let mut loaded = saved.model.clone();
+    loaded.posterior.load().unwrap();
+    let scenario = Scenario::new(8, 1500.0);
+    let budgets = mmm_budget::frontier::budgets(750.0, 3000.0, 4);
+    let run = |model: &Model| {
+        let problem = Problem::new(model, &scenario).unwrap();
+        let mut ev = CpuEvaluator::new(&problem).unwrap();
+        mmm_budget::frontier::frontier(
+            model,
+            &scenario,
+            &mut ev,
+            &budgets,
+            &Settings::default(),
+            true,
+        )
+        .unwrap()
+    };
+    let (a, b) = (run(&saved.model), run(&loaded));
+    assert_eq!(a.len(), 4);
+    for (p, q) in a.iter().zip(&b) {
+        assert_eq!(p.solution.status, Status::Solved);
+        assert_eq!(p.solution.allocation, q.solution.allocation, "{}", p.budget);
+        assert_eq!(p.solution.iterations, q.solution.iterations, "{}", p.budget);
+    }
+}
+
+#[test]
+fn a_saved_model_changed_after_loading_is_refused_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fitted.nc");
+    std::fs::copy(CHUNKED, &path).unwrap();
+    let saved = load_saved_model(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Problem::new(&saved.model, &Scenario::new(8, 1500.0)).unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, Error::Netcdf { .. }), "{shown}");
+    assert!(
+        shown.contains("fitted.nc") && shown.contains("changed since it was loaded"),
+        "{shown}"
+    );
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+}
+
 fn refused(args: &[&str]) -> String {
     let o = bin().args(args).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{args:?}");

@@ -159,7 +159,8 @@ fn load_path_inner(path: &Path) -> mmm_budget::Result<NativeModel> {
             pymc_marketing_version: None,
         });
     }
-    let saved = io::load_saved_model(path)?;
+    let mut saved = io::load_saved_model(path)?;
+    saved.model.posterior.load()?;
     Ok(NativeModel {
         model: Arc::new(saved.model),
         source,

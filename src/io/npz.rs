@@ -60,9 +60,11 @@ pub struct NpyHeader {
     pub fortran: bool,
 }
 
-/// An array still in its NPZ archive: checked (header, size, the model's shape), its
-/// values read when a problem is built ([`StoredArray::read_all`], or straight into
-/// the problem's layout by [`StoredArray::read_elements`]).
+/// An array still in its file, an NPZ archive or a saved model's netCDF-4 variable:
+/// checked (header, size, the model's shape), its values read when a problem is built
+/// ([`StoredArray::read_all`], or straight into the problem's layout by
+/// [`StoredArray::read_elements`], [`StoredArray::value_stream`] or
+/// [`StoredArray::read_rows`]).
 #[derive(Debug, PartialEq)]
 pub struct StoredArray {
     path: std::path::PathBuf,
@@ -78,9 +80,49 @@ pub struct StoredArray {
     /// The file's length and modification time when it was checked: a file changed
     /// since is refused rather than read as another posterior.
     stamp: (u64, Option<std::time::SystemTime>),
+    /// The netCDF-4 variable it is, where it is one (the NPZ fields then unused).
+    netcdf: Option<super::saved_model::NetcdfVariable>,
 }
 
 impl StoredArray {
+    /// A saved model's variable, its values left in the file.
+    pub(crate) fn from_netcdf(var: super::saved_model::NetcdfVariable) -> Self {
+        let shape = var.shape().to_vec();
+        StoredArray {
+            path: var.path().to_path_buf(),
+            name: var.name().to_string(),
+            header: NpyHeader {
+                shape,
+                item_bytes: var.item_bytes(),
+                big_endian: false,
+                fortran: false,
+            },
+            header_bytes: 0,
+            count: var.count(),
+            declared: 0,
+            values_at: None,
+            deflated: None,
+            stamp: (0, None),
+            netcdf: Some(var),
+        }
+    }
+
+    /// Whether [`StoredArray::read_rows`] reads it: a netCDF-4 variable.
+    pub fn rows_readable(&self) -> bool {
+        self.netcdf.is_some()
+    }
+
+    /// Values `first .. first + len` (row-major element indices) as f64 into `out`
+    /// (replaced), read from a netCDF-4 variable ([`StoredArray::rows_readable`]) by
+    /// hyperslabs, each decoded chunk by chunk on every core. The values are checked
+    /// against their domains by the caller.
+    pub fn read_rows(&self, first: usize, len: usize, out: &mut Vec<f64>) -> Result<()> {
+        match &self.netcdf {
+            Some(var) => var.read_rows(first, len, out),
+            None => Err(self.error("not a netCDF variable: read by ranges or in order".into())),
+        }
+    }
+
     /// The archive.
     pub fn path(&self) -> &Path {
         &self.path
@@ -139,6 +181,12 @@ impl StoredArray {
     }
 
     fn error(&self, message: String) -> Error {
+        if self.netcdf.is_some() {
+            return Error::Netcdf {
+                path: self.path.clone(),
+                message: format!("{}: {message}", self.name),
+            };
+        }
         Error::Npz {
             path: self.path.clone(),
             message: format!("{}: {message}", self.name),
@@ -161,8 +209,12 @@ impl StoredArray {
     }
 
     /// Every value, row-major (C order), as f64: the member streamed through the
-    /// archive's reader (its checksum verified), Fortran order transposed.
+    /// archive's reader (its checksum verified), Fortran order transposed; a netCDF
+    /// variable decoded chunk by chunk on every core.
     pub fn read_all(&self) -> Result<Vec<f64>> {
+        if let Some(var) = &self.netcdf {
+            return var.read_all();
+        }
         let file = self.open()?;
         let zip_err = |e: zip::result::ZipError| self.error(one_line(&e.to_string()));
         let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(1 << 20, file))
@@ -478,6 +530,7 @@ fn open_members(
             values_at,
             deflated,
             stamp,
+            netcdf: None,
         });
     }
     Ok(members)

@@ -27,9 +27,12 @@ use crate::adstock::{Adstock, AdstockKind};
 use crate::error::{Error, Result, truncated};
 use crate::model::{Array, Dim, Model, Posterior};
 use crate::saturation::Saturation;
-use netcdf_reader::{NcFile, NcFormat, NcOpenOptions, NcType, NcVariable};
+use netcdf_reader::{
+    NcFile, NcFormat, NcOpenOptions, NcSliceInfo, NcSliceInfoElem, NcType, NcVariable,
+};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The PyMC-Marketing versions whose saved files this reader knows: `0.19.x`.
 pub const SUPPORTED_VERSIONS: &str = "0.19.x";
@@ -81,6 +84,12 @@ pub trait InferenceSource {
     fn coordinate_values(&self, group: &str, name: &str) -> Result<Vec<String>>;
     /// A numeric variable's values as f64, row-major (C order), `count` of them.
     fn values(&self, group: &str, name: &str, count: usize) -> Result<Vec<f64>>;
+    /// The variable left where it is, its values read when a problem is built (a
+    /// [stored](crate::Array::stored) array); `None` (the default) where the source
+    /// has no such reads, and [`InferenceSource::values`] is called instead.
+    fn stored(&self, _group: &str, _name: &str) -> Option<Result<super::StoredArray>> {
+        None
+    }
 }
 
 /// Reads a model saved by PyMC-Marketing's `MMM.save` (netCDF-4), posterior included.
@@ -201,7 +210,8 @@ pub fn load_inference_data(src: &dyn InferenceSource) -> Result<SavedModel> {
 
 /// An open netCDF-4 file and its name for messages.
 struct NetcdfSource {
-    file: NcFile,
+    file: Arc<NcFile>,
+    path: PathBuf,
     ctx: String,
 }
 
@@ -234,7 +244,11 @@ impl NetcdfSource {
                 ),
             });
         }
-        Ok(NetcdfSource { file, ctx })
+        Ok(NetcdfSource {
+            file: Arc::new(file),
+            path: path.to_path_buf(),
+            ctx,
+        })
     }
 
     fn failed(&self, what: &str, e: &netcdf_reader::Error) -> Error {
@@ -297,51 +311,266 @@ impl InferenceSource for NetcdfSource {
         Ok(numbers.iter().map(|x| x.to_string()).collect())
     }
 
-    /// float64 decoded chunk by chunk on every core into the array that is kept
-    /// (its buffer taken as it is), other numeric types converted.
     fn values(&self, group: &str, name: &str, count: usize) -> Result<Vec<f64>> {
-        let path = format!("{group}/{name}");
-        let double = self
-            .nc_variable(group, name)
-            .is_some_and(|v| *v.dtype() == NcType::Double);
-        if double {
+        let var = self.variable_handle(group, name)?;
+        if var.count() != count {
+            return Err(Error::Shape {
+                context: self.context().to_string(),
+                field: var.var.clone(),
+                found: var.shape.clone(),
+                expected: format!("{count} values"),
+            });
+        }
+        var.read_all()
+    }
+
+    fn stored(&self, group: &str, name: &str) -> Option<Result<super::StoredArray>> {
+        Some(
+            self.variable_handle(group, name)
+                .map(super::StoredArray::from_netcdf),
+        )
+    }
+}
+
+impl NetcdfSource {
+    fn variable_handle(&self, group: &str, name: &str) -> Result<NetcdfVariable> {
+        let var = format!("{group}/{name}");
+        let v = self.nc_variable(group, name).ok_or_else(|| Error::Netcdf {
+            path: self.path.clone(),
+            message: format!("{var}: no such variable"),
+        })?;
+        Ok(NetcdfVariable {
+            file: Arc::clone(&self.file),
+            path: self.path.clone(),
+            shape: v.dimensions().iter().map(|d| d.size as usize).collect(),
+            dtype: v.dtype().clone(),
+            var,
+            stamp: path_stamp(&self.path),
+        })
+    }
+}
+
+/// A numeric netCDF-4 variable left in its open file: what a
+/// [stored](crate::Array::stored) array of a saved model reads its values from.
+#[derive(Clone)]
+pub(crate) struct NetcdfVariable {
+    file: Arc<NcFile>,
+    path: PathBuf,
+    /// The variable's path in the file (`posterior/adstock_alpha`).
+    var: String,
+    shape: Vec<usize>,
+    dtype: NcType,
+    /// The file's length and modification time when it was opened.
+    stamp: (u64, Option<std::time::SystemTime>),
+}
+
+impl std::fmt::Debug for NetcdfVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetcdfVariable")
+            .field("path", &self.path)
+            .field("var", &self.var)
+            .field("shape", &self.shape)
+            .field("dtype", &self.dtype)
+            .finish()
+    }
+}
+
+/// The same variable of the same open file.
+impl PartialEq for NetcdfVariable {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.file, &other.file) && self.var == other.var
+    }
+}
+
+impl NetcdfVariable {
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The variable's path in the file.
+    pub(crate) fn name(&self) -> &str {
+        &self.var
+    }
+
+    /// The variable's shape.
+    pub(crate) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Bytes a value takes in the file's arrays: 4 for float32, 8 otherwise (read as
+    /// f64).
+    pub(crate) fn item_bytes(&self) -> usize {
+        if self.dtype == NcType::Float { 4 } else { 8 }
+    }
+
+    /// The number of values (saturating).
+    pub(crate) fn count(&self) -> usize {
+        checked_count(&self.shape).unwrap_or(usize::MAX)
+    }
+
+    fn failed(&self, e: &netcdf_reader::Error) -> Error {
+        Error::Netcdf {
+            path: self.path.clone(),
+            message: format!("{}: {}", self.var, one_line(e)),
+        }
+    }
+
+    /// Refuses a file whose length or modification time changed since it was opened.
+    fn check_unchanged(&self) -> Result<()> {
+        if path_stamp(&self.path) != self.stamp {
+            return Err(Error::Netcdf {
+                path: self.path.clone(),
+                message: format!(
+                    "{}: the file changed since it was loaded (length or modification time); load the model again",
+                    self.var
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every value, row-major, as f64: float64 decoded chunk by chunk on every core
+    /// into the vector returned (its buffer taken as it is), other numeric types
+    /// converted.
+    pub(crate) fn read_all(&self) -> Result<Vec<f64>> {
+        self.check_unchanged()?;
+        let count = self.count();
+        if self.dtype == NcType::Double {
             let array = self
                 .file
-                .read_variable_parallel::<f64>(&path)
-                .map_err(|e| self.failed(&path, &e))?;
-            if array.len() != count {
-                return Err(Error::Shape {
-                    context: self.context().to_string(),
-                    field: path,
-                    found: array.shape().to_vec(),
-                    expected: format!("{count} values"),
-                });
-            }
-            if array.is_standard_layout() {
-                let (values, offset) = array.into_raw_vec_and_offset();
-                if offset.unwrap_or(0) == 0 && values.len() == count {
-                    return Ok(values);
-                }
-                // Not expected of a whole read; copied in order all the same.
-                let at = offset.unwrap_or(0);
-                if let Some(part) = values.get(at..at.saturating_add(count)) {
-                    return Ok(part.to_vec());
-                }
-                return Err(Error::Shape {
-                    context: self.context().to_string(),
-                    field: path,
-                    found: vec![values.len()],
-                    expected: format!("{count} values from offset {at}"),
-                });
-            }
-            return Ok(array.iter().copied().collect());
+                .read_variable_parallel::<f64>(&self.var)
+                .map_err(|e| self.failed(&e))?;
+            return self.taken(array, count);
         }
         let values = self
             .file
-            .read_variable_as_f64(&path)
-            .map_err(|e| self.failed(&path, &e))?;
-        Ok(values.iter().copied().collect())
+            .read_variable_as_f64(&self.var)
+            .map_err(|e| self.failed(&e))?;
+        self.taken(values, count)
     }
+
+    /// Values `first .. first + len` (row-major element indices) as f64 into `out`
+    /// (replaced): the range cut into hyperslabs along the outer axes of which it
+    /// holds whole rows (a block of draws: one slab a chain it touches), each
+    /// decoded chunk by chunk on every core. Values are checked against their domains
+    /// by the caller.
+    pub(crate) fn read_rows(&self, first: usize, len: usize, out: &mut Vec<f64>) -> Result<()> {
+        self.check_unchanged()?;
+        if first.checked_add(len).is_none_or(|end| end > self.count()) {
+            return Err(Error::Netcdf {
+                path: self.path.clone(),
+                message: format!(
+                    "{}: values {first}.. {} beyond its {} values",
+                    self.var,
+                    first.saturating_add(len),
+                    self.count()
+                ),
+            });
+        }
+        out.clear();
+        for selection in slabs(&self.shape, first, len) {
+            let part = match self.dtype {
+                NcType::Double => self
+                    .file
+                    .read_variable_slice_parallel::<f64>(&self.var, &selection),
+                NcType::Float => self
+                    .file
+                    .read_variable_slice_parallel::<f32>(&self.var, &selection)
+                    .map(|a| a.mapv(f64::from)),
+                _ => self.file.read_variable_slice_as_f64(&self.var, &selection),
+            }
+            .map_err(|e| self.failed(&e))?;
+            let n = part.len();
+            if out.is_empty() && n == len {
+                *out = self.taken(part, n)?;
+            } else {
+                out.extend(part.iter().copied());
+            }
+        }
+        if out.len() != len {
+            return Err(Error::Netcdf {
+                path: self.path.clone(),
+                message: format!("{}: {} values read of {len}", self.var, out.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// An array's values in row-major order, its buffer taken where it is laid out
+    /// so; `count` of them expected.
+    fn taken(&self, array: ndarray::ArrayD<f64>, count: usize) -> Result<Vec<f64>> {
+        if array.len() != count {
+            return Err(Error::Shape {
+                context: self.path.display().to_string(),
+                field: self.var.clone(),
+                found: array.shape().to_vec(),
+                expected: format!("{count} values"),
+            });
+        }
+        if array.is_standard_layout() {
+            let (values, offset) = array.into_raw_vec_and_offset();
+            let at = offset.unwrap_or(0);
+            if at == 0 && values.len() == count {
+                return Ok(values);
+            }
+            return Ok(values
+                .get(at..at.saturating_add(count))
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default());
+        }
+        Ok(array.iter().copied().collect())
+    }
+}
+
+/// The hyperslabs that cover row-major elements `first .. first + len` of an array of
+/// `shape`, in order: along the outermost axis `k` of which the range holds whole rows
+/// (`shape[k + 1 ..]`), each slab one run along axis `k` with the outer axes fixed.
+fn slabs(shape: &[usize], first: usize, len: usize) -> Vec<NcSliceInfo> {
+    let full = |n: usize| NcSliceInfoElem::Slice {
+        start: 0,
+        end: n as u64,
+        step: 1,
+    };
+    if len == 0 {
+        return vec![];
+    }
+    if shape.is_empty() {
+        return vec![NcSliceInfo { selections: vec![] }];
+    }
+    let row = |k: usize| shape[k + 1..].iter().product::<usize>().max(1);
+    let k = (0..shape.len())
+        .find(|&k| first.is_multiple_of(row(k)) && len.is_multiple_of(row(k)))
+        .unwrap_or(shape.len() - 1);
+    let (mut pos, end) = (first / row(k), (first + len) / row(k));
+    let along = shape[k].max(1);
+    let mut out = vec![];
+    while pos < end {
+        let at = pos % along;
+        let run = (end - pos).min(along - at);
+        let mut outer = pos / along;
+        let mut selections = vec![NcSliceInfoElem::Index(0); k];
+        for (sel, &n) in selections.iter_mut().zip(&shape[..k]).rev() {
+            *sel = NcSliceInfoElem::Index((outer % n.max(1)) as u64);
+            outer /= n.max(1);
+        }
+        selections.push(NcSliceInfoElem::Slice {
+            start: at as u64,
+            end: (at + run) as u64,
+            step: 1,
+        });
+        selections.extend(shape[k + 1..].iter().map(|&n| full(n)));
+        out.push(NcSliceInfo { selections });
+        pos += run;
+    }
+    out
+}
+
+/// A file's length and modification time (`u64::MAX` where it cannot be read).
+fn path_stamp(path: &Path) -> (u64, Option<std::time::SystemTime>) {
+    std::fs::metadata(path)
+        .map(|m| (m.len(), m.modified().ok()))
+        .unwrap_or((u64::MAX, None))
 }
 
 /// The reader's steps over a source: each checks what it reads and names it.
@@ -586,15 +815,31 @@ impl Reader<'_> {
                 format!("at most the memory budget, {budget} bytes (MMM_MEMORY_BUDGET)"),
             ));
         }
+        // Left in the file where the source can read them later (a problem reads
+        // them straight into its layout), else read now.
         let mut posterior = Posterior::default();
         for (name, _, var) in vars {
             let count = checked_count(&var.shape).unwrap_or(0);
-            let values = self.0.values("posterior", name, count)?;
+            let (values, stored) = match self.0.stored("posterior", name) {
+                Some(stored) => {
+                    let stored = stored?;
+                    if stored.header().shape != var.shape {
+                        return Err(Error::Shape {
+                            context: ctx.to_string(),
+                            field: format!("posterior/{name}"),
+                            found: stored.header().shape.clone(),
+                            expected: format!("{:?}", var.shape),
+                        });
+                    }
+                    (vec![], Some(std::sync::Arc::new(stored)))
+                }
+                None => (self.0.values("posterior", name, count)?, None),
+            };
             let array = Array {
                 dims: var.dims,
                 shape: var.shape,
                 values,
-                stored: None,
+                stored,
             };
             posterior.arrays.insert(name.clone(), array);
         }
