@@ -205,6 +205,88 @@ fn every_kind_agrees_with_the_cpu() {
     }
 }
 
+/// Every utility's value and gradient, as the solver forms them from an evaluator
+/// (the responses, the draw weights ∂U/∂R_d, then the weighted pass plus the
+/// explicit ∂U/∂x), agree with the f64 CPU reference to 1e-5 on the GPU.
+#[test]
+fn every_utility_value_and_gradient_agree_with_the_cpu() {
+    let shape = Shape {
+        draws: 301,
+        channels: 4,
+        geos: 2,
+        periods: 8,
+        l_max: 4,
+    };
+    let (model, scenario) = random_case(
+        41,
+        shape,
+        AdstockKind::Geometric,
+        Saturation::Logistic,
+        true,
+        false,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let (d, n) = (problem.num_draws(), problem.num_cells());
+    let utilities = [
+        "mean",
+        "std",
+        "mean - 0.5 * std",
+        "quantile(0.1)",
+        "var(0.95)",
+        "cvar(0.9)",
+        "tail_distance(0.75)",
+        "mean_tightness(0.5, 0.8)",
+        "sharpe(10)",
+        "raroc(5)",
+        "adjusted_var(0.9, 0.6)",
+        "portfolio_entropy",
+        "mean + 100 * portfolio_entropy",
+    ];
+    // Value and gradient at x: (U, ∇U), and the size of the gradient's terms
+    // (Σ_d |∂U/∂R_d| ∂R_d/∂x + |∂U/∂x|, largest over cells: where the terms cancel,
+    // f32 keeps digits of the terms, not of their sum).
+    let objective = |ev: &mut dyn Evaluator, u: &Utility, x: &[f64]| {
+        let mut e = Evaluation::new(d, n);
+        ev.evaluate(x, DrawWeights::Uniform, &mut e).unwrap();
+        let (mut wr, mut wx) = (vec![0.0; d], vec![0.0; n]);
+        let value = u.smooth(&e.responses, x, &mut wr, &mut wx);
+        ev.evaluate(x, DrawWeights::PerDraw(&wr), &mut e).unwrap();
+        let gradient: Vec<f64> = e.gradient.iter().zip(&wx).map(|(g, w)| g + w).collect();
+        let size: Vec<f64> = wr.iter().map(|w| w.abs()).collect();
+        ev.evaluate(x, DrawWeights::PerDraw(&size), &mut e).unwrap();
+        let terms = e
+            .gradient
+            .iter()
+            .zip(&wx)
+            .map(|(g, w)| g.abs() + w.abs())
+            .fold(0.0, f64::max);
+        (value, gradient, terms)
+    };
+    on_each_backend(&problem, &GpuOptions::default(), |name, ev, tol| {
+        let mut cpu = CpuEvaluator::new(&problem).unwrap();
+        for scale in [0.5, 1.0, 2.0] {
+            let x: Vec<f64> = (0..n)
+                .map(|c| scale * problem.total_budget / n as f64 * (0.4 + (c % 4) as f64 * 0.4))
+                .collect();
+            for text in utilities {
+                let u = Utility::parse(text).unwrap();
+                let (va, ga, _) = objective(ev, &u, &x);
+                let (vb, gb, terms) = objective(&mut cpu, &u, &x);
+                assert!(
+                    (va - vb).abs() <= tol * vb.abs(),
+                    "{name} {text} at {scale}: value {va} vs {vb}"
+                );
+                for (c, (a, b)) in ga.iter().zip(&gb).enumerate() {
+                    assert!(
+                        (a - b).abs() <= tol * terms,
+                        "{name} {text} at {scale}: ∂U/∂x[{c}] {a} vs {b} (terms up to {terms:e})"
+                    );
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn windows_shorter_than_the_carry_over_agree_with_the_cpu() {
     // N + 1 < K: the tail periods sum different ranges of weights (the kernels take a
