@@ -5,6 +5,7 @@
 //!     cargo bench --bench evaluate -- carry_in            # one group
 //!     cargo bench --bench evaluate -- evaluate_many       # k allocations a pass
 //!     cargo bench --bench evaluate -- linear_weights      # one pass for std's weights
+//!     cargo bench --bench evaluate -- weighted_pass       # GPU: weighting stored terms
 //!     MMM_BENCH_QUICK=1 cargo bench --bench evaluate     # small sizes, for CI
 //!
 //! Throughput is in draw × cell × period terms (periods include the l_max
@@ -230,6 +231,56 @@ fn linear_weights(c: &mut Criterion) {
     group.finish();
 }
 
+/// On the GPU, a quantile-based utility's two passes at a trial point (the responses,
+/// then the pass weighted by ∂U/∂R_d at the same allocation): the second from the
+/// terms the first stored (`stored_terms`) against recomputed (`recomputed`), the
+/// trial point alternating between two allocations.
+fn weighted_pass(c: &mut Criterion) {
+    let Some(ctx) = GpuContext::new().ok().map(Arc::new) else {
+        eprintln!("weighted_pass: no GPU adapter, skipped");
+        return;
+    };
+    let mut group = c.benchmark_group("weighted_pass");
+    group.sample_size(10);
+    for size in sizes() {
+        let (model, scenario) = synthetic(&size, 7);
+        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+        let terms = (problem.num_draws()
+            * problem.num_cells()
+            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        group.throughput(Throughput::Elements(terms));
+        let label = format!("D{}xn{}", size.draws, problem.num_cells());
+        let x = problem.uniform_allocation();
+        let x2: Vec<f64> = x.iter().map(|v| 1.1 * v).collect();
+        let w: Vec<f64> = (0..problem.num_draws())
+            .map(|d| (d % 10) as f64 / problem.num_draws() as f64)
+            .collect();
+        for (name, recompute) in [("stored_terms", false), ("recomputed", true)] {
+            let options = GpuOptions {
+                recompute_weighted_passes: recompute,
+                ..Default::default()
+            };
+            let mut ev =
+                GpuEvaluator::with_context(ctx.clone(), &problem, &options).expect("gpu evaluator");
+            let (mut r, mut out) = (vec![0.0; problem.num_draws()], Evaluation::default());
+            let mut two = |at: &[f64]| {
+                ev.responses(at, &mut r).expect("responses");
+                ev.evaluate(at, DrawWeights::PerDraw(&w), &mut out)
+                    .expect("evaluation");
+            };
+            two(&x);
+            let mut flip = false;
+            group.bench_function(BenchmarkId::new(name, &label), |b| {
+                b.iter(|| {
+                    flip = !flip;
+                    two(if flip { &x2 } else { &x })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn optimize(c: &mut Criterion) {
     let mut group = c.benchmark_group("optimize");
     group.sample_size(10);
@@ -260,6 +311,7 @@ criterion_group!(
     carry_in,
     evaluate_many,
     linear_weights,
+    weighted_pass,
     optimize
 );
 criterion_main!(benches);

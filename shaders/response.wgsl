@@ -33,6 +33,10 @@ override MOMENTS: bool = false; // the constant form's cell moments (Evaluator::
                               // with m, m' the block's means; R_d in slot 0 of `responses`,
                               // P_d = Σ_c a_c r_dc in slot 1, the cell weights a after x in `alloc`
 
+override STORE_TERMS: bool = false; // the constant form also writes each (draw, cell)'s
+                              // τ_c [r, r', r''] into `terms` (slot 0 only), for
+                              // `terms_partials` and `terms_responses` to weight them again
+
 override WG: u32 = 256u;      // invocations per workgroup: a power of two, 32 to 256
 const TB: u32 = 8u;           // periods reduced together in the time-varying form
 const MAX_KERNEL: u32 = 64u;
@@ -62,6 +66,9 @@ struct Dims {
 @group(0) @binding(5) var<storage, read> weights: array<f32>;    // [D]
 @group(0) @binding(6) var<storage, read_write> responses: array<f32>; // [slot][group][D]
 @group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // [slot][block][c][width]
+// The chunk's terms τ_c [r, r', r''] of the last pass that stored them, [k][c][d]
+// (chunk-local d); a 16-byte placeholder where no form stores or reads them.
+@group(1) @binding(0) var<storage, read_write> terms: array<f32>;
 
 var<private> w: array<f32, MAX_KERNEL>;
 var<private> v: array<f32, MAX_WINDOW>;
@@ -394,6 +401,20 @@ fn slot(lid: u32, wid: vec3<u32>) -> Slot {
     return Slot(d, gd, valid, u, dims.block_offset + wid.x, first, last);
 }
 
+// Σ over the workgroup's draws of u_d τ_c [r, r', r''] into cell c's partials of
+// slot z (every invocation calls it; acc is 0 where the draw does not exist).
+fn add_partials(lid: u32, z: u32, at: Slot, c: u32, acc: vec3<f32>) {
+    shw[lid] = at.u * acc.x;
+    shw[WG + lid] = at.u * acc.y;
+    shw[2u * WG + lid] = at.u * acc.z;
+    reduce_rows(lid, 3u);
+    if (lid < 3u) {
+        partials[((z * dims.total_blocks + at.block) * dims.cells + c) * 3u + lid] =
+            shw[lid * WG];
+    }
+    workgroupBarrier();
+}
+
 @compute @workgroup_size(WG)
 fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let lid = lid3.x;
@@ -484,15 +505,14 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             block_moments(lid, at.valid, at.block, c, acc.xy, count);
             continue;
         }
-        shw[lid] = at.u * acc.x;
-        shw[WG + lid] = at.u * acc.y;
-        shw[2u * WG + lid] = at.u * acc.z;
-        reduce_rows(lid, 3u);
-        if (lid < 3u) {
-            partials[((wid.z * dims.total_blocks + at.block) * dims.cells + c) * 3u + lid] =
-                shw[lid * WG];
+        if (STORE_TERMS && at.valid) {
+            let i = c * dims.draws + at.d;
+            let plane = dims.cells * dims.draws;
+            terms[i] = acc.x;
+            terms[plane + i] = acc.y;
+            terms[2u * plane + i] = acc.z;
         }
-        workgroupBarrier();
+        add_partials(lid, wid.z, at, c, acc);
     }
     if (at.valid) {
         responses[(wid.z * dims.groups + wid.y) * dims.total_draws + at.gd] = total;
@@ -500,6 +520,45 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             responses[(dims.groups + wid.y) * dims.total_draws + at.gd] = weighted;
         }
     }
+}
+
+// From the terms the last STORE_TERMS pass wrote (slot 0), without the adstock and
+// saturation and without workgroup barriers: each invocation one (cell, k) of one
+// block of WG draws, its Σ_d u_d τ_c r⁽ᵏ⁾_dc summed in draw order into that block's
+// partial (workgroup_id.y: the block within the chunk), as `constant_form` writes it.
+@compute @workgroup_size(WG)
+fn terms_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j = gid.x;
+    if (j >= 3u * dims.cells) {
+        return;
+    }
+    let c = j / 3u;
+    let k = j % 3u;
+    let row = (k * dims.cells + c) * dims.draws;
+    let first = wid.y * WG;
+    let last = min(dims.draws, first + WG);
+    var s = 0.0;
+    for (var d = first; d < last; d++) {
+        s += draw_weight(dims.draw_offset + d) * terms[row + d];
+    }
+    partials[((dims.block_offset + wid.y) * dims.cells + c) * 3u + k] = s;
+}
+
+// The responses' share of each cell group (workgroup_id.y) from the stored terms,
+// each draw's cells summed in the order `constant_form` sums them: the same values.
+@compute @workgroup_size(WG)
+fn terms_responses(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let d = gid.x;
+    if (d >= dims.draws) {
+        return;
+    }
+    let first = wid.y * dims.cells_per_group;
+    let last = min(dims.cells, first + dims.cells_per_group);
+    var total = 0.0;
+    for (var c = first; c < last; c++) {
+        total += terms[c * dims.draws + d];
+    }
+    responses[wid.y * dims.total_draws + dims.draw_offset + d] = total;
 }
 
 @compute @workgroup_size(WG)

@@ -287,6 +287,133 @@ fn every_utility_value_and_gradient_agree_with_the_cpu() {
     });
 }
 
+/// An evaluation's responses (as bits) and its per-cell sums.
+fn parts(e: &Evaluation) -> (Vec<u64>, Vec<f64>) {
+    (
+        e.responses.iter().map(|x| x.to_bits()).collect(),
+        [&e.contributions, &e.gradient, &e.curvature]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect(),
+    )
+}
+
+/// A pass at the allocation of a pass that stored its terms weights them again on
+/// the device: the responses the same bits as recomputing them, the sums to f32
+/// rounding (summed in draw order where the full pass sums a tree), whatever runs in
+/// between (other allocations, the time-varying form, several allocations at once),
+/// in one chunk and in several; and a CVaR solve ends at the same optimum either way.
+#[test]
+fn passes_from_stored_terms_are_the_passes_recomputed() {
+    let Some(ctx) = gpu() else { return };
+    let shape = Shape {
+        draws: 203,
+        channels: 3,
+        geos: 2,
+        periods: 6,
+        l_max: 4,
+    };
+    let (model, scenario) = random_case(
+        17,
+        shape,
+        AdstockKind::Geometric,
+        Saturation::Hill,
+        true,
+        true,
+    );
+    let problem = Problem::new(&model, &scenario).unwrap();
+    let (d, n, np) = (
+        problem.num_draws(),
+        problem.num_cells(),
+        problem.num_periods,
+    );
+    let w1: Vec<f64> = (0..d).map(|i| ((i * 7) % 11) as f64 / d as f64).collect();
+    let w2: Vec<f64> = (0..d).map(|i| 1.0 - ((i * 3) % 5) as f64 / 5.0).collect();
+    let x1: Vec<f64> = (0..n).map(|c| 100.0 + 40.0 * c as f64).collect();
+    let x2: Vec<f64> = (0..n).map(|c| 300.0 - 20.0 * c as f64).collect();
+    let xt: Vec<f64> = (0..n * np).map(|i| 50.0 + (i % 7) as f64 * 10.0).collect();
+    // Chunks of 64 draws (four parameters of 4 bytes a draw and cell).
+    for chunks in [None, Some(64 * 4 * 4 * n as u64)] {
+        let options = |recompute: bool| GpuOptions {
+            max_chunk_bytes: chunks,
+            workgroup_size: chunks.map(|_| 32),
+            recompute_weighted_passes: recompute,
+            ..Default::default()
+        };
+        let mut stored =
+            GpuEvaluator::with_context(ctx.clone(), &problem, &options(false)).unwrap();
+        let mut plain = GpuEvaluator::with_context(ctx.clone(), &problem, &options(true)).unwrap();
+        let what = stored.describe();
+        assert_eq!(stored.num_chunks() > 1, chunks.is_some(), "{what}");
+        let step = |ev: &mut GpuEvaluator, k: usize| {
+            let mut e = Evaluation::new(d, n);
+            let (x, w) = match k {
+                0 => (&x1, DrawWeights::Uniform),
+                1 => (&x1, DrawWeights::PerDraw(&w1)),
+                2 => (&x1, DrawWeights::PerDraw(&w2)),
+                3 => (&x1, DrawWeights::Uniform),
+                4 => (&x2, DrawWeights::Uniform),
+                5 => {
+                    let mut t = TimeVaryingEvaluation::default();
+                    ev.evaluate_time_varying(&xt, DrawWeights::Uniform, &mut t)
+                        .unwrap();
+                    return (vec![], t.gradient);
+                }
+                6 => (&x2, DrawWeights::PerDraw(&w1)),
+                7 => {
+                    let mut many = vec![Evaluation::default(); 2];
+                    ev.evaluate_many(&[&x1, &x2], DrawWeights::PerDraw(&w2), &mut many)
+                        .unwrap();
+                    let (a, b) = (parts(&many[0]), parts(&many[1]));
+                    return ([a.0, b.0].concat(), [a.1, b.1].concat());
+                }
+                _ => (&x2, DrawWeights::PerDraw(&w2)),
+            };
+            ev.evaluate(x, w, &mut e).unwrap();
+            parts(&e)
+        };
+        for k in 0..9 {
+            let (a, b) = (step(&mut stored, k), step(&mut plain, k));
+            assert_eq!(a.0, b.0, "{what}: step {k}, responses");
+            assert_close(&format!("{what}: step {k}, sums"), &a.1, &b.1, 1e-6);
+        }
+        // Served from the terms: x1 with w2, then uniform; x2 with w1, then w2.
+        assert_eq!(stored.stored_term_passes(), 4, "{what}");
+        assert_eq!(plain.stored_term_passes(), 0, "{what}");
+        let mut cvar = problem.clone();
+        cvar.utility = Utility::parse("cvar(0.9)").unwrap();
+        let mut stored = GpuEvaluator::with_context(ctx.clone(), &cvar, &options(false)).unwrap();
+        let mut plain = GpuEvaluator::with_context(ctx.clone(), &cvar, &options(true)).unwrap();
+        let a = Solver::new(&cvar, &mut stored, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        let b = Solver::new(&cvar, &mut plain, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        assert_eq!(
+            (a.status, b.status),
+            (Status::Solved, Status::Solved),
+            "{what}"
+        );
+        assert!(
+            (a.utility - b.utility).abs() <= 1e-6 * b.utility.abs(),
+            "{what}: {} vs {}",
+            a.utility,
+            b.utility
+        );
+        assert_close(
+            &format!("{what}: optimum"),
+            &a.allocation,
+            &b.allocation,
+            1e-4,
+        );
+        assert!(stored.stored_term_passes() > 0, "{what}");
+    }
+}
+
 #[test]
 fn windows_shorter_than_the_carry_over_agree_with_the_cpu() {
     // N + 1 < K: the tail periods sum different ranges of weights (the kernels take a

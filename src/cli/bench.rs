@@ -407,7 +407,7 @@ pub fn table(problem: &Problem, rows: &[BenchRow]) -> String {
         if let Some((device, params, stored)) = r.device_memory {
             let _ = writeln!(
                 s,
-                "{}: device memory {:.1} MB = {:.3} × the posterior parameters in f32 ({:.1} MB): the parameters as stored {:.1} MB, the rest {:.2} MB (allocation, patterns, per-draw responses, per-block partial sums)",
+                "{}: device memory {:.1} MB = {:.3} × the posterior parameters in f32 ({:.1} MB): the parameters as stored {:.1} MB, the rest {:.2} MB (allocation, patterns, per-draw responses, per-block partial sums, terms stored for weighted passes)",
                 r.backend,
                 device as f64 / 1e6,
                 device as f64 / params as f64,

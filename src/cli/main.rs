@@ -122,6 +122,10 @@ enum Command {
         /// list of 32, 64, 128, 256 (a row each, side by side).
         #[arg(long, value_delimiter = ',', default_value = "256")]
         workgroup: Vec<u32>,
+        /// GPU: also a row whose weighted passes are all recomputed (no terms stored
+        /// on the device), beside the default's.
+        #[arg(long)]
+        recompute: bool,
         /// Also time several allocations in one pass (`evaluate_many`), for each k of
         /// this comma-separated list (e.g. 8,32): the time per allocation beside a
         /// single evaluation's.
@@ -402,6 +406,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             no_optimize,
             f16,
             workgroup,
+            recompute,
             many,
             objectives,
             load,
@@ -412,7 +417,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             backend,
             repeats,
             !no_optimize,
-            f16,
+            (f16, recompute),
             &workgroup,
             (&many, &objectives, load.as_deref()),
             json,
@@ -772,7 +777,7 @@ fn run_bench(
     backend: BenchBackends,
     repeats: usize,
     optimize: bool,
-    f16: bool,
+    (f16, recompute): (bool, bool),
     workgroups: &[u32],
     (many, objectives, load): (&[usize], &[String], Option<&Path>),
     json: bool,
@@ -869,16 +874,22 @@ fn run_bench(
         rows.push(row);
     }
     if backend != BenchBackends::Cpu {
-        let mut variants: Vec<(u32, bool)> = workgroups.iter().map(|&w| (w, false)).collect();
+        // (workgroup, f16 parameters, weighted passes recomputed): a row each.
+        let mut variants: Vec<(u32, bool, bool)> =
+            workgroups.iter().map(|&w| (w, false, false)).collect();
         if f16 {
-            variants.extend(workgroups.iter().map(|&w| (w, true)));
+            variants.extend(workgroups.iter().map(|&w| (w, true, false)));
         }
-        for (workgroup, half) in variants {
+        if recompute {
+            variants.extend(workgroups.iter().map(|&w| (w, false, true)));
+        }
+        for (workgroup, half, recomputed) in variants {
             bench::reset_host_peak();
             let t = Instant::now();
             let options = GpuOptions {
                 f16_parameters: half,
                 workgroup_size: Some(workgroup),
+                recompute_weighted_passes: recomputed,
                 ..Default::default()
             };
             match mmm_budget::GpuEvaluator::new(&problem, &options) {
@@ -887,10 +898,12 @@ fn run_bench(
                     let mut row = measure(&problem, &mut ev, setup, repeats, optimize)?;
                     let f32_params =
                         (problem.adstock_params.len() + problem.saturation_params.len()) as u64 * 4;
-                    row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
                     row.peak_host_bytes = bench::host_peak_bytes();
                     row.many = measure_many(&problem, &mut ev, many, repeats)?;
                     row.objectives = measure_objectives(&mut problem, &mut ev, objectives)?;
+                    // After the other objectives: the stored terms included, where
+                    // their weighted passes kept them.
+                    row.device_memory = Some((ev.device_bytes(), f32_params, ev.parameter_bytes()));
                     rows.push(row);
                 }
                 Err(e) if backend == BenchBackends::All => eprintln!("gpu skipped: {e}"),

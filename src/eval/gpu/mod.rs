@@ -70,6 +70,13 @@ pub struct GpuOptions {
     /// devices on one adapter): the draws split over them, a
     /// [`crate::ShardedEvaluator`]. Empty or one: a single device.
     pub adapters: Vec<usize>,
+    /// Recompute every (draw, cell) in a pass at the allocation of the pass before,
+    /// instead of weighting the terms that pass stored on the device (default
+    /// `false`: once a weighted pass follows a pass at the same allocation, as the
+    /// quantile-based utilities' gradients do, each pass stores its terms, 12 bytes a
+    /// draw and cell, where they take at most twice the parameters' bytes and fit a
+    /// binding a chunk). The results are the same bits either way.
+    pub recompute_weighted_passes: bool,
 }
 
 #[repr(C)]
@@ -137,9 +144,28 @@ struct MomentStage {
     read_partials: wgpu::Buffer,
 }
 
+/// Each (draw, cell)'s τ_c [r, r', r''] of the last constant-form pass, kept on the
+/// device so that a pass at the same allocation with other draw weights only weights
+/// and sums them (`terms_partials`, `terms_responses`: no barriers), the responses bit
+/// for bit what recomputing gives, the sums to f32 rounding (summed in draw order
+/// within a block, where the full pass sums a tree).
+struct Terms {
+    store_pipeline: wgpu::ComputePipeline,
+    partials_pipeline: wgpu::ComputePipeline,
+    responses_pipeline: wgpu::ComputePipeline,
+    /// Group 1 a chunk: its terms buffer.
+    binds: Vec<wgpu::BindGroup>,
+    /// The allocation whose terms the buffers hold (none until a pass stores them).
+    x: Option<Vec<f64>>,
+}
+
 /// Per-problem buffers every stage binds.
 struct Shared {
     layout: wgpu::BindGroupLayout,
+    /// Group 1 of the response kernels: the stored terms.
+    terms_layout: wgpu::BindGroupLayout,
+    /// Group 1 where no terms are stored or read: a placeholder buffer.
+    no_terms: wgpu::BindGroup,
     reduce_layout: wgpu::BindGroupLayout,
     reduce_dims: wgpu::Buffer,
     pattern: wgpu::Buffer,
@@ -200,6 +226,17 @@ pub struct GpuEvaluator {
     max_slots: usize,
     /// The optimized cells, for errors.
     cells: Vec<crate::model::CellInfo>,
+    /// Stored terms, from the first weighted pass at the allocation of the pass
+    /// before (unless `recompute_weighted_passes`, or they do not fit).
+    terms: Option<Terms>,
+    /// Whether terms may still be stored.
+    may_store_terms: bool,
+    /// `GpuOptions::recompute_weighted_passes`.
+    recompute: bool,
+    /// The allocation of the last single constant-form pass.
+    last_x: Option<Vec<f64>>,
+    /// Passes served from stored terms.
+    term_passes: u64,
 }
 
 fn adstock_code(k: AdstockKind) -> u32 {
@@ -354,18 +391,28 @@ impl GpuEvaluator {
                 storage(7, false),
             ],
         });
+        let terms_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("terms"),
+            entries: &[storage(0, false)],
+        });
         let reduce_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("reduce"),
             entries: &[uniform(0), storage(1, true), storage(2, false)],
         });
-        let pipeline = |layout: &wgpu::BindGroupLayout,
-                        module: &wgpu::ShaderModule,
-                        entry: &str,
-                        constants: &[(&str, f64)]| {
-            compute_pipeline(device, layout, module, entry, constants)
-        };
-        let constant_pipeline = pipeline(&layout, &response_module, "constant_form", &constants);
-        let reduce_pipeline = pipeline(&reduce_layout, &reduce_module, "reduce_blocks", &[]);
+        let constant_pipeline = compute_pipeline(
+            device,
+            &[&layout, &terms_layout],
+            &response_module,
+            "constant_form",
+            &constants,
+        );
+        let reduce_pipeline = compute_pipeline(
+            device,
+            &[&reduce_layout],
+            &reduce_module,
+            "reduce_blocks",
+            &[],
+        );
 
         // Per-problem data.
         let f32s = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
@@ -548,8 +595,12 @@ impl GpuEvaluator {
             });
             d0 = d1;
         }
+        let placeholder = empty("no terms", 16, wgpu::BufferUsages::STORAGE);
+        let no_terms = bind_group(device, "no terms", &terms_layout, &[&placeholder]);
         let shared = Shared {
             layout,
+            terms_layout,
+            no_terms,
             reduce_layout,
             reduce_dims,
             pattern,
@@ -599,6 +650,11 @@ impl GpuEvaluator {
             slots: 1,
             max_slots,
             cells: problem.cells.clone(),
+            terms: None,
+            may_store_terms: !options.recompute_weighted_passes,
+            recompute: options.recompute_weighted_passes,
+            last_x: None,
+            term_passes: 0,
         })
     }
 
@@ -698,12 +754,21 @@ impl GpuEvaluator {
         debug_assert!(k >= 1 && k <= self.slots && (!varying || k == 1));
         let n = self.num_cells;
         let width = if varying { self.num_periods + 1 } else { 3 };
+        // One constant-form allocation: from its stored terms where they are this x's,
+        // else storing them once a weighted pass has followed a pass at the same x.
+        let single = (!varying && k == 1).then(|| xs[0]);
+        if let Some(x) = single {
+            let again = self.last_x.as_deref() == Some(x);
+            if again && matches!(weights, DrawWeights::PerDraw(_)) {
+                self.store_terms()?;
+            }
+        }
         let queue = self.ctx.queue();
         let scope = self.ctx.scope();
         if varying && self.varying_pipeline.is_none() {
             self.varying_pipeline = Some(compute_pipeline(
                 self.ctx.device(),
-                &self.shared.layout,
+                &[&self.shared.layout, &self.shared.terms_layout],
                 &self.response_module,
                 "time_varying",
                 &self.constants,
@@ -722,6 +787,18 @@ impl GpuEvaluator {
             self.device_bytes += stage.bytes;
             self.varying_stage = Some(stage);
         }
+        // Overwritten by this pass: no allocation's terms until it is done.
+        if let (Some(x), Some(t)) = (single, &mut self.terms)
+            && t.x.as_deref() != Some(x)
+        {
+            t.x = None;
+        }
+        let terms = match (single, &self.terms) {
+            (Some(x), Some(t)) => Some((t.x.as_deref() == Some(x), t)),
+            _ => None,
+        };
+        let from_terms = terms.is_some_and(|(held, _)| held);
+        self.last_x = single.map(<[f64]>::to_vec);
         let x32: Vec<f32> = xs
             .iter()
             .flat_map(|x| x.iter().map(|&v| v as f32))
@@ -755,12 +832,37 @@ impl GpuEvaluator {
             });
             let (response, stage) = match (&self.varying_pipeline, &self.varying_stage, varying) {
                 (Some(p), Some(st), true) => (p, st),
-                _ => (&self.constant_pipeline, &self.constant_stage),
+                _ => match terms {
+                    Some((false, t)) => (&t.store_pipeline, &self.constant_stage),
+                    _ => (&self.constant_pipeline, &self.constant_stage),
+                },
             };
-            pass.set_pipeline(response);
-            for (chunk, bind) in self.chunks.iter().zip(&stage.binds) {
-                pass.set_bind_group(0, bind, &[]);
-                pass.dispatch_workgroups(chunk.blocks, self.groups, slots);
+            if let Some((true, t)) = terms {
+                // Weighted sums and responses from the stored terms.
+                for (i, (chunk, bind)) in self.chunks.iter().zip(&stage.binds).enumerate() {
+                    pass.set_bind_group(0, bind, &[]);
+                    pass.set_bind_group(1, &t.binds[i], &[]);
+                    pass.set_pipeline(&t.partials_pipeline);
+                    pass.dispatch_workgroups(
+                        (3 * n as u64).div_ceil(self.wg) as u32,
+                        chunk.blocks,
+                        1,
+                    );
+                    pass.set_pipeline(&t.responses_pipeline);
+                    pass.dispatch_workgroups(
+                        (chunk.draws as u64).div_ceil(self.wg) as u32,
+                        self.groups,
+                        1,
+                    );
+                }
+            } else {
+                pass.set_pipeline(response);
+                for (i, (chunk, bind)) in self.chunks.iter().zip(&stage.binds).enumerate() {
+                    pass.set_bind_group(0, bind, &[]);
+                    let group1 = terms.map_or(&self.shared.no_terms, |(_, t)| &t.binds[i]);
+                    pass.set_bind_group(1, group1, &[]);
+                    pass.dispatch_workgroups(chunk.blocks, self.groups, slots);
+                }
             }
             pass.set_pipeline(&self.reduce_pipeline);
             pass.set_bind_group(0, &stage.reduce_bind, &[]);
@@ -781,6 +883,13 @@ impl GpuEvaluator {
         let responses: Vec<[f32; 2]> = self.ctx.read(&self.read_responses, resp_bytes)?;
         let sums: Vec<[f32; 2]> = self.ctx.read(&stage.read_sums, sum_bytes)?;
         self.ctx.check(scope)?;
+        if let (Some(x), Some(t)) = (single, &mut self.terms) {
+            if from_terms {
+                self.term_passes += 1;
+            } else {
+                t.x = Some(x.to_vec());
+            }
+        }
         let finish = |s: &[f32; 2]| s[0] as f64 - s[1] as f64;
         let responses = responses
             .chunks(self.num_draws)
@@ -791,6 +900,76 @@ impl GpuEvaluator {
             .map(|slot| slot.iter().map(finish).collect())
             .collect();
         Ok((responses, sums))
+    }
+
+    /// Builds the stored terms' buffers and pipelines (once), where they may be kept:
+    /// each chunk's 12 bytes a (draw, cell) within a binding, all of them within
+    /// twice the parameters' bytes; otherwise passes go on recomputing.
+    fn store_terms(&mut self) -> Result<()> {
+        if self.terms.is_some() || !self.may_store_terms {
+            return Ok(());
+        }
+        self.may_store_terms = false;
+        let n = self.num_cells as u64;
+        let limits = self.ctx.limits();
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let sizes: Vec<u64> = self
+            .chunks
+            .iter()
+            .map(|c| 12 * n * c.draws as u64)
+            .collect();
+        let total: u64 = sizes.iter().sum();
+        if sizes.iter().any(|&b| b > binding) || total > 2 * self.parameter_bytes {
+            return Ok(());
+        }
+        let scope = self.ctx.scope();
+        let device = self.ctx.device();
+        let layouts = [&self.shared.layout, &self.shared.terms_layout];
+        let mut constants = self.constants.clone();
+        constants.push(("STORE_TERMS", 1.0));
+        let store_pipeline = compute_pipeline(
+            device,
+            &layouts,
+            &self.response_module,
+            "constant_form",
+            &constants,
+        );
+        let from_terms = |entry: &str| {
+            compute_pipeline(
+                device,
+                &layouts,
+                &self.response_module,
+                entry,
+                &self.constants,
+            )
+        };
+        let partials_pipeline = from_terms("terms_partials");
+        let responses_pipeline = from_terms("terms_responses");
+        let binds = sizes
+            .iter()
+            .map(|&bytes| {
+                let buffer = new_buffer(device, "terms", bytes, wgpu::BufferUsages::STORAGE);
+                bind_group(device, "terms", &self.shared.terms_layout, &[&buffer])
+            })
+            .collect();
+        self.ctx.check(scope)?;
+        self.device_bytes += total;
+        self.terms = Some(Terms {
+            store_pipeline,
+            partials_pipeline,
+            responses_pipeline,
+            binds,
+            x: None,
+        });
+        Ok(())
+    }
+
+    /// Passes served from stored terms (each a weighted pass at the allocation of a
+    /// pass that stored them) since the evaluator was made.
+    pub fn stored_term_passes(&self) -> u64 {
+        self.term_passes
     }
 
     /// The cell moments' stage, its buffers counted in `device_bytes`; an error where
@@ -819,7 +998,7 @@ impl GpuEvaluator {
         constants.push(("MOMENTS", 1.0));
         let pipeline = compute_pipeline(
             device,
-            &self.shared.layout,
+            &[&self.shared.layout, &self.shared.terms_layout],
             &self.response_module,
             "constant_form",
             &constants,
@@ -935,7 +1114,7 @@ impl Evaluator for GpuEvaluator {
 
     fn describe(&self) -> String {
         format!(
-            "gpu ({}, f32{}, {} chunk{}{})",
+            "gpu ({}, f32{}, {} chunk{}{}{})",
             self.ctx.adapter_name(),
             if self.f16 { ", f16 parameters" } else { "" },
             self.chunks.len(),
@@ -944,6 +1123,11 @@ impl Evaluator for GpuEvaluator {
                 String::new()
             } else {
                 format!(", workgroup {}", self.wg)
+            },
+            if self.recompute {
+                ", passes recomputed"
+            } else {
+                ""
             }
         )
     }
@@ -1030,6 +1214,7 @@ impl Evaluator for GpuEvaluator {
                 timestamp_writes: None,
             });
             pass.set_pipeline(&stage.pipeline);
+            pass.set_bind_group(1, &self.shared.no_terms, &[]);
             for (chunk, bind) in self.chunks.iter().zip(&stage.binds) {
                 pass.set_bind_group(0, bind, &[]);
                 pass.dispatch_workgroups(chunk.blocks, self.groups, 1);
@@ -1221,14 +1406,15 @@ fn new_buffer(
 
 fn compute_pipeline(
     device: &wgpu::Device,
-    layout: &wgpu::BindGroupLayout,
+    layouts: &[&wgpu::BindGroupLayout],
     module: &wgpu::ShaderModule,
     entry: &str,
     constants: &[(&str, f64)],
 ) -> wgpu::ComputePipeline {
+    let layouts: Vec<Option<&wgpu::BindGroupLayout>> = layouts.iter().map(|&l| Some(l)).collect();
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some(entry),
-        bind_group_layouts: &[Some(layout)],
+        bind_group_layouts: &layouts,
         immediate_size: 0,
     });
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
