@@ -456,6 +456,73 @@ fn one_pass_and_two_pass_solves_take_the_same_steps() {
     }
 }
 
+/// A mean outcome constraint beside a risk-aware objective reads the mean's value,
+/// gradient and curvature from the objective's own pass (its plain sums, or the
+/// banded pass's sums over every draw): the two-pass path's steps to its optimum and
+/// multipliers, with no pass of its own.
+#[test]
+fn a_mean_outcome_constraint_takes_no_pass_of_its_own() {
+    let (model, scenario) = demo();
+    let mean_optimum = solve_with(&model, &scenario, "maximize mean")
+        .0
+        .mean_response;
+    for objective in ["maximize mean - 0.5 * std", "maximize cvar(0.9)"] {
+        let free = solve_with(&model, &scenario, objective).0.mean_response;
+        // Binding: between the risk-aware optimum's mean and the largest mean.
+        let level = free + 0.5 * (mean_optimum - free);
+        let mut s = scenario.clone();
+        s.utility = Utility::parse(objective).unwrap();
+        s.constraints = vec![format!("mean_response >= {level}")];
+        let problem = Problem::new(&model, &s).unwrap();
+        let mut one = CpuEvaluator::new(&problem).unwrap();
+        let mut two = TwoPass(CpuEvaluator::new(&problem).unwrap());
+        let a = Solver::new(&problem, &mut one, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        let b = Solver::new(&problem, &mut two, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        assert_eq!(a.status, Status::Solved, "{objective}: {}", a.message);
+        assert_eq!(
+            (a.status, a.iterations),
+            (b.status, b.iterations),
+            "{objective}"
+        );
+        // The two-pass path: two passes for the objective and one for the constraint
+        // at each point; here one for both (CVaR: once its bands are predicted), so
+        // at most half as many (with a pass of its own, two thirds).
+        assert!(
+            2 * a.evaluations <= b.evaluations,
+            "{objective}: {} vs {} evaluations in {} iterations",
+            a.evaluations,
+            b.evaluations,
+            a.iterations
+        );
+        let total = scenario.total_budget;
+        for (p, q) in a.allocation.iter().zip(&b.allocation) {
+            assert!((p - q).abs() <= 1e-7 * total, "{objective}: {p} vs {q}");
+        }
+        assert!(
+            (a.mean_response - level).abs() <= 1e-6 * level,
+            "{objective}: binding"
+        );
+        let multiplier = |s: &Solution| {
+            s.multipliers
+                .iter()
+                .find(|m| m.constraint.starts_with("mean_response"))
+                .map(|m| m.value)
+                .unwrap()
+        };
+        let (ma, mb) = (multiplier(&a), multiplier(&b));
+        assert!(
+            ma != 0.0 && (ma - mb).abs() <= 1e-6 * mb.abs(),
+            "{objective}: {ma} vs {mb}"
+        );
+    }
+}
+
 /// The banded sums against passes with indicator weights: each region's plain sums,
 /// each kept draw's own terms, the response-weighted sums over all draws; on the CPU
 /// and in two shards; and an overflow said where the bands hold more than may be kept.

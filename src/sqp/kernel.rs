@@ -65,6 +65,10 @@ pub(super) struct KernelPass {
     kernel: Vec<f64>,
     /// The draws kept at most where not [`max_kept`] (tests).
     limit: Option<usize>,
+    /// The last call's uniform sums (1/D) Σ_d [r, r', r'']_dc (`contributions`,
+    /// `gradient`, `curvature`; no responses), where it was banded: what a mean
+    /// outcome constraint needs at x, without a pass of its own.
+    pub(super) uniform: Option<Evaluation>,
 }
 
 impl KernelPass {
@@ -80,6 +84,7 @@ impl KernelPass {
         out: &mut Evaluation,
         calls: &mut usize,
     ) -> Result<Option<(f64, Vec<f64>)>> {
+        self.uniform = None;
         if self.off || x.is_empty() {
             return Ok(None);
         }
@@ -238,6 +243,14 @@ impl KernelPass {
             }
         }
         let [contributions, gradient, curvature] = weighted;
+        let per_draw = 1.0 / r.len() as f64;
+        let [c, g, h] = all.map(|v| v.into_iter().map(|s| s * per_draw).collect());
+        self.uniform = Some(Evaluation {
+            responses: vec![],
+            contributions: c,
+            gradient: g,
+            curvature: h,
+        });
         out.responses.clone_from(r);
         out.contributions = contributions;
         out.gradient = gradient;

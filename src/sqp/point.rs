@@ -60,6 +60,11 @@ pub(super) struct Objective<'e> {
     pub(super) shift: f64,
     /// One pass an iterate for draw weights that are a kernel at a quantile.
     pub(super) kernel: KernelPass,
+    /// The iterate's uniform sums (1/D) Σ_d [r, r', r''] per cell where the
+    /// objective's pass gave them (the mean's pass, the affine or the banded one; no
+    /// responses): the value, gradient and curvature of an outcome constraint on the
+    /// mean (or the ROI's k μ + a Σx).
+    pub(super) uniform: Option<Evaluation>,
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
@@ -165,11 +170,13 @@ impl Objective<'_> {
         let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
         let p = self.problem;
         let n = x.len();
+        self.uniform = None;
         let (utility, grad_u) = if let Some((k, a)) = p.utility.linear_form() {
             // U = k μ + a Σx: one uniform pass.
             self.evaluator
                 .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
             self.evaluations += 1;
+            self.uniform = Some(self.plain_sums(1.0));
             if (k, a) != (1.0, 0.0) {
                 self.out.gradient.iter_mut().for_each(|g| *g = k * *g + a);
                 self.out.curvature.iter_mut().for_each(|h| *h *= k);
@@ -196,6 +203,7 @@ impl Objective<'_> {
             &mut self.evaluations,
         )? {
             self.shift = self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
+            self.uniform = self.kernel.uniform.take();
             done
         } else {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
@@ -228,13 +236,24 @@ impl Objective<'_> {
             let mut outcome_curvature = vec![];
             let v = match &mut c.function {
                 ConstraintFunction::Code { value, .. } => value(&x, &mut self.ngrad)?,
-                ConstraintFunction::Outcome(u) => {
-                    let (v, curvature, calls) =
-                        outcome(&mut *self.evaluator, u, &responses, &x, &mut self.ngrad)?;
-                    self.evaluations += calls;
-                    outcome_curvature = curvature;
-                    v
-                }
+                ConstraintFunction::Outcome(u) => match (&self.uniform, u.linear_form()) {
+                    // U = k μ + a Σx (the mean, the ROI's form) at x from the
+                    // objective's own uniform sums.
+                    (Some(uniform), Some((k, a))) => {
+                        for (g, s) in self.ngrad.iter_mut().zip(&uniform.gradient) {
+                            *g = k * s + a;
+                        }
+                        outcome_curvature = uniform.curvature.iter().map(|h| k * h).collect();
+                        u.value(&responses, &x)
+                    }
+                    _ => {
+                        let (v, curvature, calls) =
+                            outcome(&mut *self.evaluator, u, &responses, &x, &mut self.ngrad)?;
+                        self.evaluations += calls;
+                        outcome_curvature = curvature;
+                        v
+                    }
+                },
             };
             nl_raw.push(v);
             nl_raw_grads.extend_from_slice(&self.ngrad);
@@ -306,6 +325,7 @@ impl Objective<'_> {
             return Ok(None);
         }
         self.evaluations += 1;
+        self.uniform = Some(self.plain_sums(1.0 / self.out.responses.len() as f64));
         let r = &self.out.responses;
         let mut g = vec![0.0; x.len()];
         let u = p.utility.smooth(r, x, &mut self.weights, &mut g);
@@ -339,6 +359,17 @@ impl Objective<'_> {
         }
         self.shift = mean;
         Ok(Some((u, g)))
+    }
+
+    /// `self.out`'s per-cell sums times `k`, without the responses.
+    fn plain_sums(&self, k: f64) -> Evaluation {
+        let times = |v: &[f64]| v.iter().map(|s| s * k).collect();
+        Evaluation {
+            responses: vec![],
+            contributions: times(&self.out.contributions),
+            gradient: times(&self.out.gradient),
+            curvature: times(&self.out.curvature),
+        }
     }
 
     /// Turns U, ∇U, ∇²U into f = −U/|U₀|, ∇_y f, ∇²_y f, with non-finite gradient

@@ -110,6 +110,7 @@ impl<'r> Run<'r> {
             curvature,
             infinite_slope: tuning.infinite_slope,
             shift: 0.0,
+            uniform: None,
             kernel: Default::default(),
         };
         let start = objective.point(&y0)?;
