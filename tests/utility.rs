@@ -523,6 +523,65 @@ fn a_mean_outcome_constraint_takes_no_pass_of_its_own() {
     }
 }
 
+/// A quantile-based outcome constraint beside the mean objective: its banded pass
+/// gives the mean's sums too (one pass a point where the two-pass path takes the
+/// mean's and the constraint's), the same steps, optimum and multiplier.
+#[test]
+fn a_quantile_outcome_constraint_shares_its_pass_with_the_mean() {
+    let (model, scenario) = demo();
+    for measure in ["cvar(0.9)", "quantile(0.1)"] {
+        let u = Utility::parse(measure).unwrap();
+        let (at_mean, r_mean) = solve_with(&model, &scenario, "maximize mean");
+        let (at_risk, r_risk) = solve_with(&model, &scenario, &format!("maximize {measure}"));
+        let (low, high) = (
+            u.value(&r_mean, &at_mean.allocation),
+            u.value(&r_risk, &at_risk.allocation),
+        );
+        assert!(high > low, "{measure}: {high} vs {low}");
+        let mut s = scenario.clone();
+        s.constraints = vec![format!("{measure} >= {}", low + 0.5 * (high - low))];
+        let problem = Problem::new(&model, &s).unwrap();
+        let mut one = CpuEvaluator::new(&problem).unwrap();
+        let mut two = TwoPass(CpuEvaluator::new(&problem).unwrap());
+        let a = Solver::new(&problem, &mut one, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        let b = Solver::new(&problem, &mut two, Settings::default())
+            .unwrap()
+            .solve()
+            .unwrap();
+        assert_eq!(a.status, Status::Solved, "{measure}: {}", a.message);
+        assert_eq!(
+            (a.status, a.iterations),
+            (b.status, b.iterations),
+            "{measure}"
+        );
+        assert!(
+            3 * a.evaluations <= 2 * b.evaluations,
+            "{measure}: {} vs {} evaluations",
+            a.evaluations,
+            b.evaluations
+        );
+        let total = scenario.total_budget;
+        for (p, q) in a.allocation.iter().zip(&b.allocation) {
+            assert!((p - q).abs() <= 1e-7 * total, "{measure}: {p} vs {q}");
+        }
+        let multiplier = |s: &Solution| {
+            s.multipliers
+                .iter()
+                .find(|m| m.constraint.starts_with(measure))
+                .map(|m| m.value)
+                .unwrap()
+        };
+        let (ma, mb) = (multiplier(&a), multiplier(&b));
+        assert!(
+            ma != 0.0 && (ma - mb).abs() <= 1e-6 * mb.abs(),
+            "{measure}: {ma} vs {mb}"
+        );
+    }
+}
+
 /// The banded sums against passes with indicator weights: each region's plain sums,
 /// each kept draw's own terms, the response-weighted sums over all draws; on the CPU
 /// and in two shards; and an overflow said where the bands hold more than may be kept.

@@ -65,6 +65,9 @@ pub(super) struct Objective<'e> {
     /// responses): the value, gradient and curvature of an outcome constraint on the
     /// mean (or the ROI's k μ + a Σx).
     pub(super) uniform: Option<Evaluation>,
+    /// At this point, the value and gradient of the outcome constraint (its index)
+    /// whose kernel pass gave a mean objective its sums ([`Objective::shared_outcome`]).
+    pub(super) shared: Option<(usize, f64, Vec<f64>)>,
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
@@ -171,12 +174,37 @@ impl Objective<'_> {
         let p = self.problem;
         let n = x.len();
         self.uniform = None;
+        self.shared = None;
         let (utility, grad_u) = if let Some((k, a)) = p.utility.linear_form() {
-            // U = k μ + a Σx: one uniform pass.
-            self.evaluator
-                .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
-            self.evaluations += 1;
-            self.uniform = Some(self.plain_sums(1.0));
+            // U = k μ + a Σx: its uniform sums from the banded pass of a quantile-based
+            // outcome constraint where there is one, else one uniform pass.
+            if let Some((i, u)) = self.shared_outcome() {
+                let done = self.kernel.evaluate(
+                    &mut *self.evaluator,
+                    &u,
+                    &x,
+                    self.shift,
+                    &mut self.out,
+                    &mut self.evaluations,
+                )?;
+                if let Some((value, gradient)) = done {
+                    self.shared = Some((i, value, gradient));
+                    self.shift =
+                        self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
+                }
+                if let Some(uniform) = self.kernel.uniform.take() {
+                    self.out.contributions.clone_from(&uniform.contributions);
+                    self.out.gradient.clone_from(&uniform.gradient);
+                    self.out.curvature.clone_from(&uniform.curvature);
+                    self.uniform = Some(uniform);
+                }
+            }
+            if self.uniform.is_none() {
+                self.evaluator
+                    .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
+                self.evaluations += 1;
+                self.uniform = Some(self.plain_sums(1.0));
+            }
             if (k, a) != (1.0, 0.0) {
                 self.out.gradient.iter_mut().for_each(|g| *g = k * *g + a);
                 self.out.curvature.iter_mut().for_each(|h| *h *= k);
@@ -231,15 +259,21 @@ impl Objective<'_> {
         let mut nl_raw_grads = Vec::with_capacity(self.nonlinear.len() * n);
         let mut nl_h = Vec::new();
         let responses = std::mem::take(&mut self.out.responses);
-        for (c, row) in self.nonlinear.iter_mut().zip(&self.nl_rows) {
+        let shared = self.shared.take();
+        for (i, (c, row)) in self.nonlinear.iter_mut().zip(&self.nl_rows).enumerate() {
             // An outcome's exact curvature diagonal (the mean's), from its own pass.
             let mut outcome_curvature = vec![];
             let v = match &mut c.function {
                 ConstraintFunction::Code { value, .. } => value(&x, &mut self.ngrad)?,
-                ConstraintFunction::Outcome(u) => match (&self.uniform, u.linear_form()) {
+                ConstraintFunction::Outcome(u) => match (&shared, &self.uniform, u.linear_form()) {
+                    // From the banded pass that gave the objective its sums.
+                    (Some((j, value, gradient)), _, _) if *j == i => {
+                        self.ngrad.copy_from_slice(gradient);
+                        *value
+                    }
                     // U = k μ + a Σx (the mean, the ROI's form) at x from the
                     // objective's own uniform sums.
-                    (Some(uniform), Some((k, a))) => {
+                    (_, Some(uniform), Some((k, a))) => {
                         for (g, s) in self.ngrad.iter_mut().zip(&uniform.gradient) {
                             *g = k * s + a;
                         }
@@ -359,6 +393,25 @@ impl Objective<'_> {
         }
         self.shift = mean;
         Ok(Some((u, g)))
+    }
+
+    /// Where the objective is k μ + a Σx: the first outcome constraint whose draw
+    /// weights are a kernel at a quantile (CVaR, VaR, quantiles, …), and its utility:
+    /// its banded pass gives the mean's sums as well ([`KernelPass::uniform`]).
+    fn shared_outcome(&self) -> Option<(usize, Utility)> {
+        self.nonlinear
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| match &c.function {
+                ConstraintFunction::Outcome(u)
+                    if u.linear_form().is_none()
+                        && !u.has_affine_weights()
+                        && !u.needs_cell_moments() =>
+                {
+                    Some((i, u.clone()))
+                }
+                _ => None,
+            })
     }
 
     /// `self.out`'s per-cell sums times `k`, without the responses.

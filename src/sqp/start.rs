@@ -111,6 +111,7 @@ impl<'r> Run<'r> {
             infinite_slope: tuning.infinite_slope,
             shift: 0.0,
             uniform: None,
+            shared: None,
             kernel: Default::default(),
         };
         let start = objective.point(&y0)?;
