@@ -37,6 +37,17 @@ fn sizes() -> Vec<SyntheticSize> {
     }
 }
 
+/// The synthetic problem of `size` (seed 7) and its draw × cell × period terms
+/// (periods with the l_max carry-over).
+fn synthetic_problem(size: &SyntheticSize) -> (Problem, u64) {
+    let (model, scenario) = synthetic(size, 7);
+    let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
+    let terms = (problem.num_draws()
+        * problem.num_cells()
+        * (problem.num_periods + problem.adstock.l_max)) as u64;
+    (problem, terms)
+}
+
 /// The CPU evaluator and, with a device, the GPU one, for `problem`.
 fn evaluators(
     problem: &Problem,
@@ -70,11 +81,7 @@ fn on_each_backend(
     let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
     for size in sizes {
-        let (model, scenario) = synthetic(&size, 7);
-        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
-        let terms = (problem.num_draws()
-            * problem.num_cells()
-            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        let (problem, terms) = synthetic_problem(&size);
         group.throughput(Throughput::Elements(terms));
         let label = format!(
             "D{}xn{}xN{}+L{}",
@@ -161,11 +168,7 @@ fn evaluate_many(c: &mut Criterion) {
     let mut group = c.benchmark_group("evaluate_many");
     group.sample_size(10);
     for size in sizes().into_iter().take(2) {
-        let (model, scenario) = synthetic(&size, 7);
-        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
-        let terms = (problem.num_draws()
-            * problem.num_cells()
-            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        let (problem, terms) = synthetic_problem(&size);
         let evaluators = evaluators(&problem, gpu.as_ref());
         let base = problem.uniform_allocation();
         for (name, mut ev) in evaluators {
@@ -202,11 +205,7 @@ fn linear_weights(c: &mut Criterion) {
     let mut group = c.benchmark_group("linear_weights");
     group.sample_size(10);
     for size in sizes() {
-        let (model, scenario) = synthetic(&size, 7);
-        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
-        let terms = (problem.num_draws()
-            * problem.num_cells()
-            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        let (problem, terms) = synthetic_problem(&size);
         group.throughput(Throughput::Elements(terms));
         let label = format!("D{}xn{}", size.draws, problem.num_cells());
         let mut ev = CpuEvaluator::new(&problem).expect("cpu evaluator");
@@ -243,11 +242,7 @@ fn weighted_pass(c: &mut Criterion) {
     let mut group = c.benchmark_group("weighted_pass");
     group.sample_size(10);
     for size in sizes() {
-        let (model, scenario) = synthetic(&size, 7);
-        let problem = Problem::new(&model, &scenario).expect("valid synthetic problem");
-        let terms = (problem.num_draws()
-            * problem.num_cells()
-            * (problem.num_periods + problem.adstock.l_max)) as u64;
+        let (problem, terms) = synthetic_problem(&size);
         group.throughput(Throughput::Elements(terms));
         let label = format!("D{}xn{}", size.draws, problem.num_cells());
         let x = problem.uniform_allocation();

@@ -2,6 +2,8 @@
 //! layout equal those read whole, for every layout an NPZ member may have; a file
 //! changed after its model was loaded is refused, not read as another posterior.
 
+mod common;
+
 use mmm_budget::Problem;
 use mmm_budget::io::load_case;
 use mmm_budget::saturation::Domain;
@@ -228,15 +230,7 @@ fn every_layout_loads_the_values_written_straight_or_whole() {
         }
         let straight = case.problem().unwrap();
         // The same model with its values read whole first.
-        let mut model = case.model.clone();
-        model.posterior.load().unwrap();
-        assert!(
-            model
-                .posterior
-                .arrays
-                .values()
-                .all(|a| a.stored().is_none())
-        );
+        let model = common::read_whole(&case.model);
         let whole = Problem::new(&model, &case.scenario).unwrap();
         assert_eq!(straight.num_draws(), CHAINS * DRAWS, "{layout:?}");
         // float32 archives stay f32, exactly the values the file holds.

@@ -3,6 +3,8 @@
 //! scripts/export_case.py with arviz), the same optimum, an export that reads back,
 //! and one-line refusals of files the reader does not support.
 
+mod common;
+
 use mmm_budget::io::{load_case, load_model, load_saved_model};
 use mmm_budget::*;
 use proptest::prelude::*;
@@ -179,15 +181,7 @@ fn a_problem_reads_a_saved_posterior_by_blocks_as_it_reads_it_whole() {
     let saved = load_saved_model(Path::new(CHUNKED)).unwrap();
     let scenario = Scenario::new(8, 1500.0);
     let straight = Problem::new(&saved.model, &scenario).unwrap();
-    let mut model = saved.model.clone();
-    model.posterior.load().unwrap();
-    assert!(
-        model
-            .posterior
-            .arrays
-            .values()
-            .all(|a| a.stored().is_none())
-    );
+    let model = common::read_whole(&saved.model);
     let whole = Problem::new(&model, &scenario).unwrap();
     // adstock_alpha is float32 in the file: kept f32; the saturation's arrays mix
     // float32 and float64: f64.
@@ -205,8 +199,7 @@ fn a_problem_reads_a_saved_posterior_by_blocks_as_it_reads_it_whole() {
 #[test]
 fn a_frontier_over_a_saved_posterior_in_its_file_is_the_frontier_over_it_in_memory() {
     let saved = load_saved_model(Path::new(CHUNKED)).unwrap();
-    let mut loaded = saved.model.clone();
-    loaded.posterior.load().unwrap();
+    let loaded = common::read_whole(&saved.model);
     let scenario = Scenario::new(8, 1500.0);
     let budgets = mmm_budget::frontier::budgets(750.0, 3000.0, 4);
     let run = |model: &Model| {

@@ -409,6 +409,37 @@ fn one_pass_sums_weighted_by_the_response_match_a_weighted_pass() {
     }
 }
 
+/// `problem` solved on the CPU evaluator and on the two-pass path ([`TwoPass`]): the
+/// same status and iterations, optima within 1e-7 of the budget.
+fn one_and_two_pass(problem: &Problem, what: &str) -> (Solution, Solution) {
+    let mut one = CpuEvaluator::new(problem).unwrap();
+    let mut two = TwoPass(CpuEvaluator::new(problem).unwrap());
+    let a = Solver::new(problem, &mut one, Settings::default())
+        .unwrap()
+        .solve()
+        .unwrap();
+    let b = Solver::new(problem, &mut two, Settings::default())
+        .unwrap()
+        .solve()
+        .unwrap();
+    assert_eq!(a.status, Status::Solved, "{what}: {}", a.message);
+    assert_eq!((a.status, a.iterations), (b.status, b.iterations), "{what}");
+    let total = problem.total_budget;
+    for (p, q) in a.allocation.iter().zip(&b.allocation) {
+        assert!((p - q).abs() <= 1e-7 * total, "{what}: {p} vs {q}");
+    }
+    (a, b)
+}
+
+/// The multiplier of the constraint whose text starts with `prefix`.
+fn multiplier_of(s: &Solution, prefix: &str) -> f64 {
+    s.multipliers
+        .iter()
+        .find(|m| m.constraint.starts_with(prefix))
+        .map(|m| m.value)
+        .unwrap()
+}
+
 #[test]
 fn one_pass_and_two_pass_solves_take_the_same_steps() {
     let (model, scenario) = demo();
@@ -422,21 +453,7 @@ fn one_pass_and_two_pass_solves_take_the_same_steps() {
         let mut s = scenario.clone();
         s.utility = Utility::parse(objective).unwrap();
         let problem = Problem::new(&model, &s).unwrap();
-        let mut one = CpuEvaluator::new(&problem).unwrap();
-        let mut two = TwoPass(CpuEvaluator::new(&problem).unwrap());
-        let a = Solver::new(&problem, &mut one, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        let b = Solver::new(&problem, &mut two, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        assert_eq!(
-            (a.status, a.iterations),
-            (b.status, b.iterations),
-            "{objective}"
-        );
+        let (a, b) = one_and_two_pass(&problem, objective);
         // One evaluation an iterate where the two-pass path takes two (CVaR: once the
         // kernel's bands are predicted).
         assert!(
@@ -445,10 +462,6 @@ fn one_pass_and_two_pass_solves_take_the_same_steps() {
             a.evaluations,
             b.evaluations
         );
-        let total = scenario.total_budget;
-        for (p, q) in a.allocation.iter().zip(&b.allocation) {
-            assert!((p - q).abs() <= 1e-7 * total, "{objective}: {p} vs {q}");
-        }
         assert!(
             (a.utility - b.utility).abs() <= 1e-10 * b.utility.abs(),
             "{objective}"
@@ -474,22 +487,7 @@ fn a_mean_outcome_constraint_takes_no_pass_of_its_own() {
         s.utility = Utility::parse(objective).unwrap();
         s.constraints = vec![format!("mean_response >= {level}")];
         let problem = Problem::new(&model, &s).unwrap();
-        let mut one = CpuEvaluator::new(&problem).unwrap();
-        let mut two = TwoPass(CpuEvaluator::new(&problem).unwrap());
-        let a = Solver::new(&problem, &mut one, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        let b = Solver::new(&problem, &mut two, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        assert_eq!(a.status, Status::Solved, "{objective}: {}", a.message);
-        assert_eq!(
-            (a.status, a.iterations),
-            (b.status, b.iterations),
-            "{objective}"
-        );
+        let (a, b) = one_and_two_pass(&problem, objective);
         // The two-pass path: two passes for the objective and one for the constraint
         // at each point; here one for both (CVaR: once its bands are predicted), so
         // at most half as many (with a pass of its own, two thirds).
@@ -500,22 +498,14 @@ fn a_mean_outcome_constraint_takes_no_pass_of_its_own() {
             b.evaluations,
             a.iterations
         );
-        let total = scenario.total_budget;
-        for (p, q) in a.allocation.iter().zip(&b.allocation) {
-            assert!((p - q).abs() <= 1e-7 * total, "{objective}: {p} vs {q}");
-        }
         assert!(
             (a.mean_response - level).abs() <= 1e-6 * level,
             "{objective}: binding"
         );
-        let multiplier = |s: &Solution| {
-            s.multipliers
-                .iter()
-                .find(|m| m.constraint.starts_with("mean_response"))
-                .map(|m| m.value)
-                .unwrap()
-        };
-        let (ma, mb) = (multiplier(&a), multiplier(&b));
+        let (ma, mb) = (
+            multiplier_of(&a, "mean_response"),
+            multiplier_of(&b, "mean_response"),
+        );
         assert!(
             ma != 0.0 && (ma - mb).abs() <= 1e-6 * mb.abs(),
             "{objective}: {ma} vs {mb}"
@@ -541,40 +531,14 @@ fn a_quantile_outcome_constraint_shares_its_pass_with_the_mean() {
         let mut s = scenario.clone();
         s.constraints = vec![format!("{measure} >= {}", low + 0.5 * (high - low))];
         let problem = Problem::new(&model, &s).unwrap();
-        let mut one = CpuEvaluator::new(&problem).unwrap();
-        let mut two = TwoPass(CpuEvaluator::new(&problem).unwrap());
-        let a = Solver::new(&problem, &mut one, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        let b = Solver::new(&problem, &mut two, Settings::default())
-            .unwrap()
-            .solve()
-            .unwrap();
-        assert_eq!(a.status, Status::Solved, "{measure}: {}", a.message);
-        assert_eq!(
-            (a.status, a.iterations),
-            (b.status, b.iterations),
-            "{measure}"
-        );
+        let (a, b) = one_and_two_pass(&problem, measure);
         assert!(
             3 * a.evaluations <= 2 * b.evaluations,
             "{measure}: {} vs {} evaluations",
             a.evaluations,
             b.evaluations
         );
-        let total = scenario.total_budget;
-        for (p, q) in a.allocation.iter().zip(&b.allocation) {
-            assert!((p - q).abs() <= 1e-7 * total, "{measure}: {p} vs {q}");
-        }
-        let multiplier = |s: &Solution| {
-            s.multipliers
-                .iter()
-                .find(|m| m.constraint.starts_with(measure))
-                .map(|m| m.value)
-                .unwrap()
-        };
-        let (ma, mb) = (multiplier(&a), multiplier(&b));
+        let (ma, mb) = (multiplier_of(&a, measure), multiplier_of(&b, measure));
         assert!(
             ma != 0.0 && (ma - mb).abs() <= 1e-6 * mb.abs(),
             "{measure}: {ma} vs {mb}"

@@ -311,3 +311,17 @@ pub fn solve_objective(model: &Model, scenario: &Scenario, objective: &str) -> (
     s.utility = Utility::parse(objective).unwrap();
     solve(model, &s)
 }
+
+/// `model` with every stored posterior array read into memory (none left stored).
+pub fn read_whole(model: &Model) -> Model {
+    let mut whole = model.clone();
+    whole.posterior.load().unwrap();
+    assert!(
+        whole
+            .posterior
+            .arrays
+            .values()
+            .all(|a| a.stored().is_none())
+    );
+    whole
+}
