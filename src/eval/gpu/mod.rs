@@ -904,7 +904,8 @@ impl GpuEvaluator {
 
     /// Builds the stored terms' buffers and pipelines (once), where they may be kept:
     /// each chunk's 12 bytes a (draw, cell) within a binding, all of them within
-    /// twice the parameters' bytes; otherwise passes go on recomputing.
+    /// twice the parameters' bytes, and the device able to make them; otherwise
+    /// passes go on recomputing.
     fn store_terms(&mut self) -> Result<()> {
         if self.terms.is_some() || !self.may_store_terms {
             return Ok(());
@@ -954,7 +955,10 @@ impl GpuEvaluator {
                 bind_group(device, "terms", &self.shared.terms_layout, &[&buffer])
             })
             .collect();
-        self.ctx.check(scope)?;
+        if self.ctx.check(scope).is_err() {
+            // Not made (the device's memory, say): passes go on recomputing.
+            return Ok(());
+        }
         self.device_bytes += total;
         self.terms = Some(Terms {
             store_pipeline,
