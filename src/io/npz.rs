@@ -201,9 +201,7 @@ impl StoredArray {
         })?;
         let stamp = file_stamp(&file);
         if stamp != self.stamp {
-            return Err(self.error(
-                "the file changed since it was loaded (length or modification time); load the model again".into(),
-            ));
+            return Err(self.error(CHANGED_SINCE_LOADED.into()));
         }
         Ok(file)
     }
@@ -330,10 +328,25 @@ fn read_at(_: &std::fs::File, _: &mut [u8], _: u64) -> std::io::Result<()> {
     Err(std::io::Error::other("positioned reads need a Unix system"))
 }
 
-fn file_stamp(file: &std::fs::File) -> (u64, Option<std::time::SystemTime>) {
-    file.metadata()
+/// What a stored array's file must still say when its values are read.
+pub(super) const CHANGED_SINCE_LOADED: &str =
+    "the file changed since it was loaded (length or modification time); load the model again";
+
+/// A file's length and modification time (`u64::MAX` where they cannot be read): a
+/// file whose stamp changed is refused rather than read as another posterior.
+fn stamp(metadata: std::io::Result<std::fs::Metadata>) -> (u64, Option<std::time::SystemTime>) {
+    metadata
         .map(|m| (m.len(), m.modified().ok()))
         .unwrap_or((u64::MAX, None))
+}
+
+fn file_stamp(file: &std::fs::File) -> (u64, Option<std::time::SystemTime>) {
+    stamp(file.metadata())
+}
+
+/// [`file_stamp`] of the file at `path`.
+pub(super) fn path_stamp(path: &Path) -> (u64, Option<std::time::SystemTime>) {
+    stamp(std::fs::metadata(path))
 }
 
 /// Bytes of values of the header's type into f64s, `out.len()` of them.

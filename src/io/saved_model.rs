@@ -22,6 +22,7 @@
 //! The file is read with `netcdf-reader` (pure Rust, no C library): bounded reads
 //! (`max_read_bytes` is the memory budget), no external files or links followed.
 
+use super::npz::{CHANGED_SINCE_LOADED, path_stamp};
 use super::{PosteriorAxes, memory_budget, parameter_names};
 use crate::adstock::{Adstock, AdstockKind};
 use crate::error::{Error, Result, truncated};
@@ -421,10 +422,7 @@ impl NetcdfVariable {
         if path_stamp(&self.path) != self.stamp {
             return Err(Error::Netcdf {
                 path: self.path.clone(),
-                message: format!(
-                    "{}: the file changed since it was loaded (length or modification time); load the model again",
-                    self.var
-                ),
+                message: format!("{}: {CHANGED_SINCE_LOADED}", self.var),
             });
         }
         Ok(())
@@ -514,10 +512,16 @@ impl NetcdfVariable {
             if at == 0 && values.len() == count {
                 return Ok(values);
             }
-            return Ok(values
+            // Not expected of a whole read; copied in order all the same.
+            return values
                 .get(at..at.saturating_add(count))
                 .map(<[f64]>::to_vec)
-                .unwrap_or_default());
+                .ok_or_else(|| Error::Shape {
+                    context: self.path.display().to_string(),
+                    field: self.var.clone(),
+                    found: vec![values.len()],
+                    expected: format!("{count} values from offset {at}"),
+                });
         }
         Ok(array.iter().copied().collect())
     }
@@ -564,13 +568,6 @@ fn slabs(shape: &[usize], first: usize, len: usize) -> Vec<NcSliceInfo> {
         pos += run;
     }
     out
-}
-
-/// A file's length and modification time (`u64::MAX` where it cannot be read).
-fn path_stamp(path: &Path) -> (u64, Option<std::time::SystemTime>) {
-    std::fs::metadata(path)
-        .map(|m| (m.len(), m.modified().ok()))
-        .unwrap_or((u64::MAX, None))
 }
 
 /// The reader's steps over a source: each checks what it reads and names it.

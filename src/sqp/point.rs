@@ -60,14 +60,6 @@ pub(super) struct Objective<'e> {
     pub(super) shift: f64,
     /// One pass an iterate for draw weights that are a kernel at a quantile.
     pub(super) kernel: KernelPass,
-    /// The iterate's uniform sums (1/D) Σ_d [r, r', r''] per cell where the
-    /// objective's pass gave them (the mean's pass, the affine or the banded one; no
-    /// responses): the value, gradient and curvature of an outcome constraint on the
-    /// mean (or the ROI's k μ + a Σx).
-    pub(super) uniform: Option<Evaluation>,
-    /// At this point, the value and gradient of the outcome constraint (its index)
-    /// whose kernel pass gave a mean objective its sums ([`Objective::shared_outcome`]).
-    pub(super) shared: Option<(usize, f64, Vec<f64>)>,
 }
 
 /// An outcome constraint's value U(R, x) at the responses `r`, its gradient into
@@ -173,8 +165,14 @@ impl Objective<'_> {
         let x: Vec<f64> = y.iter().map(|v| v * self.scale).collect();
         let p = self.problem;
         let n = x.len();
-        self.uniform = None;
-        self.shared = None;
+        // The uniform sums (1/D) Σ_d [r, r', r''] per cell where the objective's pass
+        // gives them (the mean's pass, the affine or the banded one; no responses):
+        // the value, gradient and curvature of an outcome constraint on the mean (or
+        // the ROI's k μ + a Σx).
+        let mut uniform = None;
+        // The value and gradient of the outcome constraint (its index) whose banded
+        // pass gave a mean objective its sums ([`Objective::shared_outcome`]).
+        let mut shared = None;
         let (utility, grad_u) = if let Some((k, a)) = p.utility.linear_form() {
             // U = k μ + a Σx: its uniform sums from the banded pass of a quantile-based
             // outcome constraint where there is one, else one uniform pass.
@@ -188,22 +186,22 @@ impl Objective<'_> {
                     &mut self.evaluations,
                 )?;
                 if let Some((value, gradient)) = done {
-                    self.shared = Some((i, value, gradient));
+                    shared = Some((i, value, gradient));
                     self.shift =
                         self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
                 }
-                if let Some(uniform) = self.kernel.uniform.take() {
-                    self.out.contributions.clone_from(&uniform.contributions);
-                    self.out.gradient.clone_from(&uniform.gradient);
-                    self.out.curvature.clone_from(&uniform.curvature);
-                    self.uniform = Some(uniform);
+                if let Some(sums) = self.kernel.uniform.take() {
+                    self.out.contributions.clone_from(&sums.contributions);
+                    self.out.gradient.clone_from(&sums.gradient);
+                    self.out.curvature.clone_from(&sums.curvature);
+                    uniform = Some(sums);
                 }
             }
-            if self.uniform.is_none() {
+            if uniform.is_none() {
                 self.evaluator
                     .evaluate(&x, DrawWeights::Uniform, &mut self.out)?;
                 self.evaluations += 1;
-                self.uniform = Some(self.plain_sums(1.0));
+                uniform = Some(self.plain_sums(1.0));
             }
             if (k, a) != (1.0, 0.0) {
                 self.out.gradient.iter_mut().for_each(|g| *g = k * *g + a);
@@ -214,8 +212,9 @@ impl Objective<'_> {
                 p.utility.value(&self.out.responses, &x),
                 self.out.gradient.clone(),
             )
-        } else if let Some(done) = self.affine(&x)? {
-            done
+        } else if let Some((u, g, plain)) = self.affine(&x)? {
+            uniform = Some(plain);
+            (u, g)
         } else if p.utility.needs_cell_moments() {
             let mut g = vec![0.0; n];
             let (u, calls) =
@@ -231,7 +230,7 @@ impl Objective<'_> {
             &mut self.evaluations,
         )? {
             self.shift = self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
-            self.uniform = self.kernel.uniform.take();
+            uniform = self.kernel.uniform.take();
             done
         } else {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
@@ -259,13 +258,12 @@ impl Objective<'_> {
         let mut nl_raw_grads = Vec::with_capacity(self.nonlinear.len() * n);
         let mut nl_h = Vec::new();
         let responses = std::mem::take(&mut self.out.responses);
-        let shared = self.shared.take();
         for (i, (c, row)) in self.nonlinear.iter_mut().zip(&self.nl_rows).enumerate() {
             // An outcome's exact curvature diagonal (the mean's), from its own pass.
             let mut outcome_curvature = vec![];
             let v = match &mut c.function {
                 ConstraintFunction::Code { value, .. } => value(&x, &mut self.ngrad)?,
-                ConstraintFunction::Outcome(u) => match (&shared, &self.uniform, u.linear_form()) {
+                ConstraintFunction::Outcome(u) => match (&shared, &uniform, u.linear_form()) {
                     // From the banded pass that gave the objective its sums.
                     (Some((j, value, gradient)), _, _) if *j == i => {
                         self.ngrad.copy_from_slice(gradient);
@@ -345,8 +343,8 @@ impl Objective<'_> {
     /// (a + b (shift − μ)) Σ_d t_dc + b Σ_d (R_d − shift) t_dc for t = r, r', r''.
     /// `None` where either cannot (the caller then takes two passes). Where the
     /// weights turn out not affine at these responses (no spread: σ = 0) a weighted
-    /// pass follows.
-    fn affine(&mut self, x: &[f64]) -> Result<Option<(f64, Vec<f64>)>> {
+    /// pass follows. Beside U and ∇U, the uniform sums (1/D) Σ_d t_dc.
+    fn affine(&mut self, x: &[f64]) -> Result<Option<(f64, Vec<f64>, Evaluation)>> {
         let p = self.problem;
         if !p.utility.has_affine_weights() {
             return Ok(None);
@@ -359,7 +357,7 @@ impl Objective<'_> {
             return Ok(None);
         }
         self.evaluations += 1;
-        self.uniform = Some(self.plain_sums(1.0 / self.out.responses.len() as f64));
+        let uniform = self.plain_sums(1.0 / self.out.responses.len() as f64);
         let r = &self.out.responses;
         let mut g = vec![0.0; x.len()];
         let u = p.utility.smooth(r, x, &mut self.weights, &mut g);
@@ -392,7 +390,7 @@ impl Objective<'_> {
             }
         }
         self.shift = mean;
-        Ok(Some((u, g)))
+        Ok(Some((u, g, uniform)))
     }
 
     /// Where the objective is k μ + a Σx: the first outcome constraint whose draw

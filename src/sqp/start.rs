@@ -110,8 +110,6 @@ impl<'r> Run<'r> {
             curvature,
             infinite_slope: tuning.infinite_slope,
             shift: 0.0,
-            uniform: None,
-            shared: None,
             kernel: Default::default(),
         };
         let start = objective.point(&y0)?;
