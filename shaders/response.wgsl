@@ -37,7 +37,7 @@ override STORE_TERMS: bool = false; // the constant form also writes each (draw,
                               // τ_c [r, r', r''] into `terms` (slot 0 only), for
                               // `terms_partials` and `terms_responses` to weight them again
 
-override WG: u32 = 256u;      // invocations per workgroup: a power of two, 32 to 256
+override WG: u32 = 256u;      // invocations per workgroup: a power of two, 32 to 1024
 const TB: u32 = 8u;           // periods reduced together in the time-varying form
 const MAX_KERNEL: u32 = 64u;
 const MAX_WINDOW: u32 = 512u;
@@ -74,9 +74,11 @@ var<private> w: array<f32, MAX_KERNEL>;
 var<private> v: array<f32, MAX_WINDOW>;
 var<private> sp: array<f32, 3>;
 var<private> inf_bits: u32 = 0x7f800000u;
-// Rows of WG values to reduce over the workgroup: the three sums of the constant
-// form, or TB periods of the time-varying gradient.
-var<workgroup> shw: array<f32, 2048>; // [TB][WG], WG <= 256
+// Values to sum over the workgroup (`sum_rows`, from sums_tree.wgsl or
+// sums_subgroup.wgsl, whichever the host put before this file): the three sums of
+// the constant form, or TB periods of the time-varying gradient.
+var<private> rows: array<f32, TB>;
+override SHW: u32;            // floats of workgroup memory the sums take (the host's)
 
 fn param(p: u32, c: u32, d: u32) -> f32 {
     let i = (p * dims.cells + c) * dims.draws + d;
@@ -334,45 +336,31 @@ fn draw_weight(gd: u32) -> f32 {
     return 1.0 / f32(dims.total_draws);
 }
 
-// Tree reduction over the workgroup of rows 0..n of shw (WG values each), all rows
-// under one barrier tree; every invocation must call it.
-fn reduce_rows(lid: u32, n: u32) {
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        workgroupBarrier();
-        if (lid < stride) {
-            for (var i = 0u; i < n; i++) {
-                shw[i * WG + lid] += shw[i * WG + lid + stride];
-            }
-        }
-    }
-    workgroupBarrier();
-}
-
 // MOMENTS: cell c's partials of its block's valid draws (`count` of them), from each
 // invocation's (r, r') (0 where the draw does not exist): the sums, then the sums of
 // squares and products centred on the block's means, so that the host's f64 merge of
 // the blocks (Chan, Golub and LeVeque) keeps a spread far below the mean.
 fn block_moments(lid: u32, valid: bool, block: u32, c: u32, v: vec2<f32>, count: f32) {
-    shw[lid] = v.x;
-    shw[WG + lid] = v.y;
-    reduce_rows(lid, 2u);
-    let s = vec2(shw[0], shw[WG]);
-    workgroupBarrier();
+    rows[0] = v.x;
+    rows[1] = v.y;
+    sum_rows(lid, 2u);
+    let s = vec2(row_total(0u), row_total(1u));
+    rows_read();
     var e = vec2(0.0);
     if (valid) {
         e = v - s / count;
     }
-    shw[lid] = e.x * e.x;
-    shw[WG + lid] = e.x * e.y;
-    reduce_rows(lid, 2u);
+    rows[0] = e.x * e.x;
+    rows[1] = e.x * e.y;
+    sum_rows(lid, 2u);
     if (lid == 0u) {
         let i = (block * dims.cells + c) * 4u;
         partials[i] = s.x;
         partials[i + 1u] = s.y;
-        partials[i + 2u] = shw[0];
-        partials[i + 3u] = shw[WG];
+        partials[i + 2u] = row_total(0u);
+        partials[i + 3u] = row_total(1u);
     }
-    workgroupBarrier();
+    rows_read();
 }
 
 // An invocation's draw: d in the chunk, gd overall, whether it exists (the last
@@ -404,20 +392,22 @@ fn slot(lid: u32, wid: vec3<u32>) -> Slot {
 // Σ over the workgroup's draws of u_d τ_c [r, r', r''] into cell c's partials of
 // slot z (every invocation calls it; acc is 0 where the draw does not exist).
 fn add_partials(lid: u32, z: u32, at: Slot, c: u32, acc: vec3<f32>) {
-    shw[lid] = at.u * acc.x;
-    shw[WG + lid] = at.u * acc.y;
-    shw[2u * WG + lid] = at.u * acc.z;
-    reduce_rows(lid, 3u);
+    rows[0] = at.u * acc.x;
+    rows[1] = at.u * acc.y;
+    rows[2] = at.u * acc.z;
+    sum_rows(lid, 3u);
     if (lid < 3u) {
         partials[((z * dims.total_blocks + at.block) * dims.cells + c) * 3u + lid] =
-            shw[lid * WG];
+            row_total(lid);
     }
-    workgroupBarrier();
+    rows_read();
 }
 
 @compute @workgroup_size(WG)
-fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let lid = lid3.x;
+fn constant_form(inv: Invocation) {
+    enter(inv);
+    let lid = inv.lid3.x;
+    let wid = inv.wid;
     let at = slot(lid, wid);
     let window = N_PERIODS + L_MAX;
     var total = 0.0;
@@ -523,47 +513,37 @@ fn constant_form(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
 }
 
 // From the terms the last STORE_TERMS pass wrote (slot 0), without the adstock and
-// saturation and without workgroup barriers: each invocation one (cell, k) of one
-// block of WG draws, its Σ_d u_d τ_c r⁽ᵏ⁾_dc summed in draw order into that block's
-// partial (workgroup_id.y: the block within the chunk), as `constant_form` writes it.
+// saturation: `constant_form`'s walk over the group's cells with each (draw, cell)'s
+// τ_c [r, r', r''] read instead of computed (coalesced: a workgroup's draws are
+// consecutive), so that the partials and responses are the bits that recomputing
+// them gives.
 @compute @workgroup_size(WG)
-fn terms_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let j = gid.x;
-    if (j >= 3u * dims.cells) {
-        return;
-    }
-    let c = j / 3u;
-    let k = j % 3u;
-    let row = (k * dims.cells + c) * dims.draws;
-    let first = wid.y * WG;
-    let last = min(dims.draws, first + WG);
-    var s = 0.0;
-    for (var d = first; d < last; d++) {
-        s += draw_weight(dims.draw_offset + d) * terms[row + d];
-    }
-    partials[((dims.block_offset + wid.y) * dims.cells + c) * 3u + k] = s;
-}
-
-// The responses' share of each cell group (workgroup_id.y) from the stored terms,
-// each draw's cells summed in the order `constant_form` sums them: the same values.
-@compute @workgroup_size(WG)
-fn terms_responses(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let d = gid.x;
-    if (d >= dims.draws) {
-        return;
-    }
-    let first = wid.y * dims.cells_per_group;
-    let last = min(dims.cells, first + dims.cells_per_group);
+fn from_terms(inv: Invocation) {
+    enter(inv);
+    let lid = inv.lid3.x;
+    let wid = inv.wid;
+    let at = slot(lid, wid);
+    let plane = dims.cells * dims.draws;
     var total = 0.0;
-    for (var c = first; c < last; c++) {
-        total += terms[c * dims.draws + d];
+    for (var c = at.first; c < at.last; c++) {
+        var acc = vec3<f32>(0.0);
+        if (at.valid) {
+            let i = c * dims.draws + at.d;
+            acc = vec3(terms[i], terms[plane + i], terms[2u * plane + i]);
+            total += acc.x;
+        }
+        add_partials(lid, 0u, at, c, acc);
     }
-    responses[wid.y * dims.total_draws + dims.draw_offset + d] = total;
+    if (at.valid) {
+        responses[wid.y * dims.total_draws + at.gd] = total;
+    }
 }
 
 @compute @workgroup_size(WG)
-fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let lid = lid3.x;
+fn time_varying(inv: Invocation) {
+    enter(inv);
+    let lid = inv.lid3.x;
+    let wid = inv.wid;
     let at = slot(lid, wid);
     let window = N_PERIODS + L_MAX;
     var total = 0.0;
@@ -612,22 +592,22 @@ fn time_varying(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgrou
                     }
                     grad = cell[c].x * pattern[base + t] * grad;
                 }
-                shw[k * WG + lid] = at.u * grad;
+                rows[k] = at.u * grad;
             }
-            reduce_rows(lid, TB);
+            sum_rows(lid, TB);
             if (lid < TB && t0 + lid < N_PERIODS) {
-                partials[(at.block * dims.cells + c) * dims.width + t0 + lid] = shw[lid * WG];
+                partials[(at.block * dims.cells + c) * dims.width + t0 + lid] = row_total(lid);
             }
-            workgroupBarrier();
+            rows_read();
         }
         // The cell's contribution, after its N gradient values (width = N + 1).
         total += rc;
-        shw[lid] = at.u * rc;
-        reduce_rows(lid, 1u);
+        rows[0] = at.u * rc;
+        sum_rows(lid, 1u);
         if (lid == 0u) {
-            partials[(at.block * dims.cells + c) * dims.width + N_PERIODS] = shw[0];
+            partials[(at.block * dims.cells + c) * dims.width + N_PERIODS] = row_total(0u);
         }
-        workgroupBarrier();
+        rows_read();
     }
     if (at.valid) {
         responses[wid.y * dims.total_draws + at.gd] = total;

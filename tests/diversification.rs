@@ -201,7 +201,8 @@ fn gpu_chunked_and_sharded_moments_agree_with_the_cpu() {
         }
         let Some(ctx) = gpu() else { continue };
         // One chunk, and chunks of one workgroup of 32 draws (several blocks, the
-        // last one short).
+        // last one short); sums over the workgroup from subgroups (where the adapter
+        // has them) and by the tree, and workgroups of 1,024.
         for options in [
             GpuOptions::default(),
             GpuOptions {
@@ -209,10 +210,21 @@ fn gpu_chunked_and_sharded_moments_agree_with_the_cpu() {
                 max_chunk_bytes: Some(32 * 5 * 4 * problem.num_cells() as u64),
                 ..Default::default()
             },
+            GpuOptions {
+                workgroup_size: Some(32),
+                max_chunk_bytes: Some(32 * 5 * 4 * problem.num_cells() as u64),
+                tree_sums: true,
+                ..Default::default()
+            },
+            GpuOptions {
+                workgroup_size: Some(1024),
+                tree_sums: true,
+                ..Default::default()
+            },
         ] {
             let mut g = GpuEvaluator::with_context(ctx.clone(), &problem, &options).unwrap();
             let m = moments(&mut g, &x);
-            let tag = format!("gpu {what} ({} chunks)", g.num_chunks());
+            let tag = format!("{} {what}", g.describe());
             assert_close(
                 &format!("{tag} responses"),
                 &m.responses,

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (see prepare.sh): the GPU tests, the shared cases with
-# --backend gpu, the bench table at the issue's sizes and the JAX peer. Logs go to
-# $OUT (the folder the GPU machine sends back). The MID table has the CPU row beside the
-# GPU (that machine has 16 cores).
+# Runs on the GPU machine (see prepare.sh), everything into one log, $OUT/run.log (the
+# machine sends back at most 8 files). Parts, each its own argument (default: all, in
+# this order; about 8 minutes on an H200):
+#   checks   the GPU tests, the shared cases with --backend gpu
+#   kernel   #17 item 3: workgroup sizes 32..1,024, subgroup against tree sums, and the
+#            shapes of the issue's table (where does the time stop following the terms?)
+#   tables   the bench table at the issues' sizes (CPU row beside the GPU at MID: that
+#            machine has 16 cores), evaluate_many, risk-aware objectives, a BIG-draw case
+#            folder loaded and optimized end to end
+#   peers    the jitted JAX objective
+# SKIP_GL=1, VK_DRIVER_FILES, BIG and MID let a smoke test run it on lavapipe.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-# SKIP_GL=1, VK_DRIVER_FILES, BIG and MID let a smoke test run it on lavapipe.
+LOG="$OUT/run.log"
 if [ -z "${SKIP_GL:-}" ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
@@ -15,33 +22,77 @@ fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json} MMM_REQUIRE_GPU=1
 BIG=${BIG:-100000}
 MID=${MID:-20000}
-nvidia-smi -L > "$OUT/gpu.txt" 2>&1
-./.gpu-bin/parity --skip cli_ > "$OUT/parity.txt" 2>&1; echo "parity rc=$?" >> "$OUT/parity.txt"
-./.gpu-bin/diversification gpu >> "$OUT/parity.txt" 2>&1; echo "diversification rc=$?" >> "$OUT/parity.txt"
-for c in s3 m8x4 l20x10; do
-  ./.gpu-bin/mmm-budget optimize "tests/data/$c" --backend gpu --out "$OUT/$c.json" > "$OUT/$c.txt" 2>&1
-  echo "rc=$?" >> "$OUT/$c.txt"
+parts=${*:-checks kernel tables peers}
+bin=./.gpu-bin/mmm-budget
+step() { echo; echo "=== $* ($(date +%T))"; }
+# One step: its command line as a header, then its output, then its exit status.
+run() { step "$*"; "$@" 2>&1; echo "rc=$?"; }
+clocks() { nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader 2>&1; }
+shape() { # draws cells periods lmax [saturation]: subgroup and tree sums side by side
+  run "$bin" bench --draws "$1" --cells "$2" --periods "$3" --lmax "$4" --saturation "${5:-logistic}" \
+    --backend gpu --no-optimize --repeats 20 --tree
+}
+
+{
+for part in $parts; do
+  case $part in
+  checks)
+    step checks; nvidia-smi -L 2>&1; clocks
+    run ./.gpu-bin/parity --skip cli_
+    run ./.gpu-bin/diversification gpu
+    for c in s3 m8x4 l20x10; do
+      run "$bin" optimize "tests/data/$c" --backend gpu --out "/tmp/$c.json"
+    done
+    ;;
+  kernel)
+    step kernel; clocks
+    # Workgroup sizes side by side (default 256), each with subgroup and tree sums.
+    run "$bin" bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu \
+      --workgroup 32,64,128,256,512,1024 --tree --repeats 20 --no-optimize
+    # The issue's shapes (terms = D × n × (min(N, L + 1) + L) in the constant form).
+    shape $((BIG / 2)) 1000 52 13
+    shape $((BIG / 2)) 1000 13 13
+    shape $((BIG / 2)) 1000 52 4
+    shape $((BIG / 2)) 1000 52 1
+    shape $((BIG / 2)) 1000 200 13
+    shape $((BIG / 2)) 100 52 13
+    shape $((BIG * 5)) 100 52 13
+    shape $((BIG / 20)) 10000 52 13
+    shape $((BIG / 25)) 1000 52 13
+    for s in michaelis_menten hill tanh root hill_sigmoid; do shape $((BIG / 2)) 1000 52 13 $s; done
+    clocks
+    ;;
+  tables)
+    step tables; clocks
+    run "$bin" bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --f16 --repeats 20
+    run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend all --repeats 20 --no-optimize
+    # Several allocations a pass (evaluate_many): k = 8 and 32 beside a single evaluation.
+    run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32
+    run "$bin" bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32
+    # Risk-aware objectives beside the mean's optimization (#13: at most 3x its time and
+    # evaluations); --recompute: weighted passes recomputed beside stored terms.
+    run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --recompute \
+      --objectives "cvar(0.9);mean - 0.5 * std;diversification_ratio"
+    # A BIG-draw float32 case folder (20 geos × 50 channels): loaded into a ready evaluator
+    # (seconds, GB/s, peak host memory) and optimized end to end.
+    run python3 benches/load/make_case.py /tmp/bigcase --draws "$BIG"
+    run "$bin" bench --draws 1000 --cells 50 --backend all --repeats 1 --no-optimize --load /tmp/bigcase
+    if [ -x /usr/bin/time ]; then
+      run /usr/bin/time -f "optimize /tmp/bigcase --backend gpu: %e s wall, peak host memory %M KB" \
+        "$bin" -q optimize /tmp/bigcase --backend gpu --out /tmp/bigcase.json
+    else
+      step "optimize /tmp/bigcase --backend gpu (bash time)"
+      TIMEFORMAT="optimize /tmp/bigcase --backend gpu: %R s wall"
+      time "$bin" -q optimize /tmp/bigcase --backend gpu --out /tmp/bigcase.json
+    fi
+    ;;
+  peers)
+    step peers
+    run python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13
+    run python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3
+    ;;
+  *) echo "unknown part $part (checks, kernel, tables, peers)" ;;
+  esac
 done
-./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --f16 --repeats 20 > "$OUT/bench-big.txt" 2>&1
-./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend all --repeats 20 --no-optimize > "$OUT/bench-mid.txt" 2>&1
-# Several allocations a pass (evaluate_many), GPU only: k = 8 and 32 beside a single evaluation.
-./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
-./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 5 --no-optimize --many 8,32 >> "$OUT/bench-mid.txt" 2>&1
-# Risk-aware objectives beside the mean's optimization (#13: at most 3x its time and evaluations).
-# --recompute: a row whose weighted passes are recomputed beside the default (terms stored on the device).
-./.gpu-bin/mmm-budget bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --recompute --objectives "cvar(0.9);mean - 0.5 * std;diversification_ratio" >> "$OUT/bench-mid.txt" 2>&1
-# Workgroup sizes side by side (the default is 256; benches/NOTES.md says what to look for).
-# A BIG-draw float32 case folder (20 geos × 50 channels): loaded into a ready evaluator
-# (seconds, GB/s, peak host memory) and optimized end to end, into bench-mid.txt.
-python3 benches/load/make_case.py /tmp/bigcase --draws "$BIG" >> "$OUT/bench-mid.txt" 2>&1
-./.gpu-bin/mmm-budget bench --draws 1000 --cells 50 --backend all --repeats 1 --no-optimize --load /tmp/bigcase >> "$OUT/bench-mid.txt" 2>&1
-if [ -x /usr/bin/time ]; then
-  /usr/bin/time -f "optimize /tmp/bigcase --backend gpu: %e s wall, peak host memory %M KB" ./.gpu-bin/mmm-budget -q optimize /tmp/bigcase --backend gpu >> "$OUT/bench-mid.txt" 2>&1
-else
-  TIMEFORMAT="optimize /tmp/bigcase --backend gpu: %R s wall"
-  { time ./.gpu-bin/mmm-budget -q optimize /tmp/bigcase --backend gpu > /dev/null; } >> "$OUT/bench-mid.txt" 2>&1
-fi
-./.gpu-bin/mmm-budget bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --workgroup 32,64,128,256 --repeats 20 --no-optimize > "$OUT/bench-workgroups.txt" 2>&1
-python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13 > "$OUT/jax-mid.txt" 2>&1
-python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3 > "$OUT/jax-big.txt" 2>&1
-tail -n 3 "$OUT"/*.txt
+} >> "$LOG"
+grep -E '^(===|rc=)|test result' "$LOG" | tail -n 60

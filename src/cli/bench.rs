@@ -217,7 +217,7 @@ pub fn host_peak_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Times `ev` on `problem`: `repeats` evaluations after one warm-up, then one
+/// Times `ev` on `problem`: `repeats` evaluations after warm-up (`median_seconds`), then one
 /// optimization when `optimize`.
 pub fn measure(
     problem: &Problem,
@@ -261,10 +261,18 @@ pub fn measure(
     })
 }
 
-/// The median seconds of `repeats` (at least one) runs of `run`, after one untimed
-/// warm-up run.
+/// Untimed runs before the timed ones: at least one, and for at least this long (a
+/// GPU raises its clocks under load; short evaluations would be timed before it has).
+const WARM_UP_SECONDS: f64 = 0.25;
+
+/// The median seconds of `repeats` (at least one) runs of `run`, after untimed
+/// warm-up runs (one, and more until `WARM_UP_SECONDS` have passed).
 fn median_seconds(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
+    let warm = Instant::now();
     run()?;
+    while warm.elapsed().as_secs_f64() < WARM_UP_SECONDS {
+        run()?;
+    }
     let mut times = Vec::with_capacity(repeats.max(1));
     for _ in 0..repeats.max(1) {
         let t = Instant::now();

@@ -119,13 +119,19 @@ enum Command {
         #[arg(long)]
         f16: bool,
         /// GPU: invocations per workgroup of the response kernels, a comma-separated
-        /// list of 32, 64, 128, 256 (a row each, side by side).
+        /// list of 32, 64, 128, 256, 512, 1024 (a row each, side by side; those above
+        /// the adapter's limits are refused).
         #[arg(long, value_delimiter = ',', default_value = "256")]
         workgroup: Vec<u32>,
         /// GPU: also a row whose weighted passes are all recomputed (no terms stored
         /// on the device), beside the default's.
         #[arg(long)]
         recompute: bool,
+        /// GPU: also a row whose sums over a workgroup go through a tree in workgroup
+        /// memory, beside the default's (subgroup operations, where the adapter has
+        /// them).
+        #[arg(long)]
+        tree: bool,
         /// Also time several allocations in one pass (`evaluate_many`), for each k of
         /// this comma-separated list (e.g. 8,32): the time per allocation beside a
         /// single evaluation's.
@@ -407,6 +413,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             f16,
             workgroup,
             recompute,
+            tree,
             many,
             objectives,
             load,
@@ -417,7 +424,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             backend,
             repeats,
             !no_optimize,
-            (f16, recompute),
+            (f16, recompute, tree),
             &workgroup,
             (&many, &objectives, load.as_deref()),
             json,
@@ -777,7 +784,7 @@ fn run_bench(
     backend: BenchBackends,
     repeats: usize,
     optimize: bool,
-    (f16, recompute): (bool, bool),
+    (f16, recompute, tree): (bool, bool, bool),
     workgroups: &[u32],
     (many, objectives, load): (&[usize], &[String], Option<&Path>),
     json: bool,
@@ -874,24 +881,34 @@ fn run_bench(
         rows.push(row);
     }
     if backend != BenchBackends::Cpu {
-        // (workgroup, f16 parameters, weighted passes recomputed): a row each.
-        let mut variants: Vec<(u32, bool, bool)> =
-            workgroups.iter().map(|&w| (w, false, false)).collect();
+        // A row each: every workgroup size, then those again with f16 parameters,
+        // with weighted passes recomputed, with tree sums.
+        let plain = |w: &u32| GpuOptions {
+            workgroup_size: Some(*w),
+            ..Default::default()
+        };
+        let mut variants: Vec<GpuOptions> = workgroups.iter().map(plain).collect();
         if f16 {
-            variants.extend(workgroups.iter().map(|&w| (w, true, false)));
+            variants.extend(workgroups.iter().map(|w| GpuOptions {
+                f16_parameters: true,
+                ..plain(w)
+            }));
         }
         if recompute {
-            variants.extend(workgroups.iter().map(|&w| (w, false, true)));
+            variants.extend(workgroups.iter().map(|w| GpuOptions {
+                recompute_weighted_passes: true,
+                ..plain(w)
+            }));
         }
-        for (workgroup, half, recomputed) in variants {
+        if tree {
+            variants.extend(workgroups.iter().map(|w| GpuOptions {
+                tree_sums: true,
+                ..plain(w)
+            }));
+        }
+        for options in variants {
             bench::reset_host_peak();
             let t = Instant::now();
-            let options = GpuOptions {
-                f16_parameters: half,
-                workgroup_size: Some(workgroup),
-                recompute_weighted_passes: recomputed,
-                ..Default::default()
-            };
             match mmm_budget::GpuEvaluator::new(&problem, &options) {
                 Ok(mut ev) => {
                     let setup = t.elapsed().as_secs_f64();

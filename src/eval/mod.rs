@@ -25,7 +25,10 @@ mod sharded;
 mod terms;
 
 pub use cpu::CpuEvaluator;
-pub use gpu::{GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL, WORKGROUP_SIZES};
+pub use gpu::{
+    GpuContext, GpuEvaluator, GpuOptions, REDUCE_WGSL, RESPONSE_WGSL, SUMS_SUBGROUP_WGSL,
+    SUMS_TREE_WGSL, WORKGROUP_SIZES,
+};
 pub use sharded::ShardedEvaluator;
 
 use crate::error::Result;

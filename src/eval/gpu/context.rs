@@ -81,7 +81,9 @@ impl GpuContext {
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("mmm-budget"),
-            required_features: wgpu::Features::empty(),
+            // Subgroup operations where the adapter has them (the sums over a
+            // workgroup, sums_subgroup.wgsl).
+            required_features: adapter.features() & wgpu::Features::SUBGROUP,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -119,6 +121,16 @@ impl GpuContext {
     /// Whether the adapter is a software rasteriser on the CPU (lavapipe, llvmpipe).
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The smallest subgroup (SIMD width) the device may run a workgroup's invocations
+    /// in, where it has subgroup operations (wgpu's `SUBGROUP` feature); `None` where
+    /// it has none.
+    pub fn subgroup_min_size(&self) -> Option<u32> {
+        self.device
+            .features()
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(self.info.subgroup_min_size.max(1))
     }
 
     /// The device's limits (the adapter's, requested in full).

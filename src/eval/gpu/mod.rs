@@ -29,8 +29,13 @@ use crate::saturation::Saturation;
 use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
-/// The response and derivative kernels.
+/// The response and derivative kernels, after one of the two files of sums over a
+/// workgroup ([`SUMS_TREE_WGSL`] or [`SUMS_SUBGROUP_WGSL`]).
 pub const RESPONSE_WGSL: &str = include_str!("../../../shaders/response.wgsl");
+/// Sums over a workgroup by a tree in workgroup memory (every adapter).
+pub const SUMS_TREE_WGSL: &str = include_str!("../../../shaders/sums_tree.wgsl");
+/// Sums over a workgroup from subgroup operations (adapters with subgroups).
+pub const SUMS_SUBGROUP_WGSL: &str = include_str!("../../../shaders/sums_subgroup.wgsl");
 /// The block reduction kernel.
 pub const REDUCE_WGSL: &str = include_str!("../../../shaders/reduce.wgsl");
 
@@ -38,8 +43,11 @@ pub const REDUCE_WGSL: &str = include_str!("../../../shaders/reduce.wgsl");
 /// response kernels unless [`GpuOptions::workgroup_size`] says otherwise.
 const WG: u64 = 256;
 /// The workgroup sizes the response kernels take (a power of two: the reduction
-/// trees halve; at most 256: the workgroup rows hold 8 × 256 values).
-pub const WORKGROUP_SIZES: [u32; 4] = [32, 64, 128, 256];
+/// trees halve), those above 256 where the adapter's limits allow them.
+pub const WORKGROUP_SIZES: [u32; 6] = [32, 64, 128, 256, 512, 1024];
+/// Periods of the time-varying gradient summed together (`TB` in response.wgsl): the
+/// most rows a kernel sums over its workgroup at once.
+const TB: u64 = 8;
 /// Most allocations [`Evaluator::evaluate_many`] runs in one pass (slots); more are
 /// run in several.
 const MAX_SLOTS: usize = 32;
@@ -60,9 +68,14 @@ pub struct GpuOptions {
     /// and buffer limits). Tests use it to force several chunks.
     pub max_chunk_bytes: Option<u64>,
     /// Invocations (draws) per workgroup of the response kernels, one of
-    /// [`WORKGROUP_SIZES`] (default 256): a tuning knob for `mmm-budget bench
-    /// --workgroup`.
+    /// [`WORKGROUP_SIZES`] within the adapter's limits (default 256): a tuning knob
+    /// for `mmm-budget bench --workgroup`.
     pub workgroup_size: Option<u32>,
+    /// Sum over a workgroup by a tree in workgroup memory, log2(workgroup) barriers a
+    /// sum, even where the adapter has subgroup operations (default `false`: there,
+    /// each subgroup adds its values and one barrier joins the subgroups'). Results
+    /// agree to f32 rounding (the order of the additions differs).
+    pub tree_sums: bool,
     /// Which adapter, by its index in [`GpuContext::adapters`] (hardware by PCI bus
     /// id, then software); `None`: the first high-performance adapter.
     pub adapter: Option<usize>,
@@ -146,13 +159,11 @@ struct MomentStage {
 
 /// Each (draw, cell)'s τ_c [r, r', r''] of the last constant-form pass, kept on the
 /// device so that a pass at the same allocation with other draw weights only weights
-/// and sums them (`terms_partials`, `terms_responses`: no barriers), the responses bit
-/// for bit what recomputing gives, the sums to f32 rounding (summed in draw order
-/// within a block, where the full pass sums a tree).
+/// and sums them (`from_terms`: the constant form's walk and sums, each term read
+/// instead of computed), the responses and sums bit for bit what recomputing gives.
 struct Terms {
     store_pipeline: wgpu::ComputePipeline,
-    partials_pipeline: wgpu::ComputePipeline,
-    responses_pipeline: wgpu::ComputePipeline,
+    from_terms_pipeline: wgpu::ComputePipeline,
     /// Group 1 a chunk: its terms buffer.
     binds: Vec<wgpu::BindGroup>,
     /// The allocation whose terms the buffers hold (none until a pass stores them).
@@ -202,6 +213,8 @@ pub struct GpuEvaluator {
     /// Built on first use: the solver never needs it.
     varying_pipeline: Option<wgpu::ComputePipeline>,
     response_module: wgpu::ShaderModule,
+    /// How the response kernels sum over a workgroup.
+    sums: Sums,
     constants: Vec<(&'static str, f64)>,
     reduce_pipeline: wgpu::ComputePipeline,
     shared: Shared,
@@ -237,6 +250,36 @@ pub struct GpuEvaluator {
     last_x: Option<Vec<f64>>,
     /// Passes served from stored terms.
     term_passes: u64,
+}
+
+/// How the response kernels sum a value of each invocation over the workgroup.
+#[derive(Clone, Copy, Debug)]
+struct Sums {
+    /// From subgroup operations: the most subgroups a workgroup has (its size over
+    /// the adapter's smallest subgroup); `None`: by a tree in workgroup memory.
+    subgroups: Option<u64>,
+}
+
+impl Sums {
+    /// The response kernels' source: the sums' file, then response.wgsl.
+    fn source(&self) -> String {
+        let sums = if self.subgroups.is_some() {
+            SUMS_SUBGROUP_WGSL
+        } else {
+            SUMS_TREE_WGSL
+        };
+        format!("{sums}\n{RESPONSE_WGSL}")
+    }
+
+    /// Floats of workgroup memory (`SHW`) for sums of up to `rows` rows at once by
+    /// `wg` invocations: a row of `wg` values each for the tree, two halves of
+    /// [subgroup][TB] sums for subgroups.
+    fn floats(&self, wg: u64, rows: u64) -> u64 {
+        match self.subgroups {
+            Some(s) => 2 * TB * s,
+            None => rows * wg,
+        }
+    }
 }
 
 fn adstock_code(k: AdstockKind) -> u32 {
@@ -314,6 +357,26 @@ impl GpuEvaluator {
                 ));
             }
         };
+        let sums = Sums {
+            subgroups: ctx
+                .subgroup_min_size()
+                .filter(|_| !options.tree_sums)
+                .map(|s| wg.div_ceil(s as u64)),
+        };
+        let most = (limits.max_compute_invocations_per_workgroup as u64)
+            .min(limits.max_compute_workgroup_size_x as u64);
+        let memory = limits.max_compute_workgroup_storage_size as u64;
+        if wg > most || 4 * sums.floats(wg, TB) > memory {
+            return Err(crate::error::Error::invalid(
+                "GPU options",
+                "workgroup_size",
+                wg,
+                format!(
+                    "at most {most} invocations and {memory} bytes of workgroup memory on {}",
+                    ctx.adapter_name()
+                ),
+            ));
+        }
         // Draws per chunk: a multiple of wg whose parameters fit in `cap`.
         let per_draw = np_total * n as u64 * bytes_per_value;
         let mut chunk_draws = (cap / per_draw.max(1)) / wg * wg;
@@ -333,7 +396,7 @@ impl GpuEvaluator {
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             })
         };
-        let response_module = module("response.wgsl", RESPONSE_WGSL);
+        let response_module = module("response.wgsl", &sums.source());
         let reduce_module = module("reduce.wgsl", REDUCE_WGSL);
         let constants: Vec<(&str, f64)> = vec![
             ("ADSTOCK", adstock_code(problem.adstock.kind) as f64),
@@ -357,6 +420,9 @@ impl GpuEvaluator {
                 if problem.history.is_empty() { 0.0 } else { 1.0 },
             ),
             ("WG", wg as f64),
+            // The constant form's sums: three rows at once (the time-varying
+            // pipeline sets TB).
+            ("SHW", sums.floats(wg, 3) as f64),
         ];
         let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
             binding,
@@ -633,6 +699,7 @@ impl GpuEvaluator {
             constant_pipeline,
             varying_pipeline: None,
             response_module,
+            sums,
             constants,
             reduce_pipeline,
             shared,
@@ -766,12 +833,15 @@ impl GpuEvaluator {
         let queue = self.ctx.queue();
         let scope = self.ctx.scope();
         if varying && self.varying_pipeline.is_none() {
+            let mut constants = self.constants.clone();
+            constants.retain(|(name, _)| *name != "SHW");
+            constants.push(("SHW", self.sums.floats(self.wg, TB) as f64));
             self.varying_pipeline = Some(compute_pipeline(
                 self.ctx.device(),
                 &[&self.shared.layout, &self.shared.terms_layout],
                 &self.response_module,
                 "time_varying",
-                &self.constants,
+                &constants,
             ));
         }
         if varying && self.varying_stage.is_none() {
@@ -830,39 +900,22 @@ impl GpuEvaluator {
                 label: Some("response"),
                 timestamp_writes: None,
             });
+            // The constant form: recomputed, recomputed and stored, or weighted
+            // from the stored terms.
             let (response, stage) = match (&self.varying_pipeline, &self.varying_stage, varying) {
                 (Some(p), Some(st), true) => (p, st),
                 _ => match terms {
                     Some((false, t)) => (&t.store_pipeline, &self.constant_stage),
-                    _ => (&self.constant_pipeline, &self.constant_stage),
+                    Some((true, t)) => (&t.from_terms_pipeline, &self.constant_stage),
+                    None => (&self.constant_pipeline, &self.constant_stage),
                 },
             };
-            if let Some((true, t)) = terms {
-                // Weighted sums and responses from the stored terms.
-                for (i, (chunk, bind)) in self.chunks.iter().zip(&stage.binds).enumerate() {
-                    pass.set_bind_group(0, bind, &[]);
-                    pass.set_bind_group(1, &t.binds[i], &[]);
-                    pass.set_pipeline(&t.partials_pipeline);
-                    pass.dispatch_workgroups(
-                        (3 * n as u64).div_ceil(self.wg) as u32,
-                        chunk.blocks,
-                        1,
-                    );
-                    pass.set_pipeline(&t.responses_pipeline);
-                    pass.dispatch_workgroups(
-                        (chunk.draws as u64).div_ceil(self.wg) as u32,
-                        self.groups,
-                        1,
-                    );
-                }
-            } else {
-                pass.set_pipeline(response);
-                for (i, (chunk, bind)) in self.chunks.iter().zip(&stage.binds).enumerate() {
-                    pass.set_bind_group(0, bind, &[]);
-                    let group1 = terms.map_or(&self.shared.no_terms, |(_, t)| &t.binds[i]);
-                    pass.set_bind_group(1, group1, &[]);
-                    pass.dispatch_workgroups(chunk.blocks, self.groups, slots);
-                }
+            pass.set_pipeline(response);
+            for (i, (chunk, bind)) in self.chunks.iter().zip(&stage.binds).enumerate() {
+                pass.set_bind_group(0, bind, &[]);
+                let group1 = terms.map_or(&self.shared.no_terms, |(_, t)| &t.binds[i]);
+                pass.set_bind_group(1, group1, &[]);
+                pass.dispatch_workgroups(chunk.blocks, self.groups, slots);
             }
             pass.set_pipeline(&self.reduce_pipeline);
             pass.set_bind_group(0, &stage.reduce_bind, &[]);
@@ -937,17 +990,13 @@ impl GpuEvaluator {
             "constant_form",
             &constants,
         );
-        let from_terms = |entry: &str| {
-            compute_pipeline(
-                device,
-                &layouts,
-                &self.response_module,
-                entry,
-                &self.constants,
-            )
-        };
-        let partials_pipeline = from_terms("terms_partials");
-        let responses_pipeline = from_terms("terms_responses");
+        let from_terms_pipeline = compute_pipeline(
+            device,
+            &layouts,
+            &self.response_module,
+            "from_terms",
+            &self.constants,
+        );
         let binds = sizes
             .iter()
             .map(|&bytes| {
@@ -962,8 +1011,7 @@ impl GpuEvaluator {
         self.device_bytes += total;
         self.terms = Some(Terms {
             store_pipeline,
-            partials_pipeline,
-            responses_pipeline,
+            from_terms_pipeline,
             binds,
             x: None,
         });
@@ -1118,7 +1166,7 @@ impl Evaluator for GpuEvaluator {
 
     fn describe(&self) -> String {
         format!(
-            "gpu ({}, f32{}, {} chunk{}{}{})",
+            "gpu ({}, f32{}, {} chunk{}{}{}{})",
             self.ctx.adapter_name(),
             if self.f16 { ", f16 parameters" } else { "" },
             self.chunks.len(),
@@ -1132,6 +1180,11 @@ impl Evaluator for GpuEvaluator {
                 ", passes recomputed"
             } else {
                 ""
+            },
+            if self.sums.subgroups.is_some() {
+                ""
+            } else {
+                ", tree sums"
             }
         )
     }
@@ -1441,8 +1494,11 @@ mod tests {
     /// Each shader parses and validates through naga (no GPU needed).
     #[test]
     fn shaders_validate() {
+        let tree = Sums { subgroups: None }.source();
+        let subgroup = Sums { subgroups: Some(8) }.source();
         for (name, src) in [
-            ("response.wgsl", RESPONSE_WGSL),
+            ("sums_tree.wgsl + response.wgsl", tree.as_str()),
+            ("sums_subgroup.wgsl + response.wgsl", subgroup.as_str()),
             ("reduce.wgsl", REDUCE_WGSL),
         ] {
             let module = wgpu::naga::front::wgsl::parse_str(src)
