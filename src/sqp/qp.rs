@@ -13,7 +13,7 @@ use super::hessian::{Hessian, HessianShape};
 use super::low_rank;
 use super::pattern::{Pattern, clarabel_settings, clarabel_solver, solver_with};
 use super::point::Point;
-use super::refine::{DiagonalQp, Refined};
+use super::refine::{DiagonalQp, LowRankTerms, Refined};
 use super::rows::{NonlinearRow, Origin, Row};
 use crate::error::{Error, Result};
 use clarabel::solver::{DefaultSolver, IPSolver, SolverStatus};
@@ -322,6 +322,9 @@ impl Qp {
         let mut q: Vec<f64> = self.free.iter().map(|&c| pt.g[c]).collect();
         q.extend(std::iter::repeat_n(tuning.elastic_penalty, self.nt));
         let mut aux = None;
+        // A low-rank Hessian's diagonal and terms over the free cells, for exact
+        // answers on an active set.
+        let mut low_rank = None;
         let p_rows: Vec<Vec<(usize, f64)>> = match hess {
             Hessian::Diagonal(h) => (0..nv)
                 .map(|k| {
@@ -336,6 +339,17 @@ impl Qp {
             Hessian::LowRank(l) => match low_rank::auxiliary(l, &self.free, nv) {
                 Some(a) => {
                     aux = Some(a);
+                    let terms: Vec<&Vec<f64>> = l.plus.iter().chain(&l.minus).collect();
+                    let w = self
+                        .free
+                        .iter()
+                        .flat_map(|&c| terms.iter().map(move |t| t[c]))
+                        .collect();
+                    let signs = (0..terms.len())
+                        .map(|j| if j < l.plus.len() { 1.0 } else { -1.0 })
+                        .collect();
+                    let diag = self.free.iter().map(|&c| l.diag[c]).collect();
+                    low_rank = Some((diag, w, signs));
                     vec![]
                 }
                 None => self.dense_rows(&l.dense(), n),
@@ -351,14 +365,19 @@ impl Qp {
             self.p.values(&p_rows)
         };
         let diagonal = matches!(hess, Hessian::Diagonal(_));
-        let exactly = diagonal && self.nt == 0;
-        let exact: Vec<f64> = if exactly {
-            self.free.iter().map(|&c| pt.h[c]).collect()
-        } else {
-            vec![]
+        let low_rank = low_rank.filter(|_| self.nt == 0);
+        let exactly = (diagonal || low_rank.is_some()) && self.nt == 0;
+        let (h_free, low_rank) = match low_rank {
+            Some((diag, w, signs)) => (diag, Some((w, signs))),
+            None if diagonal => (p_rows[..nf].iter().map(|r| r[0].1).collect(), None),
+            None => (vec![], None),
         };
-        let h_free: Vec<f64> = if diagonal {
-            p_rows[..nf].iter().map(|r| r[0].1).collect()
+        // The exact curvature beside the floored one (diagonal Hessians); a low-rank
+        // model has only itself.
+        let exact: Vec<f64> = if exactly && diagonal {
+            self.free.iter().map(|&c| pt.h[c]).collect()
+        } else if exactly {
+            h_free.clone()
         } else {
             vec![]
         };
@@ -388,6 +407,7 @@ impl Qp {
             auxiliary,
             exact,
             h_free,
+            low_rank,
             diagonal,
             exactly,
             n_eq: self.n_eq,
@@ -458,11 +478,15 @@ struct QpData {
     /// The exact curvature, where it is solved exactly.
     exact: Vec<f64>,
     /// The diagonal over the free cells as the QP has it (floored), for any diagonal
-    /// Hessian.
+    /// Hessian, or a low-rank one's diagonal where it has auxiliary variables.
     h_free: Vec<f64>,
+    /// A low-rank Hessian's terms over the free cells (W row-major, and their signs),
+    /// where the QP has no slacks: its answers are solved exactly on an active set too.
+    low_rank: Option<(Vec<f64>, Vec<f64>)>,
     /// The Hessian is diagonal.
     diagonal: bool,
-    /// Diagonal and without slacks: answers are solved exactly on an active set.
+    /// Diagonal or low-rank, and without slacks: answers are solved exactly on an
+    /// active set.
     exactly: bool,
     n_eq: usize,
     noise: f64,
@@ -525,6 +549,10 @@ impl QpData {
             rows: &self.a_rows,
             b: &self.b,
             n_eq: self.n_eq,
+            low_rank: self
+                .low_rank
+                .as_ref()
+                .map(|(w, signs)| LowRankTerms { w, signs }),
         }
     }
 
@@ -677,12 +705,16 @@ fn clarabel_exact(
         solver.solve();
         let sol = &solver.solution;
         let nv = qp.free.len() + qp.nt;
-        *run = Some(ClarabelRun {
+        let c = run.insert(ClarabelRun {
             x: sol.x[..nv].to_vec(),
             z: sol.z[x.skip..].to_vec(),
             status: sol.status,
         });
-        return Ok(None);
+        return Ok(if d.exactly {
+            d.both(|q| q.refine(&c.x, &c.z)).map(Answer::exact)
+        } else {
+            None
+        });
     }
     let updated = match qp.solver.as_mut() {
         Some(s) => {
@@ -797,6 +829,7 @@ fn without_slacks(
         rows: &rows,
         b: &d.b[..kept],
         n_eq: d.n_eq,
+        low_rank: None,
     }
     .refine(&c.x[..nf], &c.z[..kept]);
     Ok(refined.map(|r| {

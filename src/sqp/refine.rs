@@ -28,7 +28,8 @@
 
 use nalgebra::{DMatrix, DVector};
 
-/// A QP min ½ pᵀ diag(h) p + qᵀp s.t. rows 0..n_eq: a·p = b, the rest: a·p ≤ b.
+/// A QP min ½ pᵀ H p + qᵀp s.t. rows 0..n_eq: a·p = b, the rest: a·p ≤ b, with
+/// H = diag(h), or diag(h) + W S Wᵀ ([`LowRankTerms`]).
 pub(super) struct DiagonalQp<'a> {
     pub h: &'a [f64],
     pub q: &'a [f64],
@@ -36,6 +37,54 @@ pub(super) struct DiagonalQp<'a> {
     pub rows: &'a [Vec<(usize, f64)>],
     pub b: &'a [f64],
     pub n_eq: usize,
+    /// H's low-rank part, where it has one.
+    pub low_rank: Option<LowRankTerms<'a>>,
+}
+
+/// W S Wᵀ: W row-major (a row of `signs.len()` coefficients a column of the QP), S =
+/// diag(signs), each ±1 (a quasi-Newton model's rank-one terms, `LowRank`). With it,
+/// H restricted to the free variables F is inverted by Woodbury's identity,
+/// H_FF⁻¹ = D⁻¹ − D⁻¹ W_F (S + W_Fᵀ D⁻¹ W_F)⁻¹ W_Fᵀ D⁻¹, in O(|F| r²); H is to be
+/// positive definite (the model is), so that H_FF is.
+pub(super) struct LowRankTerms<'a> {
+    pub w: &'a [f64],
+    pub signs: &'a [f64],
+}
+
+impl LowRankTerms<'_> {
+    fn rank(&self) -> usize {
+        self.signs.len()
+    }
+
+    fn row(&self, c: usize) -> &[f64] {
+        let r = self.rank();
+        &self.w[c * r..(c + 1) * r]
+    }
+
+    /// S Wᵀ p over the columns `which` admits.
+    fn project(&self, p: &[f64], which: impl Fn(usize) -> bool) -> Vec<f64> {
+        let mut t = vec![0.0; self.rank()];
+        for (c, v) in p.iter().enumerate().filter(|&(c, _)| which(c)) {
+            for (t, w) in t.iter_mut().zip(self.row(c)) {
+                *t += w * v;
+            }
+        }
+        t.iter_mut().zip(self.signs).for_each(|(t, s)| *t *= s);
+        t
+    }
+
+    /// (W t)_c.
+    fn at(&self, c: usize, t: &[f64]) -> f64 {
+        self.row(c).iter().zip(t).map(|(w, t)| w * t).sum()
+    }
+}
+
+/// H_FF⁻¹ by Woodbury's identity for one free set (the diagonal inverse alone
+/// without a low-rank part).
+struct FreeInverse {
+    hinv: Vec<f64>,
+    /// LU of S + W_Fᵀ D⁻¹ W_F, with a low-rank part.
+    capacitance: Option<nalgebra::LU<f64, nalgebra::Dyn, nalgebra::Dyn>>,
 }
 
 /// The variables that single-coefficient active rows fix, and the other active rows.
@@ -165,6 +214,70 @@ impl DiagonalQp<'_> {
         Some(f)
     }
 
+    /// H p.
+    fn times(&self, p: &[f64]) -> Vec<f64> {
+        let mut out: Vec<f64> = self.h.iter().zip(p).map(|(h, p)| h * p).collect();
+        if let Some(l) = &self.low_rank {
+            let t = l.project(p, |_| true);
+            for (c, o) in out.iter_mut().enumerate() {
+                *o += l.at(c, &t);
+            }
+        }
+        out
+    }
+
+    /// H_FF⁻¹ for the free variables (those `fixed_by` leaves free).
+    fn free_inverse(&self, fixed_by: &[Option<usize>]) -> Option<FreeInverse> {
+        let hinv: Vec<f64> = self
+            .h
+            .iter()
+            .map(|&v| if v != 0.0 { 1.0 / v } else { f64::NAN })
+            .collect();
+        let capacitance = match &self.low_rank {
+            Some(l) if l.rank() > 0 => {
+                let r = l.rank();
+                let mut k = DMatrix::<f64>::from_diagonal(&DVector::from_column_slice(l.signs));
+                for c in (0..self.h.len()).filter(|&c| fixed_by[c].is_none()) {
+                    if self.h[c].is_nan() || self.h[c] <= 0.0 {
+                        return None;
+                    }
+                    let row = l.row(c);
+                    for a in 0..r {
+                        for b in 0..r {
+                            k[(a, b)] += row[a] * hinv[c] * row[b];
+                        }
+                    }
+                }
+                Some(k.lu())
+            }
+            _ => None,
+        };
+        Some(FreeInverse { hinv, capacitance })
+    }
+
+    /// y ← H_FF⁻¹ y on the free variables (others untouched).
+    fn solve_free(&self, inv: &FreeInverse, fixed_by: &[Option<usize>], y: &mut [f64]) -> bool {
+        let free = |c: usize| fixed_by[c].is_none();
+        for c in (0..y.len()).filter(|&c| free(c)) {
+            y[c] *= inv.hinv[c];
+        }
+        if let (Some(l), Some(lu)) = (&self.low_rank, &inv.capacitance) {
+            let mut t = DVector::<f64>::zeros(l.rank());
+            for c in (0..y.len()).filter(|&c| free(c)) {
+                for (t, w) in t.iter_mut().zip(l.row(c)) {
+                    *t += w * y[c];
+                }
+            }
+            let Some(s) = lu.solve(&t) else {
+                return false;
+            };
+            for c in (0..y.len()).filter(|&c| free(c)) {
+                y[c] -= inv.hinv[c] * l.at(c, s.as_slice());
+            }
+        }
+        true
+    }
+
     /// The equality-constrained QP on the active rows.
     fn solve_on(&self, active: &[bool]) -> Option<(Vec<f64>, Vec<f64>)> {
         let n = self.h.len();
@@ -182,11 +295,16 @@ impl DiagonalQp<'_> {
         let (general, idle): (Vec<usize>, Vec<usize>) = general
             .into_iter()
             .partition(|&i| self.rows[i].iter().any(|&(c, _)| fixed_by[c].is_none()));
-        let hinv: Vec<f64> = self
-            .h
-            .iter()
-            .map(|&v| if v != 0.0 { 1.0 / v } else { f64::NAN })
-            .collect();
+        let inverse = self.free_inverse(&fixed_by)?;
+        // The fixed variables' pull on the free ones, H_FX p_X (none where H is
+        // diagonal).
+        let pull: Vec<f64> = match &self.low_rank {
+            None => vec![0.0; n],
+            Some(l) => {
+                let t = l.project(&p, |c| fixed_by[c].is_some());
+                (0..n).map(|c| l.at(c, &t)).collect()
+            }
+        };
         // Free variables with negative curvature: allowed where the active rows leave
         // no direction of negative curvature (checked below through S's inertia).
         let negative = (0..n)
@@ -213,35 +331,41 @@ impl DiagonalQp<'_> {
             bprime[r] = v;
             rows_free.push(free);
         }
-        // p_F = −H_F⁻¹(q_F + G_Fᵀ z_G) for a given z_G.
-        let free_step = |zg: &DVector<f64>, p: &mut [f64]| {
-            let mut gz = vec![0.0; n];
+        // p_F = −H_FF⁻¹(q_F + H_FX p_X + G_Fᵀ z_G) for a given z_G.
+        let free_step = |zg: &DVector<f64>, p: &mut [f64]| -> Option<()> {
+            let mut y = vec![0.0; n];
             for (r, row) in rows_free.iter().enumerate() {
                 for &(c, a) in row {
-                    gz[c] += a * zg[r];
+                    y[c] += a * zg[r];
                 }
             }
             for c in (0..n).filter(|&c| fixed_by[c].is_none()) {
-                p[c] = -hinv[c] * (self.q[c] + gz[c]);
+                y[c] += self.q[c] + pull[c];
             }
+            self.solve_free(&inverse, &fixed_by, &mut y).then_some(())?;
+            for c in (0..n).filter(|&c| fixed_by[c].is_none()) {
+                p[c] = -y[c];
+            }
+            Some(())
         };
         let mut zg = DVector::<f64>::zeros(k);
-        free_step(&zg, &mut p);
+        free_step(&zg, &mut p)?;
         if k > 0 {
             let mut s = DMatrix::<f64>::zeros(k, k);
             let mut dense = vec![0.0; n];
             for r in 0..k {
                 for &(c, a) in &rows_free[r] {
-                    dense[c] = a * hinv[c];
+                    dense[c] = a;
+                }
+                if !self.solve_free(&inverse, &fixed_by, &mut dense) {
+                    return None;
                 }
                 for (t, row) in rows_free.iter().enumerate().skip(r) {
                     let v: f64 = row.iter().map(|&(c, a)| a * dense[c]).sum();
                     s[(r, t)] = v;
                     s[(t, r)] = v;
                 }
-                for &(c, _) in &rows_free[r] {
-                    dense[c] = 0.0;
-                }
+                dense.fill(0.0);
             }
             if !s.iter().all(|v| v.is_finite()) {
                 return None;
@@ -282,11 +406,32 @@ impl DiagonalQp<'_> {
             for _ in 0..3 {
                 let rho = residual(&p);
                 zg -= solve_s(&rho);
-                free_step(&zg, &mut p);
+                free_step(&zg, &mut p)?;
             }
         }
         let z = self.multipliers(&general, &idle, &fixed_by, &also, &p, &zg);
-        (p.iter().chain(&z).all(|v| v.is_finite())).then_some((p, z))
+        if !p.iter().chain(&z).all(|v| v.is_finite()) {
+            return None;
+        }
+        // With a low-rank part, stationarity H p + q + Aᵀz = 0 checked (the
+        // capacitance matrix may be ill-conditioned where the terms nearly cancel).
+        if self.low_rank.is_some() {
+            let mut res = self.times(&p);
+            let scale = res
+                .iter()
+                .chain(self.q)
+                .fold(1e-300f64, |m, v| m.max(v.abs()));
+            res.iter_mut().zip(self.q).for_each(|(r, q)| *r += q);
+            for (row, z) in self.rows.iter().zip(&z) {
+                for &(c, a) in row {
+                    res[c] += a * z;
+                }
+            }
+            if res.iter().any(|v| v.is_nan() || v.abs() > 1e-9 * scale) {
+                return None;
+            }
+        }
+        Some((p, z))
     }
 
     /// The multipliers of every row from the general rows' z_G: a fixed variable's row
@@ -301,6 +446,7 @@ impl DiagonalQp<'_> {
         zg: &DVector<f64>,
     ) -> Vec<f64> {
         let (n, m) = (self.h.len(), self.rows.len());
+        let hp = self.times(p);
         // A fixed variable's row takes the rest of its stationarity.
         let mut gz = vec![0.0; n];
         for (r, &i) in general.iter().enumerate() {
@@ -313,7 +459,7 @@ impl DiagonalQp<'_> {
             if let Some(i) = fixed_by[c] {
                 // Σ z_i a_i over the rows fixing c; one row takes it all: the first
                 // where that has an inequality's sign, else the second.
-                let rest = -(self.h[c] * p[c] + self.q[c] + gz[c]);
+                let rest = -(hp[c] + self.q[c] + gz[c]);
                 let takes = |i: usize| i < self.n_eq || rest / self.rows[i][0].1 >= 0.0;
                 let row = match also[c] {
                     Some(j) if !takes(i) => j,
@@ -382,6 +528,7 @@ mod tests {
             rows: &rows,
             b: &b,
             n_eq: 1,
+            low_rank: None,
         };
         let r = qp.refine(start, z0).expect("a consistent active set");
         let (p, z) = (r.p, r.z);
@@ -422,6 +569,7 @@ mod tests {
                 rows: &rows,
                 b: &[1.0],
                 n_eq: 1,
+                low_rank: None,
             }
             .refine(&[0.5, 0.5], &[0.0])
         };
@@ -439,6 +587,7 @@ mod tests {
             rows: &[],
             b: &[],
             n_eq: 0,
+            low_rank: None,
         };
         assert!(lone.refine(&[0.0], &[]).is_none());
     }
@@ -464,6 +613,7 @@ mod tests {
             rows: &rows,
             b: &[1.0, 0.0, 0.0, 0.0],
             n_eq: 1,
+            low_rank: None,
         }
         .refine(&[0.5, 0.5, 0.0, 0.0], &[0.0, 1.0, 1.0, 1.0])
         .expect("a minimum")
@@ -510,7 +660,84 @@ mod tests {
             rows: &rows,
             b: &b,
             n_eq: 2,
+            low_rank: None,
         };
         assert!(qp.refine(&[0.5, 0.5], &[0.0, 0.0]).is_none());
+    }
+
+    /// With a low-rank part, H = diag(h) + W S Wᵀ (positive definite, a minus term
+    /// among the plus ones), the budget and both bounds on 30 cells: from the
+    /// equalities alone the active set is repaired to the QP's answer, whose KKT
+    /// conditions hold with H formed densely (so it is the minimum: the QP is convex).
+    #[test]
+    fn a_low_rank_hessian_is_solved_exactly() {
+        let (n, r) = (30, 6);
+        let mut seed = 11u64;
+        let mut rand = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        let h: Vec<f64> = (0..n).map(|_| 1.0 + rand()).collect();
+        let w: Vec<f64> = (0..n * r)
+            .map(|k| if k % r == r - 1 { 0.1 * rand() } else { rand() })
+            .collect();
+        let signs: Vec<f64> = (0..r)
+            .map(|j| if j == r - 1 { -1.0 } else { 1.0 })
+            .collect();
+        let q: Vec<f64> = (0..n).map(|_| 4.0 * rand()).collect();
+        let mut rows = vec![(0..n).map(|c| (c, 1.0)).collect::<Vec<_>>()];
+        let mut b = vec![0.0];
+        for c in 0..n {
+            rows.push(vec![(c, -1.0)]);
+            b.push(0.3);
+            rows.push(vec![(c, 1.0)]);
+            b.push(0.5);
+        }
+        let qp = DiagonalQp {
+            h: &h,
+            q: &q,
+            rows: &rows,
+            b: &b,
+            n_eq: 1,
+            low_rank: Some(LowRankTerms {
+                w: &w,
+                signs: &signs,
+            }),
+        };
+        let guess: Vec<bool> = (0..rows.len()).map(|i| i == 0).collect();
+        let Refined { p, z, active } = qp.solve_from(guess).expect("an answer");
+        let dense = |i: usize, j: usize| {
+            let d = if i == j { h[i] } else { 0.0 };
+            d + (0..r)
+                .map(|a| signs[a] * w[i * r + a] * w[j * r + a])
+                .sum::<f64>()
+        };
+        let bound = active.iter().skip(1).filter(|a| **a).count();
+        assert!(bound > 0 && bound < n, "{bound} bounds active");
+        for (c, qc) in q.iter().enumerate() {
+            let mut s: f64 = (0..n).map(|j| dense(c, j) * p[j]).sum::<f64>() + qc;
+            for (row, z) in rows.iter().zip(&z) {
+                s += row
+                    .iter()
+                    .filter(|e| e.0 == c)
+                    .map(|e| e.1 * z)
+                    .sum::<f64>();
+            }
+            assert!(s.abs() < 1e-10, "stationarity of {c}: {s}");
+        }
+        for (i, row) in rows.iter().enumerate() {
+            let slack = b[i] - row.iter().map(|&(c, a)| a * p[c]).sum::<f64>();
+            if i == 0 {
+                assert!(slack.abs() < 1e-12);
+            } else {
+                assert!(
+                    slack > -1e-12 && z[i] > -1e-12 && (z[i] * slack).abs() < 1e-10,
+                    "row {i}: slack {slack}, z {}",
+                    z[i]
+                );
+            }
+        }
     }
 }
