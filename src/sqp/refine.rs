@@ -258,10 +258,17 @@ impl DiagonalQp<'_> {
     /// y ← H_FF⁻¹ y on the free variables (others untouched).
     fn solve_free(&self, inv: &FreeInverse, fixed_by: &[Option<usize>], y: &mut [f64]) -> bool {
         let free = |c: usize| fixed_by[c].is_none();
-        for c in (0..y.len()).filter(|&c| free(c)) {
-            y[c] *= inv.hinv[c];
-        }
-        if let (Some(l), Some(lu)) = (&self.low_rank, &inv.capacitance) {
+        let (Some(l), Some(lu)) = (&self.low_rank, &inv.capacitance) else {
+            for c in (0..y.len()).filter(|&c| free(c)) {
+                y[c] *= inv.hinv[c];
+            }
+            return true;
+        };
+        // D⁻¹ y − D⁻¹ W (S + Wᵀ D⁻¹ W)⁻¹ Wᵀ D⁻¹ y on the free variables.
+        let woodbury = |y: &mut [f64]| -> bool {
+            for c in (0..y.len()).filter(|&c| free(c)) {
+                y[c] *= inv.hinv[c];
+            }
             let mut t = DVector::<f64>::zeros(l.rank());
             for c in (0..y.len()).filter(|&c| free(c)) {
                 for (t, w) in t.iter_mut().zip(l.row(c)) {
@@ -274,6 +281,29 @@ impl DiagonalQp<'_> {
             for c in (0..y.len()).filter(|&c| free(c)) {
                 y[c] -= inv.hinv[c] * l.at(c, s.as_slice());
             }
+            true
+        };
+        // Two rounds of iterative refinement on H_FF x − y: the capacitance matrix
+        // loses digits where the terms nearly cancel.
+        let rhs = y.to_vec();
+        if !woodbury(y) {
+            return false;
+        }
+        for _ in 0..2 {
+            let t = l.project(y, free);
+            let mut e: Vec<f64> = (0..y.len())
+                .map(|c| {
+                    if free(c) {
+                        self.h[c] * y[c] + l.at(c, &t) - rhs[c]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            if !woodbury(&mut e) {
+                return false;
+            }
+            y.iter_mut().zip(&e).for_each(|(y, e)| *y -= e);
         }
         true
     }
