@@ -97,13 +97,7 @@ mod tests {
     #[test]
     fn the_auxiliary_form_gives_the_quadratic_form() {
         let n = 40;
-        let mut seed = 7u64;
-        let mut rand = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut rand = crate::sqp::test_uniform(7);
         let diag: Vec<f64> = (0..n).map(|_| 1.0 + rand()).collect();
         let plus: Vec<Vec<f64>> = (0..5).map(|_| (0..n).map(|_| rand()).collect()).collect();
         // Subtract small multiples of the diagonal's directions: B stays definite.

@@ -65,6 +65,18 @@ mod steep;
 mod termination;
 mod tuning;
 
+/// Uniform numbers in [−½, ½) from a 64-bit linear congruential generator (Knuth's
+/// MMIX constants), for the unit tests' random matrices.
+#[cfg(test)]
+fn test_uniform(mut seed: u64) -> impl FnMut() -> f64 {
+    move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+}
+
 pub use settings::{HessianMode, Settings};
 pub use tuning::{StallRules, Tuning};
 

@@ -702,13 +702,7 @@ mod tests {
     #[test]
     fn a_low_rank_hessian_is_solved_exactly() {
         let (n, r) = (30, 6);
-        let mut seed = 11u64;
-        let mut rand = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-        };
+        let mut rand = crate::sqp::test_uniform(11);
         let h: Vec<f64> = (0..n).map(|_| 1.0 + rand()).collect();
         let w: Vec<f64> = (0..n * r)
             .map(|k| if k % r == r - 1 { 0.1 * rand() } else { rand() })
