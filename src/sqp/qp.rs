@@ -691,7 +691,7 @@ fn clarabel_exact(
     d: &QpData,
     run: &mut Option<ClarabelRun>,
 ) -> Result<Option<Answer>> {
-    if let Some(x) = &d.auxiliary {
+    let c = if let Some(x) = &d.auxiliary {
         // Its own pattern (the rank changes from QP to QP): a solver of its own,
         // factoring with QDLDL whatever the factor's density. The dense part is a
         // clique of ~2r auxiliary rows and columns: QDLDL's O(n r²) beat faer's
@@ -705,17 +705,32 @@ fn clarabel_exact(
         solver.solve();
         let sol = &solver.solution;
         let nv = qp.free.len() + qp.nt;
-        let c = run.insert(ClarabelRun {
+        run.insert(ClarabelRun {
             x: sol.x[..nv].to_vec(),
             z: sol.z[x.skip..].to_vec(),
             status: sol.status,
-        });
-        return Ok(if d.exactly {
-            d.both(|q| q.refine(&c.x, &c.z)).map(Answer::exact)
-        } else {
-            None
-        });
-    }
+        })
+    } else {
+        clarabel_pattern_kept(qp, d)?;
+        let solver: &mut DefaultSolver<f64> = qp.solver.as_mut().expect("set above");
+        solver.solve();
+        let sol = &solver.solution;
+        run.insert(ClarabelRun {
+            x: sol.x.clone(),
+            z: sol.z.clone(),
+            status: sol.status,
+        })
+    };
+    Ok(if d.exactly {
+        d.both(|q| q.refine(&c.x, &c.z)).map(Answer::exact)
+    } else {
+        None
+    })
+}
+
+/// The QP's Clarabel solver with its pattern built once: this QP's values put into
+/// the last one's, or a new solver where that is refused.
+fn clarabel_pattern_kept(qp: &mut Qp, d: &QpData) -> Result<()> {
     let updated = match qp.solver.as_mut() {
         Some(s) => {
             s.update_P(&d.p_nz).is_ok()
@@ -737,19 +752,7 @@ fn clarabel_exact(
         .map_err(set_up_failed)?;
         qp.solver = Some(solver);
     }
-    let solver: &mut DefaultSolver<f64> = qp.solver.as_mut().expect("set above");
-    solver.solve();
-    let sol = &solver.solution;
-    let c = run.insert(ClarabelRun {
-        x: sol.x.clone(),
-        z: sol.z.clone(),
-        status: sol.status,
-    });
-    Ok(if d.exactly {
-        d.both(|q| q.refine(&c.x, &c.z)).map(Answer::exact)
-    } else {
-        None
-    })
+    Ok(())
 }
 
 /// Where Clarabel failed and the QP is solved exactly: an exact answer from `active`.
