@@ -116,6 +116,27 @@ impl ParameterTable {
         }
     }
 
+    /// The values of each range in turn, as a table of the same precision.
+    pub fn gather(
+        &self,
+        ranges: impl IntoIterator<Item = std::ops::Range<usize>>,
+    ) -> ParameterTable {
+        match self {
+            ParameterTable::F64(v) => ParameterTable::F64(
+                ranges
+                    .into_iter()
+                    .flat_map(|r| v[r].iter().copied())
+                    .collect(),
+            ),
+            ParameterTable::F32(v) => ParameterTable::F32(
+                ranges
+                    .into_iter()
+                    .flat_map(|r| v[r].iter().copied())
+                    .collect(),
+            ),
+        }
+    }
+
     /// Every value as f64.
     pub fn to_f64(&self) -> Vec<f64> {
         (0..self.len()).map(|i| self.get(i)).collect()

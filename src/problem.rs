@@ -655,11 +655,60 @@ impl Problem {
                 format!("a non-empty range within 0..{}", self.num_draws),
             ));
         }
+        Ok(self.with_draws(range.len(), |params, per| {
+            params.slice(range.start * per..range.end * per)
+        }))
+    }
+
+    /// The same problem over the listed draws only, in their order (their parameters
+    /// copied): what the solver needs of a few draws' own slopes, on the host,
+    /// whatever evaluates the rest.
+    ///
+    /// ```
+    /// use mmm_budget::*;
+    /// let (model, scenario) = demo::case(&demo::DemoSize { channels: 3, geos: 2, draws: 100 }, 1);
+    /// let problem = Problem::new(&model, &scenario)?;
+    /// let some = problem.draws_at(&[7, 3, 99])?;
+    /// assert_eq!(some.num_draws(), 3);
+    /// let c = problem.num_cells() - 1;
+    /// assert_eq!(some.saturation_params_of(1, c), problem.saturation_params_of(3, c));
+    /// assert!(problem.draws_at(&[100]).is_err());
+    /// # Ok::<(), mmm_budget::Error>(())
+    /// ```
+    pub fn draws_at(&self, draws: &[usize]) -> Result<Problem> {
+        if let Some(d) = draws.iter().find(|d| **d >= self.num_draws) {
+            return Err(Error::invalid(
+                "problem",
+                "draws",
+                d,
+                format!("draws within 0..{}", self.num_draws),
+            ));
+        }
+        if draws.is_empty() {
+            return Err(Error::invalid(
+                "problem",
+                "draws",
+                "[]",
+                "at least one draw",
+            ));
+        }
+        Ok(self.with_draws(draws.len(), |params, per| {
+            params.gather(draws.iter().map(|d| d * per..(d + 1) * per))
+        }))
+    }
+
+    /// This problem with `num_draws` draws whose parameter tables `take` makes from
+    /// the tables here (given a table and its values per draw).
+    fn with_draws(
+        &self,
+        num_draws: usize,
+        take: impl Fn(&ParameterTable, usize) -> ParameterTable,
+    ) -> Problem {
         let n = self.num_cells();
-        let slice = |params: &ParameterTable, per: usize| {
-            std::sync::Arc::new(params.slice(range.start * n * per..range.end * n * per))
+        let table = |params: &ParameterTable, per_cell: usize| {
+            std::sync::Arc::new(take(params, n * per_cell))
         };
-        Ok(Problem {
+        Problem {
             adstock: self.adstock,
             saturation: self.saturation,
             adstock_first: self.adstock_first,
@@ -669,9 +718,9 @@ impl Problem {
             pattern: self.pattern.clone(),
             input_scale: self.input_scale.clone(),
             history: self.history.clone(),
-            adstock_params: slice(&self.adstock_params, self.adstock.kind.parameters().len()),
-            saturation_params: slice(&self.saturation_params, self.saturation.parameters().len()),
-            num_draws: range.len(),
+            adstock_params: table(&self.adstock_params, self.adstock.kind.parameters().len()),
+            saturation_params: table(&self.saturation_params, self.saturation.parameters().len()),
+            num_draws,
             total_budget: self.total_budget,
             budget_constraint: self.budget_constraint,
             lower: self.lower.clone(),
@@ -683,7 +732,7 @@ impl Problem {
             utility: self.utility.clone(),
             start: self.start.clone(),
             dim_names: self.dim_names.clone(),
-        })
+        }
     }
 
     /// The adstock parameters of draw `d`, optimized cell `c`, as f64.

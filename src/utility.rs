@@ -75,6 +75,19 @@
 use crate::error::{Error, Result};
 use std::fmt;
 
+/// The draws of a CVaR's curvature ([`Utility::tail_curvature`]) kept: those whose
+/// weight is at least this fraction of the largest.
+pub(crate) const TAIL_KEPT: f64 = 1e-6;
+
+/// One CVaR term's curvature in the responses: c (diag(k) − k kᵀ/K) over `draws`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct TailCurvature {
+    /// The draws, ascending.
+    pub(crate) draws: Vec<usize>,
+    /// c k_d for each.
+    pub(crate) weights: Vec<f64>,
+}
+
 /// η: the smoothing bandwidth of quantiles is h = σ max(η/√D, 3/D).
 pub const SMOOTHING: f64 = 0.1;
 
@@ -787,6 +800,58 @@ impl Utility {
         (value, pass, dr.std_slope())
     }
 
+    /// Whether [`Utility::tail_curvature`] applies: some CVaR with a positive
+    /// coefficient, and beside it only the mean and the spend.
+    pub(crate) fn has_tail_curvature(&self) -> bool {
+        let cvar =
+            |c: &f64, m: &Measure| *c > 0.0 && matches!(m, Measure::ConditionalValueAtRisk(_));
+        self.terms.iter().any(|(c, m)| cvar(c, m))
+            && self
+                .terms
+                .iter()
+                .all(|(c, m)| cvar(c, m) || matches!(m, Measure::Mean | Measure::Spend))
+    }
+
+    /// The curvature of U in the responses where its only terms beyond the mean and the
+    /// spend are CVaRs with positive coefficients: −∇²_R U = Σ_terms c (diag(k) −
+    /// k kᵀ / K), with k_d = s'(z_d)/(αDh) at z_d = (t − R_d)/h (t the smoothed
+    /// quantile, h's own dependence on σ left out) and K = Σ_d k_d: positive
+    /// semidefinite (vᵀ(diag(k) − k kᵀ/K)v = Σ_d k_d (v_d − v̄)², v̄ the k-weighted
+    /// mean), nonzero only for the draws near t. One [`TailCurvature`] per CVaR term,
+    /// its draws those with c k_d at least [`TAIL_KEPT`] of the largest (ascending).
+    /// `None` for any other utility, or where the draws are flat.
+    pub(crate) fn tail_curvature(&self, responses: &[f64]) -> Option<Vec<TailCurvature>> {
+        let mut out = vec![];
+        let dr = Draws::new(responses);
+        for (c, m) in &self.terms {
+            match m {
+                Measure::Mean | Measure::Spend => {}
+                Measure::ConditionalValueAtRisk(level) if *c > 0.0 => {
+                    if dr.flat() {
+                        return None;
+                    }
+                    let alpha = 1.0 - level;
+                    let t = dr.smoothed_quantile(alpha);
+                    let scale = c / (alpha * dr.d() * dr.h);
+                    let k: Vec<f64> = responses
+                        .iter()
+                        .map(|v| scale * dlogistic((t - v) / dr.h))
+                        .collect();
+                    let largest = k.iter().fold(0.0f64, |a, b| a.max(*b));
+                    let (draws, weights) = k
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v > 0.0 && **v >= TAIL_KEPT * largest)
+                        .map(|(d, v)| (d, *v))
+                        .unzip();
+                    out.push(TailCurvature { draws, weights });
+                }
+                _ => return None,
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// Whether U is the mean response (its terms all `mean`, their coefficients summing
     /// to 1): then ∂U/∂R_d = 1/D for every R and one evaluator pass gives the value,
     /// gradient and curvature.
@@ -802,7 +867,8 @@ impl Utility {
     /// weights are a narrow kernel around a quantile and jump with the draws near it,
     /// and Sharpe's ratio were solved in fewer iterations, or to better optima, with a
     /// quasi-Newton model of the whole (benches/NOTES.md, "Risk-aware objectives: the
-    /// exact diagonal kept").
+    /// exact diagonal kept"), except the CVaRs beside the mean, whose exact Hessian is
+    /// known ([`Utility::tail_curvature`]).
     pub(crate) fn structured_curvature(&self) -> bool {
         self.terms.iter().all(|(c, m)| {
             *c == 0.0
@@ -1233,6 +1299,77 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// −∇²_R U from [`Utility::tail_curvature`] times a direction equals central
+    /// differences of the draw weights ∂U/∂R_d (h held, as the model leaves out h's
+    /// dependence on σ), for a sum of the mean and two CVaRs; draws left out carry
+    /// weights below [`TAIL_KEPT`] of the largest.
+    #[test]
+    fn tail_curvature_matches_central_differences_of_the_weights() {
+        let mut rand = crate::sqp::test_uniform(11);
+        let r: Vec<f64> = (0..300)
+            .map(|_| 1000.0 + 400.0 * (rand() + rand() + rand()))
+            .collect();
+        let v: Vec<f64> = (0..r.len()).map(|_| rand()).collect();
+        let u = Utility::parse("0.3 * mean + 2 * cvar(0.9) + 0.5 * cvar(0.8)").unwrap();
+        let h = Draws::new(&r).h;
+        // U's weights with h held: the mean's, and each CVaR's c s((t − R_d)/h)/(αD).
+        let weights = |r: &[f64]| -> Vec<f64> {
+            let mut dr = Draws::new(r);
+            dr.h = h;
+            let d = r.len() as f64;
+            let mut w = vec![0.3 / d; r.len()];
+            for (c, alpha) in [(2.0, 0.1), (0.5, 0.2)] {
+                let t = dr.smoothed_quantile(alpha);
+                for (w, v) in w.iter_mut().zip(r) {
+                    *w += c * logistic((t - v) / h) / (alpha * d);
+                }
+            }
+            w
+        };
+        let eps = 1e-4;
+        let shifted = |k: f64| -> Vec<f64> { r.iter().zip(&v).map(|(r, v)| r + k * v).collect() };
+        let (plus, minus) = (weights(&shifted(eps)), weights(&shifted(-eps)));
+        let differences: Vec<f64> = plus
+            .iter()
+            .zip(&minus)
+            .map(|(p, m)| -(p - m) / (2.0 * eps))
+            .collect();
+        let terms = u.tail_curvature(&r).expect("the mean and CVaRs");
+        assert_eq!(terms.len(), 2);
+        let mut model = vec![0.0; r.len()];
+        for term in &terms {
+            assert!(term.draws.windows(2).all(|w| w[0] < w[1]));
+            assert!(term.draws.len() > 5 && term.draws.len() < r.len());
+            let total: f64 = term.weights.iter().sum();
+            let kv: f64 = term
+                .draws
+                .iter()
+                .zip(&term.weights)
+                .map(|(d, k)| k * v[*d])
+                .sum();
+            for (d, k) in term.draws.iter().zip(&term.weights) {
+                model[*d] += k * v[*d] - k * kv / total;
+            }
+        }
+        let largest = differences.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(largest > 0.0);
+        for (d, (a, b)) in model.iter().zip(&differences).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * largest, "draw {d}: {a} vs {b}");
+        }
+        // Other utilities have no such form.
+        for text in [
+            "mean - 0.5 * std",
+            "quantile(0.1)",
+            "mean - cvar(0.9)",
+            "mean",
+        ] {
+            assert!(
+                Utility::parse(text).unwrap().tail_curvature(&r).is_none(),
+                "{text}"
+            );
+        }
+    }
 
     /// The affine form (a, b) of the draw weights is the smoothed form's weights, for
     /// every utility that has one, and none for the others.

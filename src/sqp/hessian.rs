@@ -1,7 +1,8 @@
 //! The QP's Hessian: the exact diagonal with a floor; with nonlinear constraints that
 //! give their curvature the exact diagonal of the Lagrangian; with others the exact
-//! diagonal plus a damped BFGS model of the constraints' curvature; or damped BFGS of
-//! the whole Lagrangian.
+//! diagonal plus a damped BFGS model of the constraints' curvature; for a CVaR the
+//! exact Hessian, its diagonal plus the coupling through the draws near the quantile;
+//! or damped BFGS of the whole Lagrangian.
 
 use super::point::Point;
 use super::{HessianMode, Tuning};
@@ -234,6 +235,12 @@ enum ModelKind {
     StructuredObjective(Matrix),
     /// Damped BFGS of the whole Lagrangian's Hessian.
     Bfgs(Matrix),
+    /// For a utility whose curvature in the responses is known
+    /// (`Utility::tail_curvature`: the mean and CVaRs): its exact Hessian, the exact
+    /// diagonal plus the coupling of the cells through the draws near each CVaR's
+    /// quantile ([`Point::coupling`]); at a point without it (its draws not kept) the
+    /// last point's coupling.
+    Tail { last: Vec<Vec<f64>>, factored: bool },
 }
 
 /// What the utility says of its curvature, for [`Model::new`].
@@ -254,6 +261,8 @@ pub(super) struct UtilityCurvature {
     /// with it (the fingerprints' `squares-bfgs` set: 756 → 648 solved of 1,000) and
     /// keep the unscaled start (benches/NOTES.md, "Diversification ratio").
     pub(super) ratio_constraint: bool,
+    /// `Utility::has_tail_curvature`.
+    pub(super) tail: bool,
 }
 
 impl Model {
@@ -274,6 +283,7 @@ impl Model {
             structured,
             smooth,
             ratio_constraint,
+            tail,
         } = utility;
         let n = start.y.len();
         let floor = tuning.curvature_floor;
@@ -305,6 +315,10 @@ impl Model {
             HessianMode::Exact => Model::Exact,
             HessianMode::Bfgs => bfgs(),
             HessianMode::Auto if nonlinear == 0 && constant_weights => Model::Exact,
+            HessianMode::Auto if nonlinear == 0 && tail => Model::Tail {
+                last: start.coupling.clone().unwrap_or_default(),
+                factored,
+            },
             HessianMode::Auto if constant_weights => Model::Structured(remainder()),
             // Weights around a quantile move too fast for the secants of the rest
             // (`Utility::structured_curvature`).
@@ -361,6 +375,18 @@ impl Model {
             Model::Structured(c) | Model::StructuredObjective(c) => {
                 c.hessian(Some(&floored(&pt.h, self.floor)))
             }
+            Model::Tail { last, factored } => {
+                let l = LowRank {
+                    diag: floored(&pt.h, self.floor),
+                    plus: pt.coupling.as_ref().unwrap_or(last).clone(),
+                    minus: vec![],
+                };
+                if *factored {
+                    Matrix::Factored(l).hessian(None)
+                } else {
+                    Hessian::Dense(l.dense())
+                }
+            }
         }
     }
 
@@ -382,6 +408,11 @@ impl Model {
         use ModelKind as Model;
         match &mut self.kind {
             Model::Exact => {}
+            Model::Tail { last, .. } => {
+                if let Some(c) = &new.coupling {
+                    last.clone_from(c);
+                }
+            }
             Model::Lagrangian(z) => z.copy_from_slice(z_nl),
             Model::Structured(m) => {
                 if self.scale_pending {

@@ -69,6 +69,8 @@ pub(super) struct KernelPass {
     /// `gradient`, `curvature`; no responses), where it was banded: what a mean
     /// outcome constraint needs at x, without a pass of its own.
     pub(super) uniform: Option<Evaluation>,
+    /// The last call ended banded: `sums.kept` and its terms are at its x.
+    banded: bool,
 }
 
 impl KernelPass {
@@ -85,6 +87,7 @@ impl KernelPass {
         calls: &mut usize,
     ) -> Result<Option<(f64, Vec<f64>)>> {
         self.uniform = None;
+        self.banded = false;
         if self.off || x.is_empty() {
             return Ok(None);
         }
@@ -259,7 +262,24 @@ impl KernelPass {
             *g += e;
         }
         self.remember(x);
+        self.banded = true;
         Some((value, explicit))
+    }
+
+    /// The slopes r'_dc of `draws` (ascending) at the last call's x, n a draw,
+    /// concatenated, where that call ended banded and kept every one of them.
+    pub(super) fn kept_slopes(&self, draws: &[usize], n: usize) -> Option<Vec<f64>> {
+        if !self.banded {
+            return None;
+        }
+        let s = &self.sums;
+        let mut out = Vec::with_capacity(draws.len() * n);
+        for d in draws {
+            let i = s.kept.binary_search(d).ok()?;
+            let terms = s.kept_terms.get(i * 3 * n..(i + 1) * 3 * n)?;
+            out.extend(terms.chunks_exact(3).map(|t| t[1]));
+        }
+        Some(out)
     }
 
     /// The reference for the next prediction: the bands of the kernel at x and the

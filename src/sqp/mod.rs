@@ -68,7 +68,7 @@ mod tuning;
 /// Uniform numbers in [−½, ½) from a 64-bit linear congruential generator (Knuth's
 /// MMIX constants), for the unit tests' random matrices.
 #[cfg(test)]
-fn test_uniform(mut seed: u64) -> impl FnMut() -> f64 {
+pub(crate) fn test_uniform(mut seed: u64) -> impl FnMut() -> f64 {
     move || {
         seed = seed
             .wrapping_mul(6364136223846793005)

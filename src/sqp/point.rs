@@ -35,6 +35,10 @@ pub(super) struct Point {
     pub(super) nl_raw: Vec<f64>,
     /// ∇c(x), row-major.
     pub(super) nl_raw_grads: Vec<f64>,
+    /// Where U's curvature in the responses is known and the draws it needs were
+    /// kept ([`Utility::tail_curvature`]): vectors v_j with ∇²_y f = diag(h) + Σ_j v_j
+    /// v_jᵀ (the coupling of the cells through the draws near a CVaR's quantile).
+    pub(super) coupling: Option<Vec<Vec<f64>>>,
 }
 
 /// The evaluation side of the loop.
@@ -149,6 +153,21 @@ pub(super) fn cell_utility(
     Ok((value, calls))
 }
 
+/// The slopes r'_dc of `draws` at x (n a draw, concatenated, in their order),
+/// computed by a CPU evaluator over those draws alone (their terms, one banded pass
+/// keeping every draw): k × n × (N + L) terms, whatever evaluates the whole posterior.
+/// `None` where a response is not finite.
+fn host_slopes(problem: &Problem, x: &[f64], draws: &[usize]) -> Result<Option<Vec<f64>>> {
+    let mut ev = crate::CpuEvaluator::shared(std::sync::Arc::new(problem.draws_at(draws)?))?;
+    let mut sums = crate::eval::BandedSums::default();
+    let all = [(f64::NEG_INFINITY, f64::INFINITY)];
+    let kept = ev.evaluate_banded(x, 0.0, &all, draws.len(), &mut sums)?
+        && !sums.overflow
+        && sums.kept.len() == draws.len()
+        && sums.kept_terms.len() == 3 * draws.len() * x.len();
+    Ok(kept.then(|| sums.kept_terms.chunks_exact(3).map(|t| t[1]).collect()))
+}
+
 /// Clamps y onto the bounds.
 pub(super) fn clamp_scaled(y: &[f64], lower: &[f64], upper: &[f64]) -> Vec<f64> {
     y.iter()
@@ -173,6 +192,7 @@ impl Objective<'_> {
         // The value and gradient of the outcome constraint (its index) whose banded
         // pass gave a mean objective its sums ([`Objective::shared_outcome`]).
         let mut shared = None;
+        let mut coupling = None;
         let (utility, grad_u) = if let Some((k, a)) = p.utility.linear_form() {
             // U = k μ + a Σx: its uniform sums from the banded pass of a quantile-based
             // outcome constraint where there is one, else one uniform pass.
@@ -231,6 +251,7 @@ impl Objective<'_> {
         )? {
             self.shift = self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
             uniform = self.kernel.uniform.take();
+            coupling = self.coupling(&x)?;
             done
         } else {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
@@ -248,6 +269,7 @@ impl Objective<'_> {
                 &mut g,
             )?;
             self.evaluations += 2;
+            coupling = self.coupling(&x)?;
             (u, g)
         };
         let mean_response =
@@ -333,7 +355,43 @@ impl Objective<'_> {
             nl_h,
             nl_raw,
             nl_raw_grads,
+            coupling,
         })
+    }
+
+    /// The vectors √(c k_d) (r'_d − r̄') of [`Utility::tail_curvature`] at the
+    /// responses in `self.out` (r̄' the k-weighted mean slope of each term's draws), in
+    /// x's units; `None` where the utility has no such form. The slopes r'_d are the
+    /// kernel pass's where it kept them, else computed on the host for these draws
+    /// alone ([`host_slopes`]).
+    fn coupling(&self, x: &[f64]) -> Result<Option<Vec<Vec<f64>>>> {
+        let n = x.len();
+        let Some(terms) = self.problem.utility.tail_curvature(&self.out.responses) else {
+            return Ok(None);
+        };
+        let mut out: Vec<Vec<f64>> = vec![];
+        for term in terms {
+            let slopes = match self.kernel.kept_slopes(&term.draws, n) {
+                Some(s) => s,
+                None => match host_slopes(self.problem, x, &term.draws)? {
+                    Some(s) => s,
+                    None => return Ok(None),
+                },
+            };
+            let total: f64 = term.weights.iter().sum();
+            let mut centre = vec![0.0; n];
+            for (k, g) in term.weights.iter().zip(slopes.chunks_exact(n)) {
+                centre
+                    .iter_mut()
+                    .zip(g)
+                    .for_each(|(c, g)| *c += k * g / total);
+            }
+            for (k, g) in term.weights.iter().zip(slopes.chunks_exact(n)) {
+                let root = k.sqrt();
+                out.push(g.iter().zip(&centre).map(|(g, c)| root * (g - c)).collect());
+            }
+        }
+        Ok(out.iter().flatten().all(|v| v.is_finite()).then_some(out))
     }
 
     /// U and ∇U in one pass where U's draw weights are affine in the responses
@@ -443,6 +501,13 @@ impl Objective<'_> {
             })
             .collect();
         let kk = self.scale * k;
+        if let Some(c) = &mut pt.coupling {
+            let root = kk.sqrt();
+            c.iter_mut().flatten().for_each(|v| *v *= root);
+            if !root.is_finite() || c.iter().flatten().any(|v| !v.is_finite()) {
+                pt.coupling = None;
+            }
+        }
         pt.h =
             pt.h.iter()
                 .map(|v| {
@@ -458,6 +523,38 @@ impl Objective<'_> {
 mod tests {
     use super::*;
     use crate::{CpuEvaluator, Saturation, demo};
+
+    /// The slopes computed on the host for a few draws ([`host_slopes`]) are the
+    /// evaluator's own for those draws, kept by a banded pass over every draw: the
+    /// same terms, the same bits.
+    #[test]
+    fn host_slopes_are_the_evaluators() {
+        let (model, scenario) = demo::case(
+            &demo::DemoSize {
+                channels: 4,
+                geos: 2,
+                draws: 60,
+            },
+            3,
+        );
+        let problem = Problem::new(&model, &scenario).unwrap();
+        let n = problem.num_cells();
+        let x: Vec<f64> = (0..n).map(|c| 50.0 + 10.0 * c as f64).collect();
+        let draws = [2, 17, 18, 59];
+        let host = host_slopes(&problem, &x, &draws).unwrap().unwrap();
+        let mut ev = CpuEvaluator::new(&problem).unwrap();
+        let mut sums = crate::eval::BandedSums::default();
+        let all = [(f64::NEG_INFINITY, f64::INFINITY)];
+        assert!(ev.evaluate_banded(&x, 0.0, &all, 60, &mut sums).unwrap());
+        assert_eq!(sums.kept, (0..60).collect::<Vec<_>>());
+        for (i, d) in draws.iter().enumerate() {
+            let kept: Vec<f64> = sums.kept_terms[d * 3 * n..(d + 1) * 3 * n]
+                .chunks_exact(3)
+                .map(|t| t[1])
+                .collect();
+            assert_eq!(&host[i * n..(i + 1) * n], &kept[..], "draw {d}");
+        }
+    }
 
     /// U(x) of a utility with the diversification ratio, exact.
     fn value(ev: &mut CpuEvaluator, u: &Utility, x: &[f64]) -> f64 {

@@ -9,8 +9,10 @@ pub enum HessianMode {
     /// Exact where the evaluator gives it (mean utility): with nonlinear constraints
     /// that all give their curvature ([`crate::NonlinearConstraint::with_curvature`]), the
     /// exact diagonal of the Lagrangian; with others the objective's exact diagonal
-    /// plus a damped BFGS model of the constraints' curvature; BFGS of the whole
-    /// Lagrangian otherwise.
+    /// plus a damped BFGS model of the constraints' curvature. For the mean with
+    /// CVaRs and no nonlinear constraints, the exact Hessian: the diagonal plus the
+    /// cells' coupling through the draws near each CVaR's quantile (diag + Σ v vᵀ, a
+    /// few dozen terms). BFGS of the whole Lagrangian otherwise.
     #[default]
     Auto,
     /// The evaluator's diagonal curvature (plus the nonlinear constraints' where they

@@ -132,6 +132,7 @@ impl<'r> Run<'r> {
                 constant_weights,
                 structured: p.utility.structured_curvature(),
                 smooth: !p.utility.quantile_based(),
+                tail: p.utility.has_tail_curvature(),
                 ratio_constraint: objective.nonlinear.iter().any(|c| {
                     matches!(&c.function, ConstraintFunction::Outcome(u) if u.needs_cell_moments())
                 }),
