@@ -381,8 +381,10 @@ impl Model {
                     plus: pt.coupling.as_ref().unwrap_or(last).clone(),
                     minus: vec![],
                 };
-                if *factored {
-                    Matrix::Factored(l).hessian(None)
+                // Kept factored further than a BFGS model (to half the cells, not an
+                // eighth): its terms are all added, the auxiliary QP's smaller form.
+                if *factored && 2 * l.rank() < l.diag.len() {
+                    Hessian::LowRank(l)
                 } else {
                     Hessian::Dense(l.dense())
                 }
