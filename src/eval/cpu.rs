@@ -154,14 +154,9 @@ impl CpuEvaluator {
     /// # Ok::<(), mmm_budget::Error>(())
     /// ```
     pub fn shared(problem: std::sync::Arc<Problem>) -> Result<Self> {
+        let mut ev = Self::without_cache(problem.clone());
         let (d, n) = (problem.num_draws(), problem.num_cells());
-        let constant: Vec<bool> = (0..n)
-            .map(|c| {
-                let p = problem.pattern_of(c);
-                p.iter().all(|v| *v == p[0])
-            })
-            .collect();
-        let per_pair = if constant.iter().all(|c| *c) {
+        let per_pair = if ev.constant.iter().all(|c| *c) {
             problem.num_periods.min(problem.adstock.kernel_len()) + problem.adstock.l_max
         } else {
             problem.num_periods + problem.adstock.l_max
@@ -174,16 +169,30 @@ impl CpuEvaluator {
             3 * carry_stride(&problem) + 1
         };
         let bytes = d * n * (per_pair * 2 + carry_pair) * std::mem::size_of::<f64>();
-        let mut ev = CpuEvaluator {
-            problem: problem.clone(),
-            terms: None,
-            constant,
-            threads: rayon::current_num_threads(),
-        };
         if bytes <= TERM_CACHE_BYTES {
             ev.terms = Some(ev.build_terms(per_pair));
         }
         Ok(ev)
+    }
+
+    /// An evaluator that computes each (draw, cell)'s terms at every pass instead of
+    /// keeping them: for a pass or two over a few draws (the solver's slopes of the
+    /// draws near a CVaR's quantile, `sqp::point`), where building the cache would
+    /// cost more than the passes.
+    pub(crate) fn without_cache(problem: std::sync::Arc<Problem>) -> Self {
+        let n = problem.num_cells();
+        let constant = (0..n)
+            .map(|c| {
+                let p = problem.pattern_of(c);
+                p.iter().all(|v| *v == p[0])
+            })
+            .collect();
+        CpuEvaluator {
+            problem,
+            terms: None,
+            constant,
+            threads: rayon::current_num_threads(),
+        }
     }
 
     /// The problem this evaluator was built for.

@@ -154,11 +154,12 @@ pub(super) fn cell_utility(
 }
 
 /// The slopes r'_dc of `draws` at x (n a draw, concatenated, in their order),
-/// computed by a CPU evaluator over those draws alone (their terms, one banded pass
-/// keeping every draw): k × n × (N + L) terms, whatever evaluates the whole posterior.
+/// computed by a CPU evaluator over those draws alone (one banded pass keeping every
+/// draw, its terms computed, not cached): k × n × (N + L) terms, whatever evaluates
+/// the whole posterior.
 /// `None` where a response is not finite.
 fn host_slopes(problem: &Problem, x: &[f64], draws: &[usize]) -> Result<Option<Vec<f64>>> {
-    let mut ev = crate::CpuEvaluator::shared(std::sync::Arc::new(problem.draws_at(draws)?))?;
+    let mut ev = crate::CpuEvaluator::without_cache(std::sync::Arc::new(problem.draws_at(draws)?));
     let mut sums = crate::eval::BandedSums::default();
     let all = [(f64::NEG_INFINITY, f64::INFINITY)];
     let kept = ev.evaluate_banded(x, 0.0, &all, draws.len(), &mut sums)?
