@@ -237,10 +237,17 @@ enum ModelKind {
     Bfgs(Matrix),
     /// For a utility whose curvature in the responses is known
     /// (`Utility::tail_curvature`: the mean and CVaRs): its exact Hessian, the exact
-    /// diagonal plus the coupling of the cells through the draws near each CVaR's
-    /// quantile ([`Point::coupling`]); at a point without it (its draws not kept) the
-    /// last point's coupling.
-    Tail { last: Vec<Vec<f64>>, factored: bool },
+    /// diagonal (of the Lagrangian, where nonlinear constraints give their
+    /// curvature) plus the coupling of the cells through the draws near each CVaR's
+    /// quantile ([`Point::coupling`]); at a point without it (a response not finite)
+    /// the last point's coupling.
+    Tail {
+        last: Vec<Vec<f64>>,
+        factored: bool,
+        /// The multipliers of the nonlinear constraints (each giving its curvature's
+        /// diagonal), from the last QP: their Σ_j z_j diag(∇²c_j) joins the diagonal.
+        z: Vec<f64>,
+    },
 }
 
 /// What the utility says of its curvature, for [`Model::new`].
@@ -269,8 +276,10 @@ impl Model {
     /// The model for a problem: exact without nonlinear rows, structured with them
     /// where the evaluator's diagonal is the utility's (constant draw weights);
     /// for other utilities structured around their exact diagonal where their weights
-    /// move smoothly, BFGS of the whole for the quantile-based measures and Sharpe's
-    /// ratio (`Utility::structured_curvature`), or when asked.
+    /// move smoothly, exact for the mean with CVaRs (`Utility::has_tail_curvature`:
+    /// [`ModelKind::Tail`]) where every nonlinear row gives its curvature, BFGS of
+    /// the whole for the other quantile-based measures and Sharpe's ratio
+    /// (`Utility::structured_curvature`), or when asked.
     pub(super) fn new(
         mode: HessianMode,
         nonlinear: usize,
@@ -315,9 +324,10 @@ impl Model {
             HessianMode::Exact => Model::Exact,
             HessianMode::Bfgs => bfgs(),
             HessianMode::Auto if nonlinear == 0 && constant_weights => Model::Exact,
-            HessianMode::Auto if nonlinear == 0 && tail => Model::Tail {
+            HessianMode::Auto if (nonlinear == 0 || curvature) && tail => Model::Tail {
                 last: start.coupling.clone().unwrap_or_default(),
                 factored,
+                z: vec![0.0; nonlinear],
             },
             HessianMode::Auto if constant_weights => Model::Structured(remainder()),
             // Weights around a quantile move too fast for the secants of the rest
@@ -362,22 +372,15 @@ impl Model {
         match &self.kind {
             Model::Exact => Hessian::Diagonal(floored(&pt.h, self.floor)),
             Model::Lagrangian(z) => {
-                let n = pt.h.len();
-                let mut h = pt.h.clone();
-                for (j, z) in z.iter().enumerate() {
-                    for (hc, c) in h.iter_mut().zip(&pt.nl_h[j * n..(j + 1) * n]) {
-                        *hc += z * c;
-                    }
-                }
-                Hessian::Diagonal(floored(&h, self.floor))
+                Hessian::Diagonal(floored(&lagrangian_diagonal(pt, z), self.floor))
             }
             Model::Bfgs(b) => b.hessian(None),
             Model::Structured(c) | Model::StructuredObjective(c) => {
                 c.hessian(Some(&floored(&pt.h, self.floor)))
             }
-            Model::Tail { last, factored } => {
+            Model::Tail { last, factored, z } => {
                 let l = LowRank {
-                    diag: floored(&pt.h, self.floor),
+                    diag: floored(&lagrangian_diagonal(pt, z), self.floor),
                     plus: pt.coupling.as_ref().unwrap_or(last).clone(),
                     minus: vec![],
                 };
@@ -410,10 +413,11 @@ impl Model {
         use ModelKind as Model;
         match &mut self.kind {
             Model::Exact => {}
-            Model::Tail { last, .. } => {
+            Model::Tail { last, z, .. } => {
                 if let Some(c) = &new.coupling {
                     last.clone_from(c);
                 }
+                z.copy_from_slice(z_nl);
             }
             Model::Lagrangian(z) => z.copy_from_slice(z_nl),
             Model::Structured(m) => {
@@ -439,6 +443,19 @@ impl Model {
             }
         }
     }
+}
+
+/// The exact diagonal of the Lagrangian f + Σ_j z_j c_j at `pt` (the objective's
+/// alone without nonlinear constraints).
+fn lagrangian_diagonal(pt: &Point, z: &[f64]) -> Vec<f64> {
+    let n = pt.h.len();
+    let mut h = pt.h.clone();
+    for (j, z) in z.iter().enumerate() {
+        for (hc, c) in h.iter_mut().zip(&pt.nl_h[j * n..(j + 1) * n]) {
+            *hc += z * c;
+        }
+    }
+    h
 }
 
 /// Oren and Luenberger's scaling of the initial model before its first update: m ×

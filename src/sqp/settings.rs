@@ -10,9 +10,10 @@ pub enum HessianMode {
     /// that all give their curvature ([`crate::NonlinearConstraint::with_curvature`]), the
     /// exact diagonal of the Lagrangian; with others the objective's exact diagonal
     /// plus a damped BFGS model of the constraints' curvature. For the mean with
-    /// CVaRs and no nonlinear constraints, the exact Hessian: the diagonal plus the
-    /// cells' coupling through the draws near each CVaR's quantile (diag + Σ v vᵀ, a
-    /// few dozen terms). BFGS of the whole Lagrangian otherwise.
+    /// CVaRs (with no nonlinear constraints, or only ones that give their curvature),
+    /// the exact Hessian: the diagonal plus the cells' coupling through the draws near
+    /// each CVaR's quantile (diag + Σ v vᵀ, a few dozen terms). BFGS of the whole
+    /// Lagrangian otherwise.
     #[default]
     Auto,
     /// The evaluator's diagonal curvature (plus the nonlinear constraints' where they
