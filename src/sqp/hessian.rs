@@ -324,7 +324,7 @@ impl Model {
             HessianMode::Exact => Model::Exact,
             HessianMode::Bfgs => bfgs(),
             HessianMode::Auto if nonlinear == 0 && constant_weights => Model::Exact,
-            HessianMode::Auto if (nonlinear == 0 || curvature) && tail => Model::Tail {
+            HessianMode::Auto if exact_tail(mode, nonlinear, curvature, tail) => Model::Tail {
                 last: start.coupling.clone().unwrap_or_default(),
                 factored,
                 z: vec![0.0; nonlinear],
@@ -443,6 +443,14 @@ impl Model {
             }
         }
     }
+}
+
+/// Whether [`Model::new`] takes [`ModelKind::Tail`] (and so whether the points need
+/// their [`Point::coupling`]): asked for the automatic model, a utility of the mean
+/// and CVaRs (`Utility::has_tail_curvature`), and no nonlinear row without its
+/// curvature.
+pub(super) fn exact_tail(mode: HessianMode, nonlinear: usize, curvature: bool, tail: bool) -> bool {
+    mode == HessianMode::Auto && tail && (nonlinear == 0 || curvature)
 }
 
 /// The exact diagonal of the Lagrangian f + Σ_j z_j c_j at `pt` (the objective's

@@ -57,6 +57,9 @@ pub(super) struct Objective<'e> {
     pub(super) ngrad: Vec<f64>,
     /// Whether every nonlinear constraint gives the diagonal of its Hessian.
     pub(super) curvature: bool,
+    /// Whether the model takes each point's [`Point::coupling`] (`hessian::exact_tail`):
+    /// else it is not computed.
+    pub(super) tail_coupling: bool,
     /// [`super::Tuning::infinite_slope`].
     pub(super) infinite_slope: f64,
     /// The last iterate's mean response: the shift of [`Evaluator::evaluate_linear`]
@@ -362,10 +365,14 @@ impl Objective<'_> {
 
     /// The vectors √(c k_d) (r'_d − r̄') of [`Utility::tail_curvature`] at the
     /// responses in `self.out` (r̄' the k-weighted mean slope of each term's draws), in
-    /// x's units; `None` where the utility has no such form. The slopes r'_d are the
+    /// x's units; `None` where the model does not take it or the utility has no such
+    /// form. The slopes r'_d are the
     /// kernel pass's where it kept them, else computed on the host for these draws
     /// alone ([`host_slopes`]).
     fn coupling(&self, x: &[f64]) -> Result<Option<Vec<Vec<f64>>>> {
+        if !self.tail_coupling {
+            return Ok(None);
+        }
         let n = x.len();
         let Some(terms) = self.problem.utility.tail_curvature(&self.out.responses) else {
             return Ok(None);

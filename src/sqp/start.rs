@@ -93,6 +93,12 @@ impl<'r> Run<'r> {
             .collect();
         let (nl_rows, outcome_calls) = nonlinear_rows(nonlinear, &x_start, evaluator)?;
         let curvature = !nonlinear.is_empty() && nonlinear.iter().all(|c| c.has_curvature());
+        let tail_coupling = super::hessian::exact_tail(
+            settings.hessian,
+            nl_rows.len(),
+            curvature,
+            p.utility.has_tail_curvature(),
+        );
         let precision = evaluator.precision();
         let mut objective = Objective {
             evaluator,
@@ -108,6 +114,7 @@ impl<'r> Run<'r> {
             weights: vec![0.0; p.num_draws()],
             ngrad: vec![0.0; n],
             curvature,
+            tail_coupling,
             infinite_slope: tuning.infinite_slope,
             shift: 0.0,
             kernel: Default::default(),
