@@ -252,17 +252,14 @@ impl<'a> Draws<'a> {
             out.iter_mut().for_each(|o| *o += k / d);
             return;
         }
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for v in self.r {
-            let z = (t - v) / self.h;
+        let h = self.h;
+        let [s1, s2] = draw_sums(self.r, |v| {
+            let z = (t - v) / h;
             let ds = dlogistic(z);
-            s1 += ds;
-            s2 += ds * z;
-        }
+            [ds, ds * z]
+        });
         if k != 0.0 && s1 > 0.0 {
-            for (o, v) in out.iter_mut().zip(self.r) {
-                *o += k * dlogistic((t - v) / self.h) / s1;
-            }
+            for_each_draw(out, self.r, |o, v| *o += k * dlogistic((t - v) / h) / s1);
             // Through h ∝ σ: ∂t/∂h = S2 / S1.
             self.add_std_gradient(k * self.dh * s2 / s1);
         }
@@ -282,12 +279,11 @@ impl<'a> Draws<'a> {
         let mut t = quantile(self.r, q).clamp(lo, hi);
         let d = self.d();
         for _ in 0..200 {
-            let (mut f, mut df) = (0.0, 0.0);
-            for v in self.r {
-                let z = (t - v) / self.h;
-                f += logistic(z);
-                df += dlogistic(z);
-            }
+            let h = self.h;
+            let [f, df] = draw_sums(self.r, |v| {
+                let z = (t - v) / h;
+                [logistic(z), dlogistic(z)]
+            });
             let g = f / d - q;
             if g > 0.0 {
                 hi = t;
@@ -317,24 +313,64 @@ impl<'a> Draws<'a> {
         }
         let t = self.smoothed_quantile(alpha);
         let h = self.h;
-        let mut tail = 0.0;
-        let mut dh = 0.0;
-        for v in self.r {
+        let [tail, dh] = draw_sums(self.r, |v| {
             let z = (t - v) / h;
             let sp = softplus(z);
-            tail += sp;
-            dh += sp - z * logistic(z);
-        }
+            [sp, sp - z * logistic(z)]
+        });
         let value = t - h * tail / (alpha * d);
         if k != 0.0 {
-            for (o, v) in out.iter_mut().zip(self.r) {
-                *o += k * logistic((t - v) / h) / (alpha * d);
-            }
+            for_each_draw(out, self.r, |o, v| {
+                *o += k * logistic((t - v) / h) / (alpha * d)
+            });
             // ∂/∂h of −(h/(αD)) Σ softplus((t − R)/h) at the maximiser t.
             self.add_std_gradient(-k * self.dh * dh / (alpha * d));
         }
         value
     }
+}
+
+/// Draws a chunk of [`draw_sums`].
+const SUM_CHUNK: usize = 4096;
+
+/// Σ_d f(R_d) over the draws, in chunks of [`SUM_CHUNK`] draws on rayon's threads,
+/// each chunk summed in order and the chunks' sums added in order: the same bits for
+/// any number of threads, and for D ≤ [`SUM_CHUNK`] the bits of one sum in order.
+fn draw_sums<const K: usize>(r: &[f64], f: impl Fn(f64) -> [f64; K] + Sync) -> [f64; K] {
+    use rayon::prelude::*;
+    let sum = |chunk: &[f64]| {
+        let mut s = [0.0; K];
+        for v in chunk {
+            for (a, b) in s.iter_mut().zip(f(*v)) {
+                *a += b;
+            }
+        }
+        s
+    };
+    if r.len() <= SUM_CHUNK {
+        return sum(r);
+    }
+    let parts: Vec<[f64; K]> = r.par_chunks(SUM_CHUNK).map(sum).collect();
+    let mut s = [0.0; K];
+    for p in parts {
+        for (a, b) in s.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    s
+}
+
+/// f(out_d, R_d) for every draw, in chunks of [`SUM_CHUNK`] on rayon's threads
+/// (each draw's own value: the same bits as in order).
+fn for_each_draw(out: &mut [f64], r: &[f64], f: impl Fn(&mut f64, f64) + Sync) {
+    use rayon::prelude::*;
+    if r.len() <= SUM_CHUNK {
+        out.iter_mut().zip(r).for_each(|(o, v)| f(o, *v));
+        return;
+    }
+    out.par_chunks_mut(SUM_CHUNK)
+        .zip(r.par_chunks(SUM_CHUNK))
+        .for_each(|(o, r)| o.iter_mut().zip(r).for_each(|(o, v)| f(o, *v)));
 }
 
 fn logistic(z: f64) -> f64 {
@@ -833,10 +869,11 @@ impl Utility {
                     let alpha = 1.0 - level;
                     let t = dr.smoothed_quantile(alpha);
                     let scale = c / (alpha * dr.d() * dr.h);
-                    let k: Vec<f64> = responses
-                        .iter()
-                        .map(|v| scale * dlogistic((t - v) / dr.h))
-                        .collect();
+                    let mut k = vec![0.0; responses.len()];
+                    let h = dr.h;
+                    for_each_draw(&mut k, responses, |k, v| {
+                        *k = scale * dlogistic((t - v) / h)
+                    });
                     let largest = k.iter().fold(0.0f64, |a, b| a.max(*b));
                     let (draws, weights) = k
                         .iter()
@@ -1288,12 +1325,17 @@ impl<'a> Parser<'a> {
 /// The q-quantile of `values` with linear interpolation at q(D−1) over the sorted
 /// values (NumPy's default, as PyMC-Marketing uses it).
 pub fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let h = q * (sorted.len() - 1) as f64;
+    // The two order statistics by selection (O(D)), not a sort.
+    let mut v = values.to_vec();
+    let h = q * (v.len() - 1) as f64;
     let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+    let (_, &mut at_lo, above) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    let at_hi = above
+        .iter()
+        .copied()
+        .min_by(f64::total_cmp)
+        .unwrap_or(at_lo);
+    at_lo + (h - lo as f64) * (at_hi - at_lo)
 }
 
 #[cfg(test)]

@@ -317,7 +317,7 @@ fn iterate(
             return Ok(ending.with_qp(qp));
         }
         run.update_penalty(state, &qp);
-        let step = match run.line_search(state, &qp, &hessian)? {
+        let mut step = match run.line_search(state, &qp, &hessian)? {
             Search::Accepted(step) => step,
             Search::Refused(why) => {
                 state.trace.push(run.info(state, &at, None));
@@ -330,6 +330,7 @@ fn iterate(
         let keep_going = callback.as_mut().is_none_or(|cb| cb(&info));
         state.trace.push(info);
         run.after_step(state, &step);
+        run.objective.complete_coupling(&mut step.point)?;
         state.model.update(&state.point, &step.point, &qp.z_nl);
         state.point = step.point;
         if !keep_going {

@@ -39,6 +39,10 @@ pub(super) struct Point {
     /// kept ([`Utility::tail_curvature`]): vectors v_j with ∇²_y f = diag(h) + Σ_j v_j
     /// v_jᵀ (the coupling of the cells through the draws near a CVaR's quantile).
     pub(super) coupling: Option<Vec<Vec<f64>>>,
+    /// The responses at this point, kept where its coupling is computed only once the
+    /// point is accepted ([`Objective::complete_coupling`]): a trial point that the
+    /// line search refuses never pays for the draws near the quantile.
+    pub(super) pending_coupling: Option<Vec<f64>>,
 }
 
 /// The evaluation side of the loop.
@@ -197,6 +201,7 @@ impl Objective<'_> {
         // pass gave a mean objective its sums ([`Objective::shared_outcome`]).
         let mut shared = None;
         let mut coupling = None;
+        let mut pending_coupling = None;
         let (utility, grad_u) = if let Some((k, a)) = p.utility.linear_form() {
             // U = k μ + a Σx: its uniform sums from the banded pass of a quantile-based
             // outcome constraint where there is one, else one uniform pass.
@@ -255,7 +260,7 @@ impl Objective<'_> {
         )? {
             self.shift = self.out.responses.iter().sum::<f64>() / self.out.responses.len() as f64;
             uniform = self.kernel.uniform.take();
-            coupling = self.coupling(&x)?;
+            coupling = self.coupling(&x, &self.out.responses, true)?;
             done
         } else {
             // u_d = ∂U/∂R_d at these responses, then one weighted pass:
@@ -273,7 +278,9 @@ impl Objective<'_> {
                 &mut g,
             )?;
             self.evaluations += 2;
-            coupling = self.coupling(&x)?;
+            if self.tail_coupling {
+                pending_coupling = Some(self.out.responses.clone());
+            }
             (u, g)
         };
         let mean_response =
@@ -360,26 +367,46 @@ impl Objective<'_> {
             nl_raw,
             nl_raw_grads,
             coupling,
+            pending_coupling,
         })
     }
 
+    /// The coupling of a point evaluated by two passes (its responses kept in
+    /// [`Point::pending_coupling`]), computed now that it is accepted: the draws near
+    /// each quantile and their slopes on the host, scaled as [`Objective::rescale`]
+    /// scales the rest.
+    pub(super) fn complete_coupling(&self, pt: &mut Point) -> Result<()> {
+        let Some(responses) = pt.pending_coupling.take() else {
+            return Ok(());
+        };
+        let x: Vec<f64> = pt.y.iter().map(|v| v * self.scale).collect();
+        pt.coupling = self.coupling(&x, &responses, false)?;
+        self.scale_coupling(pt);
+        Ok(())
+    }
+
     /// The vectors √(c k_d) (r'_d − r̄') of [`Utility::tail_curvature`] at the
-    /// responses in `self.out` (r̄' the k-weighted mean slope of each term's draws), in
+    /// `responses` at x (r̄' the k-weighted mean slope of each term's draws), in
     /// x's units; `None` where the model does not take it or the utility has no such
-    /// form. The slopes r'_d are the
-    /// kernel pass's where it kept them, else computed on the host for these draws
+    /// form. The slopes r'_d are the kernel pass's where `kept` says that its last
+    /// call was at x and it kept them, else computed on the host for these draws
     /// alone ([`host_slopes`]).
-    fn coupling(&self, x: &[f64]) -> Result<Option<Vec<Vec<f64>>>> {
+    fn coupling(&self, x: &[f64], responses: &[f64], kept: bool) -> Result<Option<Vec<Vec<f64>>>> {
         if !self.tail_coupling {
             return Ok(None);
         }
         let n = x.len();
-        let Some(terms) = self.problem.utility.tail_curvature(&self.out.responses) else {
+        let Some(terms) = self.problem.utility.tail_curvature(responses) else {
             return Ok(None);
         };
         let mut out: Vec<Vec<f64>> = vec![];
         for term in terms {
-            let slopes = match self.kernel.kept_slopes(&term.draws, n) {
+            let from_pass = if kept {
+                self.kernel.kept_slopes(&term.draws, n)
+            } else {
+                None
+            };
+            let slopes = match from_pass {
                 Some(s) => s,
                 None => match host_slopes(self.problem, x, &term.draws)? {
                     Some(s) => s,
@@ -489,6 +516,18 @@ impl Objective<'_> {
         }
     }
 
+    /// The coupling's vectors in y's units: × √(scale²/f0), as the curvature's
+    /// diagonal is scaled; dropped where that is not finite.
+    fn scale_coupling(&self, pt: &mut Point) {
+        let root = (self.scale * (self.scale / self.f0)).sqrt();
+        if let Some(c) = &mut pt.coupling {
+            c.iter_mut().flatten().for_each(|v| *v *= root);
+            if !root.is_finite() || c.iter().flatten().any(|v| !v.is_finite()) {
+                pt.coupling = None;
+            }
+        }
+    }
+
     /// Turns U, ∇U, ∇²U into f = −U/|U₀|, ∇_y f, ∇²_y f, with non-finite gradient
     /// entries (curves with g'(0) = ∞) replaced by a large finite slope.
     pub(super) fn rescale(&self, mut pt: Point) -> Point {
@@ -509,13 +548,7 @@ impl Objective<'_> {
             })
             .collect();
         let kk = self.scale * k;
-        if let Some(c) = &mut pt.coupling {
-            let root = kk.sqrt();
-            c.iter_mut().flatten().for_each(|v| *v *= root);
-            if !root.is_finite() || c.iter().flatten().any(|v| !v.is_finite()) {
-                pt.coupling = None;
-            }
-        }
+        self.scale_coupling(&mut pt);
         pt.h =
             pt.h.iter()
                 .map(|v| {

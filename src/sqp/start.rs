@@ -129,7 +129,8 @@ impl<'r> Run<'r> {
             ));
         }
         objective.f0 = objective_scale(&start, scale, tuning.worthless_start);
-        let point = objective.rescale(start);
+        let mut point = objective.rescale(start);
+        objective.complete_coupling(&mut point)?;
         // Linear in R and x (the mean, the spend): the evaluator's diagonal is exact.
         let constant_weights = p.utility.linear_form().is_some();
         let model = Model::new(
