@@ -97,7 +97,8 @@ fn pow0(a: f32, b: f32) -> f32 {
     return pow(a, b);
 }
 
-// Fills w[0..KERNEL) for draw d, cell c; returns Σ w.
+// Fills w[0..KERNEL) for draw d, cell c, normalized to sum 1 where NORMALIZE;
+// returns Σ w (1 where normalized).
 fn adstock_weights(c: u32, d: u32) -> f32 {
     let lmax = f32(L_MAX);
     switch ADSTOCK {
@@ -156,17 +157,65 @@ fn adstock_weights(c: u32, d: u32) -> f32 {
         total += w[l];
     }
     if (NORMALIZE) {
+        // One division, not one a weight.
+        let inv = 1.0 / total;
         for (var l = 0u; l < KERNEL; l++) {
-            w[l] = w[l] / total;
+            w[l] = w[l] * inv;
         }
         return 1.0;
     }
     return total;
 }
 
+// The cell's saturation parameters, and the factors of [g, g', g''] that do not
+// depend on the input: [g, g', g''](a) = sat_scale ⊙ shape(a), so that a cell's
+// terms are summed unscaled and scaled once (`constant_form`), and the exponentials
+// are exp2(sat_rate a + sat_shift) with the constants folded.
+var<private> sat_scale: vec3<f32>;
+var<private> sat_rate: f32;
+var<private> sat_shift: f32;
+var<private> sat_offset: f32;
+const LOG2_E: f32 = 1.4426950408889634;
+
 fn load_saturation(c: u32, d: u32) {
     for (var j = 0u; j < N_SATURATION; j++) {
         sp[j] = param(N_ADSTOCK + j, c, d);
+    }
+    sat_scale = vec3(1.0);
+    switch SATURATION {
+        case 0u, 1u: { // logistic: β (1 − e)/(1 + e), e = exp(−λa)
+            var lam = sp[0];
+            if (SATURATION == 1u) {
+                lam = LN_3 / sp[0];
+            }
+            let beta = sp[1];
+            sat_rate = -lam * LOG2_E;
+            sat_scale = vec3(beta, 2.0 * beta * lam, -2.0 * beta * lam * lam);
+        }
+        case 2u: { // michaelis_menten: α a / (λ + a)
+            let alpha = sp[0];
+            let lam = sp[1];
+            sat_scale = vec3(alpha, alpha * lam, -2.0 * alpha * lam);
+        }
+        case 4u: { // hill_sigmoid: σ/(1 + e^(−β(a−λ))) − σ/(1 + e^(βλ))
+            let sigma = sp[0];
+            let beta = sp[1];
+            let lam = sp[2];
+            sat_rate = -beta * LOG2_E;
+            sat_shift = beta * lam * LOG2_E;
+            sat_offset = 1.0 / (1.0 + exp(beta * lam));
+            sat_scale = vec3(sigma, sigma * beta, sigma * beta * beta);
+        }
+        case 5u: { // tanh: b tanh(a/(b c))
+            let b = sp[0];
+            let cc = sp[1];
+            sat_rate = -2.0 * LOG2_E / (b * cc);
+            sat_scale = vec3(b, 4.0 / cc, -8.0 / (b * cc * cc));
+        }
+        case 7u: { // none: β a
+            sat_scale = vec3(sp[0], sp[0], 0.0);
+        }
+        default: {}
     }
 }
 
@@ -177,27 +226,26 @@ fn infinity() -> f32 {
 
 // [g, g', g''] at a >= 0 for the cell's loaded parameters; limits at a = 0.
 fn derivatives(a: f32) -> vec3<f32> {
+    return sat_scale * shape(a);
+}
+
+// [g, g', g''] / sat_scale at a >= 0 (`load_saturation`'s factors taken out).
+fn shape(a: f32) -> vec3<f32> {
     switch SATURATION {
-        case 0u, 1u: { // logistic: β (1 − e)/(1 + e), e = exp(−λa)
-            var lam = sp[0];
-            if (SATURATION == 1u) {
-                lam = LN_3 / sp[0];
-            }
-            let beta = sp[1];
-            // One exp and one reciprocal a term: the transcendental floor's count.
-            let e = exp(-lam * a);
+        case 0u, 1u, 5u: {
+            // logistic: with e = exp(−λa), (1 − e)/(1 + e) = t, g' = β (λ/2) 4e/(1 + e)²,
+            // g'' = −β λ² t · 2e/(1 + e)²; tanh: e = exp(−2a/(bc)), the same t and
+            // 4e/(1 + e)² = sech²: one exp and one reciprocal a term.
+            let e = exp2(sat_rate * a);
             let inv = 1.0 / (1.0 + e);
             let t = (1.0 - e) * inv;
-            let sech2 = 4.0 * e * inv * inv;
-            let h = 0.5 * lam;
-            return vec3(beta * t, beta * h * sech2, -2.0 * beta * h * h * t * sech2);
+            let s2 = e * inv * inv;
+            return vec3(t, s2, t * s2);
         }
-        case 2u: { // michaelis_menten: α a / (λ + a)
-            let alpha = sp[0];
-            let lam = sp[1];
-            let inv = 1.0 / (lam + a);
-            let g1 = alpha * lam * inv * inv;
-            return vec3(alpha * a * inv, g1, -2.0 * g1 * inv);
+        case 2u: { // michaelis_menten: g = α a/(λ + a), g' = αλ/(λ + a)², g'' = −2αλ/(λ + a)³
+            let inv = 1.0 / (sp[1] + a);
+            let inv2 = inv * inv;
+            return vec3(a * inv, inv2, inv2 * inv);
         }
         case 3u: { // hill: β (1 − κ^s/(κ^s + a^s))
             let s = sp[0];
@@ -224,22 +272,10 @@ fn derivatives(a: f32) -> vec3<f32> {
             let h2 = h1 * vv * (s - 1.0 - u - s * u) / a;
             return vec3(beta * (1.0 - vv), beta * h1, beta * h2);
         }
-        case 4u: { // hill_sigmoid: σ/(1 + e^(−β(a−λ))) − σ/(1 + e^(βλ))
-            let sigma = sp[0];
-            let beta = sp[1];
-            let lam = sp[2];
-            let s = 1.0 / (1.0 + exp(-beta * (a - lam)));
+        case 4u: { // hill_sigmoid: s = 1/(1 + e^(−β(a−λ))): g/σ = s − s(0 limit), s(1 − s), s(1 − s)(1 − 2s)
+            let s = 1.0 / (1.0 + exp2(sat_rate * a + sat_shift));
             let s1 = s * (1.0 - s);
-            return vec3(sigma * s - sigma / (1.0 + exp(beta * lam)), sigma * beta * s1, sigma * beta * beta * s1 * (1.0 - 2.0 * s));
-        }
-        case 5u: { // tanh: b tanh(a/(b c))
-            let b = sp[0];
-            let cc = sp[1];
-            let e = exp(-2.0 * a / (b * cc));
-            let inv = 1.0 / (1.0 + e);
-            let t = (1.0 - e) * inv;
-            let sech2 = 4.0 * e * inv * inv;
-            return vec3(b * t, sech2 / cc, -2.0 * t * sech2 / (b * cc * cc));
+            return vec3(s - sat_offset, s1, s1 * (1.0 - 2.0 * s));
         }
         case 6u: { // root: β a^α
             let alpha = sp[0];
@@ -256,7 +292,7 @@ fn derivatives(a: f32) -> vec3<f32> {
             return vec3(g, alpha * g / a, alpha * (alpha - 1.0) * g / (a * a));
         }
         default: { // none: β a
-            return vec3(sp[0] * a, sp[0], 0.0);
+            return vec3(a, 1.0, 0.0);
         }
     }
 }
@@ -300,17 +336,18 @@ fn carry_in_saturated(c: u32) -> f32 {
 }
 
 // term(x, q) with the carry-in h added to the input: [g(xq + h), q g'(xq + h),
-// q² g''(xq + h)].
+// q² g''(xq + h)] / sat_scale.
 fn term_h(x: f32, q: f32, h: f32) -> vec3<f32> {
     if (h == 0.0) {
         return term(x, q);
     }
-    let r = derivatives(x * q + h);
+    let r = shape(x * q + h);
     return vec3(r.x, q * r.y, q * q * r.z);
 }
 
-// [g(xq), q g'(xq), q² g''(xq)], the power-law curves in a form that does not
-// overflow for tiny xq (as Saturation::term_derivatives on the CPU).
+// [g(xq), q g'(xq), q² g''(xq)] / sat_scale, the power-law curves (whose sat_scale
+// is 1) in a form that does not overflow for tiny xq (as
+// Saturation::term_derivatives on the CPU).
 fn term(x: f32, q: f32) -> vec3<f32> {
     if (x > 0.0 && (SATURATION == 3u || SATURATION == 6u)) {
         if (SATURATION == 6u) {
@@ -325,7 +362,7 @@ fn term(x: f32, q: f32) -> vec3<f32> {
         let g1 = sp[2] * s * u * vv * vv / x;
         return vec3(sp[2] * (1.0 - vv), g1, g1 * vv * (s - 1.0 - u - s * u) / x);
     }
-    let r = derivatives(x * q);
+    let r = shape(x * q);
     return vec3(r.x, q * r.y, q * q * r.z);
 }
 
@@ -416,11 +453,13 @@ fn constant_form(inv: Invocation) {
     for (var c = at.first; c < at.last; c++) {
         var acc = vec3<f32>(0.0);
         if (at.valid) {
+            let constant = cell[c].y == 1.0;
             let wsum = adstock_weights(c, at.d);
             load_saturation(c, at.d);
             let x = alloc[wid.z * dims.cells + c];
             let base = c * N_PERIODS;
-            let constant = cell[c].y == 1.0;
+            // The terms are summed without the saturation's factors (`shape`), scaled
+            // once below.
             if (ADSTOCK_FIRST && constant) {
                 // p_t = p: q_t = p Σ_(l ≤ min(t, K−1)) w_l for t < N, constant from
                 // t = K−1 on (one term weighted by its N−K+1 periods), then the tail.
@@ -477,7 +516,6 @@ fn constant_form(inv: Invocation) {
                 if (q != 0.0) {
                     acc = wsum * f32(N_PERIODS) * term(x, q);
                 }
-                acc.x += carry_in_saturated(c);
             } else {
                 for (var t = 0u; t < N_PERIODS; t++) {
                     let q = pattern[base + t];
@@ -485,6 +523,9 @@ fn constant_form(inv: Invocation) {
                         acc += wsum * term(x, q);
                     }
                 }
+            }
+            acc = sat_scale * acc;
+            if (!ADSTOCK_FIRST) {
                 acc.x += carry_in_saturated(c);
             }
             acc = cell[c].x * acc;

@@ -15,6 +15,8 @@ if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
 fi
 cargo build --release --quiet
 mkdir -p .gpu-bin
+rm -rf .gpu-bin
+mkdir -p .gpu-bin
 cp target/release/mmm-budget .gpu-bin/
 # The GPU-against-CPU test binaries: parity, and the diversification ratio's moments.
 cargo test --release --no-run --message-format=json 2>/dev/null \
@@ -24,4 +26,18 @@ for l in sys.stdin:
     name = m.get("target", {}).get("name")
     if m.get("reason") == "compiler-artifact" and name in ("parity", "diversification") and m.get("executable"):
         shutil.copy(m["executable"], ".gpu-bin/" + name)'
+# Other builds to time beside this one (`run.sh versions`): REVS="rev1 rev2" builds each
+# commit in a worktree under target/ and carries its binary as mmm-budget-<rev>.
+for rev in ${REVS:-}; do
+  wt="target/rev-$rev"
+  [ -d "$wt" ] || git worktree add -q --detach "$wt" "$rev"
+  (cd "$wt" && CARGO_TARGET_DIR="$PWD/../rev-target" cargo build --release --quiet)
+  cp "target/rev-target/release/mmm-budget" ".gpu-bin/mmm-budget-$rev"
+done
+# Stripped and compressed (run.sh unpacks them): the working tree, .gl and .gpu-bin
+# travel in 64 MiB.
+for f in .gpu-bin/*; do
+  case $f in *.gz) continue ;; esac
+  strip "$f" && gzip -f "$f"
+done
 ls -la .gl .gpu-bin

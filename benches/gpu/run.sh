@@ -9,6 +9,10 @@
 #            machine has 16 cores), evaluate_many, risk-aware objectives, a BIG-draw case
 #            folder loaded and optimized end to end
 #   peers    the jitted JAX objective
+#   objectives the risk-aware objectives' rows alone (#13: CVaR and mean − λ·std beside
+#            the mean's optimization at MID draws)
+#   versions this build beside the others prepare.sh carried (REVS=…), alternating, on
+#            the kernel's headline shape and three window lengths
 # SKIP_GL=1, VK_DRIVER_FILES, BIG and MID let a smoke test run it on lavapipe.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +23,8 @@ if [ -z "${SKIP_GL:-}" ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
+# prepare.sh carries the binaries stripped and compressed.
+for f in .gpu-bin/*.gz; do [ -e "$f" ] && gunzip -kf "$f"; done
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json} MMM_REQUIRE_GPU=1
 BIG=${BIG:-100000}
 MID=${MID:-20000}
@@ -86,12 +92,30 @@ for part in $parts; do
       time "$bin" -q optimize /tmp/bigcase --backend gpu --out /tmp/bigcase.json
     fi
     ;;
+  objectives)
+    step objectives; clocks
+    run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 \
+      --objectives "cvar(0.9);mean - 0.5 * std"
+    ;;
+  versions)
+    step versions; clocks
+    for round in 1 2; do
+      for b in .gpu-bin/mmm-budget-* "$bin"; do
+        case $b in *.gz) continue ;; esac
+        run "$b" bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --no-optimize --repeats 20
+        for l in 1 4; do
+          run "$b" bench --draws $((BIG / 2)) --cells 1000 --periods 52 --lmax $l --backend gpu --no-optimize --repeats 20
+        done
+      done
+    done
+    clocks
+    ;;
   peers)
     step peers
     run python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13
     run python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3
     ;;
-  *) echo "unknown part $part (checks, kernel, tables, peers)" ;;
+  *) echo "unknown part $part (checks, kernel, tables, peers, objectives, versions)" ;;
   esac
 done
 } >> "$LOG"
