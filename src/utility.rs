@@ -76,8 +76,13 @@ use crate::error::{Error, Result};
 use std::fmt;
 
 /// The draws of a CVaR's curvature ([`Utility::tail_curvature`]) kept: those whose
-/// weight is at least this fraction of the largest.
-pub(crate) const TAIL_KEPT: f64 = 1e-6;
+/// weight is at least this fraction of the largest. The weights fall as e^(−|z|) away
+/// from the quantile, so the draws left out carry ~this fraction of the curvature
+/// (an error of the size of h's own dependence on σ, which the model leaves out),
+/// while the rank of the QP's model, whose cost grows as its square, halves against
+/// 1e-6 (20,000 × 1,000: the QPs 0.9 → 0.35 s of a CVaR solve, the same iterations;
+/// benches/NOTES.md).
+pub(crate) const TAIL_KEPT: f64 = 1e-3;
 
 /// One CVaR term's curvature in the responses: c (diag(k) − k kᵀ/K) over `draws`.
 #[derive(Clone, Debug, PartialEq)]
@@ -1396,8 +1401,11 @@ mod tests {
         }
         let largest = differences.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         assert!(largest > 0.0);
+        // Exact but for the draws left out (weights below TAIL_KEPT of the largest:
+        // together ~TAIL_KEPT of the curvature).
+        let tol = (4.0 * TAIL_KEPT).max(1e-5) * largest;
         for (d, (a, b)) in model.iter().zip(&differences).enumerate() {
-            assert!((a - b).abs() <= 1e-5 * largest, "draw {d}: {a} vs {b}");
+            assert!((a - b).abs() <= tol, "draw {d}: {a} vs {b}");
         }
         // Other utilities have no such form.
         for text in [

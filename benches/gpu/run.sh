@@ -6,8 +6,8 @@
 #   kernel   #17 item 3: workgroup sizes 32..1,024, subgroup against tree sums, and the
 #            shapes of the issue's table (where does the time stop following the terms?)
 #   tables   the bench table at the issues' sizes (CPU row beside the GPU at MID: that
-#            machine has 16 cores), evaluate_many, risk-aware objectives, a BIG-draw case
-#            folder loaded and optimized end to end
+#            machine has 16 cores), evaluate_many, risk-aware objectives
+#   case     a BIG-draw case folder loaded and optimized end to end
 #   peers    the jitted JAX objective
 #   objectives the risk-aware objectives' rows alone (#13: CVaR and mean − λ·std beside
 #            the mean's optimization at MID draws)
@@ -28,7 +28,7 @@ for f in .gpu-bin/*.gz; do [ -e "$f" ] && gunzip -kf "$f"; done
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json} MMM_REQUIRE_GPU=1
 BIG=${BIG:-100000}
 MID=${MID:-20000}
-parts=${*:-checks kernel tables peers}
+parts=${*:-checks kernel tables case peers}
 bin=./.gpu-bin/mmm-budget
 step() { echo; echo "=== $* ($(date +%T))"; }
 # One step: its command line as a header, then its output, then its exit status.
@@ -79,6 +79,9 @@ for part in $parts; do
     # evaluations); --recompute: weighted passes recomputed beside stored terms.
     run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 --recompute \
       --objectives "cvar(0.9);mean - 0.5 * std;diversification_ratio"
+    ;;
+  case)
+    step case; clocks
     # A BIG-draw float32 case folder (20 geos × 50 channels): loaded into a ready evaluator
     # (seconds, GB/s, peak host memory) and optimized end to end.
     run python3 benches/load/make_case.py /tmp/bigcase --draws "$BIG"
@@ -115,7 +118,7 @@ for part in $parts; do
     run python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13
     run python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3
     ;;
-  *) echo "unknown part $part (checks, kernel, tables, peers, objectives, versions)" ;;
+  *) echo "unknown part $part (checks, kernel, tables, case, peers, objectives, versions)" ;;
   esac
 done
 } >> "$LOG"

@@ -236,18 +236,21 @@ impl DiagonalQp<'_> {
         let capacitance = match &self.low_rank {
             Some(l) if l.rank() > 0 => {
                 let r = l.rank();
-                let mut k = DMatrix::<f64>::from_diagonal(&DVector::from_column_slice(l.signs));
+                // W_Fᵀ D⁻¹ W_F = AᵀA with A's rows √(1/h_c) W_c: one matrix product
+                // (blocked, O(|F| r²)), not r² scalar loops a variable.
+                let mut a = Vec::with_capacity(self.h.len() * r);
+                let mut rows = 0;
                 for c in (0..self.h.len()).filter(|&c| fixed_by[c].is_none()) {
                     if self.h[c].is_nan() || self.h[c] <= 0.0 {
                         return None;
                     }
-                    let row = l.row(c);
-                    for a in 0..r {
-                        for b in 0..r {
-                            k[(a, b)] += row[a] * hinv[c] * row[b];
-                        }
-                    }
+                    let root = hinv[c].sqrt();
+                    a.extend(l.row(c).iter().map(|w| w * root));
+                    rows += 1;
                 }
+                let a = DMatrix::<f64>::from_row_slice(rows, r, &a);
+                let k = DMatrix::<f64>::from_diagonal(&DVector::from_column_slice(l.signs))
+                    + a.tr_mul(&a);
                 Some(k.lu())
             }
             _ => None,
