@@ -31,10 +31,13 @@ pub(super) struct Run<'r> {
     /// The QP, its patterns built once.
     pub(super) qp: Qp,
     /// The KKT tolerance: `gtol`, raised to [`Tuning::precision_gtol`] ulps of an f32
-    /// evaluator's precision.
+    /// evaluator's precision, times the utility's weight concentration.
     pub(super) gtol: f64,
     /// The evaluator's relative precision.
     pub(super) precision: f64,
+    /// The utility's draw-weight concentration at the start ([`super::start::weight_concentration`]):
+    /// gtol's floor is `precision_gtol` ulps of the precision times it.
+    pub(super) concentration: f64,
     /// Every curve concave, the mean utility, the exact Hessian: the line search may
     /// interpolate.
     pub(super) concave: bool,

@@ -128,6 +128,18 @@ impl<'r> Run<'r> {
                 "a finite number: the responses overflow (target_scale, channel_scale or the posterior's parameters are too large)",
             ));
         }
+        // How few draws carry U's weights at the start (1 for the mean): the noise of
+        // an f32 evaluator's ∇U grows with it, and gtol's floor with it.
+        let concentration = if p.utility.linear_form().is_some() || p.utility.needs_cell_moments() {
+            1.0
+        } else {
+            let x: Vec<f64> = start.y.iter().map(|v| v * scale).collect();
+            let mut w = vec![0.0; p.num_draws()];
+            let mut g = vec![0.0; n];
+            p.utility
+                .smooth(&objective.out.responses, &x, &mut w, &mut g);
+            weight_concentration(&w)
+        };
         objective.f0 = objective_scale(&start, scale, tuning.worthless_start);
         let mut point = objective.rescale(start);
         objective.complete_coupling(&mut point)?;
@@ -165,8 +177,11 @@ impl<'r> Run<'r> {
             rows,
             pinned,
             qp,
-            gtol: settings.gtol.max(tuning.precision_gtol * precision),
+            gtol: settings
+                .gtol
+                .max(tuning.precision_gtol * precision * concentration),
             precision,
+            concentration,
             concave,
             started,
         };
@@ -285,5 +300,34 @@ fn objective_scale(start: &super::point::Point, scale: f64, worthless: f64) -> f
         slope
     } else {
         1.0
+    }
+}
+
+/// √(D Σ_d u_d²) / |Σ_d u_d| of the draw weights u_d = ∂U/∂R_d (at least 1; 1 where the
+/// point took none, as the mean's passes): the square root of how many times fewer
+/// draws carry U than carry the mean (1/√α for a CVaR at α), by which the rounding
+/// noise of ∇U = Σ_d u_d ∇R_d outgrows the mean's.
+pub(super) fn weight_concentration(weights: &[f64]) -> f64 {
+    let (s1, s2) = weights
+        .iter()
+        .fold((0.0, 0.0), |(a, b), w| (a + w, b + w * w));
+    let c = (weights.len() as f64 * s2).sqrt() / s1.abs();
+    if c.is_finite() { c.max(1.0) } else { 1.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weight_concentration;
+
+    /// 1 for equal weights (the mean), 1/√α for weights on a fraction α of the draws
+    /// (a CVaR's), 1 where there are none.
+    #[test]
+    fn weight_concentration_counts_the_draws_that_carry_the_utility() {
+        let d = 1000;
+        assert!((weight_concentration(&vec![1.0 / d as f64; d]) - 1.0).abs() < 1e-12);
+        let tail: Vec<f64> = (0..d).map(|i| if i < 100 { 0.01 } else { 0.0 }).collect();
+        assert!((weight_concentration(&tail) - 10f64.sqrt()).abs() < 1e-12);
+        assert_eq!(weight_concentration(&vec![0.0; d]), 1.0);
+        assert_eq!(weight_concentration(&[]), 1.0);
     }
 }
