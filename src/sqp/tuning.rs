@@ -94,8 +94,9 @@ pub struct Tuning {
     /// The noise allowance in units of the evaluator's precision (10): an f32
     /// evaluator cannot resolve changes below ~1e-6 of the objective.
     pub precision_noise: f64,
-    /// gtol is raised to this many ulps of the evaluator's precision (30): an f32
-    /// evaluator's marginal returns are not more precise.
+    /// gtol is raised to this many ulps of the evaluator's precision (30), times the
+    /// utility's draw-weight concentration √(D Σu²)/|Σu| at the start (1 for the
+    /// mean): an f32 evaluator's marginal returns are not more precise.
     pub precision_gtol: f64,
     /// Armijo's sufficient-decrease fraction (1e-4).
     pub armijo: f64,
