@@ -14,7 +14,7 @@ if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 fi
 cargo build --release --quiet
-mkdir -p .gpu-bin
+# A fresh folder: only this run's binaries travel.
 rm -rf .gpu-bin
 mkdir -p .gpu-bin
 cp target/release/mmm-budget .gpu-bin/

@@ -102,17 +102,18 @@ impl Run<'_> {
         let stalled = self.excuse_stall(&mut state.stall, at, converged, qp.diving);
         if converged {
             let message = if gtol > settings.gtol {
-                if self.concentration > 1.0 {
+                let times = if self.concentration > 1.0 {
                     format!(
-                        "KKT residual {kkt:.2e} <= {gtol:.1e} (gtol raised from {:.0e} to {} ulps of the evaluator's precision times {:.2}, how few draws carry the utility); violation {violation:.2e}",
-                        settings.gtol, self.tuning.precision_gtol, self.concentration
+                        " times {:.2}, how few draws carry the utility",
+                        self.concentration
                     )
                 } else {
-                    format!(
-                        "KKT residual {kkt:.2e} <= {gtol:.1e} (gtol raised from {:.0e} to {} ulps of the evaluator's precision); violation {violation:.2e}",
-                        settings.gtol, self.tuning.precision_gtol
-                    )
-                }
+                    String::new()
+                };
+                format!(
+                    "KKT residual {kkt:.2e} <= {gtol:.1e} (gtol raised from {:.0e} to {} ulps of the evaluator's precision{times}); violation {violation:.2e}",
+                    settings.gtol, self.tuning.precision_gtol
+                )
             } else {
                 format!("KKT residual {kkt:.2e} <= gtol; violation {violation:.2e}")
             };
