@@ -33,6 +33,9 @@ override MOMENTS: bool = false; // the constant form's cell moments (Evaluator::
                               // with m, m' the block's means; R_d in slot 0 of `responses`,
                               // P_d = Σ_c a_c r_dc in slot 1, the cell weights a after x in `alloc`
 
+override GEOMETRIC: bool = false; // every cell's pattern constant, geometric adstock first, no
+                              // carry-in, N + 1 >= K: the constant form forms the weights as
+                              // it goes (`geometric_terms`), without the array w
 override STORE_TERMS: bool = false; // the constant form also writes each (draw, cell)'s
                               // τ_c [r, r', r''] into `terms` (slot 0 only), for
                               // `terms_partials` and `terms_responses` to weight them again
@@ -426,6 +429,47 @@ fn slot(lid: u32, wid: vec3<u32>) -> Slot {
     return Slot(d, gd, valid, u, dims.block_offset + wid.x, first, last);
 }
 
+// GEOMETRIC: the constant form's unscaled sums for a constant pattern p and the
+// weights w_l = α^l (l < K), formed as they are needed instead of held in w (their
+// K registers or a private array's loads through every term): with the prefix sums
+// P_t = Σ_(l ≤ t) α^l and the tail sums S_j = Σ_(j ≤ l < K) α^l,
+//   Σ_(t < min(N, K)) m_t term(x, p P_t / W) + Σ_(j = 1..L) term(x, p S_j / W),
+// m_t = N − t at t = K − 1 and 1 before, W = P_(K−1) where NORMALIZE (else 1): the
+// terms of the general walk. The tail adds α^j = 2^(j log2 α) from the smallest up
+// (as the general walk adds w_j), α = 0 giving w = (1, 0, …).
+fn geometric_terms(x: f32, p: f32, alpha: f32) -> vec3<f32> {
+    var total = 0.0;
+    var a = 1.0;
+    for (var l = 0u; l < KERNEL; l++) {
+        total += a;
+        a = a * alpha;
+    }
+    var scale = p;
+    if (NORMALIZE) {
+        scale = p / total;
+    }
+    var acc = vec3(0.0);
+    var pre = 0.0;
+    a = 1.0;
+    for (var t = 0u; t < min(N_PERIODS, KERNEL); t++) {
+        pre += a;
+        a = a * alpha;
+        let m = select(1.0, f32(N_PERIODS - t), t + 1u == KERNEL);
+        acc += m * term(x, scale * pre);
+    }
+    if (alpha > 0.0) {
+        let lg = log2(alpha);
+        var s = 0.0;
+        for (var j = KERNEL - 1u; j >= 1u; j--) {
+            s += exp2(f32(j) * lg);
+            if (s != 0.0) {
+                acc += term(x, scale * s);
+            }
+        }
+    }
+    return acc;
+}
+
 // Σ over the workgroup's draws of u_d τ_c [r, r', r''] into cell c's partials of
 // slot z (every invocation calls it; acc is 0 where the draw does not exist).
 fn add_partials(lid: u32, z: u32, at: Slot, c: u32, acc: vec3<f32>) {
@@ -454,13 +498,18 @@ fn constant_form(inv: Invocation) {
         var acc = vec3<f32>(0.0);
         if (at.valid) {
             let constant = cell[c].y == 1.0;
-            let wsum = adstock_weights(c, at.d);
+            var wsum = 1.0;
+            if (!GEOMETRIC) {
+                wsum = adstock_weights(c, at.d);
+            }
             load_saturation(c, at.d);
             let x = alloc[wid.z * dims.cells + c];
             let base = c * N_PERIODS;
             // The terms are summed without the saturation's factors (`shape`), scaled
             // once below.
-            if (ADSTOCK_FIRST && constant) {
+            if (GEOMETRIC) {
+                acc = geometric_terms(x, pattern[base], param(0u, c, at.d));
+            } else if (ADSTOCK_FIRST && constant) {
                 // p_t = p: q_t = p Σ_(l ≤ min(t, K−1)) w_l for t < N, constant from
                 // t = K−1 on (one term weighted by its N−K+1 periods), then the tail.
                 let p = pattern[base];

@@ -1146,3 +1146,46 @@ fn a_plan_over_time_solves_alike_on_each_backend() {
         (on_gpu.solution.utility - on_cpu.solution.utility).abs() <= 1e-5 * on_cpu.solution.utility
     );
 }
+
+/// The constant form's geometric walk (weights formed as it goes, not held) at the
+/// decay's edges — α = 0 (w = (1, 0, …)), tiny, ½, near 1 and 1 — over windows long
+/// and short, normalized and not, agrees with the CPU.
+#[test]
+fn geometric_decay_at_its_edges_agrees_with_the_cpu() {
+    let edges = [0.0, 1e-30, 1e-6, 0.5, 0.999, 1.0];
+    for (seed, (l_max, periods)) in [(3, 8), (13, 52), (40, 52), (8, 7)].into_iter().enumerate() {
+        let shape = Shape {
+            draws: 2 * edges.len() + 5,
+            channels: 3,
+            geos: 2,
+            periods,
+            l_max,
+        };
+        for normalize in [true, false] {
+            let (mut model, scenario) = random_case(
+                300 + seed as u64,
+                shape,
+                AdstockKind::Geometric,
+                Saturation::Logistic,
+                true,
+                false,
+            );
+            model.adstock.normalize = normalize;
+            let alpha = model.posterior.arrays.get_mut("adstock_alpha").unwrap();
+            for (i, v) in alpha.values.iter_mut().enumerate() {
+                if i % 2 == 0 {
+                    *v = edges[(i / 2) % edges.len()];
+                }
+            }
+            let problem = Problem::new(&model, &scenario).unwrap();
+            on_each_backend(&problem, &GpuOptions::default(), |name, ev, tol| {
+                check_against_cpu(
+                    &format!("{name} l_max {l_max} periods {periods} normalize {normalize}"),
+                    &problem,
+                    ev,
+                    tol,
+                )
+            });
+        }
+    }
+}

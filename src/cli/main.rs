@@ -132,6 +132,14 @@ enum Command {
         /// them).
         #[arg(long)]
         tree: bool,
+        /// GPU: also a row whose shaders keep wgpu's loop bounding (a counter in every
+        /// loop), beside the default's (loops that end by their own conditions).
+        #[arg(long)]
+        bounded_loops: bool,
+        /// GPU: also a row whose constant form walks held adstock weights for
+        /// geometric adstock too, beside the default's (the weights formed as needed).
+        #[arg(long)]
+        general_walk: bool,
         /// Also time several allocations in one pass (`evaluate_many`), for each k of
         /// this comma-separated list (e.g. 8,32): the time per allocation beside a
         /// single evaluation's.
@@ -414,6 +422,8 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             workgroup,
             recompute,
             tree,
+            bounded_loops,
+            general_walk,
             many,
             objectives,
             load,
@@ -424,7 +434,7 @@ fn run(cli: Cli) -> mmm_budget::Result<ExitCode> {
             backend,
             repeats,
             !no_optimize,
-            (f16, recompute, tree),
+            [f16, recompute, tree, bounded_loops, general_walk],
             &workgroup,
             (&many, &objectives, load.as_deref()),
             json,
@@ -784,7 +794,7 @@ fn run_bench(
     backend: BenchBackends,
     repeats: usize,
     optimize: bool,
-    (f16, recompute, tree): (bool, bool, bool),
+    [f16, recompute, tree, bounded_loops, general_walk]: [bool; 5],
     workgroups: &[u32],
     (many, objectives, load): (&[usize], &[String], Option<&Path>),
     json: bool,
@@ -881,29 +891,26 @@ fn run_bench(
         rows.push(row);
     }
     if backend != BenchBackends::Cpu {
-        // A row each: every workgroup size, then those again with f16 parameters,
-        // with weighted passes recomputed, with tree sums.
+        // A row each: every workgroup size, then those again with each knob asked for
+        // (f16 parameters, weighted passes recomputed, tree sums, bounded loops, the
+        // general walk).
         let plain = |w: &u32| GpuOptions {
             workgroup_size: Some(*w),
             ..Default::default()
         };
         let mut variants: Vec<GpuOptions> = workgroups.iter().map(plain).collect();
-        if f16 {
-            variants.extend(workgroups.iter().map(|w| GpuOptions {
-                f16_parameters: true,
-                ..plain(w)
-            }));
-        }
-        if recompute {
-            variants.extend(workgroups.iter().map(|w| GpuOptions {
-                recompute_weighted_passes: true,
-                ..plain(w)
-            }));
-        }
-        if tree {
-            variants.extend(workgroups.iter().map(|w| GpuOptions {
-                tree_sums: true,
-                ..plain(w)
+        let knobs: [(bool, fn(&mut GpuOptions)); 5] = [
+            (f16, |o| o.f16_parameters = true),
+            (recompute, |o| o.recompute_weighted_passes = true),
+            (tree, |o| o.tree_sums = true),
+            (bounded_loops, |o| o.bounded_loops = true),
+            (general_walk, |o| o.general_walk = true),
+        ];
+        for (_, set) in knobs.iter().filter(|(asked, _)| *asked) {
+            variants.extend(workgroups.iter().map(|w| {
+                let mut o = plain(w);
+                set(&mut o);
+                o
             }));
         }
         for options in variants {

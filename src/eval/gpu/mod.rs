@@ -90,6 +90,17 @@ pub struct GpuOptions {
     /// draw and cell, where they take at most twice the parameters' bytes and fit a
     /// binding a chunk). The results are the same bits either way.
     pub recompute_weighted_passes: bool,
+    /// Compile the shaders with wgpu's loop bounding (a counter in every loop that
+    /// breaks it after 2⁶⁴ iterations, against loops that would not end), which hides
+    /// the loops' trip counts from the driver's compiler (default `false`: every loop
+    /// in shaders/ ends by its own condition). A tuning knob for `mmm-budget bench
+    /// --bounded-loops`; the results are the same bits.
+    pub bounded_loops: bool,
+    /// Walk held adstock weights in the constant form also where the adstock is
+    /// geometric (default `false`: there the weights α^l are formed as they are
+    /// needed, without the array). A tuning knob for `mmm-budget bench
+    /// --general-walk`; results agree to f32 rounding.
+    pub general_walk: bool,
 }
 
 #[repr(C)]
@@ -246,6 +257,9 @@ pub struct GpuEvaluator {
     may_store_terms: bool,
     /// `GpuOptions::recompute_weighted_passes`.
     recompute: bool,
+    /// The kernel's tuning knobs that show in `describe`: `GpuOptions::bounded_loops`
+    /// and `general_walk`.
+    knobs: (bool, bool),
     /// The allocation of the last single constant-form pass.
     last_x: Option<Vec<f64>>,
     /// Passes served from stored terms.
@@ -390,14 +404,32 @@ impl GpuEvaluator {
         let scope = ctx.scope();
 
         let device = ctx.device();
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = options.bounded_loops;
         let module = |label: &str, src: &str| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
-            })
+            };
+            // SAFETY: only loop bounding may be off (bounds checks stay on), which
+            // asks that no loop of the shader run forever: every loop in shaders/
+            // counts up to a bound (an override or a `dims` field) or down to 1, and
+            // none changes its counter in its body.
+            unsafe { device.create_shader_module_trusted(desc, checks) }
         };
         let response_module = module("response.wgsl", &sums.source());
         let reduce_module = module("reduce.wgsl", REDUCE_WGSL);
+        // The constant form's weights formed on the fly (`geometric_terms`): geometric
+        // adstock first, every pattern constant, no carry-in, N + 1 ≥ K.
+        let geometric = !options.general_walk
+            && problem.adstock.kind == AdstockKind::Geometric
+            && problem.adstock_first
+            && problem.history.is_empty()
+            && np + 1 >= kernel
+            && (0..n).all(|c| {
+                let p = problem.pattern_of(c);
+                p.iter().all(|v| *v == p[0])
+            });
         let constants: Vec<(&str, f64)> = vec![
             ("ADSTOCK", adstock_code(problem.adstock.kind) as f64),
             ("SATURATION", saturation_code(problem.saturation) as f64),
@@ -419,6 +451,7 @@ impl GpuEvaluator {
                 "HISTORY",
                 if problem.history.is_empty() { 0.0 } else { 1.0 },
             ),
+            ("GEOMETRIC", if geometric { 1.0 } else { 0.0 }),
             ("WG", wg as f64),
             // The constant form's sums: three rows at once (the time-varying
             // pipeline sets TB).
@@ -720,6 +753,7 @@ impl GpuEvaluator {
             terms: None,
             may_store_terms: !options.recompute_weighted_passes,
             recompute: options.recompute_weighted_passes,
+            knobs: (options.bounded_loops, options.general_walk),
             last_x: None,
             term_passes: 0,
         })
@@ -1166,7 +1200,7 @@ impl Evaluator for GpuEvaluator {
 
     fn describe(&self) -> String {
         format!(
-            "gpu ({}, f32{}, {} chunk{}{}{}{})",
+            "gpu ({}, f32{}, {} chunk{}{}{}{}{}{})",
             self.ctx.adapter_name(),
             if self.f16 { ", f16 parameters" } else { "" },
             self.chunks.len(),
@@ -1185,7 +1219,9 @@ impl Evaluator for GpuEvaluator {
                 ""
             } else {
                 ", tree sums"
-            }
+            },
+            if self.knobs.0 { ", bounded loops" } else { "" },
+            if self.knobs.1 { ", general walk" } else { "" },
         )
     }
 
