@@ -26,6 +26,9 @@ for l in sys.stdin:
     name = m.get("target", {}).get("name")
     if m.get("reason") == "compiler-artifact" and name in ("parity", "diversification") and m.get("executable"):
         shutil.copy(m["executable"], ".gpu-bin/" + name)'
+# The driver's statistics of the kernels (`run.sh stats`).
+cargo build --release --quiet --example shader_stats
+cp target/release/examples/shader_stats .gpu-bin/
 # Other builds to time beside this one (`run.sh versions`): REVS="rev1 rev2" builds each
 # commit in a worktree under target/ and carries its binary as mmm-budget-<rev>.
 for rev in ${REVS:-}; do

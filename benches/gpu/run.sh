@@ -11,6 +11,10 @@
 #   peers    the jitted JAX objective
 #   objectives the risk-aware objectives' rows alone (#13: CVaR and mean − λ·std beside
 #            the mean's optimization at MID draws)
+#   stats    the driver's registers and instruction counts of the kernels, each compiled
+#            as the evaluator does and with its knobs (shader_stats)
+#   knobs    the kernel's knobs side by side in one run (bounded loops, the general
+#            walk) on the headline shape and two short windows
 #   versions this build beside the others prepare.sh carried (REVS=…), alternating, on
 #            the kernel's headline shape and three window lengths
 # SKIP_GL=1, VK_DRIVER_FILES, BIG and MID let a smoke test run it on lavapipe.
@@ -100,6 +104,23 @@ for part in $parts; do
     run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 \
       --objectives "cvar(0.9);mean - 0.5 * std"
     ;;
+  stats)
+    step stats
+    run ./.gpu-bin/shader_stats
+    run ./.gpu-bin/shader_stats --wg 1024
+    ;;
+  knobs)
+    step knobs; clocks
+    for round in 1 2; do
+      run "$bin" bench --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --backend gpu --no-optimize \
+        --repeats 20 --bounded-loops --general-walk
+      for l in 1 4; do
+        run "$bin" bench --draws $((BIG / 2)) --cells 1000 --periods 52 --lmax $l --backend gpu --no-optimize \
+          --repeats 20 --bounded-loops --general-walk
+      done
+    done
+    clocks
+    ;;
   versions)
     step versions; clocks
     for round in 1 2; do
@@ -118,7 +139,7 @@ for part in $parts; do
     run python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13
     run python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3
     ;;
-  *) echo "unknown part $part (checks, kernel, tables, case, peers, objectives, versions)" ;;
+  *) echo "unknown part $part (checks, kernel, tables, case, peers, objectives, stats, knobs, versions)" ;;
   esac
 done
 } >> "$LOG"
