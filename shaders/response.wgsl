@@ -348,22 +348,46 @@ fn term_h(x: f32, q: f32, h: f32) -> vec3<f32> {
     return vec3(r.x, q * r.y, q * q * r.z);
 }
 
+// The cell's allocation x's factors of the power-law curves' terms (`term`), once a
+// (draw, cell): 1/x, and log2(x/κ) (hill) or log2 x (root), so that a term takes
+// (xq/κ)^s = 2^(s (log2 q + log2(x/κ))) without a division.
+var<private> term_inv_x: f32;
+var<private> term_log2_x: f32;
+
+fn prepare_terms(x: f32) {
+    if (x > 0.0 && (SATURATION == 3u || SATURATION == 6u)) {
+        term_inv_x = 1.0 / x;
+        if (SATURATION == 3u) {
+            term_log2_x = log2(x / sp[1]);
+        } else {
+            term_log2_x = log2(x);
+        }
+    }
+}
+
 // [g(xq), q g'(xq), q² g''(xq)] / sat_scale, the power-law curves (whose sat_scale
 // is 1) in a form that does not overflow for tiny xq (as
-// Saturation::term_derivatives on the CPU).
+// Saturation::term_derivatives on the CPU), from `prepare_terms`' factors of x.
 fn term(x: f32, q: f32) -> vec3<f32> {
     if (x > 0.0 && (SATURATION == 3u || SATURATION == 6u)) {
-        if (SATURATION == 6u) {
-            let alpha = sp[0];
-            let g = sp[1] * pow(x * q, alpha);
-            let g1 = alpha * g / x;
-            return vec3(g, g1, (alpha - 1.0) * g1 / x);
+        if (q == 0.0) {
+            return vec3(0.0);
         }
+        let lq = log2(q) + term_log2_x;
+        if (SATURATION == 6u) {
+            // root: g = β (xq)^α, ∂g/∂x = α g/x, ∂²g/∂x² = (α − 1) (∂g/∂x)/x
+            let alpha = sp[0];
+            let g = sp[1] * exp2(alpha * lq);
+            let g1 = alpha * g * term_inv_x;
+            return vec3(g, g1, (alpha - 1.0) * g1 * term_inv_x);
+        }
+        // hill: u = (xq/κ)^s, v = 1/(1 + u): g = β (1 − v), ∂g/∂x = β s u v²/x,
+        // ∂²g/∂x² = (∂g/∂x) v (s − 1 − u − s u)/x
         let s = sp[0];
-        let u = pow(x * q / sp[1], s);
+        let u = exp2(s * lq);
         let vv = 1.0 / (1.0 + u);
-        let g1 = sp[2] * s * u * vv * vv / x;
-        return vec3(sp[2] * (1.0 - vv), g1, g1 * vv * (s - 1.0 - u - s * u) / x);
+        let g1 = sp[2] * s * u * vv * vv * term_inv_x;
+        return vec3(sp[2] * (1.0 - vv), g1, g1 * vv * (s - 1.0 - u - s * u) * term_inv_x);
     }
     let r = shape(x * q);
     return vec3(r.x, q * r.y, q * q * r.z);
@@ -504,6 +528,7 @@ fn constant_form(inv: Invocation) {
             }
             load_saturation(c, at.d);
             let x = alloc[wid.z * dims.cells + c];
+            prepare_terms(x);
             let base = c * N_PERIODS;
             // The terms are summed without the saturation's factors (`shape`), scaled
             // once below.
