@@ -899,7 +899,8 @@ fn run_bench(
             ..Default::default()
         };
         let mut variants: Vec<GpuOptions> = workgroups.iter().map(plain).collect();
-        let knobs: [(bool, fn(&mut GpuOptions)); 5] = [
+        type Knob = (bool, fn(&mut GpuOptions));
+        let knobs: [Knob; 5] = [
             (f16, |o| o.f16_parameters = true),
             (recompute, |o| o.recompute_weighted_passes = true),
             (tree, |o| o.tree_sums = true),

@@ -123,20 +123,32 @@ impl DiagonalQp<'_> {
     /// repaired: rows whose multiplier has the wrong sign leave it, violated rows join
     /// it. Verified, so that a `Some` is the QP's solution (its KKT conditions hold to
     /// 1e-12), whatever the guess.
-    pub fn solve_from(&self, mut active: Vec<bool>) -> Option<Refined> {
+    pub fn solve_from(&self, active: Vec<bool>) -> Option<Refined> {
+        self.solve_from_within(active, ROUNDS, 1e-12)
+    }
+
+    /// [`Self::solve_from`] in at most `rounds` rounds of repair, the rows held to
+    /// `tol` (absolute, plus relative to their bounds): a guess of the active set
+    /// (`tol` above rounding) where the answer itself is not used.
+    pub fn solve_from_within(
+        &self,
+        mut active: Vec<bool>,
+        rounds: usize,
+        tol: f64,
+    ) -> Option<Refined> {
         let m = self.rows.len();
         let violation = |i: usize, p: &[f64]| self.dot(i, p) - self.b[i];
         // Where adding every violated row at once over-constrains (every variable of
         // an equality fixed), the set with only the worst of them added instead.
         let mut fallback: Option<Vec<bool>> = None;
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             // The active rows must hold: where they contradict each other (more rows
             // taken as active than the variables can meet) the least-squares
             // multipliers give an answer that does not.
             let solved = self.solve_on(&active).filter(|(p, _)| {
                 (0..m)
                     .filter(|&i| active[i])
-                    .all(|i| violation(i, p).abs() <= 1e-12 * (1.0 + self.b[i].abs()))
+                    .all(|i| violation(i, p).abs() <= tol * (1.0 + self.b[i].abs()))
             });
             let Some((p, zz)) = solved else {
                 active = fallback.take()?;
@@ -151,7 +163,7 @@ impl DiagonalQp<'_> {
                 }
             }
             let violated: Vec<usize> = (self.n_eq..m)
-                .filter(|&i| !active[i] && violation(i, &p) > 1e-12 * (1.0 + self.b[i].abs()))
+                .filter(|&i| !active[i] && violation(i, &p) > tol * (1.0 + self.b[i].abs()))
                 .collect();
             if next == active && violated.is_empty() {
                 return Some(Refined { p, z: zz, active });
@@ -702,6 +714,58 @@ mod tests {
     /// among the plus ones), the budget and both bounds on 30 cells: from the
     /// equalities alone the active set is repaired to the QP's answer, whose KKT
     /// conditions hold with H formed densely (so it is the minimum: the QP is convex).
+    /// The active set of the QP's diagonal part (held to a guess's 1e-9, in many
+    /// rounds) starts the exact repair of the whole low-rank QP (the attempt that
+    /// spares Clarabel's auxiliary form): the same answer as from the equalities.
+    #[test]
+    fn the_diagonal_parts_active_set_starts_the_low_rank_qp() {
+        let (n, r) = (200, 6);
+        let mut rand = crate::sqp::test_uniform(5);
+        let h: Vec<f64> = (0..n).map(|_| 1.0 + rand()).collect();
+        let w: Vec<f64> = (0..n * r).map(|_| rand()).collect();
+        let signs = vec![1.0; r];
+        let q: Vec<f64> = (0..n).map(|_| 4.0 * rand()).collect();
+        let mut rows = vec![(0..n).map(|c| (c, 1.0)).collect::<Vec<_>>()];
+        let mut b = vec![0.0];
+        for c in 0..n {
+            rows.push(vec![(c, -1.0)]);
+            b.push(0.3);
+            rows.push(vec![(c, 1.0)]);
+            b.push(0.5);
+        }
+        let whole = DiagonalQp {
+            h: &h,
+            q: &q,
+            rows: &rows,
+            b: &b,
+            n_eq: 1,
+            low_rank: Some(LowRankTerms {
+                w: &w,
+                signs: &signs,
+            }),
+        };
+        let part = DiagonalQp {
+            low_rank: None,
+            ..whole
+        };
+        let equalities: Vec<bool> = (0..rows.len()).map(|i| i == 0).collect();
+        let guess = part
+            .solve_from_within(equalities.clone(), 200, 1e-9)
+            .expect("the diagonal part's answer");
+        let bound = guess.active.iter().filter(|a| **a).count() - 1;
+        assert!(bound > 10 && bound < n, "{bound} bounds active in the part");
+        let from_part = whole
+            .solve_from(guess.active)
+            .expect("an answer from the part's set");
+        let from_equalities = whole
+            .solve_from_within(equalities, 200, 1e-12)
+            .expect("an answer from the equalities");
+        for (a, b) in from_part.p.iter().zip(&from_equalities.p) {
+            assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        }
+        assert_eq!(from_part.active, from_equalities.active);
+    }
+
     #[test]
     fn a_low_rank_hessian_is_solved_exactly() {
         let (n, r) = (30, 6);
