@@ -10,7 +10,7 @@
 #   case     a BIG-draw case folder loaded and optimized end to end
 #   peers    the jitted JAX objective
 #   objectives the risk-aware objectives' rows alone (#13: CVaR and mean − λ·std beside
-#            the mean's optimization at MID draws)
+#            the mean's optimization at MID draws), this build and the carried ones
 #   stats    the driver's registers and instruction counts of the kernels, each compiled
 #            as the evaluator does and with its knobs (shader_stats)
 #   knobs    the kernel's knobs side by side in one run (bounded loops, the general
@@ -101,8 +101,12 @@ for part in $parts; do
     ;;
   objectives)
     step objectives; clocks
-    run "$bin" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 \
-      --objectives "cvar(0.9);mean - 0.5 * std"
+    # This build, then the others prepare.sh carried (REVS=…), alternating.
+    for b in "$bin" .gpu-bin/mmm-budget-*; do
+      case $b in *.gz) continue ;; esac
+      run "$b" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 \
+        --objectives "cvar(0.9);mean - 0.5 * std"
+    done
     ;;
   stats)
     step stats
