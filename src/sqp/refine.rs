@@ -714,6 +714,19 @@ mod tests {
     /// among the plus ones), the budget and both bounds on 30 cells: from the
     /// equalities alone the active set is repaired to the QP's answer, whose KKT
     /// conditions hold with H formed densely (so it is the minimum: the QP is convex).
+    /// Σ p = 0 and −0.3 ≤ p_c ≤ 0.5 as rows (a·p ≤ b after the equality).
+    fn budget_and_box(n: usize) -> (Vec<Vec<(usize, f64)>>, Vec<f64>) {
+        let mut rows = vec![(0..n).map(|c| (c, 1.0)).collect::<Vec<_>>()];
+        let mut b = vec![0.0];
+        for c in 0..n {
+            rows.push(vec![(c, -1.0)]);
+            b.push(0.3);
+            rows.push(vec![(c, 1.0)]);
+            b.push(0.5);
+        }
+        (rows, b)
+    }
+
     /// The active set of the QP's diagonal part (held to a guess's 1e-9, in many
     /// rounds) starts the exact repair of the whole low-rank QP (the attempt that
     /// spares Clarabel's auxiliary form): the same answer as from the equalities.
@@ -725,14 +738,7 @@ mod tests {
         let w: Vec<f64> = (0..n * r).map(|_| rand()).collect();
         let signs = vec![1.0; r];
         let q: Vec<f64> = (0..n).map(|_| 4.0 * rand()).collect();
-        let mut rows = vec![(0..n).map(|c| (c, 1.0)).collect::<Vec<_>>()];
-        let mut b = vec![0.0];
-        for c in 0..n {
-            rows.push(vec![(c, -1.0)]);
-            b.push(0.3);
-            rows.push(vec![(c, 1.0)]);
-            b.push(0.5);
-        }
+        let (rows, b) = budget_and_box(n);
         let whole = DiagonalQp {
             h: &h,
             q: &q,
@@ -778,14 +784,7 @@ mod tests {
             .map(|j| if j == r - 1 { -1.0 } else { 1.0 })
             .collect();
         let q: Vec<f64> = (0..n).map(|_| 4.0 * rand()).collect();
-        let mut rows = vec![(0..n).map(|c| (c, 1.0)).collect::<Vec<_>>()];
-        let mut b = vec![0.0];
-        for c in 0..n {
-            rows.push(vec![(c, -1.0)]);
-            b.push(0.3);
-            rows.push(vec![(c, 1.0)]);
-            b.push(0.5);
-        }
+        let (rows, b) = budget_and_box(n);
         let qp = DiagonalQp {
             h: &h,
             q: &q,
