@@ -11,6 +11,7 @@
 #   peers    the jitted JAX objective
 #   objectives the risk-aware objectives' rows alone (#13: CVaR and mean − λ·std beside
 #            the mean's optimization at MID draws), this build and the carried ones
+#   floor    a pass's fixed cost: tiny shapes whose terms take next to nothing
 #   stats    the driver's registers and instruction counts of the kernels, each compiled
 #            as the evaluator does and with its knobs (shader_stats)
 #   knobs    the kernel's knobs side by side in one run (bounded loops, the general
@@ -108,6 +109,14 @@ for part in $parts; do
         --objectives "cvar(0.9);mean - 0.5 * std"
     done
     ;;
+  floor)
+    # A pass's fixed cost (dispatches, read-back, the host's f64 finish): shapes whose
+    # terms take next to nothing.
+    step floor; clocks
+    run "$bin" bench --draws 256 --cells 10 --periods 52 --lmax 13 --backend gpu --no-optimize --repeats 50
+    run "$bin" bench --draws 4000 --cells 100 --periods 52 --lmax 13 --backend gpu --no-optimize --repeats 50
+    run "$bin" bench --draws 50000 --cells 100 --periods 52 --lmax 1 --backend gpu --no-optimize --repeats 50
+    ;;
   stats)
     step stats
     run ./.gpu-bin/shader_stats
@@ -143,7 +152,7 @@ for part in $parts; do
     run python3 benches/peers/jax_objective.py --draws "$MID" --cells 1000 --periods 52 --lmax 13
     run python3 benches/peers/jax_objective.py --draws "$BIG" --cells 1000 --periods 52 --lmax 13 --repeats 3
     ;;
-  *) echo "unknown part $part (checks, kernel, tables, case, peers, objectives, stats, knobs, versions)" ;;
+  *) echo "unknown part $part (checks, kernel, tables, case, peers, objectives, floor, stats, knobs, versions)" ;;
   esac
 done
 } >> "$LOG"
