@@ -105,6 +105,7 @@ for part in $parts; do
     # This build, then the others prepare.sh carried (REVS=…), alternating.
     for b in "$bin" .gpu-bin/mmm-budget-*; do
       case $b in *.gz) continue ;; esac
+      [ -e "$b" ] || continue
       run "$b" bench --draws "$MID" --cells 1000 --periods 52 --lmax 13 --backend gpu --repeats 3 \
         --objectives "cvar(0.9);mean - 0.5 * std"
     done
