@@ -542,6 +542,11 @@ impl ClarabelRun {
 }
 
 impl QpData {
+    /// Row i is an equality or tight at the current point (p = 0 on its bound).
+    fn tight(&self, i: usize) -> bool {
+        i < self.n_eq || self.b[i] <= 1e-12 * (1.0 + self.b[i].abs())
+    }
+
     fn diagonal_qp<'d>(&'d self, h: &'d [f64]) -> DiagonalQp<'d> {
         DiagonalQp {
             h,
@@ -688,7 +693,7 @@ fn warm_active_set(qp: &mut Qp, d: &QpData, _: &mut Option<ClarabelRun>) -> Resu
     })
 }
 
-/// Clarabel's refusal to set up the step's QP, as the solver's error.
+/// The attempt "the diagonal part's active set" (see [`ATTEMPTS`]).
 fn diagonal_part_active_set(
     qp: &mut Qp,
     d: &QpData,
@@ -697,11 +702,10 @@ fn diagonal_part_active_set(
     if !(d.exactly && d.low_rank.is_some()) {
         return Ok(None);
     }
-    let guess = qp.warm.clone().unwrap_or_else(|| {
-        (0..d.b.len())
-            .map(|i| i < d.n_eq || d.b[i] <= 1e-12 * (1.0 + d.b[i].abs()))
-            .collect()
-    });
+    let guess = qp
+        .warm
+        .clone()
+        .unwrap_or_else(|| (0..d.b.len()).map(|i| d.tight(i)).collect());
     let diagonal = DiagonalQp {
         low_rank: None,
         ..d.diagonal_qp(&d.h_free)
@@ -716,6 +720,7 @@ fn diagonal_part_active_set(
         .map(Answer::exact))
 }
 
+/// Clarabel's refusal to set up the step's QP, as the solver's error.
 fn set_up_failed(e: clarabel::solver::SolverError) -> Error {
     Error::Solver {
         stage: "the step's QP",
@@ -806,8 +811,7 @@ fn after_failure(
 }
 
 fn tight_rows(_: &mut Qp, d: &QpData, run: &mut Option<ClarabelRun>) -> Result<Option<Answer>> {
-    let tight = |i: usize| i < d.n_eq || d.b[i] <= 1e-12 * (1.0 + d.b[i].abs());
-    Ok(after_failure(d, run, tight))
+    Ok(after_failure(d, run, |i| d.tight(i)))
 }
 
 fn equalities(_: &mut Qp, d: &QpData, run: &mut Option<ClarabelRun>) -> Result<Option<Answer>> {

@@ -710,10 +710,6 @@ mod tests {
         assert!(qp.refine(&[0.5, 0.5], &[0.0, 0.0]).is_none());
     }
 
-    /// With a low-rank part, H = diag(h) + W S Wᵀ (positive definite, a minus term
-    /// among the plus ones), the budget and both bounds on 30 cells: from the
-    /// equalities alone the active set is repaired to the QP's answer, whose KKT
-    /// conditions hold with H formed densely (so it is the minimum: the QP is convex).
     /// Σ p = 0 and −0.3 ≤ p_c ≤ 0.5 as rows (a·p ≤ b after the equality).
     fn budget_and_box(n: usize) -> (Vec<Vec<(usize, f64)>>, Vec<f64>) {
         let mut rows = vec![(0..n).map(|c| (c, 1.0)).collect::<Vec<_>>()];
@@ -772,6 +768,10 @@ mod tests {
         assert_eq!(from_part.active, from_equalities.active);
     }
 
+    /// With a low-rank part, H = diag(h) + W S Wᵀ (positive definite, a minus term
+    /// among the plus ones), the budget and both bounds on 30 cells: from the
+    /// equalities alone the active set is repaired to the QP's answer, whose KKT
+    /// conditions hold with H formed densely (so it is the minimum: the QP is convex).
     #[test]
     fn a_low_rank_hessian_is_solved_exactly() {
         let (n, r) = (30, 6);

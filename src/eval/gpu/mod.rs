@@ -419,6 +419,13 @@ impl GpuEvaluator {
         };
         let response_module = module("response.wgsl", &sums.source());
         let reduce_module = module("reduce.wgsl", REDUCE_WGSL);
+        // Whether each cell's unit pattern is the same in every period.
+        let constant: Vec<bool> = (0..n)
+            .map(|c| {
+                let p = problem.pattern_of(c);
+                p.iter().all(|v| *v == p[0])
+            })
+            .collect();
         // The constant form's weights formed on the fly (`geometric_terms`): geometric
         // adstock first, every pattern constant, no carry-in, N + 1 ≥ K.
         let geometric = !options.general_walk
@@ -426,10 +433,7 @@ impl GpuEvaluator {
             && problem.adstock_first
             && problem.history.is_empty()
             && np + 1 >= kernel
-            && (0..n).all(|c| {
-                let p = problem.pattern_of(c);
-                p.iter().all(|v| *v == p[0])
-            });
+            && constant.iter().all(|c| *c);
         let constants: Vec<(&str, f64)> = vec![
             ("ADSTOCK", adstock_code(problem.adstock.kind) as f64),
             ("SATURATION", saturation_code(problem.saturation) as f64),
@@ -546,11 +550,9 @@ impl GpuEvaluator {
         // (τ_c, 1 when the cell's unit pattern is the same in every period).
         let cell_data: Vec<f32> = (0..n)
             .flat_map(|c| {
-                let p = problem.pattern_of(c);
-                let constant = p.iter().all(|v| *v == p[0]);
                 [
                     problem.target_scale[c] as f32,
-                    if constant { 1.0 } else { 0.0 },
+                    if constant[c] { 1.0 } else { 0.0 },
                 ]
             })
             .collect();
